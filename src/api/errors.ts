@@ -1,0 +1,52 @@
+// Typed errors with stable WEFT_ERR_* codes, shared by the control plane, the proxy and the CLI.
+
+export const ErrorCodes = {
+  /** Proxy: no service, route or rule matches the request. */
+  NO_ROUTE: 'WEFT_ERR_NO_ROUTE',
+  /** Proxy: the backend has no endpoint to send to. */
+  NO_HEALTHY_UPSTREAM: 'WEFT_ERR_NO_HEALTHY_UPSTREAM',
+  /** Proxy: the rule's backends are all invalid (Gateway API: answer 500). */
+  BACKEND_NOT_FOUND: 'WEFT_ERR_BACKEND_NOT_FOUND',
+  /** Proxy: could not connect to the endpoint. */
+  UPSTREAM_CONNECT: 'WEFT_ERR_UPSTREAM_CONNECT',
+  /** Proxy: the endpoint reset or closed the connection before answering. */
+  UPSTREAM_RESET: 'WEFT_ERR_UPSTREAM_RESET',
+  /** Proxy: the route's request or backendRequest timeout passed. */
+  TIMEOUT: 'WEFT_ERR_TIMEOUT',
+  /** Proxy: the tunnel was asked for a port this workload does not serve. */
+  INBOUND_PORT: 'WEFT_ERR_INBOUND_PORT',
+  /** Proxy: the request is malformed (bad target, bad host). */
+  BAD_REQUEST: 'WEFT_ERR_BAD_REQUEST',
+  /** Proxy: shutting down. */
+  DRAINING: 'WEFT_ERR_DRAINING',
+  /** Proxy: the snapshot could not be applied (NACK). */
+  SNAPSHOT_INVALID: 'WEFT_ERR_SNAPSHOT_INVALID',
+  /** Control plane: the object failed validation. */
+  INVALID: 'WEFT_ERR_INVALID',
+  /** Control plane: resourceVersion compare-and-swap failed. */
+  CONFLICT: 'WEFT_ERR_CONFLICT',
+  NOT_FOUND: 'WEFT_ERR_NOT_FOUND',
+  ALREADY_EXISTS: 'WEFT_ERR_ALREADY_EXISTS',
+  UNAUTHORIZED: 'WEFT_ERR_UNAUTHORIZED',
+  /** Control plane: the store cannot be reached. */
+  STORE_UNAVAILABLE: 'WEFT_ERR_STORE_UNAVAILABLE',
+} as const;
+export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
+
+export class WeftError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+  constructor(code: ErrorCode, message: string, details?: unknown) {
+    super(message);
+    this.name = 'WeftError';
+    this.code = code;
+    this.details = details;
+  }
+}
+
+export function isWeftError(e: unknown, code?: ErrorCode): e is WeftError {
+  return e instanceof WeftError && (code === undefined || e.code === code);
+}
+
+/** The response header every proxy-made response carries. */
+export const REASON_HEADER = 'weft-reason';

@@ -1,0 +1,50 @@
+// Messages of the proxy ↔ control-plane config stream (one HTTP/2 stream, newline-delimited JSON each way).
+//
+// The proxy opens `POST /weft.v1/stream` on the control plane's stream port and
+// keeps it open. It writes ProxyMessages into the request body; the control
+// plane writes ControlMessages into the response body. As in xDS, every
+// snapshot carries a version and a nonce, and the proxy answers each with an
+// ACK or a NACK naming both.
+import type { NodeInfo, ProxySnapshot } from './snapshot.ts';
+
+export const STREAM_PATH = '/weft.v1/stream';
+
+export type ProxyMessage =
+  | {
+      type: 'hello';
+      node: NodeInfo;
+      /** The version the proxy is running (from disk, or a previous stream), so it can be told "nothing new". */
+      runningVersion?: string;
+      /** Bootstrap token (the security issue makes it mandatory off loopback). */
+      token?: string;
+    }
+  | { type: 'ack'; version: string; nonce: string }
+  | { type: 'nack'; version: string; nonce: string; error: { code: string; message: string } }
+  /** The app behind the proxy is (or is no longer) answering: register or withdraw its endpoint. */
+  | { type: 'ready'; ready: boolean }
+  /** Sent every leaseTtl/3; keeps the registration's lease alive. */
+  | { type: 'heartbeat' };
+
+export type ControlMessage =
+  | { type: 'welcome'; leaseTtlMs: number; heartbeatMs: number }
+  | { type: 'snapshot'; version: string; nonce: string; snapshot: ProxySnapshot }
+  | { type: 'error'; code: string; message: string };
+
+/** One proxy as the control plane sees it; what `weft status` lists. */
+export interface ProxyStatus {
+  id: string;
+  mode: NodeInfo['mode'];
+  namespace: string;
+  workload?: string;
+  instance?: string;
+  address: string;
+  tunnelPort: number;
+  connected: boolean;
+  ready: boolean;
+  /** The version last sent and the version last acknowledged. */
+  sentVersion?: string;
+  ackedVersion?: string;
+  lastNack?: { version: string; code: string; message: string; at: string };
+  connectedAt?: string;
+  lastSeen: string;
+}
