@@ -139,7 +139,8 @@ export interface SnapshotInbound {
 export interface ProxySnapshot {
   /** Content hash of everything below; equal inputs give equal versions. */
   version: string;
-  node: { id: string; namespace: string };
+  /** Whom the snapshot is for. Not the proxy id: replicas of one workload share one snapshot. */
+  node: { mode: ProxyMode; namespace: string; workload?: string };
   mesh: { trustDomain: string; clusterDomain: string };
   services: SnapshotService[];
   routes: Record<string, RouteTable>;
