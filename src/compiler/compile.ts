@@ -1,0 +1,161 @@
+// compile(input, node) → ProxySnapshot: pure and deterministic, versioned by a content hash, with a consistency check.
+import {
+  servicePortKey,
+  type NodeInfo,
+  type ProxySnapshot,
+  type RouteTable,
+  type SnapshotService,
+} from '../api/snapshot.ts';
+import { canonicalJson, sha256Hex } from './hash.ts';
+import { prepare, routeTableFor } from './prepare.ts';
+import { meshPorts, portProtocol, serviceHosts, serviceNamespace } from './services.ts';
+import type { CompilerInput } from './types.ts';
+import { resolveUpstreams } from './upstreams.ts';
+
+/**
+ * The snapshot for one proxy. Everything in it depends only on the input and
+ * on `snapshotInputKey(node)`, so proxies with equal keys get equal
+ * snapshots (and versions). The result shares objects with other snapshots
+ * compiled from the same input: treat it as immutable.
+ */
+export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
+  const prepared = prepare(input);
+  const services: SnapshotService[] = [];
+  const routes: Record<string, RouteTable> = {};
+  for (const service of prepared.services) {
+    const ns = serviceNamespace(service);
+    const name = service.metadata.name;
+    const ports = meshPorts(service).map((port) => {
+      const routeKey = servicePortKey(ns, name, port.port);
+      routes[routeKey] = routeTableFor(prepared, ns, name, port.port, node.namespace);
+      const snapshotPort: SnapshotService['ports'][number] = { port: port.port, protocol: portProtocol(port), routeKey };
+      if (port.name) snapshotPort.name = port.name;
+      return snapshotPort;
+    });
+    services.push({ namespace: ns, name, hosts: serviceHosts(service, node.namespace, prepared.clusterDomain), ports });
+  }
+
+  const template = node.workload !== undefined ? prepared.templates.get(`${node.namespace}/${node.workload}`) : undefined;
+  const declaredPorts = template ? (template.spec.ports ?? []).map((p) => p.port) : [];
+  // A template that declares no ports says nothing about them; what the proxy was told is then all we know.
+  const inboundPorts = sortedUnique(declaredPorts.length > 0 ? declaredPorts : node.appPorts);
+  const upstreams = template ? resolveUpstreams(template, prepared.serviceIndex, prepared.clusterDomain).upstreams : [];
+
+  const snapshotNode: ProxySnapshot['node'] = { mode: node.mode, namespace: node.namespace };
+  if (node.workload !== undefined) snapshotNode.workload = node.workload;
+  const snapshot: Omit<ProxySnapshot, 'version'> = {
+    node: snapshotNode,
+    mesh: { trustDomain: prepared.trustDomain, clusterDomain: prepared.clusterDomain },
+    services,
+    routes,
+    backends: prepared.backends,
+    inbound: { ports: inboundPorts },
+    upstreams,
+  };
+  return { version: sha256Hex(canonicalJson(snapshot, prepared.sharedJson)), ...snapshot };
+}
+
+/** The content hash of a snapshot: SHA-256 of its canonical JSON without `version`. */
+export function snapshotVersion(snapshot: Omit<ProxySnapshot, 'version'> & { version?: string }): string {
+  const { version: _ignored, ...content } = snapshot;
+  return sha256Hex(canonicalJson(content));
+}
+
+/**
+ * The part of NodeInfo a snapshot depends on. Proxies with equal keys (the
+ * replicas of one workload) share one snapshot in the cache.
+ */
+export function snapshotInputKey(node: NodeInfo): string {
+  return canonicalJson([node.mode, node.namespace, node.workload ?? null, sortedUnique(node.appPorts)]);
+}
+
+function sortedUnique(ports: readonly number[]): number[] {
+  return [...new Set(ports)].sort((a, b) => a - b);
+}
+
+function isPort(n: unknown): boolean {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
+/**
+ * Consistency problems of a snapshot; empty when it is consistent. The
+ * control plane runs it before publishing, the proxy before applying.
+ */
+export function checkSnapshot(s: ProxySnapshot): string[] {
+  const problems: string[] = [];
+  if (snapshotVersion(s) !== s.version) problems.push(`version ${s.version} is not the content hash of the snapshot`);
+
+  for (const [key, backend] of Object.entries(s.backends)) {
+    if (backend.key !== key) problems.push(`backends["${key}"] has key "${backend.key}"`);
+    if (servicePortKey(backend.namespace, backend.service, backend.port) !== key) {
+      problems.push(`backends["${key}"] is for ${servicePortKey(backend.namespace, backend.service, backend.port)}`);
+    }
+    const ids = new Set<string>();
+    for (const endpoint of backend.endpoints) {
+      if (ids.has(endpoint.id)) problems.push(`backends["${key}"] lists endpoint ${endpoint.id} twice`);
+      ids.add(endpoint.id);
+      if (!isPort(endpoint.port)) problems.push(`backends["${key}"] endpoint ${endpoint.id} has an invalid port ${endpoint.port}`);
+      if (endpoint.tunnelPort !== undefined && !isPort(endpoint.tunnelPort)) {
+        problems.push(`backends["${key}"] endpoint ${endpoint.id} has an invalid tunnelPort ${endpoint.tunnelPort}`);
+      }
+    }
+  }
+
+  for (const [key, table] of Object.entries(s.routes)) {
+    if (table.key !== key) problems.push(`routes["${key}"] has key "${table.key}"`);
+    const ruleIds = new Set<string>();
+    for (const rule of table.rules) {
+      if (ruleIds.has(rule.id)) problems.push(`routes["${key}"] has rule id ${rule.id} twice`);
+      ruleIds.add(rule.id);
+      for (const backend of rule.backends) {
+        if (backend.backend !== undefined && !(backend.backend in s.backends)) {
+          problems.push(`routes["${key}"] rule ${rule.id} sends to backend ${backend.backend}, which is not in backends`);
+        }
+        if (!Number.isInteger(backend.weight) || backend.weight < 0) problems.push(`routes["${key}"] rule ${rule.id} has weight ${backend.weight}`);
+      }
+      for (const regex of regexesOf(rule.match)) {
+        try {
+          new RegExp(`^(?:${regex})$`);
+        } catch {
+          problems.push(`routes["${key}"] rule ${rule.id} has an invalid regular expression "${regex}"`);
+        }
+      }
+    }
+  }
+
+  const hostPorts = new Map<string, string>();
+  const serviceIds = new Set<string>();
+  for (const service of s.services) {
+    const id = `${service.namespace}/${service.name}`;
+    if (serviceIds.has(id)) problems.push(`service ${id} is listed twice`);
+    serviceIds.add(id);
+    for (const port of service.ports) {
+      if (!(port.routeKey in s.routes)) problems.push(`service ${id} port ${port.port} has route key ${port.routeKey}, which is not in routes`);
+      for (const host of service.hosts) {
+        const hostPort = `${host}:${port.port}`;
+        const owner = hostPorts.get(hostPort);
+        if (owner !== undefined && owner !== id) problems.push(`${hostPort} reaches both ${owner} and ${id}`);
+        hostPorts.set(hostPort, id);
+      }
+    }
+  }
+
+  const localPorts = new Set<number>();
+  for (const upstream of s.upstreams) {
+    if (!(upstream.routeKey in s.routes)) problems.push(`upstream on localPort ${upstream.localPort} has route key ${upstream.routeKey}, which is not in routes`);
+    if (localPorts.has(upstream.localPort)) problems.push(`upstream localPort ${upstream.localPort} is used twice`);
+    if (!isPort(upstream.localPort)) problems.push(`upstream localPort ${upstream.localPort} is not a port`);
+    localPorts.add(upstream.localPort);
+  }
+
+  for (const port of s.inbound.ports) if (!isPort(port)) problems.push(`inbound port ${port} is not a port`);
+  return problems;
+}
+
+function regexesOf(match: ProxySnapshot['routes'][string]['rules'][number]['match']): string[] {
+  const regexes: string[] = [];
+  if (match.path?.type === 'RegularExpression') regexes.push(match.path.value);
+  for (const h of match.headers ?? []) if (h.type === 'RegularExpression') regexes.push(h.value);
+  for (const q of match.queryParams ?? []) if (q.type === 'RegularExpression') regexes.push(q.value);
+  return regexes;
+}

@@ -1,0 +1,174 @@
+// The node-independent half of compiling: indexes, validated routes and backends, computed once per input.
+import type { Service, Workload } from '../api/resources.ts';
+import { servicePortKey, type RouteTable, type SnapshotBackend } from '../api/snapshot.ts';
+import { canonicalJson, compareStrings } from './hash.ts';
+import { analyzeRoute, buildRouteTable, type AnalyzedRoute } from './routes.ts';
+import { CLUSTER_DOMAIN, indexEndpointWorkloads, meshPorts, portProtocol, serviceEndpoints, serviceNamespace } from './services.ts';
+import type { CompilerInput } from './types.ts';
+
+interface PortAttachments {
+  /** Routes in the Service's own namespace: they apply to every caller. */
+  producers: AnalyzedRoute[];
+  /** Routes from other namespaces, by namespace: they apply only to callers there, instead of the producers. */
+  consumers: Map<string, AnalyzedRoute[]>;
+}
+
+export interface PreparedInput {
+  trustDomain: string;
+  clusterDomain: string;
+  /** Sorted by namespace, then name. */
+  services: Service[];
+  /** "ns/name" → Service. */
+  serviceIndex: Map<string, Service>;
+  /** Every Service port the mesh carries, by servicePortKey. */
+  backends: Record<string, SnapshotBackend>;
+  /** Sorted by namespace, then name. */
+  routes: AnalyzedRoute[];
+  /** servicePortKey → routes attached to it (accepted parents, at least one valid rule). */
+  attachments: Map<string, PortAttachments>;
+  /** Template Workloads (no address), by "ns/name". */
+  templates: Map<string, Workload>;
+  /** Route tables already built, by servicePortKey + caller namespace (or "" for producers). */
+  tableCache: Map<string, RouteTable>;
+  /** Canonical JSON of the parts snapshots share (backends, route tables), so each is encoded once. */
+  sharedJson: WeakMap<object, string>;
+}
+
+interface CacheEntry {
+  sources: readonly unknown[];
+  prepared: PreparedInput;
+}
+
+const cache = new WeakMap<CompilerInput, CacheEntry>();
+
+function sourcesOf(input: CompilerInput): readonly unknown[] {
+  return [input.services, input.workloads, input.httpRoutes, input.meshConfig, input.namespaces];
+}
+
+/**
+ * Prepares an input once however many proxies it is compiled for. The result
+ * is remembered per input object (and its arrays), so callers must treat a
+ * CompilerInput as immutable: build a new one (or new arrays) for every change.
+ */
+export function prepare(input: CompilerInput): PreparedInput {
+  const sources = sourcesOf(input);
+  const cached = cache.get(input);
+  if (cached && cached.sources.every((s, i) => s === sources[i])) return cached.prepared;
+  const prepared = prepareUncached(input);
+  cache.set(input, { sources, prepared });
+  return prepared;
+}
+
+function byNamespaceAndName(a: { metadata: { namespace?: string | undefined; name: string } }, b: typeof a): number {
+  return compareStrings(serviceNamespace(a), serviceNamespace(b)) || compareStrings(a.metadata.name, b.metadata.name);
+}
+
+function prepareUncached(input: CompilerInput): PreparedInput {
+  const services = [...input.services].sort(byNamespaceAndName);
+  const serviceIndex = new Map<string, Service>();
+  for (const service of services) serviceIndex.set(`${serviceNamespace(service)}/${service.metadata.name}`, service);
+
+  const endpointWorkloads = indexEndpointWorkloads(input.workloads);
+  const backends: Record<string, SnapshotBackend> = {};
+  for (const service of services) {
+    const ns = serviceNamespace(service);
+    for (const port of meshPorts(service)) {
+      const key = servicePortKey(ns, service.metadata.name, port.port);
+      backends[key] = {
+        key,
+        namespace: ns,
+        service: service.metadata.name,
+        port: port.port,
+        protocol: portProtocol(port),
+        lb: 'least-request',
+        endpoints: serviceEndpoints(service, port, endpointWorkloads),
+      };
+    }
+  }
+
+  const routes = [...input.httpRoutes].sort(byNamespaceAndName).map((route) => analyzeRoute(route, serviceIndex));
+  const attachments = new Map<string, PortAttachments>();
+  for (const route of routes) {
+    // A route none of whose rules compile is ignored as a whole (reported as not Accepted).
+    if (route.rules.length === 0) continue;
+    const attachedKeys = new Set<string>();
+    for (const parent of route.parents) {
+      for (const port of parent.ports) {
+        const [serviceNs = '', serviceName = ''] = splitServiceKey(parent.serviceKey);
+        const key = servicePortKey(serviceNs, serviceName, port);
+        // Two parentRefs naming the same port (with and without `port`) attach the route once.
+        if (attachedKeys.has(key)) continue;
+        attachedKeys.add(key);
+        let attachment = attachments.get(key);
+        if (!attachment) attachments.set(key, (attachment = { producers: [], consumers: new Map() }));
+        if (route.namespace === serviceNs) attachment.producers.push(route);
+        else {
+          let list = attachment.consumers.get(route.namespace);
+          if (!list) attachment.consumers.set(route.namespace, (list = []));
+          list.push(route);
+        }
+      }
+    }
+  }
+
+  const templates = new Map<string, Workload>();
+  for (const workload of input.workloads) {
+    if (workload.spec?.address) continue;
+    templates.set(`${serviceNamespace(workload)}/${workload.metadata.name}`, workload);
+  }
+
+  const sharedJson = new WeakMap<object, string>();
+  sharedJson.set(deepFreeze(backends), canonicalJson(backends));
+  return {
+    trustDomain: input.meshConfig?.spec?.trustDomain ?? 'cluster.local',
+    clusterDomain: CLUSTER_DOMAIN,
+    services,
+    serviceIndex,
+    backends,
+    routes,
+    attachments,
+    templates,
+    tableCache: new Map(),
+    sharedJson,
+  };
+}
+
+/** "ns/name" → [ns, name]; names have no "/", so the first one splits. */
+export function splitServiceKey(key: string): [string, string] {
+  const slash = key.indexOf('/');
+  return [key.slice(0, slash), key.slice(slash + 1)];
+}
+
+/**
+ * The route table a caller in `callerNamespace` uses for one Service port
+ * (GAMMA): the consumer routes of the caller's namespace when there are any
+ * for this port, else the producer routes. A consumer route replaces the
+ * producer routes only on the ports it attaches to, so that a consumer
+ * customising port 80 does not silently lose the producer's rules on 8080.
+ */
+export function routeTableFor(prepared: PreparedInput, serviceNs: string, serviceName: string, port: number, callerNamespace: string): RouteTable {
+  const key = servicePortKey(serviceNs, serviceName, port);
+  const attachment = prepared.attachments.get(key);
+  const consumers = callerNamespace !== serviceNs ? attachment?.consumers.get(callerNamespace) : undefined;
+  const cacheKey = `${key}|${consumers ? callerNamespace : ''}`;
+  let table = prepared.tableCache.get(cacheKey);
+  if (!table) {
+    table = buildRouteTable(serviceNs, serviceName, port, consumers ?? attachment?.producers ?? []);
+    prepared.tableCache.set(cacheKey, table);
+    prepared.sharedJson.set(deepFreeze(table), canonicalJson(table));
+  }
+  return table;
+}
+
+/**
+ * Parts shared by many snapshots are frozen: their canonical JSON is
+ * remembered, so a change made through one snapshot would corrupt the
+ * others and their versions. Freezing turns such a change into a TypeError.
+ */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const item of Object.values(value)) deepFreeze(item);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,403 @@
+// HTTPRoutes attached to Services (GAMMA): validation, backendRef resolution, and route tables in Gateway API precedence order.
+import type { HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, ParentReference, Service } from '../api/resources.ts';
+import {
+  servicePortKey,
+  type HeaderModifier,
+  type HttpFilter,
+  type HttpMatch,
+  type HttpRouteRule,
+  type RouteTable,
+  type StringMatch,
+  type WeightedBackend,
+} from '../api/snapshot.ts';
+import { parseGatewayDuration } from './duration.ts';
+import { compareStrings } from './hash.ts';
+import { meshPorts, portProtocol, serviceNamespace } from './services.ts';
+
+/** Why a backendRef could not be resolved: the Gateway API's ResolvedRefs reasons. */
+export type RefReason = 'BackendNotFound' | 'InvalidKind' | 'RefNotPermitted';
+
+export interface RefProblem {
+  reason: RefReason;
+  message: string;
+}
+
+/** One parentRef of kind Service and what it attaches to. */
+export interface ServiceParent {
+  /** As written in the route, for status. */
+  parentRef: ParentReference;
+  /** "ns/name" of the parent Service. */
+  serviceKey: string;
+  /** The Service's HTTP ports the route attaches to; empty when it attaches to none. */
+  ports: number[];
+  /** Why the parent was not accepted (NoMatchingParent), when it wasn't. */
+  problem?: string;
+}
+
+/** A backendRef after validation: either a Service (port possibly left to the parent) or invalid. */
+interface PendingBackend {
+  weight: number;
+  filters: HttpFilter[];
+  target?: { namespace: string; name: string; port?: number };
+}
+
+interface ValidRule {
+  ruleIndex: number;
+  /** The rule's name, or its index: the third part of HttpRouteRule.id. */
+  idPart: string;
+  matches: HttpMatch[];
+  filters: HttpFilter[];
+  backends: PendingBackend[];
+  timeouts?: { requestMs?: number; backendRequestMs?: number };
+}
+
+export interface AnalyzedRoute {
+  route: HTTPRoute;
+  namespace: string;
+  name: string;
+  /** Parents of kind Service only; Gateway parents are not handled here. */
+  parents: ServiceParent[];
+  /** Rules that compile, in spec order. */
+  rules: ValidRule[];
+  /** One message per rule left out (unsupported filter, invalid regex, ...). */
+  dropped: string[];
+  /** Every backendRef that could not be resolved, in spec order. */
+  refProblems: RefProblem[];
+}
+
+const CORE_GROUPS = new Set(['', 'core']);
+const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier']);
+
+/**
+ * A parentRef to a core Service. The Gateway API defaults group to
+ * "gateway.networking.k8s.io", but a Service is never in that group, so a
+ * parentRef that says kind Service and leaves the group out means the core one.
+ */
+export function isServiceParentRef(ref: ParentReference): boolean {
+  return ref.kind === 'Service' && (ref.group === undefined || CORE_GROUPS.has(ref.group));
+}
+
+export function isHttpProtocolPort(port: { name?: string | undefined; appProtocol?: string | undefined }): boolean {
+  return portProtocol(port) !== 'tcp';
+}
+
+function routeNamespace(route: HTTPRoute): string {
+  return serviceNamespace(route);
+}
+
+/**
+ * Validates one HTTPRoute against the Services that exist. Pure; the result
+ * serves both the snapshots (which rules to compile) and the route's status.
+ */
+export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Service>): AnalyzedRoute {
+  const namespace = routeNamespace(route);
+  const parents = serviceParents(route, namespace, services);
+  const parentServiceKeys = new Set(parents.map((p) => p.serviceKey));
+  const rules: ValidRule[] = [];
+  const dropped: string[] = [];
+  const refProblems: RefProblem[] = [];
+  const specRules: HTTPRouteRule[] = route.spec.rules ?? [{}];
+  specRules.forEach((rule, ruleIndex) => {
+    const where = `rules[${ruleIndex}]${rule.name ? ` (${rule.name})` : ''}`;
+    const problems: string[] = [];
+    const matches = compileMatches(rule.matches, where, problems);
+    const filters = compileFilters(rule.filters, `${where}.filters`, problems);
+    const backends = (rule.backendRefs ?? []).map((ref, refIndex) =>
+      resolveBackendRef(ref, `${where}.backendRefs[${refIndex}]`, namespace, parentServiceKeys, parents, services, refProblems, problems),
+    );
+    const timeouts = compileTimeouts(rule, where, problems);
+    if (problems.length > 0) {
+      dropped.push(problems.join('; '));
+      return;
+    }
+    const valid: ValidRule = { ruleIndex, idPart: rule.name ?? String(ruleIndex), matches, filters, backends };
+    if (timeouts) valid.timeouts = timeouts;
+    rules.push(valid);
+  });
+  return { route, namespace, name: route.metadata.name, parents, rules, dropped, refProblems };
+}
+
+function serviceParents(route: HTTPRoute, namespace: string, services: ReadonlyMap<string, Service>): ServiceParent[] {
+  const parents: ServiceParent[] = [];
+  const seen = new Set<string>();
+  for (const parentRef of route.spec.parentRefs ?? []) {
+    if (!isServiceParentRef(parentRef)) continue;
+    const ns = parentRef.namespace ?? namespace;
+    const serviceKey = `${ns}/${parentRef.name}`;
+    // The same parent written twice would attach twice and be reported twice.
+    const identity = `${serviceKey}|${parentRef.port ?? ''}|${parentRef.sectionName ?? ''}`;
+    if (seen.has(identity)) continue;
+    seen.add(identity);
+    const service = services.get(serviceKey);
+    if (!service) {
+      parents.push({ parentRef, serviceKey, ports: [], problem: `Service ${serviceKey} does not exist` });
+      continue;
+    }
+    const candidates = meshPorts(service).filter(
+      (p) => (parentRef.port === undefined || p.port === parentRef.port) && (parentRef.sectionName === undefined || p.name === parentRef.sectionName),
+    );
+    if (candidates.length === 0) {
+      const which = [parentRef.port !== undefined ? `port ${parentRef.port}` : '', parentRef.sectionName ? `a port named "${parentRef.sectionName}"` : '']
+        .filter(Boolean)
+        .join(' and ');
+      parents.push({ parentRef, serviceKey, ports: [], problem: `Service ${serviceKey} has no ${which}` });
+      continue;
+    }
+    // HTTPRoutes only make sense where the proxy parses HTTP; TCP ports keep their plain forwarding.
+    const httpPorts = candidates.filter(isHttpProtocolPort).map((p) => p.port);
+    if (httpPorts.length === 0) {
+      parents.push({
+        parentRef,
+        serviceKey,
+        ports: [],
+        problem: `Service ${serviceKey} has no HTTP port${parentRef.port !== undefined || parentRef.sectionName ? ' matching the parentRef' : ''}; an HTTPRoute attaches only to HTTP, HTTP/2 or gRPC ports`,
+      });
+      continue;
+    }
+    parents.push({ parentRef, serviceKey, ports: httpPorts });
+  }
+  return parents;
+}
+
+function compileMatches(matches: HTTPRouteMatch[] | undefined, where: string, problems: string[]): HttpMatch[] {
+  // A rule without matches matches every request: one PathPrefix "/" match.
+  const specMatches = matches && matches.length > 0 ? matches : [{}];
+  return specMatches.map((m, i) => compileMatch(m, `${where}.matches[${i}]`, problems));
+}
+
+function compileMatch(match: HTTPRouteMatch, where: string, problems: string[]): HttpMatch {
+  const type = match.path?.type ?? 'PathPrefix';
+  let value = match.path?.value ?? '/';
+  if (type === 'RegularExpression') {
+    checkRegex(value, `${where}.path`, problems);
+  } else if (!value.startsWith('/')) {
+    problems.push(`${where}.path: "${value}" must start with "/"`);
+  } else if (type === 'PathPrefix') {
+    // The Gateway API ignores a trailing "/" in a prefix: "/abc/" and "/abc" match the same paths.
+    value = value.replace(/\/+$/, '') || '/';
+  }
+  const compiled: HttpMatch = { path: { type, value } };
+
+  const headers: ({ name: string } & StringMatch)[] = [];
+  const seenHeaders = new Set<string>();
+  (match.headers ?? []).forEach((h, i) => {
+    const name = h.name.toLowerCase();
+    // The Gateway API: only the first match for a header name counts (names are case-insensitive).
+    if (seenHeaders.has(name)) return;
+    seenHeaders.add(name);
+    const matchType = h.type ?? 'Exact';
+    if (matchType === 'RegularExpression') checkRegex(h.value, `${where}.headers[${i}]`, problems);
+    headers.push({ name, type: matchType, value: h.value });
+  });
+  if (headers.length > 0) compiled.headers = headers;
+
+  const queryParams: ({ name: string } & StringMatch)[] = [];
+  const seenParams = new Set<string>();
+  (match.queryParams ?? []).forEach((q, i) => {
+    // Query parameter names are case-sensitive; again only the first match per name counts.
+    if (seenParams.has(q.name)) return;
+    seenParams.add(q.name);
+    const matchType = q.type ?? 'Exact';
+    if (matchType === 'RegularExpression') checkRegex(q.value, `${where}.queryParams[${i}]`, problems);
+    queryParams.push({ name: q.name, type: matchType, value: q.value });
+  });
+  if (queryParams.length > 0) compiled.queryParams = queryParams;
+
+  if (match.method) compiled.method = match.method;
+  return compiled;
+}
+
+/**
+ * Checks a regular expression the way the proxy will build it: JavaScript
+ * syntax, anchored to the whole value (`^(?:value)$`).
+ */
+function checkRegex(value: string, where: string, problems: string[]): void {
+  try {
+    new RegExp(`^(?:${value})$`);
+  } catch (error) {
+    problems.push(`${where}: invalid regular expression "${value}": ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Only the header modifiers compile for now. A rule with any other filter
+ * (redirect, rewrite, mirror, CORS, extensionRef) is left out entirely and
+ * reported as UnsupportedValue, rather than served without the filter: a rule
+ * that silently skipped its redirect or rewrite would send requests where
+ * the user said they must not go. The other rules of the route still apply.
+ */
+function compileFilters(filters: HTTPRouteFilter[] | undefined, where: string, problems: string[]): HttpFilter[] {
+  const compiled: HttpFilter[] = [];
+  (filters ?? []).forEach((filter, i) => {
+    if (!SUPPORTED_FILTERS.has(filter.type)) {
+      problems.push(`${where}[${i}]: filter type ${filter.type} is not supported yet`);
+      return;
+    }
+    const config = filter.type === 'RequestHeaderModifier' ? filter.requestHeaderModifier : filter.responseHeaderModifier;
+    if (!config) {
+      const field = filter.type === 'RequestHeaderModifier' ? 'requestHeaderModifier' : 'responseHeaderModifier';
+      problems.push(`${where}[${i}]: filter type ${filter.type} needs ${field}`);
+      return;
+    }
+    compiled.push({ type: filter.type as 'RequestHeaderModifier' | 'ResponseHeaderModifier', modifier: compileModifier(config) });
+  });
+  return compiled;
+}
+
+/** Header names lower-case, so that the proxy compares and writes them without folding case per request. */
+function compileModifier(config: { set?: { name: string; value: string }[]; add?: { name: string; value: string }[]; remove?: string[] }): HeaderModifier {
+  const modifier: HeaderModifier = {};
+  if (config.set?.length) modifier.set = config.set.map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
+  if (config.add?.length) modifier.add = config.add.map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
+  if (config.remove?.length) modifier.remove = config.remove.map((n) => n.toLowerCase());
+  return modifier;
+}
+
+function compileTimeouts(rule: HTTPRouteRule, where: string, problems: string[]): { requestMs?: number; backendRequestMs?: number } | undefined {
+  if (!rule.timeouts) return undefined;
+  const timeouts: { requestMs?: number; backendRequestMs?: number } = {};
+  for (const [field, target] of [
+    ['request', 'requestMs'],
+    ['backendRequest', 'backendRequestMs'],
+  ] as const) {
+    const text = rule.timeouts[field];
+    if (text === undefined) continue;
+    const ms = parseGatewayDuration(text);
+    if (ms === undefined) problems.push(`${where}.timeouts.${field}: "${text}" is not a Gateway API duration`);
+    // "0s" means no timeout.
+    else if (ms > 0) timeouts[target] = ms;
+  }
+  return timeouts.requestMs === undefined && timeouts.backendRequestMs === undefined ? undefined : timeouts;
+}
+
+function resolveBackendRef(
+  ref: HTTPBackendRef,
+  where: string,
+  routeNs: string,
+  parentServiceKeys: ReadonlySet<string>,
+  parents: readonly ServiceParent[],
+  services: ReadonlyMap<string, Service>,
+  refProblems: RefProblem[],
+  ruleProblems: string[],
+): PendingBackend {
+  const weight = ref.weight ?? 1;
+  const filters = compileFilters(ref.filters, `${where}.filters`, ruleProblems);
+  const invalid = (reason: RefReason, message: string): PendingBackend => {
+    refProblems.push({ reason, message: `${where}: ${message}` });
+    return { weight, filters };
+  };
+  const group = ref.group ?? '';
+  const kind = ref.kind ?? 'Service';
+  if (!CORE_GROUPS.has(group) || kind !== 'Service') {
+    return invalid('InvalidKind', `kind ${group ? `${group}/` : ''}${kind} is not supported; only core Services can be backends`);
+  }
+  const ns = ref.namespace ?? routeNs;
+  const serviceKey = `${ns}/${ref.name}`;
+  // No ReferenceGrant yet, so other namespaces are off limits, except the
+  // route's own parent Service: a GAMMA consumer route sends its callers on to
+  // the Service it is attached to, which they could reach anyway.
+  if (ns !== routeNs && !parentServiceKeys.has(serviceKey)) {
+    return invalid('RefNotPermitted', `Service ${serviceKey} is in another namespace and no ReferenceGrant allows it`);
+  }
+  const service = services.get(serviceKey);
+  if (!service) return invalid('BackendNotFound', `Service ${serviceKey} does not exist`);
+  if (ref.port === undefined) {
+    // Left to the parent port: only meaningful when every parent is this very Service.
+    const otherParent = parents.find((p) => p.serviceKey !== serviceKey);
+    if (!parentServiceKeys.has(serviceKey) || otherParent) {
+      return invalid('BackendNotFound', `backendRef to Service ${serviceKey} needs a port (it may be left out only when the backend is the route's only parent Service)`);
+    }
+    return { weight, filters, target: { namespace: ns, name: ref.name } };
+  }
+  if (!meshPorts(service).some((p) => p.port === ref.port)) {
+    return invalid('BackendNotFound', `Service ${serviceKey} has no TCP port ${ref.port}`);
+  }
+  return { weight, filters, target: { namespace: ns, name: ref.name, port: ref.port } };
+}
+
+interface FlatEntry {
+  route: AnalyzedRoute;
+  ruleIndex: number;
+  matchIndex: number;
+  rule: HttpRouteRule;
+}
+
+/**
+ * The route table of one Service port from the routes attached to it. With
+ * no route attached every request goes to the Service itself; with routes
+ * attached a request matching none of their rules has no route (404), as
+ * GAMMA and the mesh conformance tests expect.
+ */
+export function buildRouteTable(serviceNs: string, serviceName: string, port: number, routes: readonly AnalyzedRoute[]): RouteTable {
+  const key = servicePortKey(serviceNs, serviceName, port);
+  if (routes.length === 0) {
+    return { key, rules: [{ id: 'default', match: {}, filters: [], backends: [{ backend: key, weight: 1, filters: [] }] }] };
+  }
+  const entries: FlatEntry[] = [];
+  for (const route of routes) {
+    for (const rule of route.rules) {
+      const backends = rule.backends.filter((b) => b.weight > 0).map((b) => resolveForTable(b, serviceNs, serviceName, port));
+      rule.matches.forEach((match, matchIndex) => {
+        const compiled: HttpRouteRule = {
+          id: `${route.namespace}/${route.name}/${rule.idPart}/${matchIndex}`,
+          match,
+          filters: rule.filters,
+          backends,
+        };
+        if (rule.timeouts) compiled.timeouts = rule.timeouts;
+        entries.push({ route, ruleIndex: rule.ruleIndex, matchIndex, rule: compiled });
+      });
+    }
+  }
+  entries.sort(comparePrecedence);
+  return { key, rules: entries.map((e) => e.rule) };
+}
+
+function resolveForTable(pending: PendingBackend, serviceNs: string, serviceName: string, port: number): WeightedBackend {
+  const target = pending.target;
+  if (!target) return { weight: pending.weight, filters: pending.filters };
+  let targetPort = target.port;
+  if (targetPort === undefined && target.namespace === serviceNs && target.name === serviceName) targetPort = port;
+  if (targetPort === undefined) return { weight: pending.weight, filters: pending.filters };
+  return { backend: servicePortKey(target.namespace, target.name, targetPort), weight: pending.weight, filters: pending.filters };
+}
+
+const PATH_RANK = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const;
+
+/**
+ * Gateway API precedence: Exact path, then the longest prefix, then (our
+ * implementation-specific choice) regular expressions; then a method match;
+ * then more header matches; then more query matches; then the oldest route,
+ * then "ns/name" alphabetically; then rule and match order within a route.
+ */
+export function comparePrecedence(a: FlatEntry, b: FlatEntry): number {
+  const pa = a.rule.match.path ?? { type: 'PathPrefix', value: '/' };
+  const pb = b.rule.match.path ?? { type: 'PathPrefix', value: '/' };
+  const byRank = PATH_RANK[pa.type] - PATH_RANK[pb.type];
+  if (byRank !== 0) return byRank;
+  if (pa.type === 'PathPrefix' && pa.value.length !== pb.value.length) return pb.value.length - pa.value.length;
+  const byMethod = (a.rule.match.method ? 0 : 1) - (b.rule.match.method ? 0 : 1);
+  if (byMethod !== 0) return byMethod;
+  const byHeaders = (b.rule.match.headers?.length ?? 0) - (a.rule.match.headers?.length ?? 0);
+  if (byHeaders !== 0) return byHeaders;
+  const byQuery = (b.rule.match.queryParams?.length ?? 0) - (a.rule.match.queryParams?.length ?? 0);
+  if (byQuery !== 0) return byQuery;
+  if (a.route !== b.route) {
+    const byAge = compareCreation(a.route.route.metadata.creationTimestamp, b.route.route.metadata.creationTimestamp);
+    if (byAge !== 0) return byAge;
+    const byName = compareStrings(`${a.route.namespace}/${a.route.name}`, `${b.route.namespace}/${b.route.name}`);
+    if (byName !== 0) return byName;
+  }
+  return a.ruleIndex - b.ruleIndex || a.matchIndex - b.matchIndex;
+}
+
+/** Older first; a route without a timestamp counts as the newest (it has not been stored yet). */
+function compareCreation(a: string | undefined, b: string | undefined): number {
+  if (a === b) return 0;
+  if (a === undefined) return 1;
+  if (b === undefined) return -1;
+  const ta = Date.parse(a);
+  const tb = Date.parse(b);
+  if (!Number.isNaN(ta) && !Number.isNaN(tb) && ta !== tb) return ta - tb;
+  return compareStrings(a, b);
+}

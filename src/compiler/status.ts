@@ -1,0 +1,85 @@
+// The status every object should have, computed from the same validation the snapshots use.
+import { objectKey, type Condition, type Resource } from '../api/meta.ts';
+import { prepare } from './prepare.ts';
+import type { AnalyzedRoute } from './routes.ts';
+import { CONTROLLER_NAME, type HTTPRouteStatus, type ObjectStatus, type CompilerInput } from './types.ts';
+import { resolveUpstreams } from './upstreams.ts';
+
+/**
+ * The `status` each object should have, keyed by objectKey(). No timestamps:
+ * the control plane adds lastTransitionTime when it writes a condition whose
+ * status changed. HTTPRoute statuses list only Service parents (GAMMA);
+ * Gateway parents are left out until gateways are supported.
+ */
+export function computeStatuses(input: CompilerInput): Map<string, unknown> {
+  const prepared = prepare(input);
+  const statuses = new Map<string, unknown>();
+  for (const namespace of input.namespaces) statuses.set(keyOf(namespace), accepted(namespace));
+  if (input.meshConfig) statuses.set(keyOf(input.meshConfig), accepted(input.meshConfig));
+  for (const service of input.services) statuses.set(keyOf(service), accepted(service));
+  for (const workload of input.workloads) {
+    const status = accepted(workload);
+    if (!workload.spec?.address && (workload.spec?.upstreams?.length ?? 0) > 0) {
+      const resolution = resolveUpstreams(workload, prepared.serviceIndex, prepared.clusterDomain);
+      const generation = workload.metadata.generation;
+      status.conditions.push(
+        resolution.unresolved.length > 0
+          ? condition('ResolvedRefs', 'False', 'BackendNotFound', `${resolution.unresolved.join('; ')}; these upstreams are not served`, generation)
+          : condition('ResolvedRefs', 'True', 'ResolvedRefs', '', generation),
+      );
+      if (resolution.duplicates.length > 0) {
+        status.conditions.push(
+          condition('PartiallyInvalid', 'True', 'DuplicateLocalPort', `${resolution.duplicates.join('; ')}; these upstreams are not served`, generation),
+        );
+      }
+    }
+    statuses.set(keyOf(workload), status);
+  }
+  for (const route of prepared.routes) statuses.set(keyOf(route.route), routeStatus(route));
+  return statuses;
+}
+
+function keyOf(resource: Resource): string {
+  return objectKey({ apiVersion: resource.apiVersion, kind: resource.kind, namespace: resource.metadata.namespace, name: resource.metadata.name });
+}
+
+function condition(type: string, status: Condition['status'], reason: string, message: string, observedGeneration: number | undefined): Condition {
+  const c: Condition = { type, status, reason, message };
+  if (observedGeneration !== undefined) c.observedGeneration = observedGeneration;
+  return c;
+}
+
+function accepted(resource: Resource): ObjectStatus {
+  return { conditions: [condition('Accepted', 'True', 'Accepted', '', resource.metadata.generation)] };
+}
+
+/**
+ * Accepted is per parent: False/NoMatchingParent when the Service or its port
+ * is missing, False/UnsupportedValue when no rule of the route compiles (the
+ * route is then ignored as a whole). When only some rules compile, the others
+ * are dropped and PartiallyInvalid says which, as the Gateway API asks of
+ * implementations that drop invalid rules. ResolvedRefs covers every
+ * backendRef of every rule, so it is the same for every parent.
+ */
+function routeStatus(route: AnalyzedRoute): HTTPRouteStatus {
+  const generation = route.route.metadata.generation;
+  const resolvedRefs =
+    route.refProblems.length === 0
+      ? condition('ResolvedRefs', 'True', 'ResolvedRefs', '', generation)
+      : condition('ResolvedRefs', 'False', route.refProblems[0]!.reason, route.refProblems.map((p) => p.message).join('; '), generation);
+  const noValidRule = route.rules.length === 0;
+  const parents = route.parents.map((parent) => {
+    let acceptedCondition: Condition;
+    if (parent.problem !== undefined) acceptedCondition = condition('Accepted', 'False', 'NoMatchingParent', parent.problem, generation);
+    else if (noValidRule) {
+      const why = route.dropped.length > 0 ? `no rule can be served: ${route.dropped.join('; ')}` : 'the route has no rules';
+      acceptedCondition = condition('Accepted', 'False', 'UnsupportedValue', why, generation);
+    } else acceptedCondition = condition('Accepted', 'True', 'Accepted', '', generation);
+    const conditions = [acceptedCondition, resolvedRefs];
+    if (!noValidRule && route.dropped.length > 0) {
+      conditions.push(condition('PartiallyInvalid', 'True', 'UnsupportedValue', `Dropped Rule(s): ${route.dropped.join('; ')}`, generation));
+    }
+    return { parentRef: { ...parent.parentRef }, controllerName: CONTROLLER_NAME, conditions };
+  });
+  return { parents };
+}

@@ -1,0 +1,176 @@
+// End-to-end harness: a mesh of real `weft control-plane`, `weft proxy` and `weft echo` processes on loopback.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request, Agent } from 'node:http';
+import { freePort } from '../../src/testing/ports.ts';
+import { startWeft, runWeft, type RunningProcess, type RunResult } from '../../src/testing/process.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+import type { ProxyStatus } from '../../src/api/stream.ts';
+
+export interface HttpResult {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/** One HTTP/1.1 request through a forward proxy (absolute-form target), as curl -x sends it. */
+export function viaProxy(proxyPort: number, url: string, options: { agent?: Agent; method?: string; headers?: Record<string, string>; timeoutMs?: number } = {}): Promise<HttpResult> {
+  const target = new URL(url);
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: proxyPort,
+        method: options.method ?? 'GET',
+        path: url,
+        headers: { host: target.host, ...options.headers },
+        agent: options.agent ?? false,
+        timeout: options.timeoutMs ?? 10_000,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`request to ${url} via :${proxyPort} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The echo pod that answered, from the echo JSON body. */
+export function podOf(result: HttpResult): string {
+  try {
+    return (JSON.parse(result.body) as { pod?: string }).pod ?? '';
+  } catch {
+    return '';
+  }
+}
+
+export interface WorkloadProcesses {
+  instance: string;
+  proxy: RunningProcess;
+  app?: RunningProcess;
+  ports: { outbound: number; tunnel: number; admin: number };
+}
+
+/** A control plane with its data dir, and helpers to add sidecars and echo apps beside it. */
+export class TestMesh {
+  readonly dir: string;
+  readonly streamPort: number;
+  cp!: RunningProcess;
+  api = '';
+  stream = '';
+  private readonly started: RunningProcess[] = [];
+  private readonly leaseTtl: string;
+
+  private constructor(dir: string, streamPort: number, leaseTtl: string) {
+    this.dir = dir;
+    this.streamPort = streamPort;
+    this.leaseTtl = leaseTtl;
+  }
+
+  static async start(options: { leaseTtl?: string } = {}): Promise<TestMesh> {
+    const dir = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
+    const mesh = new TestMesh(dir, await freePort(), options.leaseTtl ?? '3s');
+    await mesh.startControlPlane();
+    return mesh;
+  }
+
+  /** Starts (or restarts) the control plane on the same data dir and stream port, so proxies find it again. */
+  async startControlPlane(): Promise<void> {
+    this.cp = await startWeft([
+      'control-plane',
+      '--data-dir', join(this.dir, 'cp'),
+      '--api-port', '0',
+      '--stream-port', String(this.streamPort),
+      '--lease-ttl', this.leaseTtl,
+    ]);
+    this.started.push(this.cp);
+    this.api = String(this.cp.ready.api);
+    this.stream = String(this.cp.ready.stream);
+  }
+
+  weft(args: string[], input?: string): Promise<RunResult> {
+    return runWeft(args, { env: { WEFT_SERVER: this.api }, ...(input === undefined ? {} : { input }) });
+  }
+
+  async apply(yaml: string): Promise<void> {
+    const result = await this.weft(['apply', '-f', '-'], yaml);
+    if (result.code !== 0) throw new Error(`weft apply failed (${result.code}):\n${result.stdout}\n${result.stderr}`);
+  }
+
+  /** Applies YAML straight through the REST API (no CLI process start-up), for timing-sensitive tests. */
+  async putYaml(yaml: string): Promise<void> {
+    const res = await fetch(`${this.api}/weft/v1/apply`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: yaml });
+    if (!res.ok) throw new Error(`POST /weft/v1/apply: ${res.status} ${await res.text()}`);
+  }
+
+  /** A sidecar for `workload` and, when `echo` is set, an echo app behind it answering as pod `instance`. */
+  async addWorkload(workload: string, instance: string, options: { echo?: boolean; namespace?: string } = {}): Promise<WorkloadProcesses> {
+    const namespace = options.namespace ?? 'default';
+    let app: RunningProcess | undefined;
+    const args = [
+      'proxy', '--mode', 'sidecar',
+      '--control-plane', this.stream,
+      '--namespace', namespace,
+      '--workload', workload,
+      '--instance', instance,
+      '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
+      '--data-dir', join(this.dir, 'proxies', `${namespace}.${instance}`),
+      '--drain', '2s',
+    ];
+    if (options.echo) {
+      const appPort = await freePort();
+      app = await startWeft(['echo', '--port', String(appPort), '--namespace', namespace, '--pod', instance], {
+        isReady: (line) => line.includes('listening') || line.includes('"ready"'),
+      });
+      this.started.push(app);
+      args.push('--app-port', `8080=${appPort}`);
+    }
+    const proxy = await startWeft(args);
+    this.started.push(proxy);
+    const ports = proxy.ready.ports as WorkloadProcesses['ports'];
+    return app ? { instance, proxy, app, ports } : { instance, proxy, ports };
+  }
+
+  async proxies(): Promise<ProxyStatus[]> {
+    const res = await fetch(`${this.api}/weft/v1/proxies`);
+    if (!res.ok) throw new Error(`GET /weft/v1/proxies: ${res.status}`);
+    return (await res.json()) as ProxyStatus[];
+  }
+
+  /** Names of the registered (address-carrying) Workload instances. */
+  async endpoints(namespace = 'default'): Promise<string[]> {
+    const res = await fetch(`${this.api}/apis/weft.dev/v1alpha1/namespaces/${namespace}/workloads`);
+    if (!res.ok) throw new Error(`GET workloads: ${res.status}`);
+    const list = (await res.json()) as { items: { metadata: { name: string }; spec: { address?: string } }[] };
+    return list.items.filter((w) => w.spec.address).map((w) => w.metadata.name).sort();
+  }
+
+  /** Waits until every connected proxy has acknowledged what it was last sent, and returns them. */
+  async converged(count: number, timeoutMs = 10_000): Promise<ProxyStatus[]> {
+    return waitFor(
+      async () => {
+        const all = (await this.proxies()).filter((p) => p.connected);
+        return all.length === count && all.every((p) => p.sentVersion && p.ackedVersion === p.sentVersion) ? all : undefined;
+      },
+      { timeoutMs, message: `${count} proxies connected and acked` },
+    );
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.started.reverse().map((p) => p.stop({ timeoutMs: 5000 })));
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const index = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
+  return sorted[index] ?? NaN;
+}

@@ -1,0 +1,252 @@
+// End to end through real processes: a control plane, sidecars and echo apps; routing, propagation, failures.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { Agent } from 'node:http';
+import { createServer, type Server } from 'node:net';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ProxyAgent, fetch as undiciFetch } from 'undici';
+import { TestMesh, viaProxy, podOf, percentile, type WorkloadProcesses } from './harness.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+import { freePort } from '../../src/testing/ports.ts';
+
+const services = `
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v1}
+spec:
+  selector: {app: echo, version: v1}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo-v2}
+spec:
+  selector: {app: echo, version: v2}
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: echo-v1, labels: {app: echo, version: v1}}
+spec:
+  ports: [{name: http, port: 8080}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: echo-v2, labels: {app: echo, version: v2}}
+spec:
+  ports: [{name: http, port: 8080}]
+`;
+
+function clientWorkload(upstreamPort?: number): string {
+  return `
+apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: client, labels: {app: client}}
+spec:
+  upstreams: ${upstreamPort ? `[{service: echo-v1, port: 8080, localPort: ${upstreamPort}}]` : '[]'}
+`;
+}
+
+function splitRoute(v1: number, v2: number): string {
+  return `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: echo-split}
+spec:
+  parentRefs: [{kind: Service, group: "", name: echo, port: 8080}]
+  rules:
+  - backendRefs:
+    - {name: echo-v1, port: 8080, weight: ${v1}}
+    - {name: echo-v2, port: 8080, weight: ${v2}}
+`;
+}
+
+describe('a mesh of real processes', { timeout: 240_000 }, () => {
+  let mesh: TestMesh;
+  let client: WorkloadProcesses;
+  let v1b: WorkloadProcesses;
+  const agent = new Agent({ keepAlive: true, maxSockets: 16 });
+
+  before(async () => {
+    mesh = await TestMesh.start({ leaseTtl: '3s' });
+    await mesh.apply(services + '---' + clientWorkload() + '---' + splitRoute(90, 10));
+    client = await mesh.addWorkload('client', 'client-0');
+    await mesh.addWorkload('echo-v1', 'echo-v1-0', { echo: true });
+    v1b = await mesh.addWorkload('echo-v1', 'echo-v1-1', { echo: true });
+    await mesh.addWorkload('echo-v2', 'echo-v2-0', { echo: true });
+    await waitFor(async () => (await mesh.endpoints()).length === 3, { timeoutMs: 10_000, message: 'three registered endpoints' });
+    await mesh.converged(4);
+  });
+
+  after(async () => {
+    agent.destroy();
+    await mesh?.close();
+  });
+
+  it('carries a request from one workload to another through both sidecars', async () => {
+    const res = await viaProxy(client.ports.outbound, 'http://echo-v1:8080/hello?x=1', { agent });
+    assert.equal(res.status, 200, res.body);
+    const echoed = JSON.parse(res.body) as { path: string; pod: string; host: string };
+    assert.equal(echoed.path, '/hello?x=1');
+    assert.match(echoed.pod, /^echo-v1-[01]$/);
+    assert.equal(echoed.host, 'echo-v1:8080', 'the Host header arrives as the client sent it');
+  });
+
+  it('routes requests tunnelled with CONNECT, as Node fetch sends them through HTTP_PROXY', async () => {
+    const dispatcher = new ProxyAgent(`http://127.0.0.1:${client.ports.outbound}`);
+    try {
+      for (const host of ['echo-v2', 'echo-v2.default', 'echo-v2.default.svc', 'echo-v2.default.svc.cluster.local']) {
+        const res = await undiciFetch(`http://${host}:8080/tunnelled`, { dispatcher });
+        assert.equal(res.status, 200, host);
+        assert.equal(((await res.json()) as { pod: string }).pod, 'echo-v2-0', host);
+      }
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
+  it('answers an unknown mesh host with 502 and a reason instead of hanging', async () => {
+    const res = await viaProxy(client.ports.outbound, 'http://no-such-service:8080/', { agent, timeoutMs: 3000 });
+    assert.equal(res.status, 502);
+    assert.equal(res.headers['weft-reason'], 'WEFT_ERR_NO_ROUTE');
+  });
+
+  it('splits 1,000 requests 90/10 within ±4 points', async () => {
+    let v2 = 0;
+    const total = 1000;
+    for (let sent = 0; sent < total; sent += 20) {
+      const batch = await Promise.all(Array.from({ length: 20 }, () => viaProxy(client.ports.outbound, 'http://echo:8080/split', { agent })));
+      for (const res of batch) {
+        assert.equal(res.status, 200);
+        if (podOf(res).startsWith('echo-v2')) v2++;
+      }
+    }
+    const share = (100 * v2) / total;
+    assert.ok(Math.abs(share - 10) <= 4, `echo-v2 got ${share}% of the requests`);
+  });
+
+  it('follows a changed route within 1 s of the apply (propagation median and p99 reported)', async () => {
+    const samples: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      const target = i % 2 === 0 ? 'echo-v2' : 'echo-v1';
+      const yaml = target === 'echo-v2' ? splitRoute(0, 1) : splitRoute(1, 0);
+      const started = performance.now();
+      await mesh.putYaml(yaml);
+      await waitFor(async () => podOf(await viaProxy(client.ports.outbound, 'http://echo:8080/propagation', { agent })).startsWith(target), {
+        timeoutMs: 5000,
+        intervalMs: 2,
+        message: `traffic on ${target}`,
+      });
+      samples.push(performance.now() - started);
+    }
+    const median = percentile(samples, 50);
+    const p99 = percentile(samples, 99);
+    writeFileSync(join(mesh.dir, '..', 'weft-propagation.json'), JSON.stringify({ samples, median, p99 }));
+    console.log(`# propagation apply → traffic: median ${median.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${samples.length}`);
+    assert.ok(p99 < 1000, `p99 ${p99} ms`);
+    await mesh.putYaml(splitRoute(90, 10));
+  });
+
+  it('rejects invalid config with the object, field path and reason, and keeps the previous config', async () => {
+    const file = join(mesh.dir, 'bad.yaml');
+    writeFileSync(file, splitRoute(90, 10).replace('weight: 10', 'weight: -5'));
+    const result = await mesh.weft(['apply', '-f', file]);
+    assert.notEqual(result.code, 0);
+    const output = result.stdout + result.stderr;
+    assert.match(output, /bad\.yaml:\d+/);
+    assert.match(output, /HTTPRoute default\/echo-split/);
+    assert.match(output, /spec\.rules\[0\]\.backendRefs\[1\]\.weight/);
+    const stored = await (await fetch(`${mesh.api}/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/echo-split`)).json();
+    assert.equal((stored as { spec: { rules: { backendRefs: { weight: number }[] }[] } }).spec.rules[0]?.backendRefs[1]?.weight, 10);
+    const res = await viaProxy(client.ports.outbound, 'http://echo:8080/still-fine', { agent });
+    assert.equal(res.status, 200);
+  });
+
+  it('NACKs a snapshot the proxy cannot apply, keeps serving, and shows it in weft status', async () => {
+    const blocker: Server = createServer();
+    const taken = await new Promise<number>((resolve) => blocker.listen(0, '127.0.0.1', () => resolve((blocker.address() as { port: number }).port)));
+    try {
+      await mesh.apply(clientWorkload(taken));
+      const nacked = await waitFor(async () => (await mesh.proxies()).find((p) => p.instance === 'client-0' && p.lastNack), {
+        timeoutMs: 10_000,
+        message: 'a NACK from client-0',
+      });
+      assert.match(nacked.lastNack!.message, new RegExp(String(taken)));
+      const status = await mesh.weft(['status']);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(status.stdout, /client-0/);
+      assert.match(status.stdout, /NACK|nack|EADDRINUSE|in use/i);
+      const res = await viaProxy(client.ports.outbound, 'http://echo-v1:8080/after-nack', { agent });
+      assert.equal(res.status, 200, 'the proxy keeps serving on its last good snapshot');
+    } finally {
+      await new Promise((resolve) => blocker.close(resolve));
+    }
+    const upstreamPort = await freePort();
+    await mesh.apply(clientWorkload(upstreamPort));
+    await mesh.converged(4);
+    const res = await waitFor(async () => {
+      const r = await fetch(`http://127.0.0.1:${upstreamPort}/through-upstream-port`);
+      return r.status === 200 ? ((await r.json()) as { pod: string }) : undefined;
+    }, { timeoutMs: 5000, message: 'the upstream port answering' });
+    assert.match(res.pod, /^echo-v1-/);
+  });
+
+  it('takes a killed workload out of the rotation within the lease TTL', async () => {
+    const killedAt = performance.now();
+    await v1b.app!.stop({ signal: 'SIGKILL' });
+    await waitFor(async () => !(await mesh.endpoints()).includes('echo-v1-1'), { timeoutMs: 3000, message: 'echo-v1-1 leaving the registry' });
+    const gone = performance.now() - killedAt;
+    console.log(`# killed workload left the registry after ${gone.toFixed(0)} ms`);
+    await mesh.converged(4);
+    for (let i = 0; i < 200; i++) {
+      const res = await viaProxy(client.ports.outbound, 'http://echo-v1:8080/after-kill', { agent });
+      assert.equal(res.status, 200, `request ${i}: ${res.status} ${res.body}`);
+      assert.equal(podOf(res), 'echo-v1-0');
+    }
+  });
+
+  it('loses no request for 30 s while the control plane is down, and recovers when it returns', { timeout: 90_000 }, async () => {
+    const before = await (await fetch(`${mesh.api}/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/echo-split`)).json();
+    await mesh.cp.stop({ signal: 'SIGKILL' });
+    const until = performance.now() + 30_000;
+    let ok = 0;
+    const failures: string[] = [];
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        while (performance.now() < until) {
+          try {
+            const res = await viaProxy(client.ports.outbound, 'http://echo:8080/cp-down', { agent });
+            if (res.status === 200) ok++;
+            else failures.push(`${res.status} ${String(res.headers['weft-reason'] ?? '')}`);
+          } catch (error) {
+            failures.push(String(error));
+          }
+        }
+      }),
+    );
+    assert.deepEqual(failures.slice(0, 5), [], `${failures.length} failed of ${ok + failures.length}`);
+    assert.ok(ok > 100, `only ${ok} requests in 30 s`);
+
+    await mesh.startControlPlane();
+    const proxies = await mesh.converged(4, 15_000);
+    const versions = new Set(proxies.map((p) => p.ackedVersion));
+    assert.ok(proxies.every((p) => p.connected && p.ready));
+    const status = await mesh.weft(['status']);
+    assert.equal(status.code, 0);
+    for (const p of proxies) assert.ok(p.ackedVersion && status.stdout.includes(p.ackedVersion.slice(0, 8)), `weft status shows ${p.id}'s acked version`);
+    assert.ok(versions.size >= 1);
+    const afterRestart = await (await fetch(`${mesh.api}/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/echo-split`)).json();
+    assert.deepEqual((afterRestart as { spec: unknown }).spec, (before as { spec: unknown }).spec, 'the applied route survived the restart');
+    assert.deepEqual(await mesh.endpoints(), ['echo-v1-0', 'echo-v2-0']);
+    const res = await viaProxy(client.ports.outbound, 'http://echo:8080/after-restart', { agent });
+    assert.equal(res.status, 200);
+  });
+});
