@@ -30,6 +30,8 @@ export const ErrorCodes = {
   UNAUTHORIZED: 'WEFT_ERR_UNAUTHORIZED',
   /** Control plane: the store cannot be reached. */
   STORE_UNAVAILABLE: 'WEFT_ERR_STORE_UNAVAILABLE',
+  /** Control plane: a bug; the message says more. */
+  INTERNAL: 'WEFT_ERR_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 

@@ -15,7 +15,11 @@ export type LeaseId = string;
 export interface PutOptions {
   /** Compare-and-swap: fail with WEFT_ERR_CONFLICT unless the stored resourceVersion equals this ("0" or "" = must not exist). */
   expectedResourceVersion?: string;
-  /** Bind the object to a lease: it is deleted when the lease expires or is revoked. */
+  /**
+   * Bind the object to a lease: it is deleted when the lease expires or is
+   * revoked. A later put without a lease unbinds it (as in etcd); a statusOnly
+   * put keeps the binding.
+   */
   lease?: LeaseId;
   /** Write only `status`: keeps spec and generation, still bumps resourceVersion. */
   statusOnly?: boolean;
@@ -31,7 +35,7 @@ export type WatchEvent =
 
 export interface ListResult {
   items: StoredResource[];
-  /** The store revision the list reflects; watch from revision + 1 to follow on. */
+  /** The store revision the list reflects; watch from this revision (exclusive) to follow on. */
   revision: number;
 }
 

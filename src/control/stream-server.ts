@@ -1,0 +1,562 @@
+// The config stream server: proxies open one HTTP/2 stream each, get snapshots pushed as NDJSON, and register their workload under a lease.
+import http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { z } from 'zod';
+import { ErrorCodes, isWeftError } from '../api/errors.ts';
+import { dnsLabel, objectKey, type Resource } from '../api/meta.ts';
+import type { WorkloadSpec } from '../api/resources.ts';
+import type { NodeInfo } from '../api/snapshot.ts';
+import { STREAM_PATH, type ControlMessage, type ProxyMessage, type ProxyStatus } from '../api/stream.ts';
+import { validateResource } from '../api/validate.ts';
+import type { Clock, Timer } from '../telemetry/clock.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { SnapshotCache, SnapshotSubscription } from './cache.ts';
+import type { IndexChange, ResourceIndex } from './index.ts';
+import { sameJson } from './store/canonical.ts';
+import type { LeaseId, Store } from './store/types.ts';
+
+/** The label a registered instance carries: the name of the template Workload it was started from. */
+export const WORKLOAD_LABEL = 'weft.dev/workload';
+/** The annotation naming the proxy that registered an instance. */
+export const PROXY_ANNOTATION = 'weft.dev/proxy';
+
+export interface StreamServerOptions {
+  cache: SnapshotCache;
+  store: Store;
+  index: ResourceIndex;
+  logger: Logger;
+  clock: Clock;
+  leaseTtlMs: number;
+  host: string;
+  port: number;
+  /** How long a disconnected proxy stays in the proxy list. Default 5 minutes. */
+  forgetAfterMs?: number | undefined;
+  /** The longest message line a proxy may send. Default 1 MiB. */
+  maxLineBytes?: number | undefined;
+}
+
+/** How long an ended stream waits for the proxy to end its side before it is reset. */
+const SHUTDOWN_GRACE_MS = 1000;
+
+// Loose: fields a newer proxy adds pass through to the compiler untouched.
+const NodeInfoSchema = z.looseObject({
+  id: z.string().min(1).max(512),
+  mode: z.enum(['sidecar', 'node', 'gateway']),
+  namespace: dnsLabel,
+  workload: z.string().min(1).optional(),
+  instance: z.string().min(1).optional(),
+  address: z.string().min(1),
+  tunnelPort: z.number().int().min(0).max(65535),
+  appPorts: z.array(z.number().int().min(1).max(65535)),
+});
+
+interface ProxyRecord {
+  status: ProxyStatus;
+  connection: ProxyConnection | undefined;
+  disconnectedAt: number | undefined;
+}
+
+/**
+ * Listens for proxies on an HTTP/2 cleartext port. See ProxyConnection for
+ * what happens on one stream.
+ */
+export class StreamServer {
+  readonly options: StreamServerOptions;
+  private readonly server: http2.Http2Server;
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  readonly connections = new Set<ProxyConnection>();
+  private readonly records = new Map<string, ProxyRecord>();
+  private readonly forgetTimer: Timer;
+  private readonly stopIndex: () => void;
+  private boundPort = 0;
+  closing = false;
+
+  private constructor(options: StreamServerOptions) {
+    this.options = options;
+    this.server = http2.createServer();
+    this.server.on('session', (session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', (error) => options.logger.debug({ err: error }, 'stream session error'));
+      if (this.closing) session.close();
+    });
+    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
+    this.server.on('sessionError', (error) => options.logger.debug({ err: error }, 'stream session error'));
+    const forgetAfterMs = options.forgetAfterMs ?? 5 * 60_000;
+    this.forgetTimer = options.clock.setInterval(() => this.forget(forgetAfterMs), Math.min(forgetAfterMs, 10_000)).unref();
+    this.stopIndex = options.index.onChange((changes) => this.onIndexChange(changes));
+  }
+
+  static async start(options: StreamServerOptions): Promise<StreamServer> {
+    const server = new StreamServer(options);
+    await new Promise<void>((resolve, reject) => {
+      server.server.once('error', reject);
+      server.server.listen(options.port, options.host, () => {
+        server.server.off('error', reject);
+        resolve();
+      });
+    });
+    server.boundPort = (server.server.address() as AddressInfo).port;
+    server.server.on('error', (error) => options.logger.error({ err: error }, 'stream server error'));
+    return server;
+  }
+
+  get port(): number {
+    return this.boundPort;
+  }
+
+  get url(): string {
+    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+    return `http://${host}:${this.boundPort}`;
+  }
+
+  /** Every proxy connected now or in the last few minutes, sorted by id. */
+  proxies(): ProxyStatus[] {
+    return [...this.records.values()].map((r) => structuredClone(r.status)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * Ends every stream (the proxies see the response end, then GOAWAY) without
+   * withdrawing their endpoints: they reconnect, to this control plane once it
+   * is back or to another replica, and keep their registration alive there.
+   */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.forgetTimer.cancel();
+    this.stopIndex();
+    for (const connection of this.connections) connection.shutdown();
+    for (const session of this.sessions) session.close();
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const grace = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref());
+    await Promise.race([closed, grace]);
+    for (const session of this.sessions) session.destroy();
+    await closed;
+    // Let the connections' close handlers run their queued work (they do not revoke while closing).
+    await Promise.all([...this.connections].map((c) => c.settled()));
+  }
+
+  /** Binds a connection's proxy to its status record, replacing an older stream of the same proxy. */
+  attach(connection: ProxyConnection, node: NodeInfo, runningVersion: string | undefined): ProxyStatus {
+    const existing = this.records.get(node.id);
+    const previous = existing?.connection;
+    if (previous && previous !== connection) previous.supersede();
+    const now = new Date(this.options.clock.now()).toISOString();
+    const status: ProxyStatus = {
+      id: node.id,
+      mode: node.mode,
+      namespace: node.namespace,
+      address: node.address,
+      tunnelPort: node.tunnelPort,
+      connected: true,
+      ready: false,
+      connectedAt: now,
+      lastSeen: now,
+    };
+    if (node.workload !== undefined) status.workload = node.workload;
+    status.instance = instanceName(node);
+    if (runningVersion) status.ackedVersion = runningVersion;
+    if (existing?.status.lastNack) status.lastNack = existing.status.lastNack;
+    this.records.set(node.id, { status, connection, disconnectedAt: undefined });
+    return status;
+  }
+
+  detach(connection: ProxyConnection, id: string): void {
+    const record = this.records.get(id);
+    if (!record || record.connection !== connection) return;
+    record.connection = undefined;
+    record.disconnectedAt = this.options.clock.now();
+    record.status.connected = false;
+  }
+
+  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream.on('error', (error) => this.options.logger.debug({ err: error }, 'config stream error'));
+    if (headers[':path'] !== STREAM_PATH) {
+      stream.respond({ ':status': 404, 'content-type': 'text/plain' });
+      stream.end(`no such path; proxies open POST ${STREAM_PATH}\n`);
+      return;
+    }
+    if (headers[':method'] !== 'POST') {
+      stream.respond({ ':status': 405, allow: 'POST', 'content-type': 'text/plain' });
+      stream.end(`use POST ${STREAM_PATH}\n`);
+      return;
+    }
+    if (this.closing) {
+      stream.respond({ ':status': 503, 'content-type': 'text/plain' });
+      stream.end('the control plane is shutting down\n');
+      return;
+    }
+    stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const connection = new ProxyConnection(this, stream);
+    this.connections.add(connection);
+    stream.on('close', () => {
+      connection.closed();
+      this.connections.delete(connection);
+    });
+  }
+
+  private onIndexChange(changes: readonly IndexChange[]): void {
+    for (const change of changes) {
+      if (change.type !== 'put' || change.object.kind !== 'Workload') continue;
+      for (const connection of this.connections) connection.templateChanged(change.key);
+    }
+  }
+
+  private forget(afterMs: number): void {
+    const now = this.options.clock.now();
+    for (const [id, record] of this.records) {
+      if (record.disconnectedAt !== undefined && now - record.disconnectedAt >= afterMs) this.records.delete(id);
+    }
+  }
+}
+
+export function instanceName(node: NodeInfo): string {
+  if (node.instance) return node.instance;
+  const slash = node.id.lastIndexOf('/');
+  return slash === -1 ? node.id : node.id.slice(slash + 1);
+}
+
+export function templateKey(namespace: string, workload: string): string {
+  return objectKey({ apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', namespace, name: workload });
+}
+
+/**
+ * One proxy's stream. Messages are handled one at a time, in order, so that a
+ * `ready: false` can never overtake the registration of the `ready: true`
+ * before it.
+ */
+export class ProxyConnection {
+  private readonly server: StreamServer;
+  private readonly stream: http2.ServerHttp2Stream;
+  private readonly logger: Logger;
+  private buffered = '';
+  private work: Promise<void> = Promise.resolve();
+  private node: NodeInfo | undefined;
+  private status: ProxyStatus | undefined;
+  private subscription: SnapshotSubscription | undefined;
+  private sentSeq = 0;
+  private sentNonce: string | undefined;
+  private reportedError: string | undefined;
+  private blocked = false;
+  private ended = false;
+  private superseded = false;
+  private ready = false;
+  private lease: LeaseId | undefined;
+  private registered: Resource | undefined;
+  private silenceTimer: Timer | undefined;
+
+  constructor(server: StreamServer, stream: http2.ServerHttp2Stream) {
+    this.server = server;
+    this.stream = stream;
+    this.logger = server.options.logger;
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => this.onData(chunk));
+    stream.on('end', () => this.shutdown());
+    this.resetSilence();
+  }
+
+  /** Resolves when every queued message has been handled. */
+  settled(): Promise<void> {
+    return this.work;
+  }
+
+  /**
+   * Ends the response. A well-behaved proxy then ends its request and the
+   * stream closes; one that does not is reset shortly after. (Wall-clock on
+   * purpose: shutting down must finish even under a test's manual clock.)
+   */
+  shutdown(): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.silenceTimer?.cancel();
+    try {
+      if (!this.stream.destroyed && this.stream.writable) this.stream.end();
+    } catch {
+      // Already gone.
+    }
+    setTimeout(() => {
+      if (!this.stream.closed) this.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    }, SHUTDOWN_GRACE_MS).unref();
+  }
+
+  /** The same proxy opened a newer stream: this one ends without withdrawing the endpoint the newer one now owns. */
+  supersede(): void {
+    this.superseded = true;
+    this.send({ type: 'error', code: ErrorCodes.CONFLICT, message: 'this proxy opened a newer stream; closing this one' });
+    this.shutdown();
+  }
+
+  /** The stream is gone (either side ended it, or it was reset). */
+  closed(): void {
+    this.ended = true;
+    this.silenceTimer?.cancel();
+    this.subscription?.close();
+    this.subscription = undefined;
+    if (this.node) this.server.detach(this, this.node.id);
+    this.enqueue(async () => {
+      if (this.lease === undefined || this.superseded || this.server.closing) return;
+      // The proxy went away: its endpoint goes at once rather than at lease expiry.
+      await this.withdraw('stream closed');
+    });
+  }
+
+  /** A template Workload changed: rewrite this proxy's instance if it was built from it. */
+  templateChanged(key: string): void {
+    if (!this.node?.workload || this.lease === undefined) return;
+    if (templateKey(this.node.namespace, this.node.workload) !== key) return;
+    this.enqueue(async () => {
+      if (this.lease !== undefined && !this.ended) await this.register();
+    });
+  }
+
+  private onData(chunk: string): void {
+    this.buffered += chunk;
+    const maxLine = this.server.options.maxLineBytes ?? 1024 * 1024;
+    let newline: number;
+    while ((newline = this.buffered.indexOf('\n')) !== -1) {
+      const line = this.buffered.slice(0, newline).trim();
+      this.buffered = this.buffered.slice(newline + 1);
+      if (line) this.onLine(line);
+    }
+    if (this.buffered.length > maxLine) this.fail(ErrorCodes.BAD_REQUEST, `a message longer than ${maxLine} bytes`);
+  }
+
+  private onLine(line: string): void {
+    if (this.ended) return;
+    let message: ProxyMessage;
+    try {
+      message = JSON.parse(line) as ProxyMessage;
+    } catch {
+      this.fail(ErrorCodes.BAD_REQUEST, 'a message is not valid JSON');
+      return;
+    }
+    if (!message || typeof message !== 'object' || typeof (message as { type?: unknown }).type !== 'string') {
+      this.fail(ErrorCodes.BAD_REQUEST, 'a message has no type');
+      return;
+    }
+    this.resetSilence();
+    if (this.status) this.status.lastSeen = new Date(this.server.options.clock.now()).toISOString();
+    this.enqueue(() => this.handle(message));
+  }
+
+  private enqueue(task: () => Promise<void> | void): void {
+    this.work = this.work.then(task).catch((error: unknown) => {
+      this.logger.error({ err: error, proxy: this.node?.id }, 'handling a proxy message failed');
+    });
+  }
+
+  private async handle(message: ProxyMessage): Promise<void> {
+    if (message.type === 'hello') return this.hello(message);
+    if (!this.node || !this.status) {
+      this.fail(ErrorCodes.BAD_REQUEST, `the first message must be hello, got ${message.type}`);
+      return;
+    }
+    switch (message.type) {
+      case 'ack':
+        if (message.nonce !== this.sentNonce) return;
+        this.status.ackedVersion = message.version;
+        return;
+      case 'nack':
+        if (message.nonce !== this.sentNonce) return;
+        this.status.lastNack = {
+          version: String(message.version),
+          code: String(message.error?.code ?? ''),
+          message: String(message.error?.message ?? ''),
+          at: new Date(this.server.options.clock.now()).toISOString(),
+        };
+        this.logger.warn({ proxy: this.node.id, version: message.version, error: message.error }, 'proxy rejected a snapshot');
+        return;
+      case 'ready':
+        this.ready = message.ready === true;
+        this.status.ready = this.ready;
+        if (this.ready) {
+          if (this.lease === undefined && this.node.workload) await this.register();
+        } else if (this.lease !== undefined) {
+          await this.withdraw('proxy not ready');
+        }
+        return;
+      case 'heartbeat':
+        return this.heartbeat();
+      default:
+        // Newer proxies may send messages this control plane does not know yet.
+        this.logger.debug({ proxy: this.node.id, type: (message as { type: string }).type }, 'ignoring an unknown message');
+    }
+  }
+
+  private hello(message: Extract<ProxyMessage, { type: 'hello' }>): void {
+    if (this.node) {
+      this.fail(ErrorCodes.BAD_REQUEST, 'hello sent twice on one stream');
+      return;
+    }
+    const parsed = NodeInfoSchema.safeParse(message.node);
+    if (!parsed.success) {
+      const problems = parsed.error.issues.map((i) => `node.${i.path.join('.')}: ${i.message}`).join('; ');
+      this.fail(ErrorCodes.BAD_REQUEST, `invalid hello: ${problems}`);
+      return;
+    }
+    const node = parsed.data as NodeInfo;
+    this.node = node;
+    const runningVersion = typeof message.runningVersion === 'string' && message.runningVersion ? message.runningVersion : undefined;
+    this.status = this.server.attach(this, node, runningVersion);
+    const { leaseTtlMs } = this.server.options;
+    this.send({ type: 'welcome', leaseTtlMs, heartbeatMs: Math.max(1, Math.floor(leaseTtlMs / 3)) });
+    this.subscription = this.server.options.cache.subscribe(node, () => this.pushLatest());
+    this.logger.info({ proxy: node.id, mode: node.mode, workload: node.workload, key: this.subscription.key }, 'proxy connected');
+    this.pushLatest();
+  }
+
+  /**
+   * Sends the cache's snapshot for this proxy's key unless the proxy already
+   * has it (acked, running it, or it is the one in flight). Under
+   * backpressure it waits for drain and then sends only the newest.
+   */
+  private pushLatest(): void {
+    if (this.ended || !this.subscription || !this.status) return;
+    const published = this.subscription.current();
+    if (!published) {
+      const failure = this.subscription.lastError();
+      const message = failure ? `no valid snapshot for this proxy yet: ${failure.problems.join('; ')}` : undefined;
+      if (message && message !== this.reportedError) {
+        this.reportedError = message;
+        this.send({ type: 'error', code: ErrorCodes.SNAPSHOT_INVALID, message });
+      }
+      return;
+    }
+    if (published.seq <= this.sentSeq || this.blocked) return;
+    const version = published.snapshot.version;
+    this.sentSeq = published.seq;
+    if (version === this.status.ackedVersion) {
+      // It runs this version already (acked, or said so in its hello): count it as delivered.
+      this.status.sentVersion = version;
+      return;
+    }
+    if (version === this.status.sentVersion) return;
+    const nonce = randomBytes(8).toString('hex');
+    const line = `{"type":"snapshot","version":${JSON.stringify(version)},"nonce":"${nonce}","snapshot":${published.json()}}\n`;
+    this.sentNonce = nonce;
+    this.status.sentVersion = version;
+    if (!this.write(line)) {
+      this.blocked = true;
+      this.stream.once('drain', () => {
+        this.blocked = false;
+        this.pushLatest();
+      });
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.node?.workload || !this.ready) return;
+    if (this.lease === undefined) {
+      await this.register();
+      return;
+    }
+    try {
+      await this.server.options.store.keepAlive(this.lease);
+    } catch (error) {
+      if (!isWeftError(error, ErrorCodes.NOT_FOUND)) throw error;
+      // The lease ran out (a long pause, a store restart): register again rather than stay invisible.
+      this.logger.warn({ proxy: this.node.id }, 'registration lease had expired; registering again');
+      this.lease = undefined;
+      this.registered = undefined;
+      await this.register();
+    }
+  }
+
+  /** Puts (or refreshes) this proxy's Workload instance under its lease. */
+  private async register(): Promise<void> {
+    const node = this.node;
+    if (!node?.workload || this.ended) return;
+    const { store, index, leaseTtlMs } = this.server.options;
+    const template = index.get(templateKey(node.namespace, node.workload));
+    if (!template) this.logger.warn({ proxy: node.id, workload: node.workload }, 'no template Workload; registering from what the proxy says');
+    const templateSpec = (template?.spec ?? {}) as Partial<WorkloadSpec>;
+    const spec: Record<string, unknown> = {
+      serviceAccount: templateSpec.serviceAccount ?? 'default',
+      ports: templateSpec.ports?.length ? templateSpec.ports : node.appPorts.map((port) => ({ port })),
+      address: node.address,
+      tunnelPort: node.tunnelPort,
+    };
+    if (templateSpec.locality) spec.locality = templateSpec.locality;
+    const validated = validateResource({
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'Workload',
+      metadata: {
+        name: instanceName(node),
+        namespace: node.namespace,
+        labels: { ...(template?.metadata.labels ?? {}), [WORKLOAD_LABEL]: node.workload },
+        annotations: { [PROXY_ANNOTATION]: node.id },
+      },
+      spec,
+    });
+    if (!validated.ok) {
+      const problems = validated.issues.map((i) => `${i.path}: ${i.message}`).join('; ');
+      this.logger.error({ proxy: node.id, problems }, 'cannot register the workload instance');
+      this.send({ type: 'error', code: ErrorCodes.INVALID, message: `cannot register ${validated.object}: ${problems}` });
+      return;
+    }
+    const instance = validated.resource;
+    if (this.lease !== undefined && this.registered && sameJson(this.registered, instance)) return;
+    const fresh = this.lease === undefined;
+    const lease = this.lease ?? (await store.grantLease(leaseTtlMs));
+    this.lease = lease;
+    try {
+      await store.put(instance, { lease });
+      this.registered = instance;
+    } catch (error) {
+      if (fresh || isWeftError(error, ErrorCodes.NOT_FOUND)) {
+        this.lease = undefined;
+        this.registered = undefined;
+        await store.revokeLease(lease).catch(() => {});
+      }
+      throw error;
+    }
+    if (this.ended && !this.server.closing && !this.superseded) {
+      // The stream closed while we were registering; its close handler may have run before the lease existed.
+      await this.withdraw('stream closed during registration');
+      return;
+    }
+    if (fresh) this.logger.info({ proxy: node.id, instance: `${node.namespace}/${instance.metadata.name}` }, 'workload instance registered');
+  }
+
+  private async withdraw(why: string): Promise<void> {
+    const lease = this.lease;
+    if (lease === undefined) return;
+    this.lease = undefined;
+    this.registered = undefined;
+    await this.server.options.store.revokeLease(lease);
+    this.logger.info({ proxy: this.node?.id, why }, 'workload instance withdrawn');
+  }
+
+  private resetSilence(): void {
+    this.silenceTimer?.cancel();
+    if (this.ended) return;
+    // A proxy heartbeats every ttl/3; a full TTL of silence means the stream is dead even if TCP has not noticed.
+    this.silenceTimer = this.server.options.clock.setTimeout(() => {
+      this.logger.warn({ proxy: this.node?.id }, 'no message from the proxy for a lease TTL; closing its stream');
+      this.ended = true;
+      this.stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, this.server.options.leaseTtlMs);
+    this.silenceTimer.unref();
+  }
+
+  private fail(code: string, message: string): void {
+    this.logger.warn({ proxy: this.node?.id, code, message }, 'closing a config stream');
+    this.send({ type: 'error', code, message });
+    this.shutdown();
+  }
+
+  private send(message: ControlMessage): void {
+    this.write(`${JSON.stringify(message)}\n`);
+  }
+
+  private write(line: string): boolean {
+    if (this.stream.destroyed || !this.stream.writable) return true;
+    try {
+      return this.stream.write(line);
+    } catch (error) {
+      this.logger.debug({ err: error }, 'writing to a config stream failed');
+      return true;
+    }
+  }
+}
