@@ -3,6 +3,7 @@ import { checkSnapshot, compile, snapshotInputKey } from '../compiler/compile.ts
 import { computeStatuses } from '../compiler/status.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Clock } from '../telemetry/clock.ts';
+import { ErrorCodes, WeftError } from '../api/errors.ts';
 import type { Store } from './store/types.ts';
 import { MemoryStore } from './store/memory.ts';
 import { SqliteStore } from './store/sqlite.ts';
@@ -16,8 +17,10 @@ import type { CompilerFunctions } from './compiler-functions.ts';
 export interface ControlPlaneOptions {
   /** SQLite under this directory; when absent the memory store is used. */
   dataDir?: string;
-  /** Use this store instead of opening one (tests, etcd later). The caller keeps ownership: close() leaves it open. */
+  /** Use this store instead of opening one (tests). The caller keeps ownership: close() leaves it open. */
   store?: Store;
+  /** Keep the config in etcd (many hosts, several control planes) under `prefix` (default /weft); dataDir must then be absent. */
+  etcd?: { endpoints: string[]; prefix?: string };
   apiHost?: string; // default 127.0.0.1
   apiPort?: number; // default 15000; 0 = any
   streamHost?: string; // default 127.0.0.1
@@ -45,13 +48,22 @@ export const DEFAULT_LEASE_TTL_MS = 10_000;
 
 const realCompiler: CompilerFunctions = { compile, snapshotInputKey, checkSnapshot, computeStatuses };
 
+async function openStore(options: ControlPlaneOptions): Promise<Store> {
+  const { clock, logger } = options;
+  if (options.etcd) {
+    if (options.dataDir) throw new WeftError(ErrorCodes.INVALID, 'choose one store: a data dir (SQLite) or etcd, not both');
+    // Loaded only when asked for: the etcd client brings gRPC with it.
+    const { EtcdStore } = await import('./store/etcd.ts');
+    return EtcdStore.open({ endpoints: options.etcd.endpoints, prefix: options.etcd.prefix, clock, logger });
+  }
+  return options.dataDir ? SqliteStore.open({ dataDir: options.dataDir, clock, logger }) : new MemoryStore({ clock, logger });
+}
+
 export async function startControlPlane(options: ControlPlaneOptions): Promise<RunningControlPlane> {
   const { logger, clock } = options;
   const compiler: CompilerFunctions = { ...realCompiler, ...options.compiler };
   const ownsStore = !options.store;
-  const store: Store =
-    options.store ??
-    (options.dataDir ? SqliteStore.open({ dataDir: options.dataDir, clock, logger }) : new MemoryStore({ clock, logger }));
+  const store: Store = options.store ?? (await openStore(options));
   const leaseTtlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS;
   const cleanup: (() => Promise<void> | void)[] = [];
   const closeAll = async () => {
