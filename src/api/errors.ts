@@ -28,6 +28,16 @@ export const ErrorCodes = {
   NOT_FOUND: 'WEFT_ERR_NOT_FOUND',
   ALREADY_EXISTS: 'WEFT_ERR_ALREADY_EXISTS',
   UNAUTHORIZED: 'WEFT_ERR_UNAUTHORIZED',
+  /** The caller is authenticated but may not have what it asked for (e.g. a token scoped to another workload). */
+  FORBIDDEN: 'WEFT_ERR_FORBIDDEN',
+  /** CA: the certificate signing request is malformed, badly signed or uses a refused key. */
+  CSR_INVALID: 'WEFT_ERR_CSR_INVALID',
+  /** CA: the CA certificate or key is unusable (mismatched, not a CA, expired). */
+  CA_INVALID: 'WEFT_ERR_CA_INVALID',
+  /** A SPIFFE ID (or a part of one) is not `spiffe://<trust-domain>/ns/<namespace>/sa/<service-account>`. */
+  IDENTITY_INVALID: 'WEFT_ERR_IDENTITY_INVALID',
+  /** mTLS: the peer's certificate does not carry the identity expected of it. */
+  PEER_IDENTITY: 'WEFT_ERR_PEER_IDENTITY',
   /** Control plane: the store cannot be reached. */
   STORE_UNAVAILABLE: 'WEFT_ERR_STORE_UNAVAILABLE',
   /** Control plane: a bug; the message says more. */

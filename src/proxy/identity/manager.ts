@@ -1,0 +1,255 @@
+// Keeps the proxy's workload certificate current: first issuance, renewal at half life, retries with backoff, atomic swap.
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
+import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import type { Clock, Timer } from '../../telemetry/clock.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { generateKeyAndCsr } from './csr.ts';
+import { peerSpiffeId } from './peer.ts';
+
+/** What the CA answers to a CSR (over the config stream, in the control plane's wiring). */
+export interface IssuedCertificate {
+  certPem: string;
+  /** Intermediates between the leaf and the trust bundle ('' under a generated root). */
+  chainPem: string;
+  /** Epoch milliseconds. */
+  notAfter: number;
+  /** The roots to trust, when the CA sends them with the certificate. */
+  trustBundle?: string[];
+}
+
+export type RenewFunction = (csrPem: string) => Promise<IssuedCertificate>;
+
+/** One installed identity; replaced whole, never edited. */
+export interface WorkloadIdentity {
+  spiffeId: string;
+  keyPem: string;
+  certPem: string;
+  chainPem: string;
+  /** Epoch milliseconds. */
+  notAfter: number;
+  /** When this proxy installed it (clock time), the start of its half life. */
+  issuedAt: number;
+}
+
+export interface IdentityManagerOptions {
+  /** The identity to ask for (the CA decides what it grants; the manager reports what the certificate says). */
+  spiffeId: string;
+  renew: RenewFunction;
+  clock: Clock;
+  logger: Logger;
+  /** Roots to trust until the CA sends some. */
+  trustBundle?: string[];
+  /** Fraction of the lifetime after which to renew; 0.5 by default. */
+  renewAtFraction?: number;
+  /** Backoff after a failed issuance: starts at initialMs (1 s), doubles, caps at maxMs (30 s). */
+  retry?: { initialMs?: number; maxMs?: number };
+  /** In [0, 1): spreads retries of many proxies; injected so tests are deterministic. */
+  random?: () => number;
+}
+
+export type IdentityListener = (identity: WorkloadIdentity) => void;
+
+export class IdentityManager {
+  private readonly options: IdentityManagerOptions;
+  private readonly clock: Clock;
+  private readonly logger: Logger;
+  private readonly renewAtFraction: number;
+  private readonly retryInitialMs: number;
+  private readonly retryMaxMs: number;
+  private readonly random: () => number;
+  private identity: WorkloadIdentity | undefined;
+  private trust: string[];
+  private context: { options: SecureContextOptions; secureContext?: SecureContext } | undefined;
+  private timer: Timer | undefined;
+  private inFlight: Promise<boolean> | undefined;
+  private failures = 0;
+  private stopped = false;
+  private readonly listeners = new Set<IdentityListener>();
+  private firstIdentity: { promise: Promise<WorkloadIdentity>; resolve: (id: WorkloadIdentity) => void; reject: (e: Error) => void };
+
+  constructor(options: IdentityManagerOptions) {
+    this.options = options;
+    this.clock = options.clock;
+    this.logger = options.logger;
+    this.renewAtFraction = options.renewAtFraction ?? 0.5;
+    if (!(this.renewAtFraction > 0 && this.renewAtFraction < 1)) throw new WeftError(ErrorCodes.INVALID, 'renewAtFraction must be between 0 and 1');
+    this.retryInitialMs = options.retry?.initialMs ?? 1000;
+    this.retryMaxMs = Math.max(this.retryInitialMs, options.retry?.maxMs ?? 30_000);
+    this.random = options.random ?? Math.random;
+    this.trust = [];
+    this.setTrust(options.trustBundle ?? []);
+    let resolve!: (id: WorkloadIdentity) => void;
+    let reject!: (e: Error) => void;
+    const promise = new Promise<WorkloadIdentity>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // stop() before the first certificate rejects it; nobody may be awaiting, so don't crash on that.
+    promise.catch(() => {});
+    this.firstIdentity = { promise, resolve, reject };
+  }
+
+  /** Asks for the first certificate and resolves once one is installed (retrying with backoff until then, or until stop()). */
+  start(): Promise<WorkloadIdentity> {
+    if (!this.identity && !this.inFlight && !this.timer && !this.stopped) void this.attempt();
+    return this.firstIdentity.promise;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.firstIdentity.reject(new WeftError(ErrorCodes.DRAINING, 'the identity manager stopped before a certificate was issued'));
+  }
+
+  /** Renews now (e.g. after a root rotation); resolves true when a new certificate was installed. */
+  renewNow(): Promise<boolean> {
+    if (this.stopped) return Promise.resolve(false);
+    this.timer?.cancel();
+    this.timer = undefined;
+    return this.attempt();
+  }
+
+  get current(): WorkloadIdentity | undefined {
+    return this.identity;
+  }
+
+  get ready(): boolean {
+    return this.identity !== undefined;
+  }
+
+  /** Epoch milliseconds at which the current certificate expires (for the expiry metric and `weft status`). */
+  get expiresAt(): number | undefined {
+    return this.identity?.notAfter;
+  }
+
+  get trustBundle(): string[] {
+    return [...this.trust];
+  }
+
+  /** Replaces the trusted roots (from the snapshot); servers and new connections pick them up through onChange. */
+  setTrustBundle(pems: string[]): void {
+    if (sameList(pems, this.trust)) return;
+    this.setTrust(pems);
+    if (this.identity) this.install(this.identity);
+  }
+
+  /**
+   * Options for `tls.createServer` / `tls.connect` / `server.setSecureContext`:
+   * the key, the leaf followed by its chain, the trust bundle, TLS 1.3 only.
+   * The object is replaced whole on every rotation, never mutated.
+   */
+  secureContextOptions(): SecureContextOptions {
+    if (!this.context) throw new WeftError(ErrorCodes.INTERNAL, 'no workload certificate yet: await start() first');
+    return this.context.options;
+  }
+
+  /** The same, as one SecureContext built once per rotation (for SNICallback or tls.connect({ secureContext })). */
+  secureContext(): SecureContext {
+    if (!this.context) throw new WeftError(ErrorCodes.INTERNAL, 'no workload certificate yet: await start() first');
+    this.context.secureContext ??= createSecureContext(this.context.options);
+    return this.context.secureContext;
+  }
+
+  /** Called after every swap (new certificate or new trust bundle); returns an unsubscribe function. */
+  onChange(listener: IdentityListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private attempt(): Promise<boolean> {
+    // One issuance at a time: a forced renewal during a scheduled one joins it.
+    this.inFlight ??= this.issue();
+    return this.inFlight;
+  }
+
+  private async issue(): Promise<boolean> {
+    let outcome: { keyPem: string; issued: IssuedCertificate } | { error: unknown };
+    try {
+      // A fresh key each time: a renewal also rotates the key.
+      const { keyPem, csrPem } = await generateKeyAndCsr(this.options.spiffeId);
+      outcome = { keyPem, issued: await this.options.renew(csrPem) };
+    } catch (error) {
+      outcome = { error };
+    }
+    // Cleared before anyone awaiting this issuance runs again, so that a later renewNow() starts a new one.
+    this.inFlight = undefined;
+    if (this.stopped) return false;
+    try {
+      if ('error' in outcome) throw outcome.error;
+      const identity = this.check(outcome.keyPem, outcome.issued);
+      if (outcome.issued.trustBundle && outcome.issued.trustBundle.length > 0) this.setTrust(outcome.issued.trustBundle);
+      this.failures = 0;
+      this.install(identity);
+      this.logger.info({ spiffeId: identity.spiffeId, notAfter: new Date(identity.notAfter).toISOString() }, 'workload certificate installed');
+      this.firstIdentity.resolve(identity);
+      this.schedule(identity.issuedAt + (identity.notAfter - identity.issuedAt) * this.renewAtFraction - this.clock.now());
+      return true;
+    } catch (e) {
+      this.failures++;
+      const base = Math.min(this.retryMaxMs, this.retryInitialMs * 2 ** Math.min(this.failures - 1, 30));
+      // Half fixed, half random: proxies that failed together do not retry together.
+      const delay = base / 2 + (base / 2) * this.random();
+      this.logger.warn(
+        { err: e, failures: this.failures, retryInMs: Math.round(delay), expiresAt: this.expiresAt === undefined ? undefined : new Date(this.expiresAt).toISOString() },
+        'workload certificate issuance failed',
+      );
+      this.schedule(delay);
+      return false;
+    }
+  }
+
+  /** Refuses an answer that would break the proxy: a certificate for another key, without a mesh ID, or already expired. */
+  private check(keyPem: string, issued: IssuedCertificate): WorkloadIdentity {
+    const cert = new X509Certificate(issued.certPem);
+    if (!cert.checkPrivateKey(createPrivateKey(keyPem))) throw new WeftError(ErrorCodes.CSR_INVALID, 'the issued certificate is not for the key this proxy sent');
+    const spiffeId = peerSpiffeId(cert);
+    const now = this.clock.now();
+    const notAfter = Math.min(issued.notAfter, cert.validToDate.getTime());
+    if (notAfter <= now) throw new WeftError(ErrorCodes.CSR_INVALID, `the issued certificate expired at ${new Date(notAfter).toISOString()}`);
+    if (spiffeId !== this.options.spiffeId) this.logger.warn({ asked: this.options.spiffeId, granted: spiffeId }, 'the CA granted another identity than the one asked for');
+    return { spiffeId, keyPem, certPem: issued.certPem, chainPem: issued.chainPem, notAfter, issuedAt: now };
+  }
+
+  private install(identity: WorkloadIdentity): void {
+    const options: SecureContextOptions = {
+      key: identity.keyPem,
+      cert: (identity.certPem.endsWith('\n') ? identity.certPem : `${identity.certPem}\n`) + identity.chainPem,
+      minVersion: 'TLSv1.3',
+    };
+    if (this.trust.length > 0) options.ca = [...this.trust];
+    // One assignment: a connection reads either the old context or the new one, never a mix.
+    this.identity = identity;
+    this.context = { options };
+    for (const listener of this.listeners) {
+      try {
+        listener(identity);
+      } catch (e) {
+        this.logger.error({ err: e }, 'identity change listener failed');
+      }
+    }
+  }
+
+  private setTrust(pems: string[]): void {
+    // Parsed only to fail here, on a bad bundle, rather than in the next handshake.
+    for (const pem of pems) new X509Certificate(pem);
+    this.trust = [...pems];
+  }
+
+  private schedule(delayMs: number): void {
+    this.timer?.cancel();
+    if (this.stopped) return;
+    // Never a tight loop, even if the CA hands out certificates that are (nearly) expired.
+    this.timer = this.clock
+      .setTimeout(() => {
+        this.timer = undefined;
+        void this.attempt();
+      }, Math.max(this.retryInitialMs / 2, delayMs))
+      .unref();
+  }
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
