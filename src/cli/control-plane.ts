@@ -1,0 +1,55 @@
+// `weft control-plane`: runs the store, compiler, config stream and REST API in this process until SIGTERM.
+import { Command, Option } from 'commander';
+import { resolve } from 'node:path';
+import { announceReady, stopOnSignals } from './lifecycle.ts';
+import { parseDuration, parsePort } from './options.ts';
+
+interface ControlPlaneFlags {
+  dataDir?: string;
+  apiHost: string;
+  apiPort: number;
+  streamHost: string;
+  streamPort: number;
+  leaseTtl: number;
+  debounce?: number;
+}
+
+export function controlPlaneCommand(): Command {
+  return new Command('control-plane')
+    .description('run the control plane: store, compiler, proxy config stream, REST API')
+    .option('--data-dir <dir>', 'keep the config in SQLite under this directory (default: in memory, lost on exit)')
+    .option('--api-host <host>', 'address of the REST API', '127.0.0.1')
+    .option('--api-port <port>', 'port of the REST API (0 = any)', parsePort, 15000)
+    .option('--stream-host <host>', 'address of the proxy config stream', '127.0.0.1')
+    .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 15010)
+    .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
+    .addOption(new Option('--debounce <duration>', 'push changes closer together than this as one snapshot').argParser(parseDuration))
+    .action(async (flags: ControlPlaneFlags) => {
+      const [{ startControlPlane }, { createLogger }, { systemClock }] = await Promise.all([
+        import('../control/main.ts'),
+        import('../telemetry/logger.ts'),
+        import('../telemetry/clock.ts'),
+      ]);
+      const logger = createLogger('control-plane');
+      if (!flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
+      const controlPlane = await startControlPlane({
+        ...(flags.dataDir ? { dataDir: resolve(flags.dataDir) } : {}),
+        apiHost: flags.apiHost,
+        apiPort: flags.apiPort,
+        streamHost: flags.streamHost,
+        streamPort: flags.streamPort,
+        leaseTtlMs: flags.leaseTtl,
+        ...(flags.debounce !== undefined ? { debounceMs: flags.debounce } : {}),
+        logger,
+        clock: systemClock,
+      });
+      stopOnSignals(
+        async (why) => {
+          logger.info({ why }, 'stopping');
+          await controlPlane.close();
+        },
+        { forceAfterMs: 15_000 },
+      );
+      announceReady({ api: controlPlane.apiUrl, stream: controlPlane.streamUrl });
+    });
+}

@@ -1,0 +1,26 @@
+// `weft echo`: the conformance echo backend (src/testing/echo.ts) as a process.
+import { Command } from 'commander';
+import { announceReady, stopOnSignals } from './lifecycle.ts';
+import { parsePort } from './options.ts';
+
+export function echoCommand(): Command {
+  return new Command('echo')
+    .description('run the echo backend of the Gateway API conformance tests (answers with the request it saw)')
+    .option('--port <port>', 'port to listen on (0 = any; default $PORT or 3000)', parsePort)
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--namespace <ns>', 'namespace to report (default $NAMESPACE)')
+    .option('--pod <name>', 'pod name to report (default $POD_NAME)')
+    .action(async (flags: { port?: number; host: string; namespace?: string; pod?: string }) => {
+      const [{ startEcho }, { createLogger }] = await Promise.all([import('../testing/echo.ts'), import('../telemetry/logger.ts')]);
+      const port = flags.port ?? (process.env.PORT ? parsePort(process.env.PORT) : 3000);
+      const echo = await startEcho({
+        port,
+        host: flags.host,
+        namespace: flags.namespace ?? process.env.NAMESPACE ?? '',
+        pod: flags.pod ?? process.env.POD_NAME ?? '',
+        logger: createLogger('echo'),
+      });
+      stopOnSignals(() => echo.close(), { forceAfterMs: 5000 });
+      announceReady({ port: echo.port });
+    });
+}

@@ -1,0 +1,65 @@
+// `weft status`: the control plane and every proxy it knows: connected, ready, config versions, last NACK.
+import { Command, Option } from 'commander';
+import type { ProxyStatus } from '../api/stream.ts';
+import { ApiError, WeftClient, type ServerStatus } from './client.ts';
+import { shortVersion, table, truncate } from './format.ts';
+import { resolveServer } from './options.ts';
+
+const yesNo = (b: boolean) => (b ? 'yes' : 'no');
+
+export function formatProxies(proxies: readonly ProxyStatus[]): string {
+  if (proxies.length === 0) return 'No proxies have connected.\n';
+  const sorted = [...proxies].sort((a, b) => a.id.localeCompare(b.id));
+  const rows = sorted.map((p) => [
+    p.id,
+    p.workload ?? '-',
+    yesNo(p.connected),
+    yesNo(p.ready),
+    shortVersion(p.ackedVersion),
+    shortVersion(p.sentVersion),
+    p.lastNack ? truncate(`${p.lastNack.code}: ${p.lastNack.message}`, 60) : '-',
+  ]);
+  return table(['ID', 'WORKLOAD', 'CONNECTED', 'READY', 'ACKED', 'SENT', 'LAST NACK'], rows);
+}
+
+/** One line: how many proxies, how many connected, ready, running the config they were sent, NACKing. */
+export function summarize(proxies: readonly ProxyStatus[]): string {
+  const connected = proxies.filter((p) => p.connected).length;
+  const ready = proxies.filter((p) => p.ready).length;
+  const inSync = proxies.filter((p) => p.sentVersion !== undefined && p.ackedVersion === p.sentVersion).length;
+  const nacking = proxies.filter((p) => p.lastNack && p.lastNack.version === p.sentVersion).length;
+  return `${proxies.length} prox${proxies.length === 1 ? 'y' : 'ies'}: ${connected} connected, ${ready} ready, ${inSync} up to date, ${nacking} rejecting their config`;
+}
+
+/** The scalar facts of GET /weft/v1/status, whatever they are, as "key=value". */
+function serverFacts(status: ServerStatus | undefined): string {
+  if (!status) return '';
+  const facts = Object.entries(status)
+    .filter(([, v]) => ['string', 'number', 'boolean'].includes(typeof v))
+    .map(([k, v]) => `${k}=${String(v)}`);
+  return facts.length ? ` (${facts.join(' ')})` : '';
+}
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description("show the control plane and its proxies: connected, ready, acked and sent config versions, last NACK")
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['json']))
+    .action(async (options: { output?: 'json' }, command: Command) => {
+      const client = new WeftClient(resolveServer(command.optsWithGlobals<{ server?: string }>().server));
+      const proxies = await client.proxies();
+      let server: ServerStatus | undefined;
+      try {
+        server = await client.status();
+      } catch (error) {
+        // The proxies answered, so the server is up; its status page is a nicety.
+        if (!(error instanceof ApiError)) throw error;
+      }
+      if (options.output === 'json') {
+        process.stdout.write(JSON.stringify({ server: client.server, status: server ?? null, proxies }, null, 2) + '\n');
+        return;
+      }
+      process.stdout.write(`Control plane ${client.server}${serverFacts(server)}\n\n`);
+      process.stdout.write(formatProxies(proxies));
+      process.stdout.write(`\n${summarize(proxies)}\n`);
+    });
+}

@@ -1,0 +1,419 @@
+// `weft up -f mesh.yaml`: a local mesh in one command: control plane in-process, a sidecar and the app for every workload.
+import { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
+import type { Resource } from '../api/meta.ts';
+import type { ServiceSpec, WorkloadSpec } from '../api/resources.ts';
+import { freePorts, isListening } from '../testing/ports.ts';
+import { weftBin } from '../testing/process.ts';
+import { waitFor } from '../testing/wait.ts';
+import { formatApplyRejection } from './apply.ts';
+import { parseManifest, printIssues } from './files.ts';
+import { ApiError, WeftClient, type ApplyResult } from './client.ts';
+import { table } from './format.ts';
+import { stopOnSignals } from './lifecycle.ts';
+import { CliError, parseDuration, parsePort } from './options.ts';
+import { Supervisor, type Supervised } from './supervisor.ts';
+
+/** Annotation on a Workload: run its first replica's app on this port of 127.0.0.1, so a browser can reach it. */
+export const HOST_PORT_ANNOTATION = 'weft.dev/host-port';
+
+const PROXY_READY_TIMEOUT_MS = 15_000;
+const APP_LISTEN_TIMEOUT_MS = 10_000;
+const MESH_READY_TIMEOUT_MS = 10_000;
+const WORKLOAD_STOP_GRACE_MS = 5_000;
+const PROXY_DRAIN_MS = 5_000;
+
+interface UpFlags {
+  filename: string;
+  dataDir?: string;
+  apiPort: number;
+  streamPort: number;
+  leaseTtl: number;
+  verbose?: boolean;
+}
+
+export interface UpAppPort {
+  name?: string;
+  declared: number;
+  actual: number;
+}
+
+/** One started replica, as up.json records it. */
+export interface UpInstance {
+  namespace: string;
+  workload: string;
+  instance: string;
+  pid: number;
+  appPorts: UpAppPort[];
+  proxy: { pid: number; outbound: number; tunnel: number; admin: number };
+  /** Where the host reaches the app directly (first app port). */
+  url?: string;
+}
+
+/** `<data dir>/up.json`: what a running `weft up` started, for `weft status`, scripts and tests. */
+export interface UpFile {
+  pid: number;
+  meshFile: string;
+  dataDir: string;
+  api: string;
+  stream: string;
+  startedAt: string;
+  services: { namespace: string; name: string; ports: { name?: string; port: number; targetPort?: number | string }[] }[];
+  workloads: UpInstance[];
+}
+
+function envName(portName: string): string {
+  return `PORT_${portName.toUpperCase().replace(/[^A-Z0-9]/g, '_')}`;
+}
+
+/** The environment of one app: ours, then the mesh's facts, then the Workload's own env. */
+export function workloadEnv(options: {
+  base: NodeJS.ProcessEnv;
+  namespace: string;
+  workload: string;
+  instance: string;
+  appPorts: UpAppPort[];
+  outboundPort: number;
+  spec: WorkloadSpec;
+}): NodeJS.ProcessEnv {
+  const proxyUrl = `http://127.0.0.1:${options.outboundPort}`;
+  const nodeDir = dirname(process.execPath);
+  const env: NodeJS.ProcessEnv = { ...options.base };
+  // So that `node` in a command is the Node that runs weft (24, with type stripping).
+  env.PATH = options.base.PATH ? `${nodeDir}:${options.base.PATH}` : nodeDir;
+  const first = options.appPorts[0];
+  if (first) env.PORT = String(first.actual);
+  for (const p of options.appPorts) if (p.name) env[envName(p.name)] = String(p.actual);
+  Object.assign(env, {
+    HTTP_PROXY: proxyUrl,
+    http_proxy: proxyUrl,
+    NODE_USE_ENV_PROXY: '1',
+    NO_PROXY: 'localhost,127.0.0.1',
+    no_proxy: 'localhost,127.0.0.1',
+    WEFT_NAMESPACE: options.namespace,
+    WEFT_WORKLOAD: options.workload,
+    WEFT_INSTANCE: options.instance,
+    POD_NAME: options.instance,
+    NAMESPACE: options.namespace,
+  });
+  delete env.WEFT_LOG_LEVEL;
+  Object.assign(env, options.spec.env ?? {});
+  return env;
+}
+
+/** Picks the apps' actual ports: distinct free ports, or the host-port annotation's when it is free. */
+async function pickAppPorts(spec: WorkloadSpec, hostPort: number | undefined): Promise<UpAppPort[]> {
+  const ports = spec.ports ?? [];
+  const free = await freePorts(ports.length);
+  const picked = ports.map((p, i) => ({ ...(p.name ? { name: p.name } : {}), declared: p.port, actual: free[i]! }));
+  if (hostPort !== undefined && picked[0] && !(await isListening(hostPort)) && !free.includes(hostPort)) picked[0].actual = hostPort;
+  return picked;
+}
+
+/**
+ * A plain command ("node services/cart.ts") is exec'd by the shell, so that the
+ * pid weft up shows is the app's own and `kill <pid>` stops it; anything with
+ * shell syntax runs as written.
+ */
+export function shellCommand(command: string): string {
+  const plain = /^[A-Za-z0-9_\-./:@%+,= ]+$/.test(command.trim());
+  const firstWord = command.trim().split(/\s+/)[0] ?? '';
+  return plain && !firstWord.includes('=') ? `exec ${command.trim()}` : command;
+}
+
+/**
+ * Waits (bounded) until every proxy has connected, every app answers its
+ * proxy, and the config versions stop moving: then calls between the apps
+ * find their endpoints. Two equal polls in a row, further apart than the
+ * control plane's push debounce, count as "stopped moving".
+ */
+async function waitForMeshReady(client: WeftClient, instances: readonly UpInstance[], print: (line: string) => void): Promise<void> {
+  if (instances.length === 0) return;
+  let pending: string[] = [];
+  let previous = '';
+  try {
+    await waitFor(
+      async () => {
+        const proxies = new Map((await client.proxies()).map((p) => [p.id, p]));
+        pending = instances
+          .filter((i) => {
+            const p = proxies.get(`${i.namespace}/${i.instance}`);
+            return !p || !p.connected || (i.appPorts.length > 0 && !p.ready) || !p.sentVersion || p.ackedVersion !== p.sentVersion;
+          })
+          .map((i) => i.instance);
+        const versions = instances.map((i) => proxies.get(`${i.namespace}/${i.instance}`)?.sentVersion ?? '').join(',');
+        const stable = pending.length === 0 && versions === previous;
+        previous = versions;
+        return stable;
+      },
+      { timeoutMs: MESH_READY_TIMEOUT_MS, intervalMs: 150, message: 'the proxies to be ready' },
+    );
+  } catch {
+    print(`weft up: not ready after ${MESH_READY_TIMEOUT_MS / 1000} s: ${pending.join(', ') || 'config still changing'} (see weft status)`);
+  }
+}
+
+function hostPortOf(workload: Resource): number | undefined {
+  const value = workload.metadata.annotations?.[HOST_PORT_ANNOTATION];
+  if (value === undefined) return undefined;
+  const port = Number(value);
+  return Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
+}
+
+async function writeUpFile(path: string, facts: UpFile): Promise<void> {
+  const temporary = `${path}.${process.pid}.tmp`;
+  await writeFile(temporary, JSON.stringify(facts, null, 2) + '\n');
+  await rename(temporary, path);
+}
+
+async function alreadyRunning(upFile: string): Promise<number | undefined> {
+  if (!existsSync(upFile)) return undefined;
+  try {
+    const { pid } = JSON.parse(await readFile(upFile, 'utf8')) as { pid?: number };
+    if (!pid || pid === process.pid) return undefined;
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
+}
+
+function summaryTables(facts: UpFile): string {
+  const services = table(
+    ['SERVICE', 'NAMESPACE', 'PORTS'],
+    facts.services.map((s) => [s.name, s.namespace, s.ports.map((p) => `${p.name ? `${p.name}:` : ''}${p.port}`).join(',')]),
+  );
+  const workloads = table(
+    ['INSTANCE', 'NAMESPACE', 'APP PORTS', 'OUTBOUND', 'TUNNEL', 'ADMIN', 'PID'],
+    facts.workloads.map((w) => [
+      w.instance,
+      w.namespace,
+      w.appPorts.map((p) => `${p.declared}→${p.actual}`).join(',') || '-',
+      String(w.proxy.outbound),
+      String(w.proxy.tunnel),
+      String(w.proxy.admin),
+      String(w.pid),
+    ]),
+  );
+  return `${facts.services.length ? services : 'No Services.\n'}\n${facts.workloads.length ? workloads : 'No Workloads with a command.\n'}`;
+}
+
+export function upCommand(): Command {
+  return new Command('up')
+    .description('run a local mesh: a control plane, a sidecar proxy beside every workload with a command, and the workloads')
+    .requiredOption('-f, --filename <file>', 'the mesh file (YAML)')
+    .option('--data-dir <dir>', 'where the config and proxy state live (default: .weft next to the mesh file)')
+    .option('--api-port <port>', 'port of the control plane API (0 = any)', parsePort, 15000)
+    .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 0)
+    .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
+    .option('--verbose', 'show the control plane and proxy logs below warnings')
+    .action((flags: UpFlags) => runUp(flags));
+}
+
+async function runUp(flags: UpFlags): Promise<void> {
+  const meshFile = resolve(flags.filename);
+  const meshDir = dirname(meshFile);
+  const dataDir = resolve(flags.dataDir ?? join(meshDir, '.weft'));
+  const upFile = join(dataDir, 'up.json');
+  const print = (line: string) => process.stdout.write(line + '\n');
+
+  let text: string;
+  try {
+    text = await readFile(meshFile, 'utf8');
+  } catch {
+    throw new CliError(`error: cannot read ${flags.filename}`);
+  }
+  const { resources, issues } = parseManifest(text, flags.filename);
+  if (issues.length > 0) {
+    printIssues(issues);
+    throw new CliError(`error: ${issues.length} problem${issues.length === 1 ? '' : 's'} in ${flags.filename}; nothing was started`);
+  }
+  const running = await alreadyRunning(upFile);
+  if (running) throw new CliError(`error: a weft up (pid ${running}) already runs on ${dataDir}; stop it first or use --data-dir`);
+
+  await mkdir(dataDir, { recursive: true });
+  const [{ startControlPlane }, { createLogger }, { systemClock }] = await Promise.all([
+    import('../control/main.ts'),
+    import('../telemetry/logger.ts'),
+    import('../telemetry/clock.ts'),
+  ]);
+  const logLevel = flags.verbose ? 'info' : 'warn';
+  let controlPlane;
+  try {
+    controlPlane = await startControlPlane({
+      dataDir,
+      apiPort: flags.apiPort,
+      streamPort: flags.streamPort,
+      leaseTtlMs: flags.leaseTtl,
+      logger: createLogger('control-plane', logLevel),
+      clock: systemClock,
+    });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new CliError(`error: ${(error as Error).message}: a port is taken (another weft up or control plane?); choose others with --api-port and --stream-port`);
+    }
+    throw error;
+  }
+  const supervisor = new Supervisor(print);
+  let stopping = false;
+  const stopEverything = async () => {
+    stopping = true;
+    print('weft up: stopping workloads, then proxies, then the control plane');
+    await supervisor.stop('workload', WORKLOAD_STOP_GRACE_MS);
+    await supervisor.stop('proxy', PROXY_DRAIN_MS + 3000);
+    await controlPlane.close();
+    await rm(upFile, { force: true });
+    print('weft up: stopped');
+  };
+  stopOnSignals(stopEverything, { forceAfterMs: 30_000 });
+
+  try {
+    const client = new WeftClient(controlPlane.apiUrl);
+    let results: ApplyResult[];
+    try {
+      results = await client.apply(resources);
+    } catch (error) {
+      if (error instanceof ApiError && error.status.code === 422) {
+        throw new CliError(formatApplyRejection(error, resources.map((resource) => ({ resource, file: flags.filename }))));
+      }
+      throw error;
+    }
+    const count = (action: string) => results.filter((r) => r.action === action).length;
+    print(`weft up: applied ${results.length} objects (${count('created')} created, ${count('configured')} configured, ${count('unchanged')} unchanged) from ${flags.filename}`);
+
+    const templates = resources.filter((r) => r.kind === 'Workload' && (r.spec as WorkloadSpec).command !== undefined);
+    const replicas = templates.flatMap((workload) =>
+      Array.from({ length: (workload.spec as WorkloadSpec).replicas ?? 1 }, (_, i) => ({ workload, index: i })),
+    );
+
+    // Proxies first, all at once: an app's first outbound call must find its sidecar listening.
+    const settled = await Promise.allSettled(
+      replicas.map(async ({ workload, index }) => {
+        const spec = workload.spec as WorkloadSpec;
+        const namespace = workload.metadata.namespace ?? 'default';
+        const name = workload.metadata.name;
+        const instance = `${name}-${index}`;
+        const appPorts = await pickAppPorts(spec, index === 0 ? hostPortOf(workload) : undefined);
+        const proxyDataDir = join(dataDir, 'proxies', `${namespace}.${instance}`);
+        await mkdir(proxyDataDir, { recursive: true });
+        const proxy = supervisor.spawn({
+          label: `${instance} proxy`,
+          role: 'proxy',
+          command: process.execPath,
+          args: [
+            weftBin,
+            'proxy',
+            '--mode', 'sidecar',
+            '--control-plane', controlPlane.streamUrl,
+            '--namespace', namespace,
+            '--workload', name,
+            '--instance', instance,
+            ...appPorts.flatMap((p) => ['--app-port', `${p.declared}=${p.actual}`]),
+            '--outbound-port', '0',
+            '--tunnel-port', '0',
+            '--admin-port', '0',
+            '--data-dir', proxyDataDir,
+            '--drain', `${PROXY_DRAIN_MS}ms`,
+            '--exit-on-stdin-close',
+          ],
+          env: { ...process.env, WEFT_LOG_LEVEL: logLevel },
+          stdinPipe: true,
+        });
+        let ready: { ports?: { outbound: number; tunnel: number; admin: number } };
+        try {
+          ready = JSON.parse(
+            await proxy.waitForLine((line) => line.startsWith('{') && line.includes('"ready"'), PROXY_READY_TIMEOUT_MS),
+          ) as typeof ready;
+        } catch (error) {
+          throw new CliError(`error: the proxy of ${instance} did not start: ${(error as Error).message}\n${proxy.recentOutput()}`);
+        }
+        if (!ready.ports) throw new CliError(`error: the proxy of ${instance} announced no ports`);
+        return { workload, spec, namespace, name, instance, appPorts, proxy, proxyPorts: ready.ports };
+      }),
+    );
+    // allSettled, not all: every proxy has been spawned (and can be stopped) before a failure is reported.
+    const failed = settled.find((s) => s.status === 'rejected');
+    if (failed) throw failed.reason;
+    const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    if (stopping) return;
+
+    const instances: (UpInstance & { app: Supervised })[] = started.map((s) => {
+      const command = s.spec.command!;
+      const app = supervisor.spawn({
+        label: s.instance,
+        role: 'workload',
+        command: typeof command === 'string' ? '/bin/sh' : command[0]!,
+        args: typeof command === 'string' ? ['-c', shellCommand(command)] : command.slice(1),
+        cwd: s.spec.cwd ? resolve(meshDir, s.spec.cwd) : meshDir,
+        env: workloadEnv({
+          base: process.env,
+          namespace: s.namespace,
+          workload: s.name,
+          instance: s.instance,
+          appPorts: s.appPorts,
+          outboundPort: s.proxyPorts.outbound,
+          spec: s.spec,
+        }),
+      });
+      return {
+        namespace: s.namespace,
+        workload: s.name,
+        instance: s.instance,
+        pid: app.pid,
+        appPorts: s.appPorts,
+        proxy: { pid: s.proxy.pid, ...s.proxyPorts },
+        ...(s.appPorts[0] ? { url: `http://127.0.0.1:${s.appPorts[0].actual}` } : {}),
+        app,
+      };
+    });
+
+    // Report when the apps listen, so that the table comes when the demo can be used.
+    await Promise.all(
+      instances
+        .filter((i) => i.appPorts[0])
+        .map((i) =>
+          waitFor(() => i.app.child.exitCode !== null || i.app.child.signalCode !== null || isListening(i.appPorts[0]!.actual), {
+            timeoutMs: APP_LISTEN_TIMEOUT_MS,
+            intervalMs: 100,
+            message: `${i.instance} to listen on port ${i.appPorts[0]!.actual}`,
+          }).catch(() => print(`weft up: ${i.instance} does not listen on 127.0.0.1:${i.appPorts[0]!.actual} (its PORT) yet`)),
+        ),
+    );
+    if (stopping) return;
+    await waitForMeshReady(client, instances, print);
+    if (stopping) return;
+
+    const facts: UpFile = {
+      pid: process.pid,
+      meshFile,
+      dataDir,
+      api: controlPlane.apiUrl,
+      stream: controlPlane.streamUrl,
+      startedAt: new Date().toISOString(),
+      services: resources
+        .filter((r) => r.kind === 'Service')
+        .map((r) => ({ namespace: r.metadata.namespace ?? 'default', name: r.metadata.name, ports: (r.spec as ServiceSpec).ports })),
+      workloads: instances.map(({ app: _app, ...rest }) => rest),
+    };
+    await writeUpFile(upFile, facts);
+
+    print('');
+    print(summaryTables(facts));
+    print(`API: ${controlPlane.apiUrl}`);
+    print(`export WEFT_SERVER=${controlPlane.apiUrl}`);
+    for (const w of instances) {
+      const hostPort = hostPortOf(templates.find((t) => t.metadata.name === w.workload && (t.metadata.namespace ?? 'default') === w.namespace)!);
+      if (hostPort !== undefined && w.instance.endsWith('-0') && w.url) print(`Open ${w.workload}: ${w.url}/`);
+    }
+    const first = instances[0];
+    if (first) print(`Through the mesh, as ${first.instance} would: curl -x http://127.0.0.1:${first.proxy.outbound} http://<service>:<port>/`);
+    print(`State: ${upFile}`);
+    print('Ctrl-C stops everything.');
+  } catch (error) {
+    // Leave nothing running when start-up fails half way.
+    await stopEverything().catch(() => supervisor.killAllNow());
+    throw error;
+  }
+}
