@@ -1,0 +1,52 @@
+// The admin listener: /live, /ready, /config and /metrics, for supervisors, operators and `weft status`.
+import { createServer, type Server } from 'node:http';
+import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/metrics.ts';
+import { listen } from './transport/listen.ts';
+
+export interface AdminState {
+  /** A snapshot is applied, the listeners are up, and the proxy is not draining. */
+  ready(): { ready: boolean; why?: string };
+  config(): unknown;
+  metrics(): string;
+}
+
+export interface RunningAdmin {
+  server: Server;
+  port: number;
+}
+
+export async function startAdmin(host: string, port: number, state: AdminState): Promise<RunningAdmin> {
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const reply = (status: number, type: string, body: string) => {
+      res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    };
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.setHeader('allow', 'GET, HEAD');
+      reply(405, 'text/plain; charset=utf-8', 'use GET\n');
+      return;
+    }
+    switch (path) {
+      case '/live':
+        reply(200, 'text/plain; charset=utf-8', 'live\n');
+        return;
+      case '/ready': {
+        const { ready, why } = state.ready();
+        reply(ready ? 200 : 503, 'text/plain; charset=utf-8', ready ? 'ready\n' : `not ready: ${why ?? 'unknown'}\n`);
+        return;
+      }
+      case '/config':
+        reply(200, 'application/json', `${JSON.stringify(state.config(), null, 2)}\n`);
+        return;
+      case '/metrics':
+        reply(200, PROMETHEUS_CONTENT_TYPE, state.metrics());
+        return;
+      default:
+        reply(404, 'text/plain; charset=utf-8', 'admin paths: /live /ready /config /metrics\n');
+    }
+  });
+  server.on('clientError', (_error, socket) => socket.destroy());
+  const bound = await listen(server, port, host);
+  return { server, port: bound };
+}

@@ -1,0 +1,107 @@
+// Compiles a validated snapshot into what the request path reads: host lookup, per-port stacks, inbound stacks, upstream ports.
+import type { ProxySnapshot, SnapshotService, SnapshotServicePort, SnapshotUpstream } from '../../api/snapshot.ts';
+import type { HttpExchange, TcpExchange } from '../exchange.ts';
+import { buildInboundHttp, buildInboundTcp } from '../inbound/stack.ts';
+import { peerKey, type AppContext } from '../layers/forward/index.ts';
+import { buildOutboundHttp, buildOutboundTcp, type OutboundContext } from '../outbound/stack.ts';
+import type { Step } from '../stack.ts';
+
+export type ConfigSource = 'control-plane' | 'disk' | 'none';
+
+/** One service port as the outbound side reaches it. */
+export interface ServicePortEntry {
+  service: SnapshotService;
+  port: SnapshotServicePort;
+  routeKey: string;
+  http: Step<HttpExchange>;
+  tcp: Step<TcpExchange>;
+}
+
+export interface HostEntry {
+  ports: Map<number, ServicePortEntry>;
+  /** Used when the authority names no port: port 80 if the service has it, else its only port. */
+  defaultPort: ServicePortEntry | undefined;
+}
+
+export interface ActiveConfig {
+  /** Undefined before the first snapshot. */
+  snapshot: ProxySnapshot | undefined;
+  version: string;
+  source: ConfigSource;
+  appliedAt: number;
+  hosts: Map<string, HostEntry>;
+  /** By route key ("ns/name:port"). */
+  servicePorts: Map<string, ServicePortEntry>;
+  upstreams: Map<number, { upstream: SnapshotUpstream; entry: ServicePortEntry }>;
+  inboundHttp: Step<HttpExchange>;
+  inboundTcp: Step<TcpExchange>;
+  /** Peer keys (host:port) the snapshot's endpoints are reached at, to keep their pools. */
+  peers: Set<string>;
+  backendKeys: Set<string>;
+}
+
+export interface CompileContext {
+  outbound: Omit<OutboundContext, 'backends'>;
+  app: AppContext;
+  /** Declared → actual app ports. */
+  appPorts: ReadonlyMap<number, number>;
+  /** "<ns>/<workload or instance>", for inbound metrics. */
+  localName: string;
+  /** Inbound ports before any snapshot: the declared app ports. */
+  declaredPorts: readonly number[];
+}
+
+/**
+ * Runs every layer factory for the snapshot. Throws a WeftError
+ * (WEFT_ERR_SNAPSHOT_INVALID) when a part cannot be compiled, e.g. a bad regex.
+ */
+export function compileConfig(snapshot: ProxySnapshot | undefined, source: ConfigSource, appliedAt: number, context: CompileContext): ActiveConfig {
+  const outbound: OutboundContext = { ...context.outbound, backends: snapshot?.backends ?? {} };
+  const hosts = new Map<string, HostEntry>();
+  const servicePorts = new Map<string, ServicePortEntry>();
+  for (const service of snapshot?.services ?? []) {
+    const ports = new Map<number, ServicePortEntry>();
+    for (const port of service.ports) {
+      const table = snapshot!.routes[port.routeKey]!;
+      const entry: ServicePortEntry = {
+        service,
+        port,
+        routeKey: port.routeKey,
+        http: buildOutboundHttp(table, outbound),
+        tcp: buildOutboundTcp(table, outbound),
+      };
+      ports.set(port.port, entry);
+      servicePorts.set(port.routeKey, entry);
+    }
+    const defaultPort = ports.get(80) ?? (ports.size === 1 ? [...ports.values()][0] : undefined);
+    const hostEntry: HostEntry = { ports, defaultPort };
+    for (const host of service.hosts) hosts.set(host.toLowerCase(), hostEntry);
+  }
+
+  const upstreams = new Map<number, { upstream: SnapshotUpstream; entry: ServicePortEntry }>();
+  for (const upstream of snapshot?.upstreams ?? []) {
+    const entry = servicePorts.get(upstream.routeKey);
+    if (entry) upstreams.set(upstream.localPort, { upstream, entry });
+  }
+
+  const inboundPorts = { ports: snapshot?.inbound.ports ?? context.declaredPorts, appPorts: context.appPorts, name: context.localName };
+  const peers = new Set<string>();
+  const backendKeys = new Set<string>();
+  for (const [key, backend] of Object.entries(snapshot?.backends ?? {})) {
+    backendKeys.add(key);
+    for (const endpoint of backend.endpoints) peers.add(peerKey(endpoint));
+  }
+  return {
+    snapshot,
+    version: snapshot?.version ?? '',
+    source,
+    appliedAt,
+    hosts,
+    servicePorts,
+    upstreams,
+    inboundHttp: buildInboundHttp(inboundPorts, context.app),
+    inboundTcp: buildInboundTcp(inboundPorts, context.app),
+    peers,
+    backendKeys,
+  };
+}

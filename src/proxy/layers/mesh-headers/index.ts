@@ -1,0 +1,17 @@
+// The headers proxies add for each other on the tunnel (target port, caller), and the layer that hides them from apps.
+import type { HttpExchange } from '../../exchange.ts';
+import type { Layer } from '../../stack.ts';
+
+/** The app port (declared) a tunnelled request is for. */
+export const TARGET_PORT_HEADER = 'weft-target-port';
+/** The caller, "<namespace>/<workload>"; informational until mTLS identities replace it. */
+export const SOURCE_HEADER = 'weft-source';
+
+const MESH_PREFIX = 'weft-';
+
+/** Inbound: the app never sees weft-* request headers. */
+export const stripMeshHeaders: Layer<unknown, HttpExchange> = (_target, next) => (ex) => {
+  const headers = ex.headers;
+  for (const name in headers) if (name.startsWith(MESH_PREFIX)) delete headers[name];
+  return next(ex);
+};

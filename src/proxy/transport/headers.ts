@@ -1,0 +1,48 @@
+// Hop-by-hop header handling: what a proxy must not forward, in either direction.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Headers } from '../exchange.ts';
+
+/** RFC 9110 §7.6.1 connection-specific fields, plus `expect` (Node answers 100-continue itself) and proxy credentials meant for us. */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+  'http2-settings',
+]);
+
+/** Extra hop-by-hop names a sender listed in its Connection header. */
+function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  let tokens: Set<string> | undefined;
+  for (const part of (Array.isArray(value) ? value.join(',') : value).split(',')) {
+    const name = part.trim().toLowerCase();
+    if (name && name !== 'close' && name !== 'keep-alive') (tokens ??= new Set()).add(name);
+  }
+  return tokens;
+}
+
+/** A copy of a request's headers without the hop-by-hop ones (names are lower-case already). */
+export function forwardableRequestHeaders(incoming: IncomingHttpHeaders): Headers {
+  const listed = connectionTokens(incoming.connection);
+  const out: Headers = {};
+  for (const name in incoming) {
+    if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    const value = incoming[name];
+    if (value !== undefined) out[name] = value;
+  }
+  return out;
+}
+
+/** Removes the hop-by-hop fields of an upstream response, in place. */
+export function stripResponseHopByHop(headers: Headers): void {
+  const listed = connectionTokens(headers.connection);
+  if (listed) for (const name of listed) delete headers[name];
+  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name];
+}

@@ -1,0 +1,83 @@
+// The admin listener (/live, /ready, /config, /metrics) and draining on close.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { isListening } from '../../src/testing/ports.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+import { adminGet, buildSnapshot, endpoint, FakeControlPlane, startBackend, startTestProxy, viaProxy } from './proxy-helpers.ts';
+
+describe('admin and drain', () => {
+  it('serves /live, /ready, /config and /metrics', async (t) => {
+    const a = await startBackend('a');
+    t.after(() => a.close());
+    const snapshot = buildSnapshot({ services: [{ name: 'a', ports: [{ port: 80, endpoints: [endpoint('default/a-0', a.port)] }] }] });
+    const p = await startTestProxy({ snapshot });
+    t.after(() => p.close());
+    const admin = p.proxy.ports.admin;
+
+    assert.equal((await adminGet(admin, '/live')).status, 200);
+    assert.equal((await adminGet(admin, '/ready')).status, 200);
+    const config = (await adminGet(admin, '/config')).json<{ source: string; version: string; snapshot: { version: string; services: unknown[] } }>();
+    assert.equal(config.source, 'disk');
+    assert.equal(config.version, snapshot.version);
+    assert.deepEqual(config.snapshot, JSON.parse(JSON.stringify(snapshot)));
+    assert.equal((await adminGet(admin, '/nope')).status, 404);
+
+    assert.equal((await viaProxy(p.proxy.ports.outbound, 'http://a/')).status, 200);
+    assert.equal((await viaProxy(p.proxy.ports.outbound, 'http://b/')).status, 502);
+    const metrics = await adminGet(admin, '/metrics');
+    assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);
+    const text = metrics.body;
+    assert.match(text, /^# TYPE weft_requests_total counter$/m);
+    assert.match(text, /^weft_requests_total\{direction="outbound",service="default\/a:80",code="200"\} 1$/m);
+    assert.match(text, /^weft_requests_total\{direction="outbound",service="unknown",code="502"\} 1$/m);
+    assert.match(text, /^weft_proxy_responses_total\{reason="WEFT_ERR_NO_ROUTE"\} 1$/m);
+    assert.match(text, /^weft_request_duration_seconds_bucket\{direction="outbound",service="default\/a:80",le="\+Inf"\} 1$/m);
+    assert.match(text, /^weft_request_duration_seconds_count\{direction="outbound",service="default\/a:80"\} 1$/m);
+    assert.match(text, /^weft_snapshot_applies_total\{result="ok"\} 1$/m);
+    assert.match(text, /^weft_control_plane_connected 0$/m);
+    assert.match(text, /^weft_active_connections\{listener="outbound"\} \d+$/m);
+  });
+
+  it('drains: stops accepting, reports not ready, finishes the in-flight request with Connection: close', async (t) => {
+    const cp = await FakeControlPlane.start();
+    t.after(() => cp.close());
+    const a = await startBackend('a');
+    t.after(() => a.close());
+    const snapshot = buildSnapshot({ services: [{ name: 'a', ports: [{ port: 80, endpoints: [endpoint('default/a-0', a.port)] }] }] });
+    const p = await startTestProxy({ controlPlane: cp.url, snapshot, drainMs: 5000 });
+    await waitFor(() => cp.received.some((m) => m.type === 'ready' && m.ready), { message: 'ready: true' });
+    const { outbound, admin } = p.proxy.ports;
+
+    const slow = viaProxy(outbound, 'http://a/slow?delay=400');
+    await waitFor(() => a.requests >= 1, { message: 'the slow request reaching the backend' });
+    const started = performance.now();
+    const closing = p.close();
+    assert.equal((await adminGet(admin, '/ready')).status, 503, 'not ready while draining');
+    assert.equal(await isListening(outbound), false, 'no new connections');
+    await waitFor(() => cp.received.some((m) => m.type === 'ready' && !m.ready), { message: 'ready: false sent to the control plane' });
+    const res = await slow;
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.connection, 'close');
+    await closing;
+    const took = performance.now() - started;
+    assert.ok(took < 3000, `close took ${took} ms`);
+    assert.equal(await isListening(admin), false);
+  });
+
+  it('cuts what is still running when the drain time is up', async (t) => {
+    const a = await startBackend('a');
+    t.after(() => a.close());
+    const snapshot = buildSnapshot({ services: [{ name: 'a', ports: [{ port: 80, endpoints: [endpoint('default/a-0', a.port)] }] }] });
+    const p = await startTestProxy({ snapshot, drainMs: 200 });
+    const slow = viaProxy(p.proxy.ports.outbound, 'http://a/slow?delay=3000').then(
+      (res) => `status ${res.status}`,
+      (error: Error) => `failed: ${error.message}`,
+    );
+    await waitFor(() => a.requests >= 1, { message: 'the slow request reaching the backend' });
+    const started = performance.now();
+    await p.close();
+    const took = performance.now() - started;
+    assert.ok(took >= 150 && took < 2000, `close took ${took} ms`);
+    assert.match(await slow, /failed/);
+  });
+});

@@ -1,0 +1,306 @@
+// Helpers for the proxy's integration tests: snapshot builder, echo backends, a fake control plane, requests via the proxy.
+import http2 from 'node:http2';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createServer, request, type IncomingHttpHeaders, type Server, type Agent } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  servicePortKey,
+  type HttpRouteRule,
+  type NodeInfo,
+  type PortProtocol,
+  type ProxySnapshot,
+  type SnapshotEndpoint,
+  type SnapshotService,
+} from '../../src/api/snapshot.ts';
+import { STREAM_PATH, type ControlMessage, type ProxyMessage } from '../../src/api/stream.ts';
+import { startProxy, type ProxyOptions, type RunningProxy } from '../../src/proxy/main.ts';
+import { systemClock } from '../../src/telemetry/clock.ts';
+import { silentLogger } from '../../src/telemetry/logger.ts';
+import { freePort } from '../../src/testing/ports.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+
+export interface ServiceSpec {
+  name: string;
+  namespace?: string;
+  ports: { port: number; protocol?: PortProtocol; endpoints: SnapshotEndpoint[]; rules?: HttpRouteRule[]; lb?: 'round-robin' | 'least-request' }[];
+}
+
+/** A consistent snapshot for the proxy of `workload` in `namespace`; the version is a hash of the content. */
+export function buildSnapshot(options: {
+  namespace?: string;
+  workload?: string;
+  services?: ServiceSpec[];
+  inboundPorts?: number[];
+  upstreams?: ProxySnapshot['upstreams'];
+  /** Extra backends (e.g. targets of split routes that are not services here). */
+}): ProxySnapshot {
+  const ns = options.namespace ?? 'default';
+  const services: SnapshotService[] = [];
+  const routes: ProxySnapshot['routes'] = {};
+  const backends: ProxySnapshot['backends'] = {};
+  for (const spec of options.services ?? []) {
+    const sns = spec.namespace ?? 'default';
+    const hosts = [`${spec.name}.${sns}`, `${spec.name}.${sns}.svc`, `${spec.name}.${sns}.svc.cluster.local`];
+    if (sns === ns) hosts.unshift(spec.name);
+    const ports = spec.ports.map((p) => {
+      const key = servicePortKey(sns, spec.name, p.port);
+      const protocol = p.protocol ?? 'http';
+      backends[key] = { key, namespace: sns, service: spec.name, port: p.port, protocol, lb: p.lb ?? 'round-robin', endpoints: p.endpoints };
+      routes[key] = { key, rules: p.rules ?? [{ id: 'default', match: {}, filters: [], backends: [{ backend: key, weight: 1, filters: [] }] }] };
+      return { port: p.port, protocol, routeKey: key };
+    });
+    services.push({ namespace: sns, name: spec.name, hosts, ports });
+  }
+  const node: ProxySnapshot['node'] = { mode: 'sidecar', namespace: ns };
+  if (options.workload) node.workload = options.workload;
+  const content = {
+    node,
+    mesh: { trustDomain: 'cluster.local', clusterDomain: 'cluster.local' },
+    services,
+    routes,
+    backends,
+    inbound: { ports: options.inboundPorts ?? [] },
+    upstreams: options.upstreams ?? [],
+  };
+  return { version: createHash('sha256').update(JSON.stringify(content)).digest('hex'), ...content };
+}
+
+/** Gives a snapshot a fresh version after a test edited it by hand. */
+export function reversion(snapshot: ProxySnapshot): ProxySnapshot {
+  const { version: _old, ...content } = snapshot;
+  return { version: createHash('sha256').update(JSON.stringify(content)).digest('hex'), ...content };
+}
+
+export function endpoint(id: string, port: number, tunnelPort?: number): SnapshotEndpoint {
+  const ep: SnapshotEndpoint = { id, address: '127.0.0.1', port, labels: {} };
+  if (tunnelPort !== undefined) ep.tunnelPort = tunnelPort;
+  return ep;
+}
+
+export interface Echoed {
+  name: string;
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+export interface Backend {
+  name: string;
+  port: number;
+  server: Server;
+  requests: number;
+  close(): Promise<void>;
+}
+
+/** An HTTP server answering JSON {name, method, url, headers, body}; `?delay=ms` waits first, `?status=n` sets the status. */
+export async function startBackend(name: string): Promise<Backend> {
+  const backend: Backend = { name, port: 0, server: undefined as unknown as Server, requests: 0, close: async () => {} };
+  const server = createServer((req, res) => {
+    backend.requests++;
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      const url = new URL(req.url ?? '/', 'http://x');
+      const delay = Number(url.searchParams.get('delay') ?? 0);
+      const status = Number(url.searchParams.get('status') ?? 200);
+      const answer = () => {
+        const text = JSON.stringify({ name, method: req.method ?? '', url: req.url ?? '', headers: req.headers, body } satisfies Echoed);
+        res.writeHead(status, { 'content-type': 'application/json', 'x-backend': name, 'x-remove-me': 'yes' });
+        res.end(text);
+      };
+      if (delay > 0) {
+        const timer = setTimeout(answer, delay);
+        res.once('close', () => clearTimeout(timer));
+      } else {
+        answer();
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  backend.server = server;
+  backend.port = (server.address() as AddressInfo).port;
+  backend.close = () =>
+    new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  return backend;
+}
+
+export interface TestProxy {
+  proxy: RunningProxy;
+  dataDir: string;
+  close(): Promise<void>;
+}
+
+/** A proxy that starts from `snapshot` on disk, with a control plane address nobody listens on (unless given). */
+export async function startTestProxy(options: Partial<ProxyOptions> & { snapshot?: ProxySnapshot } = {}): Promise<TestProxy> {
+  const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'weft-proxy-'));
+  if (options.snapshot) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(join(dataDir, 'snapshot.json'), JSON.stringify(options.snapshot));
+  }
+  const { snapshot: _snapshot, ...rest } = options;
+  const proxy = await startProxy({
+    mode: 'sidecar',
+    controlPlane: options.controlPlane ?? `http://127.0.0.1:${await freePort()}`,
+    namespace: 'default',
+    appPorts: [],
+    outboundPort: 0,
+    tunnelPort: 0,
+    adminPort: 0,
+    drainMs: 2000,
+    reconnectBackoff: { initialMs: 50, maxMs: 200 },
+    logger: silentLogger(),
+    clock: systemClock,
+    ...rest,
+    dataDir,
+  });
+  return {
+    proxy,
+    dataDir,
+    close: async () => {
+      await proxy.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface HttpResult {
+  status: number;
+  /** Whether the request went out on a kept-alive connection. */
+  reusedSocket: boolean;
+  headers: IncomingHttpHeaders;
+  body: string;
+  json<T = Echoed>(): T;
+}
+
+/** One request to `port` with a raw request target (absolute-form by default, as curl -x sends it). */
+export function viaProxy(
+  port: number,
+  target: string,
+  options: { method?: string; headers?: Record<string, string>; body?: string; agent?: Agent; timeoutMs?: number } = {},
+): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const headers: Record<string, string> = { ...options.headers };
+    if (target.startsWith('http://') && headers.host === undefined) headers.host = new URL(target).host;
+    const req = request(
+      { host: '127.0.0.1', port, method: options.method ?? 'GET', path: target, headers, agent: options.agent ?? false, timeout: options.timeoutMs ?? 5000 },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            reusedSocket: req.reusedSocket,
+            headers: res.headers,
+            body,
+            json<T>() {
+              return JSON.parse(body) as T;
+            },
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`request ${target} via :${port} timed out`)));
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+export async function adminGet(port: number, path: string): Promise<HttpResult> {
+  return viaProxy(port, path, { headers: { host: `127.0.0.1:${port}` } });
+}
+
+/** A control plane that speaks the stream protocol and lets a test push snapshots and read what the proxy said. */
+export class FakeControlPlane {
+  readonly server: http2.Http2Server;
+  readonly received: ProxyMessage[] = [];
+  readonly streams = new Set<http2.ServerHttp2Stream>();
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  port = 0;
+  heartbeatMs = 1000;
+  private nonce = 0;
+
+  private constructor() {
+    this.server = http2.createServer();
+    this.server.on('session', (session) => {
+      this.sessions.add(session);
+      session.on('close', () => this.sessions.delete(session));
+      session.on('error', () => {});
+    });
+    this.server.on('stream', (stream, headers) => {
+      stream.on('error', () => {});
+      if (headers[':path'] !== STREAM_PATH) {
+        stream.respond({ ':status': 404 });
+        stream.end();
+        return;
+      }
+      stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
+      this.streams.add(stream);
+      stream.on('close', () => this.streams.delete(stream));
+      let buffered = '';
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        buffered += chunk;
+        let i: number;
+        while ((i = buffered.indexOf('\n')) !== -1) {
+          const line = buffered.slice(0, i);
+          buffered = buffered.slice(i + 1);
+          if (!line.trim()) continue;
+          const message = JSON.parse(line) as ProxyMessage;
+          this.received.push(message);
+          if (message.type === 'hello') this.send({ type: 'welcome', leaseTtlMs: this.heartbeatMs * 3, heartbeatMs: this.heartbeatMs }, stream);
+        }
+      });
+      stream.on('end', () => stream.end());
+    });
+  }
+
+  static async start(port = 0): Promise<FakeControlPlane> {
+    const cp = new FakeControlPlane();
+    await new Promise<void>((resolve) => cp.server.listen(port, '127.0.0.1', resolve));
+    cp.port = (cp.server.address() as AddressInfo).port;
+    return cp;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  send(message: ControlMessage, only?: http2.ServerHttp2Stream): void {
+    for (const stream of only ? [only] : this.streams) if (!stream.destroyed && stream.writable) stream.write(`${JSON.stringify(message)}\n`);
+  }
+
+  /** Pushes a snapshot to every stream; returns its nonce. */
+  push(snapshot: ProxySnapshot): string {
+    const nonce = `n${++this.nonce}`;
+    this.send({ type: 'snapshot', version: snapshot.version, nonce, snapshot });
+    return nonce;
+  }
+
+  /** Waits for the proxy's answer (ack or nack) to a nonce. */
+  answerTo(nonce: string, timeoutMs = 5000): Promise<Extract<ProxyMessage, { type: 'ack' | 'nack' }>> {
+    return waitFor(
+      () => this.received.find((m): m is Extract<ProxyMessage, { type: 'ack' | 'nack' }> => (m.type === 'ack' || m.type === 'nack') && m.nonce === nonce),
+      { timeoutMs, message: `an answer to ${nonce}` },
+    );
+  }
+
+  hellos(): NodeInfo[] {
+    return this.received.flatMap((m) => (m.type === 'hello' ? [m.node] : []));
+  }
+
+  /** Cuts every stream and session (as a crashed control plane would) and stops listening. */
+  async close(): Promise<void> {
+    for (const session of this.sessions) session.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
