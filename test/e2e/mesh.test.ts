@@ -6,6 +6,7 @@ import { createServer, type Server } from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
+import type { ProxySnapshot } from '../../src/api/snapshot.ts';
 import { TestMesh, viaProxy, podOf, percentile, type WorkloadProcesses } from './harness.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { freePort } from '../../src/testing/ports.ts';
@@ -82,7 +83,7 @@ describe('a mesh of real processes', { timeout: 240_000 }, () => {
     await mesh.addWorkload('echo-v1', 'echo-v1-0', { echo: true });
     v1b = await mesh.addWorkload('echo-v1', 'echo-v1-1', { echo: true });
     await mesh.addWorkload('echo-v2', 'echo-v2-0', { echo: true });
-    await waitFor(async () => (await mesh.endpoints()).length === 3, { timeoutMs: 10_000, message: 'three registered endpoints' });
+    await waitFor(async () => (await mesh.endpoints()).filter((n) => n.startsWith('echo-')).length === 3, { timeoutMs: 10_000, message: 'three registered echo endpoints' });
     await mesh.converged(4);
   });
 
@@ -135,7 +136,7 @@ describe('a mesh of real processes', { timeout: 240_000 }, () => {
 
   it('follows a changed route within 1 s of the apply (propagation median and p99 reported)', async () => {
     const samples: number[] = [];
-    for (let i = 0; i < 10; i++) {
+    for (let i = 0; i < 20; i++) {
       const target = i % 2 === 0 ? 'echo-v2' : 'echo-v1';
       const yaml = target === 'echo-v2' ? splitRoute(0, 1) : splitRoute(1, 0);
       const started = performance.now();
@@ -202,15 +203,30 @@ describe('a mesh of real processes', { timeout: 240_000 }, () => {
   it('takes a killed workload out of the rotation within the lease TTL', async () => {
     const killedAt = performance.now();
     await v1b.app!.stop({ signal: 'SIGKILL' });
-    await waitFor(async () => !(await mesh.endpoints()).includes('echo-v1-1'), { timeoutMs: 3000, message: 'echo-v1-1 leaving the registry' });
+    // "In the rotation" means in the calling proxy's balancer: read it from the client's admin /config.
+    const endpointsSeenByClient = async () => {
+      const res = await fetch(`http://127.0.0.1:${client.ports.admin}/config`);
+      const body = (await res.json()) as { snapshot?: ProxySnapshot } & Partial<ProxySnapshot>;
+      const snapshot = (body.snapshot ?? body) as ProxySnapshot;
+      return snapshot.backends['default/echo-v1:8080']?.endpoints.map((e) => e.id) ?? [];
+    };
+    await waitFor(async () => !(await endpointsSeenByClient()).includes('default/echo-v1-1'), {
+      timeoutMs: 3000,
+      intervalMs: 20,
+      message: 'echo-v1-1 leaving the client proxy\'s rotation within the 3 s lease TTL',
+    });
     const gone = performance.now() - killedAt;
-    console.log(`# killed workload left the registry after ${gone.toFixed(0)} ms`);
-    await mesh.converged(4);
+    console.log(`# killed workload left the caller's rotation after ${gone.toFixed(0)} ms (lease TTL 3000 ms)`);
+    assert.deepEqual(await endpointsSeenByClient(), ['default/echo-v1-0']);
+    assert.ok(!(await mesh.endpoints()).includes('echo-v1-1'));
     for (let i = 0; i < 200; i++) {
       const res = await viaProxy(client.ports.outbound, 'http://echo-v1:8080/after-kill', { agent });
       assert.equal(res.status, 200, `request ${i}: ${res.status} ${res.body}`);
       assert.equal(podOf(res), 'echo-v1-0');
     }
+    // The rest of the pod goes too, so that the next test sees a mesh of ready proxies.
+    await v1b.proxy.stop();
+    await waitFor(async () => (await mesh.proxies()).filter((p) => p.connected).length === 3, { timeoutMs: 5000, message: 'echo-v1-1\'s proxy disconnecting' });
   });
 
   it('loses no request for 30 s while the control plane is down, and recovers when it returns', { timeout: 90_000 }, async () => {
@@ -236,16 +252,16 @@ describe('a mesh of real processes', { timeout: 240_000 }, () => {
     assert.ok(ok > 100, `only ${ok} requests in 30 s`);
 
     await mesh.startControlPlane();
-    const proxies = await mesh.converged(4, 15_000);
+    const proxies = await mesh.converged(3, 15_000);
     const versions = new Set(proxies.map((p) => p.ackedVersion));
-    assert.ok(proxies.every((p) => p.connected && p.ready));
+    assert.ok(proxies.every((p) => p.connected && p.ready), JSON.stringify(proxies, null, 1));
     const status = await mesh.weft(['status']);
     assert.equal(status.code, 0);
     for (const p of proxies) assert.ok(p.ackedVersion && status.stdout.includes(p.ackedVersion.slice(0, 8)), `weft status shows ${p.id}'s acked version`);
     assert.ok(versions.size >= 1);
     const afterRestart = await (await fetch(`${mesh.api}/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/echo-split`)).json();
     assert.deepEqual((afterRestart as { spec: unknown }).spec, (before as { spec: unknown }).spec, 'the applied route survived the restart');
-    assert.deepEqual(await mesh.endpoints(), ['echo-v1-0', 'echo-v2-0']);
+    assert.deepEqual(await mesh.endpoints(), ['client-0', 'echo-v1-0', 'echo-v2-0']);
     const res = await viaProxy(client.ports.outbound, 'http://echo:8080/after-restart', { agent });
     assert.equal(res.status, 200);
   });
