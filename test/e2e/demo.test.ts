@@ -4,10 +4,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Agent } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { runWeft, startWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import type { UpFile } from '../../src/cli/up.ts';
+import { viaProxy } from './harness.ts';
 
 const demoDir = fileURLToPath(new URL('../../examples/demo/', import.meta.url));
 const dir = await mkdtemp(join(tmpdir(), 'weft-demo-'));
@@ -64,6 +66,23 @@ test('the demo mesh serves the shop through the mesh within 15 s', async () => {
     const split = (await (await fetch(`${frontend.url}/api/split?n=40`)).json()) as Split;
     assert.equal(split.errors, 0);
     assert.ok((split.versions.v1 ?? 0) > (split.versions.v2 ?? 0), `90/10 split: ${JSON.stringify(split.versions)}`);
+
+    // 1,000 calls from the frontend's sidecar to catalog (through catalog's sidecar too): 90/10 within ±4 points.
+    const agent = new Agent({ keepAlive: true, maxSockets: 10 });
+    const outbound = frontend.proxy.outbound;
+    let v2 = 0;
+    try {
+      for (let sent = 0; sent < 1000; sent += 20) {
+        const batch = await Promise.all(Array.from({ length: 20 }, () => viaProxy(outbound, 'http://catalog:8080/products', { agent })));
+        for (const res of batch) {
+          assert.equal(res.status, 200, res.body);
+          if ((JSON.parse(res.body) as { version: string }).version === 'v2') v2++;
+        }
+      }
+    } finally {
+      agent.destroy();
+    }
+    assert.ok(Math.abs(v2 / 10 - 10) <= 4, `catalog v2 got ${v2 / 10}% of 1,000 calls`);
 
     // Move all traffic to v2 with weft apply; the proxies switch without restarting anything.
     const allToV2 = mesh.replace('weight: 90', 'weight: 0').replace('weight: 10', 'weight: 100');
