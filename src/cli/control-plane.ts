@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { resolve } from 'node:path';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
-import { parseDuration, parsePort } from './options.ts';
+import { CliError, parseDuration, parsePort } from './options.ts';
 
 interface ControlPlaneFlags {
   dataDir?: string;
@@ -12,6 +12,9 @@ interface ControlPlaneFlags {
   streamPort: number;
   leaseTtl: number;
   debounce?: number;
+  store?: string;
+  etcdPrefix?: string;
+  exitOnStdinClose?: boolean;
 }
 
 export function controlPlaneCommand(): Command {
@@ -24,6 +27,9 @@ export function controlPlaneCommand(): Command {
     .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 15010)
     .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
     .addOption(new Option('--debounce <duration>', 'push changes closer together than this as one snapshot').argParser(parseDuration))
+    .option('--store <url>', 'keep the config in etcd instead: etcd://host1:2379,host2:2379')
+    .option('--etcd-prefix <prefix>', 'key prefix of weft\'s objects in etcd', '/weft')
+    .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (harnesses use it so nothing outlives them)').hideHelp())
     .action(async (flags: ControlPlaneFlags) => {
       const [{ startControlPlane }, { createLogger }, { systemClock }] = await Promise.all([
         import('../control/main.ts'),
@@ -31,9 +37,17 @@ export function controlPlaneCommand(): Command {
         import('../telemetry/clock.ts'),
       ]);
       const logger = createLogger('control-plane');
-      if (!flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
+      let etcd: { endpoints: string[]; prefix: string } | undefined;
+      if (flags.store !== undefined) {
+        if (flags.dataDir) throw new CliError('error: --store etcd://... and --data-dir are exclusive: the config lives in one place');
+        const { parseEtcdStoreUrl } = await import('../control/store/etcd-url.ts');
+        const endpoints = parseEtcdStoreUrl(flags.store);
+        if (!endpoints) throw new CliError(`error: --store ${flags.store}: weft knows etcd://host:port[,host:port...] (the embedded store is --data-dir)`);
+        etcd = { endpoints, prefix: flags.etcdPrefix ?? '/weft' };
+      } else if (!flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
       const controlPlane = await startControlPlane({
         ...(flags.dataDir ? { dataDir: resolve(flags.dataDir) } : {}),
+        ...(etcd ? { etcd } : {}),
         apiHost: flags.apiHost,
         apiPort: flags.apiPort,
         streamHost: flags.streamHost,
@@ -48,7 +62,7 @@ export function controlPlaneCommand(): Command {
           logger.info({ why }, 'stopping');
           await controlPlane.close();
         },
-        { forceAfterMs: 15_000 },
+        { forceAfterMs: 15_000, onStdinClose: flags.exitOnStdinClose === true },
       );
       announceReady({ api: controlPlane.apiUrl, stream: controlPlane.streamUrl });
     });
