@@ -12,6 +12,7 @@ import { CliError } from './options.ts';
 import { proxyCommand } from './proxy.ts';
 import { statusCommand } from './status.ts';
 import { upCommand } from './up.ts';
+import { schemaCommand } from './schema.ts';
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -33,7 +34,8 @@ const program = new Command('weft')
   .addCommand(statusCommand())
   .addCommand(controlPlaneCommand())
   .addCommand(proxyCommand())
-  .addCommand(echoCommand());
+  .addCommand(echoCommand())
+  .addCommand(schemaCommand());
 
 function exitWith(code: number): void {
   process.exitCode = code;
