@@ -17,6 +17,8 @@ export const ErrorCodes = {
   INBOUND_PORT: 'WEFT_ERR_INBOUND_PORT',
   /** Proxy: the request is malformed (bad target, bad host). */
   BAD_REQUEST: 'WEFT_ERR_BAD_REQUEST',
+  /** Gateway: the request's host belongs to another listener than the one its TLS connection was opened for (421). */
+  MISDIRECTED_REQUEST: 'WEFT_ERR_MISDIRECTED_REQUEST',
   /** Proxy: shutting down. */
   DRAINING: 'WEFT_ERR_DRAINING',
   /** Proxy: the snapshot could not be applied (NACK). */

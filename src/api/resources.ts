@@ -78,7 +78,13 @@ function dnsSubdomain() {
 }
 
 export const MeshConfigSpec = z.strictObject({
-  trustDomain: z.string().min(1).default('cluster.local'),
+  /** The SPIFFE trust domain of every identity in the mesh. */
+  trustDomain: z
+    .string()
+    .regex(/^[a-z0-9._-]{1,255}$/, 'must be a SPIFFE trust domain: 1-255 of lower-case letters, digits, ".", "_" and "-"')
+    .default('cluster.local'),
+  /** STRICT (the default): the mesh tunnel accepts only mTLS. PERMISSIVE: it accepts plaintext too (to migrate workloads in). */
+  mtls: z.strictObject({ mode: z.enum(['STRICT', 'PERMISSIVE']).default('STRICT') }).optional(),
 });
 export type MeshConfigSpec = z.infer<typeof MeshConfigSpec>;
 
@@ -221,6 +227,134 @@ export const HTTPRouteSpec = z.strictObject({
 });
 export type HTTPRouteSpec = z.infer<typeof HTTPRouteSpec>;
 
+// ---------------------------------------------------------------- gateway.networking.k8s.io (Gateway, GatewayClass, ReferenceGrant)
+
+/** The controllerName of GatewayClasses whose Gateways weft serves. */
+export const GATEWAY_CONTROLLER_NAME = 'weft.dev/gateway-controller';
+
+// Loose: GatewayClass and Gateway carry provisioning fields (parametersRef, infrastructure, ...) weft ignores rather than rejects.
+export const GatewayClassSpec = z.looseObject({
+  controllerName: z.string().min(1).max(253),
+  description: z.string().max(64).optional(),
+});
+export type GatewayClassSpec = z.infer<typeof GatewayClassSpec>;
+
+export const LabelSelector = z.strictObject({
+  matchLabels: labels.optional(),
+  matchExpressions: z
+    .array(
+      z.strictObject({
+        key: z.string().min(1),
+        operator: z.enum(['In', 'NotIn', 'Exists', 'DoesNotExist']),
+        values: z.array(z.string()).optional(),
+      }),
+    )
+    .optional(),
+});
+export type LabelSelector = z.infer<typeof LabelSelector>;
+
+const RouteGroupKind = z.strictObject({ group: z.string().optional(), kind: z.string().min(1) });
+
+export const SecretObjectReference = z.strictObject({
+  group: z.string().optional(),
+  kind: z.string().optional(),
+  name: z.string().min(1),
+  namespace: dnsLabel.optional(),
+});
+export type SecretObjectReference = z.infer<typeof SecretObjectReference>;
+
+export const GatewayListener = z.looseObject({
+  name: z.string().min(1).max(253),
+  /** A host name or "*.suffix"; absent: every host. */
+  hostname: z
+    .string()
+    .max(253)
+    .regex(/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a host name, optionally starting with "*."')
+    .optional(),
+  port,
+  /** HTTP and HTTPS are served; any other protocol is reported in the listener's status. */
+  protocol: z.string().min(1),
+  tls: z
+    .looseObject({
+      mode: z.enum(['Terminate', 'Passthrough']).default('Terminate'),
+      certificateRefs: z.array(SecretObjectReference).max(64).optional(),
+    })
+    .optional(),
+  allowedRoutes: z
+    .looseObject({
+      namespaces: z
+        .looseObject({ from: z.enum(['All', 'Same', 'Selector']).default('Same'), selector: LabelSelector.optional() })
+        .optional(),
+      kinds: z.array(RouteGroupKind).max(8).optional(),
+    })
+    .optional(),
+});
+export type GatewayListener = z.infer<typeof GatewayListener>;
+
+export const GatewaySpec = z.looseObject({
+  gatewayClassName: z.string().min(1).max(253),
+  listeners: z
+    .array(GatewayListener)
+    .min(1, 'a Gateway needs at least one listener')
+    .max(64)
+    .superRefine((listeners, ctx) => {
+      const seen = new Set<string>();
+      listeners.forEach((listener, i) => {
+        if (seen.has(listener.name)) ctx.addIssue({ code: 'custom', path: [i, 'name'], message: `listener name "${listener.name}" is used twice` });
+        seen.add(listener.name);
+      });
+    }),
+  addresses: z.array(z.looseObject({ type: z.string().optional(), value: z.string().min(1) })).max(16).optional(),
+});
+export type GatewaySpec = z.infer<typeof GatewaySpec>;
+
+const ReferenceGrantFrom = z.strictObject({ group: z.string(), kind: z.string().min(1), namespace: dnsLabel });
+const ReferenceGrantTo = z.strictObject({ group: z.string(), kind: z.string().min(1), name: z.string().min(1).optional() });
+
+export const ReferenceGrantSpec = z.strictObject({
+  from: z.array(ReferenceGrantFrom).min(1).max(16),
+  to: z.array(ReferenceGrantTo).min(1).max(16),
+});
+export type ReferenceGrantSpec = z.infer<typeof ReferenceGrantSpec>;
+
+// ---------------------------------------------------------------- core v1 Secret, discovery.k8s.io EndpointSlice
+//
+// These kinds keep their content beside metadata rather than under `spec`, as
+// Kubernetes writes them. weft stores that content as `spec` (see
+// KindInfo.topLevelFields), so that the store, its generations and `apply`
+// treat them like every other kind.
+
+const base64 = z.string().regex(/^[A-Za-z0-9+/\s]*={0,2}\s*$/, 'must be base64');
+
+export const SecretSpec = z.strictObject({
+  type: z.string().min(1).default('Opaque'),
+  data: z.record(z.string(), base64).optional(),
+  stringData: z.record(z.string(), z.string()).optional(),
+  immutable: z.boolean().optional(),
+});
+export type SecretSpec = z.infer<typeof SecretSpec>;
+
+export const EndpointSliceSpec = z.strictObject({
+  addressType: z.enum(['IPv4', 'IPv6', 'FQDN']),
+  endpoints: z
+    .array(
+      z.looseObject({
+        addresses: z.array(z.string().min(1)).min(1).max(100),
+        conditions: z.looseObject({ ready: z.boolean().optional(), serving: z.boolean().optional(), terminating: z.boolean().optional() }).optional(),
+      }),
+    )
+    .max(1000)
+    .default([]),
+  ports: z
+    .array(z.strictObject({ name: z.string().optional(), port: port.optional(), protocol: z.enum(['TCP', 'UDP', 'SCTP']).default('TCP'), appProtocol: z.string().optional() }))
+    .max(100)
+    .default([]),
+});
+export type EndpointSliceSpec = z.infer<typeof EndpointSliceSpec>;
+
+/** The label that ties an EndpointSlice to its Service. */
+export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+
 // ---------------------------------------------------------------- registry
 
 export interface KindInfo {
@@ -230,6 +364,11 @@ export interface KindInfo {
   plural: string;
   namespaced: boolean;
   spec: z.ZodType;
+  /**
+   * Kinds that Kubernetes writes without a `spec` (Secret, EndpointSlice):
+   * these top-level fields are what weft validates and stores as `spec`.
+   */
+  topLevelFields?: readonly string[];
 }
 
 export const KINDS: readonly KindInfo[] = [
@@ -244,6 +383,33 @@ export const KINDS: readonly KindInfo[] = [
     plural: 'httproutes',
     namespaced: true,
     spec: HTTPRouteSpec,
+  },
+  {
+    group: 'gateway.networking.k8s.io',
+    versions: ['v1', 'v1beta1'],
+    kind: 'GatewayClass',
+    plural: 'gatewayclasses',
+    namespaced: false,
+    spec: GatewayClassSpec,
+  },
+  { group: 'gateway.networking.k8s.io', versions: ['v1', 'v1beta1'], kind: 'Gateway', plural: 'gateways', namespaced: true, spec: GatewaySpec },
+  {
+    group: 'gateway.networking.k8s.io',
+    versions: ['v1beta1', 'v1'],
+    kind: 'ReferenceGrant',
+    plural: 'referencegrants',
+    namespaced: true,
+    spec: ReferenceGrantSpec,
+  },
+  { group: '', versions: ['v1'], kind: 'Secret', plural: 'secrets', namespaced: true, spec: SecretSpec, topLevelFields: ['type', 'data', 'stringData', 'immutable'] },
+  {
+    group: 'discovery.k8s.io',
+    versions: ['v1'],
+    kind: 'EndpointSlice',
+    plural: 'endpointslices',
+    namespaced: true,
+    spec: EndpointSliceSpec,
+    topLevelFields: ['addressType', 'endpoints', 'ports'],
   },
 ];
 
@@ -268,6 +434,11 @@ export type Service = Resource<ServiceSpec>;
 export type Workload = Resource<WorkloadSpec>;
 export type MeshConfig = Resource<MeshConfigSpec>;
 export type HTTPRoute = Resource<HTTPRouteSpec>;
+export type GatewayClass = Resource<GatewayClassSpec>;
+export type Gateway = Resource<GatewaySpec>;
+export type ReferenceGrant = Resource<ReferenceGrantSpec>;
+export type Secret = Resource<SecretSpec>;
+export type EndpointSlice = Resource<EndpointSliceSpec>;
 
 export const DEFAULT_NAMESPACE = 'default';
 

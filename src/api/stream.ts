@@ -9,13 +9,42 @@ import type { NodeInfo, ProxySnapshot } from './snapshot.ts';
 
 export const STREAM_PATH = '/weft.v1/stream';
 
+/**
+ * `POST` on the stream port: a proxy's certificate signing request. The
+ * bootstrap token goes in `authorization: Bearer <token>`; the body is a
+ * CertificateRequest and the answer a CertificateResponse (or, on a 4xx/5xx,
+ * `{ code, message }`). The CA certifies the identity the token and the
+ * template Workload allow, whatever the CSR asks for.
+ */
+export const CERTIFICATE_PATH = '/weft.v1/certificate';
+
+export interface CertificateRequest {
+  /** PEM PKCS#10; only its public key is used. */
+  csr: string;
+  namespace: string;
+  /** The template Workload the proxy serves; its service account is the identity. */
+  workload?: string;
+  /** The proxy's id ("<namespace>/<instance>"), so that `weft status` can show its certificate. */
+  proxy?: string;
+}
+
+export interface CertificateResponse {
+  spiffeId: string;
+  certPem: string;
+  /** Intermediates between the leaf and the trust bundle ('' under a generated root). */
+  chainPem: string;
+  /** Epoch milliseconds. */
+  notAfter: number;
+  trustBundle: string[];
+}
+
 export type ProxyMessage =
   | {
       type: 'hello';
       node: NodeInfo;
       /** The version the proxy is running (from disk, or a previous stream), so it can be told "nothing new". */
       runningVersion?: string;
-      /** Bootstrap token (the security issue makes it mandatory off loopback). */
+      /** Bootstrap token; mandatory for a proxy connecting from another host, checked whenever present. */
       token?: string;
     }
   | { type: 'ack'; version: string; nonce: string }
@@ -47,4 +76,7 @@ export interface ProxyStatus {
   lastNack?: { version: string; code: string; message: string; at: string };
   connectedAt?: string;
   lastSeen: string;
+  /** The SPIFFE ID of the proxy's last certificate, and when that certificate expires (ISO time). */
+  identity?: string;
+  certExpiresAt?: string;
 }

@@ -66,8 +66,15 @@ export function validateResource(raw: unknown, defaultNamespace = DEFAULT_NAMESP
       issues: [{ path: 'metadata.namespace', segments: ['metadata', 'namespace'], message: `${info.kind} is cluster-scoped and takes no namespace` }],
     };
   }
-  const spec = info.spec.safeParse(env.spec ?? {});
-  if (!spec.success) return { ok: false, object, issues: zodIssues(spec.error, ['spec']) };
+  let specSource: unknown = env.spec ?? {};
+  if (info.topLevelFields) {
+    // Secret-like kinds: their top-level content is the spec (an object re-applied from the store brings it as spec).
+    const fields: Record<string, unknown> = env.spec && typeof env.spec === 'object' ? { ...(env.spec as Record<string, unknown>) } : {};
+    for (const field of info.topLevelFields) if ((env as Record<string, unknown>)[field] !== undefined) fields[field] = (env as Record<string, unknown>)[field];
+    specSource = fields;
+  }
+  const spec = info.spec.safeParse(specSource);
+  if (!spec.success) return { ok: false, object, issues: zodIssues(spec.error, info.topLevelFields ? [] : ['spec']) };
   const resource: Resource = { apiVersion: env.apiVersion, kind: env.kind, metadata, spec: spec.data };
   if (env.status !== undefined) resource.status = env.status;
   return { ok: true, resource };

@@ -135,6 +135,11 @@ export class WeftClient {
     return this.request<ServerStatus>('GET', '/weft/v1/status');
   }
 
+  /** POST /weft/v1/tokens: a new proxy bootstrap token (the control plane keeps only its hash). */
+  createToken(request: { namespace: string; workload?: string; host?: string; ttlMs?: number }): Promise<{ token: string; expiresAt?: string }> {
+    return this.request<{ token: string; expiresAt?: string }>('POST', '/weft/v1/tokens', request);
+  }
+
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {
     let response: Response;
     try {

@@ -1,5 +1,6 @@
 // `weft control-plane`: runs the store, compiler, config stream and REST API in this process until SIGTERM.
 import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
 import { CliError, parseDuration, parsePort } from './options.ts';
@@ -15,6 +16,26 @@ interface ControlPlaneFlags {
   store?: string;
   etcdPrefix?: string;
   exitOnStdinClose?: boolean;
+  caCert?: string;
+  caKey?: string;
+  certTtl: number;
+  trustDomain?: string;
+  insecureLocalTokens?: boolean;
+}
+
+function readPem(file: string, what: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CliError(`error: cannot read the ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+}
+
+/** --ca-cert and --ca-key go together; the certificate file may carry the chain up to the organisation's root. */
+export function operatorCa(flags: { caCert?: string; caKey?: string }): { certPem: string; keyPem: string } | undefined {
+  if (flags.caCert === undefined && flags.caKey === undefined) return undefined;
+  if (flags.caCert === undefined || flags.caKey === undefined) throw new CliError('error: --ca-cert and --ca-key go together');
+  return { certPem: readPem(flags.caCert, 'CA certificate'), keyPem: readPem(flags.caKey, 'CA key') };
 }
 
 export function controlPlaneCommand(): Command {
@@ -29,6 +50,11 @@ export function controlPlaneCommand(): Command {
     .addOption(new Option('--debounce <duration>', 'push changes closer together than this as one snapshot').argParser(parseDuration))
     .option('--store <url>', 'keep the config in etcd instead: etcd://host1:2379,host2:2379')
     .option('--etcd-prefix <prefix>', 'key prefix of weft\'s objects in etcd', '/weft')
+    .option('--ca-cert <file>', "the mesh CA's certificate (an intermediate under your root) followed by its chain up to the root (default: a root generated under --data-dir)")
+    .option('--ca-key <file>', "the mesh CA's private key (PEM, unencrypted; keep it mode 0600)")
+    .option('--cert-ttl <duration>', 'lifetime of workload certificates; proxies renew them at half life', parseDuration, 24 * 3_600_000)
+    .option('--trust-domain <domain>', "trust domain of a newly generated root (default: the stored MeshConfig's, else cluster.local)")
+    .option('--insecure-local-tokens', 'local mode: anyone on this host may create proxy bootstrap tokens with "weft token create" (the API has no authentication yet)')
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (harnesses use it so nothing outlives them)').hideHelp())
     .action(async (flags: ControlPlaneFlags) => {
       const [{ startControlPlane }, { createLogger }, { systemClock }] = await Promise.all([
@@ -36,6 +62,7 @@ export function controlPlaneCommand(): Command {
         import('../telemetry/logger.ts'),
         import('../telemetry/clock.ts'),
       ]);
+      const ca = operatorCa(flags);
       const logger = createLogger('control-plane');
       let etcd: { endpoints: string[]; prefix: string } | undefined;
       if (flags.store !== undefined) {
@@ -54,6 +81,10 @@ export function controlPlaneCommand(): Command {
         streamPort: flags.streamPort,
         leaseTtlMs: flags.leaseTtl,
         ...(flags.debounce !== undefined ? { debounceMs: flags.debounce } : {}),
+        ...(ca ? { ca } : {}),
+        certTtlMs: flags.certTtl,
+        ...(flags.trustDomain !== undefined ? { trustDomain: flags.trustDomain } : {}),
+        localTokens: flags.insecureLocalTokens === true,
         logger,
         clock: systemClock,
       });

@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import type { Resource } from '../api/meta.ts';
-import type { HTTPRouteSpec, MeshConfigSpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
+import type { GatewaySpec, HTTPRouteSpec, MeshConfigSpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
 import { WeftClient } from './client.ts';
 import { age, table } from './format.ts';
 import { resolveKind } from './kinds.ts';
@@ -59,6 +59,27 @@ function routeBackends(spec: HTTPRouteSpec): string {
   return refs.map((b) => `${b.name}${b.port ? `:${b.port}` : ''}(${b.weight ?? 1})`).join(',') || '<none>';
 }
 
+interface GatewayStatusView {
+  addresses?: { value: string }[];
+  conditions?: { type: string; status: string; reason?: string }[];
+  listeners?: { name: string; attachedRoutes?: number }[];
+}
+
+/** ADDRESS, PROGRAMMED (with its reason when not), and wide: each listener as name:port/protocol (attached routes). */
+function gatewayColumns(r: Resource, wide: boolean): string[] {
+  const status = (r.status ?? {}) as GatewayStatusView;
+  const programmed = status.conditions?.find((c) => c.type === 'Programmed');
+  const cells = [
+    (status.addresses ?? []).map((a) => a.value).join(',') || '<none>',
+    !programmed ? '<pending>' : programmed.status === 'True' ? 'True' : `${programmed.status} (${programmed.reason ?? 'no reason'})`,
+  ];
+  if (wide) {
+    const attached = new Map((status.listeners ?? []).map((l) => [l.name, l.attachedRoutes ?? 0] as const));
+    cells.push((r.spec as GatewaySpec).listeners.map((l) => `${l.name}:${l.port}/${l.protocol}(${attached.get(l.name) ?? 0})`).join(','));
+  }
+  return cells;
+}
+
 function columnsFor(kind: string, wide: boolean): Columns {
   switch (kind) {
     case 'Service':
@@ -79,6 +100,11 @@ function columnsFor(kind: string, wide: boolean): Columns {
       return wide
         ? { header: ['PARENTS', 'ACCEPTED', 'HOSTNAMES', 'BACKENDS'], cells: (r) => [routeParents(r.spec as HTTPRouteSpec), routeAccepted(r), ((r.spec as HTTPRouteSpec).hostnames ?? []).join(',') || '*', routeBackends(r.spec as HTTPRouteSpec)] }
         : { header: ['PARENTS', 'ACCEPTED'], cells: (r) => [routeParents(r.spec as HTTPRouteSpec), routeAccepted(r)] };
+    case 'Gateway':
+      return {
+        header: ['CLASS', 'ADDRESS', 'PROGRAMMED', ...(wide ? ['LISTENERS'] : [])],
+        cells: (r) => [(r.spec as GatewaySpec).gatewayClassName, ...gatewayColumns(r, wide)],
+      };
     case 'MeshConfig':
       return { header: ['TRUST DOMAIN'], cells: (r) => [(r.spec as MeshConfigSpec).trustDomain ?? 'cluster.local'] };
     default:

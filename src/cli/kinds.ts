@@ -2,7 +2,7 @@
 import { KINDS, findKind, type KindInfo } from '../api/resources.ts';
 import { CliError } from './options.ts';
 
-const ALIASES: Record<string, string> = { svc: 'Service', ns: 'Namespace', wl: 'Workload', route: 'HTTPRoute', routes: 'HTTPRoute' };
+const ALIASES: Record<string, string> = { svc: 'Service', ns: 'Namespace', wl: 'Workload', route: 'HTTPRoute', routes: 'HTTPRoute', gtw: 'Gateway', gw: 'Gateway' };
 
 export function resolveKind(name: string): KindInfo {
   const info = findKind(ALIASES[name.toLowerCase()] ?? name);

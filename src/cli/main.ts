@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { applyCommand } from './apply.ts';
 import { ApiError, ServerUnreachableError } from './client.ts';
 import { controlPlaneCommand } from './control-plane.ts';
+import { dashboardCommand } from './dashboard.ts';
 import { deleteCommand } from './delete.ts';
 import { echoCommand } from './echo.ts';
 import { formatApiError } from './format.ts';
@@ -11,6 +12,7 @@ import { getCommand } from './get.ts';
 import { CliError } from './options.ts';
 import { proxyCommand } from './proxy.ts';
 import { statusCommand } from './status.ts';
+import { tokenCommand } from './token.ts';
 import { upCommand } from './up.ts';
 import { schemaCommand } from './schema.ts';
 
@@ -32,6 +34,8 @@ const program = new Command('weft')
   .addCommand(getCommand())
   .addCommand(deleteCommand())
   .addCommand(statusCommand())
+  .addCommand(dashboardCommand())
+  .addCommand(tokenCommand())
   .addCommand(controlPlaneCommand())
   .addCommand(proxyCommand())
   .addCommand(echoCommand())

@@ -1,9 +1,11 @@
-// `weft proxy --mode sidecar`: runs one proxy beside an app until SIGTERM, then drains.
-import { Command, Option } from 'commander';
+// `weft proxy --mode sidecar|gateway`: runs one proxy beside an app (or at the edge, for one Gateway) until SIGTERM, then drains.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import type { ProxyMode } from '../api/snapshot.ts';
+import { gatewayWorkloadName, type ProxyMode } from '../api/snapshot.ts';
+import type { GatewayProxyOptions } from '../proxy/main.ts';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
-import { collectAppPort, parseDuration, parsePort, type AppPort } from './options.ts';
+import { CliError, collectAppPort, parseDuration, parsePort, type AppPort } from './options.ts';
 
 interface ProxyFlags {
   mode: ProxyMode;
@@ -20,7 +22,56 @@ interface ProxyFlags {
   adminPort: number;
   dataDir?: string;
   drain: number;
+  tokenFile?: string;
   exitOnStdinClose?: boolean;
+  gateway?: string;
+  listenerPort?: ListenerPort[];
+  listenerPorts: 'same' | 'ephemeral';
+  listenerHost?: string;
+}
+
+export interface ListenerPort {
+  gateway: number;
+  local: number;
+}
+
+/** `--listener-port 80=8080` (Gateway port=local port, 0 = any free port), or `--listener-port 80` (the same port); repeatable. */
+export function collectListenerPort(value: string, previous: ListenerPort[] = []): ListenerPort[] {
+  const match = /^([0-9]+)(?:=([0-9]+))?$/.exec(value);
+  const gateway = match ? Number(match[1]) : NaN;
+  const local = match?.[2] !== undefined ? Number(match[2]) : gateway;
+  if (!match || gateway < 1 || gateway > 65535 || local < 0 || local > 65535) {
+    throw new InvalidArgumentError('must be PORT or PORT=LOCAL_PORT (the Gateway listener port, and where to listen for it; 0 = any free port), e.g. 80=8080');
+  }
+  return [...previous.filter((p) => p.gateway !== gateway), { gateway, local }];
+}
+
+/** "ns/name" → its parts; a bare name is in `defaultNamespace`. */
+export function parseGatewayName(value: string, defaultNamespace: string): { namespace: string; name: string } {
+  const slash = value.indexOf('/');
+  const namespace = slash === -1 ? defaultNamespace : value.slice(0, slash);
+  const name = slash === -1 ? value : value.slice(slash + 1);
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace) || !/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(name)) {
+    throw new CliError(`error: --gateway ${value}: must be NAMESPACE/NAME of a Gateway`);
+  }
+  return { namespace, name };
+}
+
+/** The bootstrap token: from --token-file, else $WEFT_TOKEN; undefined when neither is given. */
+export function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (tokenFile !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(tokenFile, 'utf8');
+    } catch (error) {
+      throw new CliError(`error: cannot read the token file ${tokenFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    const token = text.trim();
+    if (!token) throw new CliError(`error: the token file ${tokenFile} is empty`);
+    return token;
+  }
+  const fromEnv = env.WEFT_TOKEN?.trim();
+  return fromEnv ? fromEnv : undefined;
 }
 
 export function proxyCommand(): Command {
@@ -40,19 +91,32 @@ export function proxyCommand(): Command {
     .option('--admin-port <port>', 'admin listener: /ready, /live, /metrics, /config (0 = any)', parsePort, 15020)
     .option('--data-dir <dir>', 'keep the last good config here, to start from it when the control plane is away')
     .option('--drain <duration>', 'on SIGTERM, how long in-flight requests may take to finish', parseDuration, 5000)
+    .option('--token-file <file>', 'the bootstrap token (from "weft token create") that gets this proxy its workload certificate (default: $WEFT_TOKEN)')
+    .option('--gateway <ns/name>', 'mode gateway: the Gateway to serve')
+    .option('--listener-port <port[=local]>', 'mode gateway: listen for the Gateway port PORT on LOCAL (0 = any free port; repeatable); the ready line reports where', collectListenerPort)
+    .addOption(
+      new Option('--listener-ports <policy>', 'mode gateway: Gateway ports without --listener-port listen on their own number, or on any free port')
+        .choices(['same', 'ephemeral'])
+        .default('same'),
+    )
+    .option('--listener-host <host>', 'mode gateway: listen address of the Gateway ports (default: --host)')
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (weft up uses it so proxies never outlive it)').hideHelp())
-    .action(async (flags: ProxyFlags) => {
+    .action(async (flags: ProxyFlags, command: Command) => {
       const [{ startProxy }, { createLogger }, { systemClock }] = await Promise.all([
         import('../proxy/main.ts'),
         import('../telemetry/logger.ts'),
         import('../telemetry/clock.ts'),
       ]);
+      const token = readToken(flags.tokenFile);
+      const gateway = gatewayOptions(flags, command.getOptionValueSource('namespace') === 'cli');
       const logger = createLogger('proxy');
       const proxy = await startProxy({
+        ...(token !== undefined ? { token } : {}),
         mode: flags.mode,
         controlPlane: flags.controlPlane,
-        namespace: flags.namespace,
-        ...(flags.workload !== undefined ? { workload: flags.workload } : {}),
+        namespace: gateway?.namespace ?? flags.namespace,
+        ...(flags.workload !== undefined ? { workload: flags.workload } : gateway ? { workload: gateway.workload } : {}),
+        ...(gateway ? { gateway: gateway.options } : {}),
         ...(flags.instance !== undefined ? { instance: flags.instance } : {}),
         appPorts: flags.appPort ?? [],
         ...(flags.host !== undefined ? { host: flags.host } : {}),
@@ -73,6 +137,37 @@ export function proxyCommand(): Command {
         },
         { forceAfterMs: flags.drain + 5000, onStdinClose: flags.exitOnStdinClose === true },
       );
-      announceReady({ id: proxy.id, ports: proxy.ports });
+      announceReady({ id: proxy.id, ports: gateway ? { ...proxy.ports, listeners: proxy.gatewayPorts() } : proxy.ports });
     });
+}
+
+/**
+ * Mode gateway: the Gateway's namespace is the proxy's, it registers as the
+ * Gateway's workload (so that the Gateway's status shows its address), and
+ * later port changes are announced as {"event":"listeners"} lines.
+ */
+function gatewayOptions(
+  flags: ProxyFlags,
+  namespaceGiven: boolean,
+): { namespace: string; workload: string; options: GatewayProxyOptions } | undefined {
+  if (flags.mode !== 'gateway') {
+    if (flags.gateway !== undefined || flags.listenerPort !== undefined) throw new CliError('error: --gateway and --listener-port are for --mode gateway');
+    return undefined;
+  }
+  if (flags.gateway === undefined) throw new CliError('error: --mode gateway needs --gateway NAMESPACE/NAME');
+  const { namespace, name } = parseGatewayName(flags.gateway, flags.namespace);
+  if (namespaceGiven && flags.gateway.includes('/') && flags.namespace !== namespace) {
+    throw new CliError(`error: --namespace ${flags.namespace} and --gateway ${flags.gateway} disagree; a gateway proxy runs in its Gateway's namespace`);
+  }
+  return {
+    namespace,
+    workload: gatewayWorkloadName(name),
+    options: {
+      name: `${namespace}/${name}`,
+      ...(flags.listenerHost !== undefined ? { host: flags.listenerHost } : {}),
+      portMap: new Map((flags.listenerPort ?? []).map((p) => [p.gateway, p.local] as const)),
+      unmapped: flags.listenerPorts,
+      onPortsChanged: (listeners) => process.stdout.write(`${JSON.stringify({ event: 'listeners', listeners })}\n`),
+    },
+  };
 }

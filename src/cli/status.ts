@@ -22,6 +22,30 @@ export function formatProxies(proxies: readonly ProxyStatus[]): string {
   return table(['ID', 'WORKLOAD', 'CONNECTED', 'READY', 'ACKED', 'SENT', 'LAST NACK'], rows);
 }
 
+/** "in 11h", "in 4m", "expired 2m ago": how long a certificate has left. */
+export function expiresIn(at: string | undefined, now = Date.now()): string {
+  if (!at) return '-';
+  const then = Date.parse(at);
+  if (Number.isNaN(then)) return '-';
+  const span = (ms: number) => {
+    const s = Math.floor(Math.abs(ms) / 1000);
+    if (s < 120) return `${s}s`;
+    const m = Math.floor(s / 60);
+    if (m < 120) return `${m}m`;
+    const h = Math.floor(m / 60);
+    return h < 48 ? `${h}h` : `${Math.floor(h / 24)}d`;
+  };
+  return then > now ? `in ${span(then - now)}` : `expired ${span(now - then)} ago`;
+}
+
+/** Each proxy's workload identity and when its certificate expires (a second table, so the first keeps its shape). */
+export function formatIdentities(proxies: readonly ProxyStatus[], now = Date.now()): string {
+  if (proxies.length === 0) return '';
+  const sorted = [...proxies].sort((a, b) => a.id.localeCompare(b.id));
+  const rows = sorted.map((p) => [p.id, p.identity ?? '-', p.certExpiresAt ?? '-', expiresIn(p.certExpiresAt, now)]);
+  return table(['ID', 'IDENTITY', 'CERT EXPIRES', ''], rows);
+}
+
 /** One line: how many proxies, how many connected, ready, running the config they were sent, NACKing. */
 export function summarize(proxies: readonly ProxyStatus[]): string {
   const connected = proxies.filter((p) => p.connected).length;
@@ -61,5 +85,7 @@ export function statusCommand(): Command {
       process.stdout.write(`Control plane ${client.server}${serverFacts(server)}\n\n`);
       process.stdout.write(formatProxies(proxies));
       process.stdout.write(`\n${summarize(proxies)}\n`);
+      const identities = formatIdentities(proxies);
+      if (identities) process.stdout.write(`\n${identities}`);
     });
 }

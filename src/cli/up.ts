@@ -4,7 +4,8 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import type { Resource } from '../api/meta.ts';
-import type { ServiceSpec, WorkloadSpec } from '../api/resources.ts';
+import type { GatewaySpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
+import { gatewayWorkloadName } from '../api/snapshot.ts';
 import { freePorts, isListening } from '../testing/ports.ts';
 import { weftBin } from '../testing/process.ts';
 import { waitFor } from '../testing/wait.ts';
@@ -31,6 +32,7 @@ interface UpFlags {
   apiPort: number;
   streamPort: number;
   leaseTtl: number;
+  certTtl: number;
   verbose?: boolean;
 }
 
@@ -62,6 +64,17 @@ export interface UpFile {
   startedAt: string;
   services: { namespace: string; name: string; ports: { name?: string; port: number; targetPort?: number | string }[] }[];
   workloads: UpInstance[];
+  /** One gateway proxy per Gateway in the mesh file. */
+  gateways?: UpGateway[];
+}
+
+/** A gateway proxy `weft up` started, as up.json records it. */
+export interface UpGateway {
+  namespace: string;
+  name: string;
+  /** Gateway listener port → the local port it is served on. */
+  listeners: Record<string, number>;
+  proxy: { pid: number; id: string; admin: number };
 }
 
 function envName(portName: string): string {
@@ -99,6 +112,8 @@ export function workloadEnv(options: {
     NAMESPACE: options.namespace,
   });
   delete env.WEFT_LOG_LEVEL;
+  // The proxy's secret, never the app's.
+  delete env.WEFT_TOKEN;
   Object.assign(env, options.spec.env ?? {});
   return env;
 }
@@ -140,7 +155,8 @@ async function waitForMeshReady(client: WeftClient, instances: readonly UpInstan
         pending = instances
           .filter((i) => {
             const p = proxies.get(`${i.namespace}/${i.instance}`);
-            return !p || !p.connected || (i.appPorts.length > 0 && !p.ready) || !p.sentVersion || p.ackedVersion !== p.sentVersion;
+            // A proxy without a certificate can neither call nor serve the mesh yet.
+            return !p || !p.connected || !p.identity || (i.appPorts.length > 0 && !p.ready) || !p.sentVersion || p.ackedVersion !== p.sentVersion;
           })
           .map((i) => i.instance);
         const versions = instances.map((i) => proxies.get(`${i.namespace}/${i.instance}`)?.sentVersion ?? '').join(',');
@@ -197,7 +213,102 @@ function summaryTables(facts: UpFile): string {
       String(w.pid),
     ]),
   );
-  return `${facts.services.length ? services : 'No Services.\n'}\n${facts.workloads.length ? workloads : 'No Workloads with a command.\n'}`;
+  const gateways = table(
+    ['GATEWAY', 'NAMESPACE', 'LISTENERS', 'ADMIN', 'PID'],
+    (facts.gateways ?? []).map((g) => [
+      g.name,
+      g.namespace,
+      Object.entries(g.listeners)
+        .map(([port, local]) => `${port}→${local}`)
+        .join(',') || '-',
+      String(g.proxy.admin),
+      String(g.proxy.pid),
+    ]),
+  );
+  return `${facts.services.length ? services : 'No Services.\n'}\n${facts.workloads.length ? workloads : 'No Workloads with a command.\n'}${facts.gateways?.length ? `\n${gateways}` : ''}`;
+}
+
+/**
+ * One gateway proxy per Gateway. A Gateway port of 1024 or more is served on
+ * the same local port when that is free; others (80 and 443 need root) on any
+ * free port: the proxy's ready line says which, and the summary shows it.
+ */
+async function startGatewayProxies(options: {
+  gateways: readonly Resource[];
+  supervisor: Supervisor;
+  streamUrl: string;
+  dataDir: string;
+  logLevel: string;
+  tokenFor: (namespace: string, workload: string) => Promise<string>;
+}): Promise<UpGateway[]> {
+  const settled = await Promise.allSettled(
+    options.gateways.map(async (gateway) => {
+      const namespace = gateway.metadata.namespace ?? 'default';
+      const name = gateway.metadata.name;
+      const ports = [...new Set(((gateway.spec as GatewaySpec).listeners ?? []).map((l) => l.port))].sort((a, b) => a - b);
+      const portFlags: string[] = [];
+      for (const port of ports) portFlags.push('--listener-port', `${port}=${port >= 1024 && !(await isListening(port)) ? port : 0}`);
+      const proxyDataDir = join(options.dataDir, 'proxies', `${namespace}.${name}.gateway`);
+      await mkdir(proxyDataDir, { recursive: true });
+      const token = await options.tokenFor(namespace, gatewayWorkloadName(name));
+      const proxy = options.supervisor.spawn({
+        label: `gateway ${namespace}/${name}`,
+        role: 'proxy',
+        command: process.execPath,
+        args: [
+          weftBin,
+          'proxy',
+          '--mode', 'gateway',
+          '--gateway', `${namespace}/${name}`,
+          '--control-plane', options.streamUrl,
+          ...portFlags,
+          '--listener-ports', 'ephemeral',
+          '--outbound-port', '0',
+          '--tunnel-port', '0',
+          '--admin-port', '0',
+          '--data-dir', proxyDataDir,
+          '--drain', `${PROXY_DRAIN_MS}ms`,
+          '--exit-on-stdin-close',
+        ],
+        env: { ...process.env, WEFT_LOG_LEVEL: options.logLevel, WEFT_TOKEN: token },
+        stdinPipe: true,
+      });
+      let ready: { id?: string; ports?: { admin: number; listeners?: Record<string, number> } };
+      try {
+        ready = JSON.parse(await proxy.waitForLine((line) => line.startsWith('{') && line.includes('"ready"'), PROXY_READY_TIMEOUT_MS)) as typeof ready;
+      } catch (error) {
+        throw new CliError(`error: the gateway proxy of ${namespace}/${name} did not start: ${(error as Error).message}\n${proxy.recentOutput()}`);
+      }
+      if (!ready.ports || !ready.id) throw new CliError(`error: the gateway proxy of ${namespace}/${name} announced no ports`);
+      return { namespace, name, listeners: ready.ports.listeners ?? {}, proxy: { pid: proxy.pid, id: ready.id, admin: ready.ports.admin } };
+    }),
+  );
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+}
+
+/** Waits (bounded) until every gateway proxy is connected and runs the config it was last sent. */
+async function waitForGateways(client: WeftClient, gateways: readonly UpGateway[], print: (line: string) => void): Promise<void> {
+  if (gateways.length === 0) return;
+  let pending: string[] = [];
+  try {
+    await waitFor(
+      async () => {
+        const proxies = new Map((await client.proxies()).map((p) => [p.id, p]));
+        pending = gateways
+          .filter((g) => {
+            const p = proxies.get(g.proxy.id);
+            return !p || !p.connected || !p.sentVersion || p.ackedVersion !== p.sentVersion;
+          })
+          .map((g) => `${g.namespace}/${g.name}`);
+        return pending.length === 0;
+      },
+      { timeoutMs: MESH_READY_TIMEOUT_MS, intervalMs: 150, message: 'the gateway proxies to be ready' },
+    );
+  } catch {
+    print(`weft up: gateways not ready after ${MESH_READY_TIMEOUT_MS / 1000} s: ${pending.join(', ')} (see weft status)`);
+  }
 }
 
 export function upCommand(): Command {
@@ -208,6 +319,7 @@ export function upCommand(): Command {
     .option('--api-port <port>', 'port of the control plane API (0 = any)', parsePort, 15000)
     .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 0)
     .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
+    .option('--cert-ttl <duration>', 'lifetime of workload certificates; proxies renew them at half life', parseDuration, 24 * 3_600_000)
     .option('--verbose', 'show the control plane and proxy logs below warnings')
     .action((flags: UpFlags) => runUp(flags));
 }
@@ -242,11 +354,18 @@ async function runUp(flags: UpFlags): Promise<void> {
   const logLevel = flags.verbose ? 'info' : 'warn';
   let controlPlane;
   try {
+    const meshConfig = resources.find((r) => r.kind === 'MeshConfig' && r.metadata.name === 'default');
+    const trustDomain = (meshConfig?.spec as { trustDomain?: string } | undefined)?.trustDomain;
     controlPlane = await startControlPlane({
       dataDir,
       apiPort: flags.apiPort,
       streamPort: flags.streamPort,
       leaseTtlMs: flags.leaseTtl,
+      certTtlMs: flags.certTtl,
+      // A first start generates the root in the mesh file's trust domain, which is applied only afterwards.
+      ...(trustDomain !== undefined ? { trustDomain } : {}),
+      // Local mode: this host's users may add proxies by hand with `weft token create`.
+      localTokens: true,
       logger: createLogger('control-plane', logLevel),
       clock: systemClock,
     });
@@ -288,6 +407,15 @@ async function runUp(flags: UpFlags): Promise<void> {
       Array.from({ length: (workload.spec as WorkloadSpec).replicas ?? 1 }, (_, i) => ({ workload, index: i })),
     );
 
+    // One bootstrap token per workload, shared by its replicas: it gets them that workload's identity and no other.
+    const tokens = new Map<string, Promise<string>>();
+    const tokenFor = (namespace: string, workload: string): Promise<string> => {
+      const key = `${namespace}/${workload}`;
+      let token = tokens.get(key);
+      if (!token) tokens.set(key, (token = controlPlane.tokens.create({ namespace, workload })));
+      return token;
+    };
+
     // Proxies first, all at once: an app's first outbound call must find its sidecar listening.
     const settled = await Promise.allSettled(
       replicas.map(async ({ workload, index }) => {
@@ -298,6 +426,7 @@ async function runUp(flags: UpFlags): Promise<void> {
         const appPorts = await pickAppPorts(spec, index === 0 ? hostPortOf(workload) : undefined);
         const proxyDataDir = join(dataDir, 'proxies', `${namespace}.${instance}`);
         await mkdir(proxyDataDir, { recursive: true });
+        const token = await tokenFor(namespace, name);
         const proxy = supervisor.spawn({
           label: `${instance} proxy`,
           role: 'proxy',
@@ -318,7 +447,7 @@ async function runUp(flags: UpFlags): Promise<void> {
             '--drain', `${PROXY_DRAIN_MS}ms`,
             '--exit-on-stdin-close',
           ],
-          env: { ...process.env, WEFT_LOG_LEVEL: logLevel },
+          env: { ...process.env, WEFT_LOG_LEVEL: logLevel, WEFT_TOKEN: token },
           stdinPipe: true,
         });
         let ready: { ports?: { outbound: number; tunnel: number; admin: number } };
@@ -337,6 +466,16 @@ async function runUp(flags: UpFlags): Promise<void> {
     const failed = settled.find((s) => s.status === 'rejected');
     if (failed) throw failed.reason;
     const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    if (stopping) return;
+
+    const gateways = await startGatewayProxies({
+      gateways: resources.filter((r) => r.kind === 'Gateway'),
+      supervisor,
+      streamUrl: controlPlane.streamUrl,
+      dataDir,
+      logLevel,
+      tokenFor,
+    });
     if (stopping) return;
 
     const instances: (UpInstance & { app: Supervised })[] = started.map((s) => {
@@ -383,6 +522,7 @@ async function runUp(flags: UpFlags): Promise<void> {
     );
     if (stopping) return;
     await waitForMeshReady(client, instances, print);
+    await waitForGateways(client, gateways, print);
     if (stopping) return;
 
     const facts: UpFile = {
@@ -396,11 +536,13 @@ async function runUp(flags: UpFlags): Promise<void> {
         .filter((r) => r.kind === 'Service')
         .map((r) => ({ namespace: r.metadata.namespace ?? 'default', name: r.metadata.name, ports: (r.spec as ServiceSpec).ports })),
       workloads: instances.map(({ app: _app, ...rest }) => rest),
+      ...(gateways.length > 0 ? { gateways } : {}),
     };
     await writeUpFile(upFile, facts);
 
     print('');
     print(summaryTables(facts));
+    print(`Dashboard: ${controlPlane.apiUrl}/`);
     print(`API: ${controlPlane.apiUrl}`);
     print(`export WEFT_SERVER=${controlPlane.apiUrl}`);
     for (const w of instances) {
@@ -409,6 +551,10 @@ async function runUp(flags: UpFlags): Promise<void> {
     }
     const first = instances[0];
     if (first) print(`Through the mesh, as ${first.instance} would: curl -x http://127.0.0.1:${first.proxy.outbound} http://<service>:<port>/`);
+    for (const g of gateways) {
+      const [port, local] = Object.entries(g.listeners)[0] ?? [];
+      if (local !== undefined) print(`Through Gateway ${g.namespace}/${g.name} (its port ${port}): curl http://127.0.0.1:${local}/ (with -H 'Host: ...' for routes that name hostnames)`);
+    }
     print(`State: ${upFile}`);
     print('Ctrl-C stops everything.');
   } catch (error) {

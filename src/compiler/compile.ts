@@ -7,6 +7,7 @@ import {
   type SnapshotService,
 } from '../api/snapshot.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';
+import { applyGateway, checkGatewaySnapshot } from './gateway.ts';
 import { prepare, routeTableFor } from './prepare.ts';
 import { meshPorts, portProtocol, serviceHosts, serviceNamespace } from './services.ts';
 import type { CompilerInput } from './types.ts';
@@ -45,13 +46,20 @@ export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
   if (node.workload !== undefined) snapshotNode.workload = node.workload;
   const snapshot: Omit<ProxySnapshot, 'version'> = {
     node: snapshotNode,
-    mesh: { trustDomain: prepared.trustDomain, clusterDomain: prepared.clusterDomain },
+    mesh: {
+      trustDomain: prepared.trustDomain,
+      clusterDomain: prepared.clusterDomain,
+      trustBundle: [...(input.trustBundle ?? [])],
+      mtls: { mode: input.meshConfig?.spec?.mtls?.mode ?? 'STRICT' },
+    },
     services,
     routes,
     backends: prepared.backends,
     inbound: { ports: inboundPorts },
     upstreams,
   };
+  // Gateway proxies serve one Gateway instead of the mesh's service ports.
+  if (node.mode === 'gateway') applyGateway(snapshot, input, node);
   return { version: sha256Hex(canonicalJson(snapshot, prepared.sharedJson)), ...snapshot };
 }
 
@@ -66,7 +74,9 @@ export function snapshotVersion(snapshot: Omit<ProxySnapshot, 'version'> & { ver
  * replicas of one workload) share one snapshot in the cache.
  */
 export function snapshotInputKey(node: NodeInfo): string {
-  return canonicalJson([node.mode, node.namespace, node.workload ?? null, sortedUnique(node.appPorts)]);
+  const key: unknown[] = [node.mode, node.namespace, node.workload ?? null, sortedUnique(node.appPorts)];
+  if (node.gateway !== undefined) key.push(node.gateway);
+  return canonicalJson(key);
 }
 
 function sortedUnique(ports: readonly number[]): number[] {
@@ -113,6 +123,11 @@ export function checkSnapshot(s: ProxySnapshot): string[] {
         }
         if (!Number.isInteger(backend.weight) || backend.weight < 0) problems.push(`routes["${key}"] rule ${rule.id} has weight ${backend.weight}`);
       }
+      for (const filter of [...rule.filters, ...rule.backends.flatMap((b) => b.filters)]) {
+        if (filter.type === 'RequestMirror' && filter.mirror.backend !== undefined && !(filter.mirror.backend in s.backends)) {
+          problems.push(`routes["${key}"] rule ${rule.id} mirrors to backend ${filter.mirror.backend}, which is not in backends`);
+        }
+      }
       for (const regex of regexesOf(rule.match)) {
         try {
           new RegExp(`^(?:${regex})$`);
@@ -149,6 +164,7 @@ export function checkSnapshot(s: ProxySnapshot): string[] {
   }
 
   for (const port of s.inbound.ports) if (!isPort(port)) problems.push(`inbound port ${port} is not a port`);
+  problems.push(...checkGatewaySnapshot(s));
   return problems;
 }
 

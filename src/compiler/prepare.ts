@@ -3,6 +3,8 @@ import type { Service, Workload } from '../api/resources.ts';
 import { servicePortKey, type RouteTable, type SnapshotBackend } from '../api/snapshot.ts';
 import { canonicalJson, compareStrings } from './hash.ts';
 import { analyzeRoute, buildRouteTable, type AnalyzedRoute } from './routes.ts';
+import { indexEndpointSlices, sliceEndpoints } from './endpoint-slices.ts';
+import { indexReferenceGrants, type ReferencePermits } from './gateway-grants.ts';
 import { CLUSTER_DOMAIN, indexEndpointWorkloads, meshPorts, portProtocol, serviceEndpoints, serviceNamespace } from './services.ts';
 import type { CompilerInput } from './types.ts';
 
@@ -32,6 +34,8 @@ export interface PreparedInput {
   tableCache: Map<string, RouteTable>;
   /** Canonical JSON of the parts snapshots share (backends, route tables), so each is encoded once. */
   sharedJson: WeakMap<object, string>;
+  /** The ReferenceGrants, for cross-namespace references. */
+  grants: ReferencePermits;
 }
 
 interface CacheEntry {
@@ -42,7 +46,18 @@ interface CacheEntry {
 const cache = new WeakMap<CompilerInput, CacheEntry>();
 
 function sourcesOf(input: CompilerInput): readonly unknown[] {
-  return [input.services, input.workloads, input.httpRoutes, input.meshConfig, input.namespaces];
+  return [
+    input.services,
+    input.workloads,
+    input.httpRoutes,
+    input.meshConfig,
+    input.namespaces,
+    input.gatewayClasses,
+    input.gateways,
+    input.referenceGrants,
+    input.secrets,
+    input.endpointSlices,
+  ];
 }
 
 /**
@@ -68,7 +83,9 @@ function prepareUncached(input: CompilerInput): PreparedInput {
   const serviceIndex = new Map<string, Service>();
   for (const service of services) serviceIndex.set(`${serviceNamespace(service)}/${service.metadata.name}`, service);
 
+  const trustDomain = input.meshConfig?.spec?.trustDomain ?? 'cluster.local';
   const endpointWorkloads = indexEndpointWorkloads(input.workloads);
+  const slicesByService = indexEndpointSlices(input.endpointSlices ?? []);
   const backends: Record<string, SnapshotBackend> = {};
   for (const service of services) {
     const ns = serviceNamespace(service);
@@ -81,12 +98,16 @@ function prepareUncached(input: CompilerInput): PreparedInput {
         port: port.port,
         protocol: portProtocol(port),
         lb: 'least-request',
-        endpoints: serviceEndpoints(service, port, endpointWorkloads),
+        endpoints:
+          Object.keys(service.spec.selector ?? {}).length > 0
+            ? serviceEndpoints(service, port, endpointWorkloads, trustDomain)
+            : sliceEndpoints(service, port, slicesByService),
       };
     }
   }
 
-  const routes = [...input.httpRoutes].sort(byNamespaceAndName).map((route) => analyzeRoute(route, serviceIndex));
+  const grants = indexReferenceGrants(input.referenceGrants ?? []);
+  const routes = [...input.httpRoutes].sort(byNamespaceAndName).map((route) => analyzeRoute(route, serviceIndex, grants));
   const attachments = new Map<string, PortAttachments>();
   for (const route of routes) {
     // A route none of whose rules compile is ignored as a whole (reported as not Accepted).
@@ -120,7 +141,7 @@ function prepareUncached(input: CompilerInput): PreparedInput {
   const sharedJson = new WeakMap<object, string>();
   sharedJson.set(deepFreeze(backends), canonicalJson(backends));
   return {
-    trustDomain: input.meshConfig?.spec?.trustDomain ?? 'cluster.local',
+    trustDomain,
     clusterDomain: CLUSTER_DOMAIN,
     services,
     serviceIndex,
@@ -130,6 +151,7 @@ function prepareUncached(input: CompilerInput): PreparedInput {
     templates,
     tableCache: new Map(),
     sharedJson,
+    grants,
   };
 }
 

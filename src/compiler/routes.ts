@@ -1,16 +1,19 @@
 // HTTPRoutes attached to Services (GAMMA): validation, backendRef resolution, and route tables in Gateway API precedence order.
-import type { HTTPBackendRef, HTTPRoute, HTTPRouteFilter, HTTPRouteMatch, HTTPRouteRule, ParentReference, Service } from '../api/resources.ts';
+import type { HTTPBackendRef, HTTPRoute, HTTPRouteMatch, HTTPRouteRule, ParentReference, Service } from '../api/resources.ts';
 import {
   servicePortKey,
-  type HeaderModifier,
   type HttpFilter,
   type HttpMatch,
   type HttpRouteRule,
+  type RetryPolicy,
   type RouteTable,
+  type SessionPersistence,
   type StringMatch,
   type WeightedBackend,
 } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
+import { compileFilters, type FilterScope, type MirrorRef } from './filters.ts';
+import { backendRefPermitted, type ReferencePermits } from './gateway-grants.ts';
 import { compareStrings } from './hash.ts';
 import { meshPorts, portProtocol, serviceNamespace } from './services.ts';
 
@@ -49,6 +52,8 @@ interface ValidRule {
   filters: HttpFilter[];
   backends: PendingBackend[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
+  retry?: RetryPolicy;
+  sessionPersistence?: SessionPersistence;
 }
 
 export interface AnalyzedRoute {
@@ -66,7 +71,12 @@ export interface AnalyzedRoute {
 }
 
 const CORE_GROUPS = new Set(['', 'core']);
-const SUPPORTED_FILTERS = new Set(['RequestHeaderModifier', 'ResponseHeaderModifier']);
+/** Retries after the first attempt when a rule's `retry` leaves `attempts` out (Envoy's default, too). */
+export const DEFAULT_RETRY_ATTEMPTS = 1;
+/** Base backoff between attempts when `retry.backoff` is left out. */
+export const DEFAULT_RETRY_BACKOFF_MS = 25;
+/** The session cookie or header name when `sessionPersistence.sessionName` is left out. */
+export const DEFAULT_SESSION_NAME = 'weft-session';
 
 /**
  * A parentRef to a core Service. The Gateway API defaults group to
@@ -89,7 +99,7 @@ function routeNamespace(route: HTTPRoute): string {
  * Validates one HTTPRoute against the Services that exist. Pure; the result
  * serves both the snapshots (which rules to compile) and the route's status.
  */
-export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Service>): AnalyzedRoute {
+export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Service>, grants?: ReferencePermits): AnalyzedRoute {
   const namespace = routeNamespace(route);
   const parents = serviceParents(route, namespace, services);
   const parentServiceKeys = new Set(parents.map((p) => p.serviceKey));
@@ -100,18 +110,34 @@ export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Ser
   specRules.forEach((rule, ruleIndex) => {
     const where = `rules[${ruleIndex}]${rule.name ? ` (${rule.name})` : ''}`;
     const problems: string[] = [];
+    const granted = (ns: string, name: string) => backendRefPermitted(grants, route.kind, namespace, ns, name);
+    const scope = (filtersWhere: string): FilterScope => ({
+      where: filtersWhere,
+      matches: rule.matches,
+      problems,
+      resolveMirror: (ref, refWhere) => resolveMirrorRef(ref, refWhere, namespace, parentServiceKeys, services, refProblems, granted),
+    });
     const matches = compileMatches(rule.matches, where, problems);
-    const filters = compileFilters(rule.filters, `${where}.filters`, problems);
-    const backends = (rule.backendRefs ?? []).map((ref, refIndex) =>
-      resolveBackendRef(ref, `${where}.backendRefs[${refIndex}]`, namespace, parentServiceKeys, parents, services, refProblems, problems),
-    );
+    const filters = compileFilters(rule.filters, scope(`${where}.filters`));
+    if (filters.some((f) => f.type === 'RequestRedirect') && (rule.backendRefs?.length ?? 0) > 0) {
+      problems.push(`${where}: a RequestRedirect filter must not be used together with backendRefs`);
+    }
+    const backends = (rule.backendRefs ?? []).map((ref, refIndex) => {
+      const refWhere = `${where}.backendRefs[${refIndex}]`;
+      const refFilters = compileFilters(ref.filters, scope(`${refWhere}.filters`));
+      return resolveBackendRef(ref, refWhere, refFilters, namespace, parentServiceKeys, parents, services, refProblems, granted);
+    });
     const timeouts = compileTimeouts(rule, where, problems);
+    const retry = compileRetry(rule, where, problems);
+    const sessionPersistence = compileSessionPersistence(rule, where, problems);
     if (problems.length > 0) {
       dropped.push(problems.join('; '));
       return;
     }
     const valid: ValidRule = { ruleIndex, idPart: rule.name ?? String(ruleIndex), matches, filters, backends };
     if (timeouts) valid.timeouts = timeouts;
+    if (retry) valid.retry = retry;
+    if (sessionPersistence) valid.sessionPersistence = sessionPersistence;
     rules.push(valid);
   });
   return { route, namespace, name: route.metadata.name, parents, rules, dropped, refProblems };
@@ -219,40 +245,6 @@ function checkRegex(value: string, where: string, problems: string[]): void {
   }
 }
 
-/**
- * Only the header modifiers compile for now. A rule with any other filter
- * (redirect, rewrite, mirror, CORS, extensionRef) is left out entirely and
- * reported as UnsupportedValue, rather than served without the filter: a rule
- * that silently skipped its redirect or rewrite would send requests where
- * the user said they must not go. The other rules of the route still apply.
- */
-function compileFilters(filters: HTTPRouteFilter[] | undefined, where: string, problems: string[]): HttpFilter[] {
-  const compiled: HttpFilter[] = [];
-  (filters ?? []).forEach((filter, i) => {
-    if (!SUPPORTED_FILTERS.has(filter.type)) {
-      problems.push(`${where}[${i}]: filter type ${filter.type} is not supported yet`);
-      return;
-    }
-    const config = filter.type === 'RequestHeaderModifier' ? filter.requestHeaderModifier : filter.responseHeaderModifier;
-    if (!config) {
-      const field = filter.type === 'RequestHeaderModifier' ? 'requestHeaderModifier' : 'responseHeaderModifier';
-      problems.push(`${where}[${i}]: filter type ${filter.type} needs ${field}`);
-      return;
-    }
-    compiled.push({ type: filter.type as 'RequestHeaderModifier' | 'ResponseHeaderModifier', modifier: compileModifier(config) });
-  });
-  return compiled;
-}
-
-/** Header names lower-case, so that the proxy compares and writes them without folding case per request. */
-function compileModifier(config: { set?: { name: string; value: string }[]; add?: { name: string; value: string }[]; remove?: string[] }): HeaderModifier {
-  const modifier: HeaderModifier = {};
-  if (config.set?.length) modifier.set = config.set.map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
-  if (config.add?.length) modifier.add = config.add.map((h) => ({ name: h.name.toLowerCase(), value: h.value }));
-  if (config.remove?.length) modifier.remove = config.remove.map((n) => n.toLowerCase());
-  return modifier;
-}
-
 function compileTimeouts(rule: HTTPRouteRule, where: string, problems: string[]): { requestMs?: number; backendRequestMs?: number } | undefined {
   if (!rule.timeouts) return undefined;
   const timeouts: { requestMs?: number; backendRequestMs?: number } = {};
@@ -267,21 +259,113 @@ function compileTimeouts(rule: HTTPRouteRule, where: string, problems: string[])
     // "0s" means no timeout.
     else if (ms > 0) timeouts[target] = ms;
   }
+  // The request timeout covers every attempt, so a longer per-attempt timeout is a mistake (a Gateway API rule).
+  if (timeouts.requestMs !== undefined && timeouts.backendRequestMs !== undefined && timeouts.backendRequestMs > timeouts.requestMs) {
+    problems.push(`${where}.timeouts: backendRequest (${rule.timeouts.backendRequest}) cannot be longer than request (${rule.timeouts.request})`);
+  }
   return timeouts.requestMs === undefined && timeouts.backendRequestMs === undefined ? undefined : timeouts;
+}
+
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * `sessionPersistence`: type Cookie (default) or Header, the token's name,
+ * and its timeouts. A Permanent cookie needs an absolute timeout for its
+ * Max-Age (a Gateway API rule).
+ */
+function compileSessionPersistence(rule: HTTPRouteRule, where: string, problems: string[]): SessionPersistence | undefined {
+  const spec = rule.sessionPersistence as
+    | { sessionName?: unknown; absoluteTimeout?: unknown; idleTimeout?: unknown; type?: unknown; cookieConfig?: { lifetimeType?: unknown } }
+    | undefined;
+  if (!spec) return undefined;
+  const at = `${where}.sessionPersistence`;
+  const before = problems.length;
+  const type = spec.type ?? 'Cookie';
+  if (type !== 'Cookie' && type !== 'Header') problems.push(`${at}.type: "${String(type)}" is not Cookie or Header`);
+  const name = spec.sessionName ?? DEFAULT_SESSION_NAME;
+  if (typeof name !== 'string' || name.length > 128 || !TOKEN.test(name)) problems.push(`${at}.sessionName: "${String(name)}" is not a valid cookie or header name`);
+  const duration = (field: 'absoluteTimeout' | 'idleTimeout'): number | undefined => {
+    const text = spec[field];
+    if (text === undefined) return undefined;
+    const ms = typeof text === 'string' ? parseGatewayDuration(text) : undefined;
+    if (ms === undefined) problems.push(`${at}.${field}: "${String(text)}" is not a Gateway API duration`);
+    return ms;
+  };
+  const absoluteTimeoutMs = duration('absoluteTimeout');
+  const idleTimeoutMs = duration('idleTimeout');
+  const lifetime = spec.cookieConfig?.lifetimeType;
+  if (lifetime !== undefined && lifetime !== 'Permanent' && lifetime !== 'Session') problems.push(`${at}.cookieConfig.lifetimeType: "${String(lifetime)}" is not Permanent or Session`);
+  if (lifetime !== undefined && type === 'Header') problems.push(`${at}.cookieConfig: only a Cookie session has a cookie to configure`);
+  if (lifetime === 'Permanent' && !absoluteTimeoutMs) problems.push(`${at}: a Permanent cookie needs an absoluteTimeout`);
+  if (problems.length !== before) return undefined;
+  const session: SessionPersistence = { type: type as SessionPersistence['type'], name: name as string };
+  if (absoluteTimeoutMs) session.absoluteTimeoutMs = absoluteTimeoutMs;
+  if (idleTimeoutMs) session.idleTimeoutMs = idleTimeoutMs;
+  if (lifetime !== undefined) session.cookieLifetime = lifetime as 'Permanent' | 'Session';
+  return session;
+}
+
+function compileRetry(rule: HTTPRouteRule, where: string, problems: string[]): RetryPolicy | undefined {
+  const retry = rule.retry;
+  if (!retry) return undefined;
+  let backoffMs = DEFAULT_RETRY_BACKOFF_MS;
+  if (retry.backoff !== undefined) {
+    const ms = parseGatewayDuration(retry.backoff);
+    if (ms === undefined) problems.push(`${where}.retry.backoff: "${retry.backoff}" is not a Gateway API duration`);
+    else backoffMs = ms;
+  }
+  const codes = [...new Set(retry.codes ?? [])].sort((a, b) => a - b);
+  return { codes, attempts: retry.attempts ?? DEFAULT_RETRY_ATTEMPTS, backoffMs };
+}
+
+/**
+ * A RequestMirror's backendRef: a core Service port that the route may
+ * reach (as for backendRefs). Undefined, with the problem in `refProblems`,
+ * when it does not resolve: that mirror is then left out.
+ */
+function resolveMirrorRef(
+  ref: MirrorRef,
+  where: string,
+  routeNs: string,
+  parentServiceKeys: ReadonlySet<string>,
+  services: ReadonlyMap<string, Service>,
+  refProblems: RefProblem[],
+  granted: (namespace: string, name: string) => boolean,
+): string | undefined {
+  const invalid = (reason: RefReason, message: string): undefined => {
+    refProblems.push({ reason, message: `${where}: ${message}` });
+    return undefined;
+  };
+  const group = ref.group ?? '';
+  const kind = ref.kind ?? 'Service';
+  if (!CORE_GROUPS.has(group) || kind !== 'Service') {
+    return invalid('InvalidKind', `kind ${group ? `${group}/` : ''}${kind} is not supported; only core Services can be mirrored to`);
+  }
+  const ns = ref.namespace ?? routeNs;
+  const serviceKey = `${ns}/${ref.name}`;
+  if (ns !== routeNs && !parentServiceKeys.has(serviceKey) && !granted(ns, ref.name)) {
+    return invalid('RefNotPermitted', `Service ${serviceKey} is in another namespace and no ReferenceGrant allows it`);
+  }
+  const service = services.get(serviceKey);
+  if (!service) return invalid('BackendNotFound', `Service ${serviceKey} does not exist`);
+  if (ref.port === undefined) return invalid('BackendNotFound', `the mirror to Service ${serviceKey} needs a port`);
+  if (!meshPorts(service).some((p) => p.port === ref.port)) return invalid('BackendNotFound', `Service ${serviceKey} has no TCP port ${ref.port}`);
+  return servicePortKey(ns, ref.name, ref.port);
 }
 
 function resolveBackendRef(
   ref: HTTPBackendRef,
   where: string,
+  filters: HttpFilter[],
   routeNs: string,
   parentServiceKeys: ReadonlySet<string>,
   parents: readonly ServiceParent[],
   services: ReadonlyMap<string, Service>,
   refProblems: RefProblem[],
-  ruleProblems: string[],
+  /** Whether a ReferenceGrant lets the route reach this Service in another namespace. */
+  granted: (namespace: string, name: string) => boolean = () => false,
 ): PendingBackend {
   const weight = ref.weight ?? 1;
-  const filters = compileFilters(ref.filters, `${where}.filters`, ruleProblems);
   const invalid = (reason: RefReason, message: string): PendingBackend => {
     refProblems.push({ reason, message: `${where}: ${message}` });
     return { weight, filters };
@@ -293,10 +377,10 @@ function resolveBackendRef(
   }
   const ns = ref.namespace ?? routeNs;
   const serviceKey = `${ns}/${ref.name}`;
-  // No ReferenceGrant yet, so other namespaces are off limits, except the
-  // route's own parent Service: a GAMMA consumer route sends its callers on to
-  // the Service it is attached to, which they could reach anyway.
-  if (ns !== routeNs && !parentServiceKeys.has(serviceKey)) {
+  // Other namespaces need a ReferenceGrant there, except for the route's own
+  // parent Service: a GAMMA consumer route sends its callers on to the Service
+  // it is attached to, which they could reach anyway.
+  if (ns !== routeNs && !parentServiceKeys.has(serviceKey) && !granted(ns, ref.name)) {
     return invalid('RefNotPermitted', `Service ${serviceKey} is in another namespace and no ReferenceGrant allows it`);
   }
   const service = services.get(serviceKey);
@@ -345,6 +429,8 @@ export function buildRouteTable(serviceNs: string, serviceName: string, port: nu
           backends,
         };
         if (rule.timeouts) compiled.timeouts = rule.timeouts;
+        if (rule.retry) compiled.retry = rule.retry;
+        if (rule.sessionPersistence) compiled.sessionPersistence = rule.sessionPersistence;
         entries.push({ route, ruleIndex: rule.ruleIndex, matchIndex, rule: compiled });
       });
     }

@@ -1,6 +1,7 @@
 // Services as the mesh sees them: port protocols, host names, and the endpoints their selectors pick.
 import type { Service, ServicePort, Workload } from '../api/resources.ts';
 import type { PortProtocol, SnapshotEndpoint } from '../api/snapshot.ts';
+import { spiffeId } from '../api/identity.ts';
 import { compareStrings } from './hash.ts';
 
 export const CLUSTER_DOMAIN = 'cluster.local';
@@ -93,7 +94,7 @@ function selects(selector: Record<string, string>, labels: Record<string, string
  * Service without a selector (or with an empty one) has none; a named
  * targetPort the workload doesn't declare leaves that workload out.
  */
-export function serviceEndpoints(service: Service, port: ServicePort, endpointWorkloads: Map<string, Workload[]>): SnapshotEndpoint[] {
+export function serviceEndpoints(service: Service, port: ServicePort, endpointWorkloads: Map<string, Workload[]>, trustDomain: string): SnapshotEndpoint[] {
   const selector = service.spec.selector;
   if (!selector || Object.keys(selector).length === 0) return [];
   const ns = serviceNamespace(service);
@@ -112,9 +113,22 @@ export function serviceEndpoints(service: Service, port: ServicePort, endpointWo
       port: endpointPort,
       labels: { ...(workload.metadata.labels ?? {}) },
     };
-    if (workload.spec.tunnelPort !== undefined) endpoint.tunnelPort = workload.spec.tunnelPort;
+    if (workload.spec.tunnelPort !== undefined) {
+      endpoint.tunnelPort = workload.spec.tunnelPort;
+      const identity = workloadIdentity(trustDomain, ns, workload.spec.serviceAccount ?? 'default');
+      if (identity !== undefined) endpoint.identity = identity;
+    }
     endpoints.push(endpoint);
   }
   // Workloads come sorted by name within one namespace, so ids are already in order.
   return endpoints;
+}
+
+/** The SPIFFE ID a workload's proxy holds; undefined when a part cannot be in one (the endpoint then gets no mesh traffic). */
+export function workloadIdentity(trustDomain: string, namespace: string, serviceAccount: string): string | undefined {
+  try {
+    return spiffeId(trustDomain, namespace, serviceAccount);
+  } catch {
+    return undefined;
+  }
 }

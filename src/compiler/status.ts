@@ -1,6 +1,8 @@
 // The status every object should have, computed from the same validation the snapshots use.
 import { objectKey, type Condition, type Resource } from '../api/meta.ts';
 import { prepare } from './prepare.ts';
+import { prepareGateways } from './gateway.ts';
+import { gatewayObjectStatuses, gatewayParentStatuses } from './gateway-status.ts';
 import type { AnalyzedRoute } from './routes.ts';
 import { CONTROLLER_NAME, type HTTPRouteStatus, type ObjectStatus, type CompilerInput } from './types.ts';
 import { resolveUpstreams } from './upstreams.ts';
@@ -8,8 +10,9 @@ import { resolveUpstreams } from './upstreams.ts';
 /**
  * The `status` each object should have, keyed by objectKey(). No timestamps:
  * the control plane adds lastTransitionTime when it writes a condition whose
- * status changed. HTTPRoute statuses list only Service parents (GAMMA);
- * Gateway parents are left out until gateways are supported.
+ * status changed. HTTPRoute statuses list their Service parents (GAMMA),
+ * then their parents among weft's Gateways. Gateways and GatewayClasses of
+ * other controllers get no status from weft.
  */
 export function computeStatuses(input: CompilerInput): Map<string, unknown> {
   const prepared = prepare(input);
@@ -35,7 +38,22 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
     }
     statuses.set(keyOf(workload), status);
   }
-  for (const route of prepared.routes) statuses.set(keyOf(route.route), routeStatus(route));
+  // Gateway parents follow the Service parents in a route's status.parents.
+  const gateways = prepareGateways(input);
+  for (const route of prepared.routes) {
+    const status = routeStatus(route);
+    status.parents.push(...gatewayParentStatuses(route, gateways));
+    statuses.set(keyOf(route.route), status);
+  }
+  const { classes, gateways: gatewayStatuses } = gatewayObjectStatuses(input);
+  for (const gatewayClass of input.gatewayClasses ?? []) {
+    const status = classes.get(gatewayClass.metadata.name);
+    if (status) statuses.set(keyOf(gatewayClass), status);
+  }
+  for (const gateway of input.gateways ?? []) {
+    const status = gatewayStatuses.get(`${gateway.metadata.namespace ?? 'default'}/${gateway.metadata.name}`);
+    if (status) statuses.set(keyOf(gateway), status);
+  }
   return statuses;
 }
 

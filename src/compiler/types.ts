@@ -1,5 +1,16 @@
 // The compiler's input: a read-only view of the objects it needs, as the control plane's index holds them.
-import type { HTTPRoute, MeshConfig, ParentReference, Service, Workload } from '../api/resources.ts';
+import type {
+  EndpointSlice,
+  Gateway,
+  GatewayClass,
+  HTTPRoute,
+  MeshConfig,
+  ParentReference,
+  ReferenceGrant,
+  Secret,
+  Service,
+  Workload,
+} from '../api/resources.ts';
 import type { Condition, Resource } from '../api/meta.ts';
 
 export interface CompilerInput {
@@ -10,6 +21,16 @@ export interface CompilerInput {
   /** The cluster-scoped MeshConfig named "default", if any. */
   meshConfig?: MeshConfig | undefined;
   namespaces: readonly Resource[];
+  // Gateway API objects and what they refer to; optional, so that inputs built without them stay valid.
+  gatewayClasses?: readonly GatewayClass[] | undefined;
+  gateways?: readonly Gateway[] | undefined;
+  referenceGrants?: readonly ReferenceGrant[] | undefined;
+  /** Only Secrets of type kubernetes.io/tls matter (listener certificates). */
+  secrets?: readonly Secret[] | undefined;
+  /** Endpoints of Services without a selector. */
+  endpointSlices?: readonly EndpointSlice[] | undefined;
+  /** The mesh CA's roots (PEM), which every snapshot carries; the control plane adds them, not the store. */
+  trustBundle?: readonly string[] | undefined;
 }
 
 /** The controllerName weft writes in route statuses. */
@@ -30,4 +51,32 @@ export interface RouteParentStatus {
 /** `status` of an HTTPRoute, as the Gateway API defines it. */
 export interface HTTPRouteStatus {
   parents: RouteParentStatus[];
+}
+
+/** The controllerName weft writes in route statuses for Gateway parents (and accepts in GatewayClasses). */
+export { GATEWAY_CONTROLLER_NAME } from '../api/resources.ts';
+
+/** `status` of a GatewayClass. */
+export interface GatewayClassStatus {
+  conditions: Condition[];
+}
+
+export interface RouteGroupKind {
+  group: string;
+  kind: string;
+}
+
+/** One entry of a Gateway's `status.listeners`. */
+export interface ListenerStatus {
+  name: string;
+  supportedKinds: RouteGroupKind[];
+  attachedRoutes: number;
+  conditions: Condition[];
+}
+
+/** `status` of a Gateway, as the Gateway API defines it. */
+export interface GatewayStatus {
+  addresses: { type: 'IPAddress' | 'Hostname'; value: string }[];
+  conditions: Condition[];
+  listeners: ListenerStatus[];
 }

@@ -1,6 +1,6 @@
 // The resource index: an in-memory view of the store kept current by a watch, and the compiler's input built from it.
 import type { CompilerInput } from '../compiler/types.ts';
-import type { HTTPRoute, MeshConfig, Service, Workload } from '../api/resources.ts';
+import type { EndpointSlice, Gateway, GatewayClass, HTTPRoute, MeshConfig, ReferenceGrant, Secret, Service, Workload } from '../api/resources.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { sameJson } from './store/canonical.ts';
@@ -100,6 +100,11 @@ export class ResourceIndex {
         httpRoutes: Object.freeze(this.list('HTTPRoute')) as readonly HTTPRoute[],
         meshConfig: meshConfig as MeshConfig | undefined,
         namespaces: Object.freeze(this.list('Namespace')),
+        gatewayClasses: Object.freeze(this.list('GatewayClass')) as readonly GatewayClass[],
+        gateways: Object.freeze(this.list('Gateway')) as readonly Gateway[],
+        referenceGrants: Object.freeze(this.list('ReferenceGrant')) as readonly ReferenceGrant[],
+        secrets: Object.freeze(this.list('Secret')) as readonly Secret[],
+        endpointSlices: Object.freeze(this.list('EndpointSlice')) as readonly EndpointSlice[],
       });
     }
     return this.cachedInput;

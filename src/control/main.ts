@@ -1,4 +1,5 @@
-// Starts a whole control plane in this process: store, index, compiler cache, config stream, CA later, REST API.
+// Starts a whole control plane in this process: store, index, CA and bootstrap tokens, compiler cache, config stream, REST API.
+import { join } from 'node:path';
 import { checkSnapshot, compile, snapshotInputKey } from '../compiler/compile.ts';
 import { computeStatuses } from '../compiler/status.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -13,6 +14,14 @@ import { StatusWriter } from './status-writer.ts';
 import { StreamServer } from './stream-server.ts';
 import { ApiServer } from './api/server.ts';
 import type { CompilerFunctions } from './compiler-functions.ts';
+import type { CompilerInput } from '../compiler/types.ts';
+import type { MeshConfig } from '../api/resources.ts';
+import { CertificateAuthority, DEFAULT_CERT_TTL_MS } from './ca/authority.ts';
+import { loadOrCreateCa } from './ca/files.ts';
+import { CertificateIssuer } from './ca/issuer.ts';
+import { TokenAuthority } from './ca/tokens.ts';
+import { StoreTokenStorage } from './ca/token-store.ts';
+import { templateKey } from './stream-server.ts';
 
 export interface ControlPlaneOptions {
   /** SQLite under this directory; when absent the memory store is used. */
@@ -31,6 +40,18 @@ export interface ControlPlaneOptions {
   debounceMs?: number;
   /** Replaces compiler functions (tests: a compiler that fails on demand). */
   compiler?: Partial<CompilerFunctions>;
+  /**
+   * An operator's CA (usually an intermediate under the organisation's root;
+   * the PEM may carry its chain). Without it: the CA saved under
+   * `<dataDir>/ca`, or a new root saved there (kept in memory without a data dir).
+   */
+  ca?: { certPem: string; keyPem: string; chainPem?: string };
+  /** Trust domain of a newly generated root. Default: the stored MeshConfig's, else cluster.local. */
+  trustDomain?: string;
+  /** Lifetime of workload certificates. Default 24 h. */
+  certTtlMs?: number;
+  /** Local mode: callers on this host may create bootstrap tokens through the API without authenticating. */
+  localTokens?: boolean;
   logger: Logger;
   clock: Clock;
 }
@@ -39,6 +60,10 @@ export interface RunningControlPlane {
   apiUrl: string; // http://127.0.0.1:<port>
   streamUrl: string; // http://127.0.0.1:<port>
   store: Store;
+  /** Creates (and verifies, revokes) the bootstrap tokens proxies present. */
+  tokens: TokenAuthority;
+  /** The CA's roots, as every snapshot carries them. */
+  trustBundle: string[];
   close(): Promise<void>;
 }
 
@@ -82,7 +107,29 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     cleanup.push(() => index.stop());
     await index.start();
 
-    const cache = new SnapshotCache({ index, compiler, logger, clock, debounceMs: options.debounceMs });
+    const ca = await openCa(options, index.input().meshConfig?.spec?.trustDomain);
+    const trustBundle = Object.freeze(ca.trustBundle());
+    const tokens = new TokenAuthority({ storage: new StoreTokenStorage(store), clock });
+    const issuer = new CertificateIssuer({
+      ca,
+      tokens,
+      template: (namespace, name) => index.get(templateKey(namespace, name)),
+      trustDomain: () => ((index.input().meshConfig as MeshConfig | undefined)?.spec?.trustDomain ?? 'cluster.local'),
+      certTtlMs: options.certTtlMs ?? DEFAULT_CERT_TTL_MS,
+      logger,
+    });
+    // The trust bundle is part of every snapshot, so it is part of the compiler's input. One augmented
+    // input per index input keeps the compiler's per-input preparation shared by every proxy.
+    const withTrust = new WeakMap<CompilerInput, CompilerInput>();
+    const compileWithTrust: CompilerFunctions['compile'] = (input, node) => {
+      let full = withTrust.get(input);
+      if (!full) {
+        full = Object.freeze({ ...input, trustBundle });
+        withTrust.set(input, full);
+      }
+      return compiler.compile(full, node);
+    };
+    const cache = new SnapshotCache({ index, compiler: { ...compiler, compile: compileWithTrust }, logger, clock, debounceMs: options.debounceMs });
     cleanup.push(() => cache.close());
     const statusWriter = new StatusWriter({ store, index, computeStatuses: compiler.computeStatuses, clock, logger });
     cleanup.push(() => statusWriter.close());
@@ -97,6 +144,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       logger,
       clock,
       leaseTtlMs,
+      issuer,
       host: options.streamHost ?? '127.0.0.1',
       port: options.streamPort ?? DEFAULT_STREAM_PORT,
     });
@@ -108,6 +156,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       host: options.apiHost ?? '127.0.0.1',
       port: options.apiPort ?? DEFAULT_API_PORT,
       proxies: () => stream.proxies(),
+      tokens: { tokens, localMode: options.localTokens === true },
+      now: () => clock.now(),
       status: async () => ({
         store: store.kind,
         revision: await store.revision(),
@@ -121,16 +171,46 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     });
     cleanup.push(() => api.close());
 
-    logger.info({ api: api.url, stream: stream.url, store: store.kind, objects: index.counts() }, 'control plane started');
+    logger.info(
+      { api: api.url, stream: stream.url, store: store.kind, objects: index.counts(), trustDomain: ca.trustDomain, localTokens: options.localTokens === true },
+      'control plane started',
+    );
     let closing: Promise<void> | undefined;
     return {
       apiUrl: api.url,
       streamUrl: stream.url,
       store,
+      tokens,
+      trustBundle: [...trustBundle],
       close: () => (closing ??= closeAll().then(() => logger.info('control plane stopped'))),
     };
   } catch (error) {
     await closeAll();
     throw error;
   }
+}
+
+/**
+ * The CA this control plane signs with: the operator's, else the one saved
+ * in the data dir (created there on first start). Without a data dir a root
+ * is generated in memory: it lasts as long as the process, so replicas on
+ * etcd must be given one CA to share (--ca-cert/--ca-key).
+ */
+async function openCa(options: ControlPlaneOptions, storedTrustDomain: string | undefined): Promise<CertificateAuthority> {
+  const { clock, logger } = options;
+  const trustDomain = options.trustDomain ?? storedTrustDomain ?? 'cluster.local';
+  if (options.ca) {
+    const ca = await CertificateAuthority.load({ certPem: options.ca.certPem, keyPem: options.ca.keyPem, clock, ...(options.ca.chainPem ? { chainPem: options.ca.chainPem } : {}) });
+    if (ca.trustDomain !== undefined && ca.trustDomain !== trustDomain) {
+      logger.warn({ caTrustDomain: ca.trustDomain, meshTrustDomain: trustDomain }, "the supplied CA names another trust domain than the mesh's; it will refuse to sign the mesh's identities");
+    }
+    return ca;
+  }
+  if (options.dataDir) {
+    const { ca, created } = await loadOrCreateCa(join(options.dataDir, 'ca'), { trustDomain, clock });
+    if (created) logger.info({ trustDomain, dir: join(options.dataDir, 'ca') }, 'generated the mesh root CA');
+    return ca;
+  }
+  if (options.etcd) logger.warn('no --data-dir and no --ca-cert/--ca-key: this replica generates its own root in memory; give every replica the same CA');
+  return CertificateAuthority.generate({ trustDomain, clock });
 }

@@ -7,11 +7,12 @@ import { ErrorCodes, isWeftError } from '../api/errors.ts';
 import { dnsLabel, objectKey, type Resource } from '../api/meta.ts';
 import type { WorkloadSpec } from '../api/resources.ts';
 import type { NodeInfo } from '../api/snapshot.ts';
-import { STREAM_PATH, type ControlMessage, type ProxyMessage, type ProxyStatus } from '../api/stream.ts';
+import { CERTIFICATE_PATH, STREAM_PATH, type CertificateRequest, type ControlMessage, type ProxyMessage, type ProxyStatus } from '../api/stream.ts';
 import { validateResource } from '../api/validate.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { SnapshotCache, SnapshotSubscription } from './cache.ts';
+import { issuerErrorStatus, type CertificateIssuer } from './ca/issuer.ts';
 import type { IndexChange, ResourceIndex } from './index.ts';
 import { sameJson } from './store/canonical.ts';
 import type { LeaseId, Store } from './store/types.ts';
@@ -34,10 +35,14 @@ export interface StreamServerOptions {
   forgetAfterMs?: number | undefined;
   /** The longest message line a proxy may send. Default 1 MiB. */
   maxLineBytes?: number | undefined;
+  /** Checks bootstrap tokens and signs workload certificates. */
+  issuer: CertificateIssuer;
 }
 
 /** How long an ended stream waits for the proxy to end its side before it is reset. */
 const SHUTDOWN_GRACE_MS = 1000;
+/** A certificate request is a CSR and a few names; anything bigger is refused unread. */
+const MAX_CERTIFICATE_REQUEST_BYTES = 64 * 1024;
 
 // Loose: fields a newer proxy adds pass through to the compiler untouched.
 const NodeInfoSchema = z.looseObject({
@@ -67,6 +72,8 @@ export class StreamServer {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   readonly connections = new Set<ProxyConnection>();
   private readonly records = new Map<string, ProxyRecord>();
+  /** The last certificate issued to each proxy id, for `weft status` (a proxy may ask before its hello). */
+  private readonly issued = new Map<string, { identity: string; certExpiresAt: string; notAfter: number }>();
   private readonly forgetTimer: Timer;
   private readonly stopIndex: () => void;
   private boundPort = 0;
@@ -113,7 +120,17 @@ export class StreamServer {
 
   /** Every proxy connected now or in the last few minutes, sorted by id. */
   proxies(): ProxyStatus[] {
-    return [...this.records.values()].map((r) => structuredClone(r.status)).sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    return [...this.records.values()]
+      .map((r) => {
+        const status = structuredClone(r.status);
+        const certificate = this.issued.get(status.id);
+        if (certificate) {
+          status.identity = certificate.identity;
+          status.certExpiresAt = certificate.certExpiresAt;
+        }
+        return status;
+      })
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }
 
   /**
@@ -172,6 +189,13 @@ export class StreamServer {
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', (error) => this.options.logger.debug({ err: error }, 'config stream error'));
+    if (headers[':path'] === CERTIFICATE_PATH) {
+      this.onCertificateRequest(stream, headers).catch((error: unknown) => {
+        this.options.logger.error({ err: error }, 'certificate request failed');
+        answerJson(stream, 500, { code: ErrorCodes.INTERNAL, message: 'the certificate request failed' });
+      });
+      return;
+    }
     if (headers[':path'] !== STREAM_PATH) {
       stream.respond({ ':status': 404, 'content-type': 'text/plain' });
       stream.end(`no such path; proxies open POST ${STREAM_PATH}\n`);
@@ -196,6 +220,46 @@ export class StreamServer {
     });
   }
 
+  /** POST /weft.v1/certificate: one CSR in, one certificate (or a refusal) out. */
+  private async onCertificateRequest(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    if (headers[':method'] !== 'POST') {
+      answerJson(stream, 405, { code: ErrorCodes.BAD_REQUEST, message: `use POST ${CERTIFICATE_PATH}` }, { allow: 'POST' });
+      return;
+    }
+    const body = await readBounded(stream, MAX_CERTIFICATE_REQUEST_BYTES);
+    if (body === undefined) {
+      answerJson(stream, 413, { code: ErrorCodes.BAD_REQUEST, message: `a certificate request is at most ${MAX_CERTIFICATE_REQUEST_BYTES} bytes` });
+      return;
+    }
+    let request: CertificateRequest;
+    try {
+      request = JSON.parse(body) as CertificateRequest;
+    } catch {
+      answerJson(stream, 400, { code: ErrorCodes.BAD_REQUEST, message: 'the certificate request is not JSON' });
+      return;
+    }
+    if (!request || typeof request !== 'object' || typeof request.csr !== 'string' || typeof request.namespace !== 'string' || (request.workload !== undefined && typeof request.workload !== 'string')) {
+      answerJson(stream, 400, { code: ErrorCodes.BAD_REQUEST, message: 'a certificate request is {csr, namespace, workload?, proxy?}' });
+      return;
+    }
+    const authorization = headers.authorization;
+    const token = typeof authorization === 'string' && /^Bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
+    try {
+      const issued = await this.options.issuer.issue({ token, csrPem: request.csr, namespace: request.namespace, workload: request.workload });
+      // Shown for the proxy that asked, if it names itself within the namespace the token was checked for.
+      if (typeof request.proxy === 'string' && request.proxy.startsWith(`${request.namespace}/`) && request.proxy.length <= 512) {
+        this.issued.set(request.proxy, { identity: issued.spiffeId, certExpiresAt: new Date(issued.notAfter).toISOString(), notAfter: issued.notAfter });
+      }
+      answerJson(stream, 200, issued);
+    } catch (error) {
+      const status = issuerErrorStatus(error);
+      const code = isWeftError(error) ? error.code : ErrorCodes.INTERNAL;
+      const message = status === 500 && !isWeftError(error) ? 'the CA failed' : (error as Error).message;
+      this.options.logger.warn({ code, message, namespace: request.namespace, workload: request.workload, proxy: request.proxy }, 'certificate request refused');
+      answerJson(stream, status, { code, message });
+    }
+  }
+
   private onIndexChange(changes: readonly IndexChange[]): void {
     for (const change of changes) {
       if (change.type !== 'put' || change.object.kind !== 'Workload') continue;
@@ -207,6 +271,9 @@ export class StreamServer {
     const now = this.options.clock.now();
     for (const [id, record] of this.records) {
       if (record.disconnectedAt !== undefined && now - record.disconnectedAt >= afterMs) this.records.delete(id);
+    }
+    for (const [id, certificate] of this.issued) {
+      if (!this.records.has(id) && certificate.notAfter <= now) this.issued.delete(id);
     }
   }
 }
@@ -242,6 +309,7 @@ export class ProxyConnection {
   private ended = false;
   private superseded = false;
   private ready = false;
+  private helloSeen = false;
   private lease: LeaseId | undefined;
   private registered: Resource | undefined;
   private silenceTimer: Timer | undefined;
@@ -349,7 +417,8 @@ export class ProxyConnection {
   private async handle(message: ProxyMessage): Promise<void> {
     if (message.type === 'hello') return this.hello(message);
     if (!this.node || !this.status) {
-      this.fail(ErrorCodes.BAD_REQUEST, `the first message must be hello, got ${message.type}`);
+      // After a refused hello the stream is closing; what the proxy sent behind it needs no answer.
+      if (!this.ended) this.fail(ErrorCodes.BAD_REQUEST, `the first message must be hello, got ${message.type}`);
       return;
     }
     switch (message.type) {
@@ -384,11 +453,12 @@ export class ProxyConnection {
     }
   }
 
-  private hello(message: Extract<ProxyMessage, { type: 'hello' }>): void {
-    if (this.node) {
+  private async hello(message: Extract<ProxyMessage, { type: 'hello' }>): Promise<void> {
+    if (this.node || this.helloSeen) {
       this.fail(ErrorCodes.BAD_REQUEST, 'hello sent twice on one stream');
       return;
     }
+    this.helloSeen = true;
     const parsed = NodeInfoSchema.safeParse(message.node);
     if (!parsed.success) {
       const problems = parsed.error.issues.map((i) => `node.${i.path.join('.')}: ${i.message}`).join('; ');
@@ -396,6 +466,18 @@ export class ProxyConnection {
       return;
     }
     const node = parsed.data as NodeInfo;
+    const token = typeof message.token === 'string' ? message.token : undefined;
+    // A proxy on this host may go without a token (it gets config, not a certificate); one from elsewhere may not.
+    if (token !== undefined || !isLoopback(this.stream.session?.socket?.remoteAddress)) {
+      try {
+        await this.server.options.issuer.authenticate(token, node.namespace, node.workload);
+      } catch (error) {
+        const code = isWeftError(error) ? error.code : ErrorCodes.UNAUTHORIZED;
+        this.fail(code, `the control plane refused this proxy: ${(error as Error).message}`);
+        return;
+      }
+      if (this.ended) return;
+    }
     this.node = node;
     const runningVersion = typeof message.runningVersion === 'string' && message.runningVersion ? message.runningVersion : undefined;
     this.status = this.server.attach(this, node, runningVersion);
@@ -559,4 +641,36 @@ export class ProxyConnection {
       return true;
     }
   }
+}
+
+function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
+/** The body, or undefined once it passes `limit` bytes (the rest is not read). */
+function readBounded(stream: http2.ServerHttp2Stream, limit: number): Promise<string | undefined> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        stream.pause();
+        resolve(undefined);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    stream.once('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    stream.once('error', reject);
+    stream.once('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+  });
+}
+
+function answerJson(stream: http2.ServerHttp2Stream, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (stream.destroyed || stream.headersSent) return;
+  const text = JSON.stringify(body);
+  stream.respond({ ':status': status, 'content-type': 'application/json', 'cache-control': 'no-store', ...headers });
+  stream.end(text);
 }

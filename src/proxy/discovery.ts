@@ -11,6 +11,8 @@ export interface DiscoveryOptions {
   /** The control plane's stream URL, e.g. http://127.0.0.1:15010. */
   url: string;
   node: NodeInfo;
+  /** The bootstrap token, sent in every hello (the control plane requires it of proxies on other hosts). */
+  token?: string | undefined;
   /** The version running now (from disk or an earlier stream), sent in every hello. */
   runningVersion: () => string | undefined;
   /** Applies a snapshot (a no-op when it is the running version); throws (a WeftError) to NACK it. */
@@ -135,7 +137,8 @@ export class DiscoveryClient {
       if (!session.closed) session.close();
     });
     const runningVersion = this.options.runningVersion();
-    this.send(connection, { type: 'hello', node, ...(runningVersion ? { runningVersion } : {}) });
+    const token = this.options.token;
+    this.send(connection, { type: 'hello', node, ...(runningVersion ? { runningVersion } : {}), ...(token ? { token } : {}) });
     connection.sentReady = this.ready;
     this.send(connection, { type: 'ready', ready: this.ready });
   }

@@ -21,6 +21,17 @@ export interface Exchange {
   avoid: SnapshotEndpoint | undefined;
   /** Whether another attempt can be made after a connect failure (nothing of the request is lost). */
   readonly replayable: boolean;
+  /** Inbound: the caller's SPIFFE ID, verified by mTLS on the tunnel; undefined for a plaintext (PERMISSIVE) caller. */
+  peerIdentity: string | undefined;
+  /** A session (sessionPersistence) this exchange belongs to: the backend and endpoint to go to again, when they still exist. */
+  readonly session?: SessionPin | undefined;
+}
+
+/** Where a persistent session's earlier requests went. */
+export interface SessionPin {
+  /** Backend key ("ns/name:port"). */
+  backend: string;
+  endpoint: string;
 }
 
 export class HttpExchange implements Exchange {
@@ -28,15 +39,29 @@ export class HttpExchange implements Exchange {
   readonly req: IncomingMessage;
   readonly res: ServerResponse;
   readonly startedAt: number;
+  peerIdentity: string | undefined = undefined;
   service = 'unknown';
   targetPort = 0;
   appPort = 0;
   backend: SnapshotBackend | undefined = undefined;
   endpoint: SnapshotEndpoint | undefined = undefined;
   avoid: SnapshotEndpoint | undefined = undefined;
+  session: SessionPin | undefined = undefined;
   method: string;
-  /** Origin-form target: path and query. */
+  /** Origin-form target: path and query. Rewrites go through setPath(). */
   path: string;
+  /** The scheme the client used to reach the proxy: redirects without a scheme keep it. */
+  scheme: 'http' | 'https' = 'http';
+  /** The port the client addressed (the service port; a gateway's listener port); 0: unknown, use targetPort. */
+  addressedPort = 0;
+  /** The request body, read in full when a layer must be able to send it again (retries, mirrors). */
+  bufferedBody: Buffer | undefined = undefined;
+  /**
+   * Asked by the transport when an upstream response starts, before any of it
+   * is written: an error refuses the response (the attempt is cut and fails
+   * with that error), so that a retry layer can try again.
+   */
+  refuseResponse: ((status: number, headers: Headers, fromPeer: boolean) => Error | undefined) | undefined = undefined;
   /** The headers to send on: hop-by-hop ones removed, `host` as the client sent it. Filters edit this. */
   headers: Headers;
   /** Edits applied, in order, to the response's headers before they are written. */
@@ -82,9 +107,16 @@ export class HttpExchange implements Exchange {
     return h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
   }
 
-  /** A request without a body can be sent again; a streamed body cannot (it is not kept). */
+  /** A request without a body, or whose body was buffered, can be sent again; a streamed body cannot (it is not kept). */
   get replayable(): boolean {
-    return !this.hasBody && this.aborted === undefined;
+    return (!this.hasBody || this.bufferedBody !== undefined) && this.aborted === undefined;
+  }
+
+  /** Replaces the origin-form target (path and query), forgetting what was parsed from the old one. */
+  setPath(path: string): void {
+    this.path = path;
+    this.pathEnd = -1;
+    this.query = undefined;
   }
 
   abort(reason: Error): void {
@@ -100,6 +132,7 @@ export class HttpExchange implements Exchange {
 
 export class TcpExchange implements Exchange {
   readonly direction: Direction;
+  peerIdentity: string | undefined = undefined;
   /** The client side of the connection. */
   readonly socket: Duplex;
   service = 'unknown';

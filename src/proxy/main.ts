@@ -1,8 +1,8 @@
-// Starts one proxy in this process: discovery client, listeners, admin server, drain on close.
+// Starts one proxy in this process: workload identity, discovery client, listeners, admin server, drain on close.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { ErrorCodes, WeftError } from '../api/errors.ts';
-import type { NodeInfo, ProxyMode } from '../api/snapshot.ts';
+import type { NodeInfo, ProxyMode, ProxySnapshot } from '../api/snapshot.ts';
 import type { Clock } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { MetricsRegistry } from '../telemetry/metrics.ts';
@@ -10,6 +10,10 @@ import { startAdmin, type RunningAdmin } from './admin.ts';
 import { readSnapshotFile } from './config/disk.ts';
 import { ConfigManager } from './config/manager.ts';
 import { DiscoveryClient } from './discovery.ts';
+import { withoutPrivateKeys } from './gateway/config.ts';
+import { GatewayListeners } from './gateway/listener.ts';
+import { controlPlaneIssuer } from './identity/client.ts';
+import { IdentityManager, type RenewFunction } from './identity/manager.ts';
 import { TunnelListener } from './inbound/listener.ts';
 import { BalancerRegistry } from './layers/balancer/balancers.ts';
 import { createProxyMetrics } from './metrics.ts';
@@ -19,6 +23,7 @@ import { AppReadiness } from './readiness.ts';
 import { ErrorResponder } from './respond.ts';
 import { Activity } from './transport/activity.ts';
 import { DEFAULT_POOL_SETTINGS, Pools } from './transport/pools.ts';
+import { createTunnelMetrics, TunnelTls } from './transport/mtls.ts';
 
 export interface ProxyOptions {
   mode: ProxyMode; // only 'sidecar' for now
@@ -53,14 +58,40 @@ export interface ProxyOptions {
   reconnectBackoff?: { initialMs: number; maxMs: number };
   /** Where metrics go; a registry of its own when absent. */
   metrics?: MetricsRegistry;
+  /** The bootstrap token: the control plane's CA signs this proxy's certificate only for it. */
+  token?: string;
+  /**
+   * Where certificates come from instead of the control plane's CA (tests,
+   * or a certificate source of the operator's): CSR in, certificate out.
+   */
+  issueCertificate?: RenewFunction;
+  /** Mode gateway: the Gateway served and where its ports listen. */
+  gateway?: GatewayProxyOptions;
   logger: Logger;
   clock: Clock;
+}
+
+export interface GatewayProxyOptions {
+  /** "<namespace>/<name>" of the Gateway. */
+  name: string;
+  /** Where the Gateway's ports listen; default the proxy's `host`. */
+  host?: string;
+  /** Gateway port → local port (0 = any), bound at start and kept. */
+  portMap?: ReadonlyMap<number, number>;
+  /** Gateway ports not in the map bind their own number ('same', the default) or any free port ('ephemeral'). */
+  unmapped?: 'same' | 'ephemeral';
+  /** Told the port map whenever a port is bound or released after start. */
+  onPortsChanged?: (ports: Record<string, number>) => void;
 }
 
 export interface RunningProxy {
   /** "<namespace>/<instance>", as the control plane lists it. */
   id: string;
+  /** Resolves with the SPIFFE ID once the first workload certificate is installed (rejects if the proxy stops first). */
+  identityReady: Promise<string>;
   ports: { outbound: number; tunnel: number; admin: number };
+  /** Gateway mode: Gateway port → the local port it listens on, as bound now. */
+  gatewayPorts(): Record<string, number>;
   /** Stops accepting, finishes in-flight requests (up to drainMs), closes everything. */
   close(): Promise<void>;
 }
@@ -89,8 +120,22 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const appPorts = new Map(options.appPorts.map((p) => [p.declared, p.actual] as const));
   const declaredPorts = [...appPorts.keys()].sort((a, b) => a - b);
 
+  const renew: RenewFunction | undefined =
+    options.issueCertificate ??
+    (options.token
+      ? controlPlaneIssuer({ url: options.controlPlane, token: options.token, namespace, workload: options.workload, proxy: id, timeoutMs: connectTimeoutMs })
+      : undefined);
+  const identity = new IdentityManager({
+    renew: renew ?? (() => Promise.reject(new WeftError(ErrorCodes.UNAUTHORIZED, 'no bootstrap token'))),
+    clock,
+    logger,
+  });
+  const certificateExpiry = metrics.registry.gauge('weft_certificate_expiry_timestamp_seconds', 'When the workload certificate in use expires, in seconds since the epoch.');
+  identity.onChange((current) => certificateExpiry.labels().set(Math.floor(current.notAfter / 1000)));
+  const tunnelMetrics = createTunnelMetrics(metrics.registry);
+
   const activity = new Activity(metrics.activeConnections);
-  const peerPools = new Pools(poolSettings, logger);
+  const peerPools = new Pools(poolSettings, logger, new TunnelTls({ identity, metrics: tunnelMetrics, clock }));
   const appPools = new Pools(poolSettings, logger);
   const balancers = new BalancerRegistry();
   let outbound: OutboundListener | undefined;
@@ -141,6 +186,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       metrics,
       clock,
       keepAliveTimeoutMs: KEEP_ALIVE_MS,
+      identity,
+      tunnelMetrics,
+      logger,
     });
   } catch (error) {
     outbound?.stop();
@@ -148,10 +196,48 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     throw error;
   }
 
+  // Mode gateway: the Gateway's own ports, bound beside the proxy's usual listeners.
+  let gatewayListeners: GatewayListeners | undefined;
+  if (options.gateway) {
+    try {
+      gatewayListeners = await GatewayListeners.start({
+        host: options.gateway.host ?? host,
+        portMap: options.gateway.portMap ?? new Map(),
+        unmapped: options.gateway.unmapped ?? 'same',
+        config,
+        activity,
+        responder: new ErrorResponder('outbound', metrics, logger),
+        metrics,
+        clock,
+        logger,
+        keepAliveTimeoutMs: KEEP_ALIVE_MS,
+        ...(options.gateway.onPortsChanged ? { onPortsChanged: options.gateway.onPortsChanged } : {}),
+      });
+    } catch (error) {
+      outbound?.stop();
+      tunnel?.stop();
+      throw error;
+    }
+  }
+  // After every applied snapshot: the Gateway may have gained or lost a port.
+  const syncGateway = () => void gatewayListeners?.sync();
+
+  // The snapshot's trust bundle is the CA's current one (it changes across a root rotation).
+  const adoptTrust = (snapshot: ProxySnapshot | undefined) => {
+    const bundle = snapshot?.mesh.trustBundle;
+    if (!bundle || bundle.length === 0) return;
+    try {
+      identity.setTrustBundle(bundle);
+    } catch (error) {
+      logger.warn({ err: error }, 'the snapshot carries an unreadable trust bundle; keeping the current one');
+    }
+  };
+
   if (options.dataDir !== undefined) {
     try {
       const saved = await readSnapshotFile(options.dataDir);
-      if (saved !== undefined) await manager.apply(saved, 'disk');
+      if (saved !== undefined) adoptTrust((await manager.apply(saved, 'disk')).snapshot);
+      syncGateway();
     } catch (error) {
       logger.warn({ err: error, dataDir: options.dataDir }, 'cannot start from the saved snapshot; waiting for the control plane');
     }
@@ -167,9 +253,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     appPorts: declaredPorts,
   };
   if (options.workload !== undefined) node.workload = options.workload;
+  if (options.gateway) node.gateway = options.gateway.name;
   const discovery = new DiscoveryClient({
     url: options.controlPlane,
     node,
+    token: options.token,
     runningVersion: () => manager.current.version || undefined,
     apply: async (snapshot, version) => {
       if (snapshot?.version !== version) {
@@ -178,9 +266,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       if (manager.hasSnapshot && manager.current.version === version) {
         // Already running it (from disk): the control plane has now confirmed it.
         manager.current.source = 'control-plane';
+        adoptTrust(manager.current.snapshot);
         return;
       }
-      await manager.apply(snapshot, 'control-plane');
+      adoptTrust((await manager.apply(snapshot, 'control-plane')).snapshot);
+      syncGateway();
     },
     clock,
     logger,
@@ -194,15 +284,21 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     timeoutMs: Math.min(1000, options.readinessIntervalMs ?? 1000),
     onChange: (ready) => {
       logger.info({ ready }, ready ? 'the app is ready' : 'the app is not ready');
-      if (!activity.draining) discovery.setReady(ready);
+      reportReady();
     },
   });
+  // Registered as an endpoint only once peers can reach it: the app answers and the proxy holds its certificate.
+  const reportReady = () => {
+    if (!activity.draining) discovery.setReady(readiness.ready && identity.ready);
+  };
+  identity.onChange(() => reportReady());
 
   try {
     admin = await startAdmin(host, options.adminPort ?? 15020, {
       ready: () => {
         if (activity.draining) return { ready: false, why: 'draining' };
         if (!manager.hasSnapshot) return { ready: false, why: 'no config yet' };
+        if (!identity.ready) return { ready: false, why: 'no workload certificate yet' };
         return { ready: true };
       },
       config: () => ({
@@ -212,29 +308,38 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         appliedAt: manager.hasSnapshot ? new Date(manager.current.appliedAt).toISOString() : null,
         controlPlane: { url: options.controlPlane, connected: discovery.connected },
         appReady: readiness.ready,
+        identity: identity.current ? { spiffeId: identity.current.spiffeId, expiresAt: new Date(identity.current.notAfter).toISOString() } : null,
         upstreamPorts: upstreams.ports,
-        snapshot: manager.current.snapshot ?? null,
+        ...(gatewayListeners ? { gatewayPorts: gatewayListeners.ports } : {}),
+        snapshot: withoutPrivateKeys(manager.current.snapshot) ?? null,
       }),
       metrics: () => metrics.registry.render(),
     });
   } catch (error) {
     outbound.stop();
     tunnel.stop();
+    gatewayListeners?.stop();
     upstreams.closeAll();
     throw error;
   }
 
-  discovery.setReady(readiness.ready);
+  reportReady();
   readiness.start();
   discovery.start();
+  const identityReady = (renew ? identity.start() : identity.whenReady()).then((current) => current.spiffeId);
+  // Nobody may be waiting; a stop before the first certificate is not an error to report.
+  identityReady.catch(() => {});
+  if (!renew) logger.warn('no bootstrap token (--token-file or WEFT_TOKEN): this proxy gets no workload certificate, so it can neither call nor serve mesh workloads');
   logger.info({ outbound: outbound.port, tunnel: tunnel.port, admin: admin.port, controlPlane: options.controlPlane }, 'proxy started');
 
   const listeners = { outbound, tunnel, admin };
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     activity.beginDrain();
+    identity.stop();
     listeners.outbound.stop();
     listeners.tunnel.stop();
+    gatewayListeners?.stop();
     upstreams.closeAll();
     readiness.stop();
     discovery.setReady(false);
@@ -259,7 +364,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
 
   return {
     id,
+    identityReady,
     ports: { outbound: outbound.port, tunnel: tunnel.port, admin: admin.port },
+    gatewayPorts: () => gatewayListeners?.ports ?? {},
     close: () => (closing ??= close()),
   };
 }

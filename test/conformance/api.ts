@@ -91,6 +91,13 @@ export class ControlPlaneApi {
     if (status !== 200) throw new ApiError(`apply rejected (${status}): ${describeError(text)}`, status, text);
   }
 
+  /** A proxy bootstrap token for `workload` in `namespace` (the control plane runs in local mode). */
+  async createToken(namespace: string, workload: string): Promise<string> {
+    const { status, text } = await this.call('POST', '/weft/v1/tokens', { namespace, workload });
+    if (status !== 201) throw new ApiError(`POST /weft/v1/tokens (${status}): ${describeError(text)}`, status, text);
+    return (JSON.parse(text) as { token: string }).token;
+  }
+
   /** Deletes one object; a missing one is not an error. */
   async delete(ref: ObjectName): Promise<void> {
     const { status, text } = await this.call('DELETE', objectPath(ref));

@@ -15,6 +15,8 @@ export interface PreparedRequest {
   /** Every header sent, Host included. */
   headers: Record<string, string>;
   followRedirects: boolean;
+  /** As the check asks ("H2": HTTP/2 over TLS); absent: HTTP/1.1. */
+  protocol?: string;
 }
 
 export interface Prepared {
@@ -68,6 +70,7 @@ export function prepare(check: Check, context: PrepareContext, uuid: string = ra
       path: request.path || '/',
       headers,
       followRedirects: request.followRedirects !== false,
+      ...(request.protocol !== undefined ? { protocol: request.protocol } : {}),
     },
   };
 }
@@ -111,7 +114,7 @@ export async function roundTrip(destination: Destination, request: PreparedReque
   let current = request;
   for (let hop = 0; ; hop++) {
     const target = destination.kind === 'proxy' ? `${current.scheme}://${current.authority}${current.path}` : current.path;
-    const captured = await send(destination, { method: current.method, target, headers: current.headers });
+    const captured = await send(destination, { method: current.method, target, headers: current.headers, ...(current.protocol !== undefined ? { protocol: current.protocol } : {}) });
     const location = captured.headers.get('location')?.[0];
     if (!current.followRedirects || captured.status < 300 || captured.status > 308 || !location || hop >= MAX_REDIRECTS) return captured;
     const next = new URL(location, `${current.scheme}://${current.authority}${current.path}`);

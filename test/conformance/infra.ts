@@ -8,7 +8,7 @@
 // (`<deployment>-<hash>-<hash>`). Every pod gets its own loopback address
 // (127.a.b.c): that is its "pod IP", where its echo listens on its container
 // ports, as a Kubernetes pod's app does on the pod network.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { randomInt } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -51,6 +51,8 @@ export interface InfraOptions {
   mesh: boolean;
   /** Start the gateway backends (infra-backend-*, app-backend-*, web-backend) as Workloads outside the mesh. */
   gatewayBackends: boolean;
+  /** More objects every case shares (the GatewayClass, runtime Secrets and base Gateways), applied once. */
+  baseObjects?: K8sObject[];
   log?: (line: string) => void;
 }
 
@@ -125,6 +127,8 @@ export class Infrastructure {
   readonly baseObjects = new Map<string, K8sObject>();
   /** Deployments the harness could not play, with why. */
   readonly unsupported: string[] = [];
+  /** Proxy ids of the running gateway proxies: settle() waits for them as for the sidecars. */
+  readonly gatewayProxyIds = new Set<string>();
   private readonly controlPlane: Child;
   private readonly echoes: RunningEcho[] = [];
   private logSeq = 0;
@@ -147,6 +151,8 @@ export class Infrastructure {
         '--api-port', '0',
         '--stream-port', String(streamPort),
         '--lease-ttl', '3s',
+        // Local mode: each sidecar gets a bootstrap token for its deployment, as `weft token create` makes them.
+        '--insecure-local-tokens',
       ]);
       infra = new Infrastructure(dir, controlPlane);
       await infra.setUp(suite, options);
@@ -176,6 +182,7 @@ export class Infrastructure {
       const isMesh = suite.infra.meshApps.some((a) => a.service === key);
       if (isMesh ? options.mesh : options.gatewayBackends) base.push(service);
     }
+    base.push(...(options.baseObjects ?? []));
     for (const d of deployments) {
       if (!d.mesh) continue;
       base.push({
@@ -262,6 +269,9 @@ export class Infrastructure {
 
   private async startSidecar(pod: Pod): Promise<void> {
     const appPorts = pod.containerPorts.flatMap((port) => ['--app-port', `${port}=${pod.appPort}`]);
+    const tokenFile = join(this.dir, 'tokens', `${pod.namespace}.${pod.name}`);
+    mkdirSync(join(this.dir, 'tokens'), { recursive: true, mode: 0o700 });
+    writeFileSync(tokenFile, await this.api.createToken(pod.namespace, pod.deployment), { mode: 0o600 });
     const child = await startChild(`sidecar ${pod.namespace}/${pod.name}`, [
       'proxy', '--mode', 'sidecar',
       '--control-plane', this.streamUrl,
@@ -274,6 +284,7 @@ export class Infrastructure {
       '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
       '--data-dir', join(this.dir, 'proxies', `${pod.namespace}.${pod.name}`),
       '--drain', '1s',
+      '--token-file', tokenFile,
       '--exit-on-stdin-close',
     ]);
     const ports = child.ready.ports as { outbound: number; admin: number };
@@ -310,7 +321,7 @@ export class Infrastructure {
    * few polls (longer than the control plane's debounce). Reports NACKs.
    */
   async settle(timeoutMs = SETTLE_TIMEOUT_MS): Promise<{ converged: boolean; problems: string[] }> {
-    const expected = this.pods.filter((p) => p.sidecar).map((p) => `${p.namespace}/${p.name}`);
+    const expected = [...this.pods.filter((p) => p.sidecar).map((p) => `${p.namespace}/${p.name}`), ...this.gatewayProxyIds];
     const deadline = performance.now() + timeoutMs;
     let previous = '';
     let stableSince = performance.now();

@@ -13,6 +13,7 @@
 // changed). --full-wait restores upstream's full wait. --verbose logs progress
 // on stderr; --json prints only the JSON report on stdout.
 import { parseArgs } from 'node:util';
+import { GatewayProxies, gatewayFixtures } from './gateways.ts';
 import { Infrastructure } from './infra.ts';
 import { loadSuite, conformanceDir, needsGateway, PROFILES, type Case, type Profile } from './model.ts';
 import { CaseRunner, unsupportedReason, type CaseResult, type RunnerOptions } from './runner.ts';
@@ -84,6 +85,10 @@ async function main(): Promise<number> {
   const selected = select(suite.cases, flags);
   const log = flags.verbose ? (text: string) => process.stderr.write(`${text}\n`) : () => {};
   const options: RunnerOptions = { fullWait: flags.fullWait, log };
+  // Gateway cases: the GatewayClass, certificates and base Gateways upstream sets up, and a gateway proxy per Gateway.
+  const fixtures = selected.some(needsGateway) ? await gatewayFixtures(suite.infra) : undefined;
+  const gateways = fixtures ? new GatewayProxies(fixtures, log) : undefined;
+  if (gateways) options.gateway = gateways;
 
   const runnable = selected.filter((c) => unsupportedReason(c, options.gateway) === undefined);
   const mesh = runnable.some((c) => c.checks.some((check) => check.target.type === 'mesh'));
@@ -95,6 +100,7 @@ async function main(): Promise<number> {
     if (stopping) process.exit(1);
     stopping = true;
     process.stderr.write(`conformance: ${signal}, stopping the processes it started\n`);
+    await gateways?.close().catch(() => {});
     await infra?.close().catch(() => {});
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
@@ -113,7 +119,8 @@ async function main(): Promise<number> {
   if (runnable.length > 0) {
     const started = performance.now();
     try {
-      infra = await Infrastructure.start(suite, { mesh, gatewayBackends, log });
+      infra = await Infrastructure.start(suite, { mesh, gatewayBackends, log, ...(fixtures ? { baseObjects: fixtures.objects } : {}) });
+      if (gateways && fixtures) await gateways.attach(infra, fixtures.objects.filter((o) => o.kind === 'Gateway'));
       log(`infrastructure up in ${((performance.now() - started) / 1000).toFixed(1)} s: ${infra.pods.length} pods`);
       for (const note of infra.unsupported) log(`  not played: ${note}`);
     } catch (error) {
@@ -136,6 +143,7 @@ async function main(): Promise<number> {
       if (flags.bail && !result.passed) break;
     }
   } finally {
+    await gateways?.close();
     await infra?.close();
   }
 

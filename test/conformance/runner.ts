@@ -29,13 +29,17 @@ export interface CaseResult {
 
 /**
  * What the harness needs from a gateway: where a Gateway's listener port
- * answers, and the address a Host-less request names. Absent until
- * `weft proxy --mode gateway` exists; gateway cases fail until then.
+ * answers, and the address a Host-less request names (gateways.ts runs one
+ * `weft proxy --mode gateway` per Gateway). Without one, gateway cases fail.
  */
 export interface GatewayDriver {
   destination(gateway: string, port: number, scheme: 'http' | 'https', sni?: string): Destination;
   /** "ip" for ports 80/443, else "ip:port", as upstream's requests name the gateway. */
   hostFor(gateway: string, port: number): string;
+  /** Once a case's objects are applied: have its Gateways served. */
+  prepare?(c: Case): Promise<void>;
+  /** After a case: stop serving the Gateways only it had. */
+  release?(c: Case): Promise<void>;
 }
 
 export interface RunnerOptions {
@@ -93,13 +97,18 @@ export class CaseRunner {
     const infra = this.infra;
     if (!infra) return result(false, 'no infrastructure was started for this case');
 
-    const resources = withGatewayClass(c.resources);
+    const resources = withEndpointOverrides(withGatewayClass(c.resources), c, infra);
     let settleProblems: string[] = [];
     try {
       try {
         await infra.api.apply(resources);
       } catch (error) {
         return result(false, `the control plane rejected the case's objects: ${message(error)}`);
+      }
+      try {
+        await this.options.gateway?.prepare?.(c);
+      } catch (error) {
+        return result(false, `the case's gateways could not be started: ${message(error)}`);
       }
       settleProblems = (await infra.settle()).problems;
       const context = new CheckContext(infra, this.options);
@@ -126,6 +135,7 @@ export class CaseRunner {
       return result(false, await this.explain(`harness error: ${message(error)}`, resources, settleProblems));
     } finally {
       await this.cleanUp(infra, resources);
+      await this.options.gateway?.release?.(c).catch((error: unknown) => this.options.log(`  could not stop the case's gateways: ${message(error)}`));
     }
   }
 
@@ -409,4 +419,23 @@ class CheckContext {
     }
     return { ok: false, attempts, reason: `percentage mirroring: ${lastReason}` };
   }
+}
+
+/**
+ * Upstream's HTTPRouteServiceTypes patches the EndpointSlices of selector-less
+ * Services at run time with the pod IPs of another Deployment
+ * (`endpointOverrides`: Service → Deployment). The slices are applied with
+ * those addresses already in: the IPv4 ones, as the pods have only IPv4.
+ */
+export function withEndpointOverrides(resources: K8sObject[], c: Case, infra: Infrastructure): K8sObject[] {
+  const overrides = c.endpointOverrides;
+  if (!overrides) return resources;
+  return resources.map((r) => {
+    if (r.kind !== 'EndpointSlice') return r;
+    const service = r.metadata.labels?.['kubernetes.io/service-name'];
+    const target = service === undefined ? undefined : overrides[`${r.metadata.namespace ?? 'default'}/${service}`];
+    if (target === undefined || r.addressType !== 'IPv4') return r;
+    const pods = infra.podsOf(target);
+    return { ...r, endpoints: pods.map((pod) => ({ addresses: [pod.ip], conditions: { ready: true } })) };
+  });
 }

@@ -45,8 +45,9 @@ function sameParent(actual: ParentStatus['parentRef'], wanted: NonNullable<Statu
     (actual.namespace ?? routeNamespace) === (wanted.namespace ?? routeNamespace) &&
     kind(actual.kind) === kind(wanted.kind) &&
     group(actual.group, actual.kind) === group(wanted.group, wanted.kind) &&
-    actual.sectionName === wanted.sectionName &&
-    actual.port === wanted.port
+    // As upstream's HTTPRouteMustHaveCondition: a sectionName or port the check leaves out matches any.
+    (wanted.sectionName === undefined || actual.sectionName === wanted.sectionName) &&
+    (wanted.port === undefined || actual.port === wanted.port)
   );
 }
 
@@ -69,11 +70,13 @@ export function judgeStatus(check: StatusCheck, object: StoredObject | undefined
       if (!ok) return `${what}: expected no accepted parent, status.parents is ${JSON.stringify(parents).slice(0, 300)}`;
     }
     if (check.parentRef) {
-      const parent = parents.find((p) => sameParent(p.parentRef, check.parentRef!, check.namespace));
+      const matching = parents.filter((p) => sameParent(p.parentRef, check.parentRef!, check.namespace));
       const refText = `${check.parentRef.kind ?? 'Gateway'} ${check.parentRef.namespace ?? check.namespace}/${check.parentRef.name}${check.parentRef.sectionName ? `#${check.parentRef.sectionName}` : ''}`;
-      if (!parent) return `${what}: no status for parent ${refText} (parents: ${parents.map((p) => p.parentRef?.name ?? '?').join(', ') || 'none'})`;
-      const problem = missingConditions(parent.conditions, check.conditions, `${what} parent ${refText}`);
-      if (problem) return problem;
+      if (matching.length === 0) return `${what}: no status for parent ${refText} (parents: ${parents.map((p) => p.parentRef?.name ?? '?').join(', ') || 'none'})`;
+      // Several entries can name one Gateway (one per sectionName): one of them must have the conditions, as upstream checks.
+      const problems = matching.map((p) => missingConditions(p.conditions, check.conditions, `${what} parent ${refText}`));
+      const parent = matching[problems.findIndex((p) => p === undefined)];
+      if (!parent) return problems[0];
       if (check.latestObservedGeneration) {
         const stale = observedGenerationProblem(object, parent.conditions ?? [], `${what} parent ${refText}`);
         if (stale) return stale;

@@ -89,6 +89,8 @@ export class TestMesh {
       '--api-port', '0',
       '--stream-port', String(this.streamPort),
       '--lease-ttl', this.leaseTtl,
+      // Local mode: the harness creates each proxy's bootstrap token with `weft token create`.
+      '--insecure-local-tokens',
     ]);
     this.started.push(this.cp);
     this.api = String(this.cp.ready.api);
@@ -132,10 +134,17 @@ export class TestMesh {
       this.started.push(app);
       args.push('--app-port', `8080=${appPort}`);
     }
-    const proxy = await startWeft(args);
+    const proxy = await startWeft(args, { env: { WEFT_TOKEN: await this.token(namespace, workload) } });
     this.started.push(proxy);
     const ports = proxy.ready.ports as WorkloadProcesses['ports'];
     return app ? { instance, proxy, app, ports } : { instance, proxy, ports };
+  }
+
+  /** A bootstrap token for the proxies of `workload`, made as an operator would: `weft token create`. */
+  async token(namespace: string, workload: string): Promise<string> {
+    const result = await this.weft(['token', 'create', '--namespace', namespace, '--workload', workload]);
+    if (result.code !== 0) throw new Error(`weft token create failed (${result.code}):\n${result.stderr}`);
+    return result.stdout.trim();
   }
 
   async proxies(): Promise<ProxyStatus[]> {

@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createServer, request, type IncomingHttpHeaders, type Server, type Agent } from 'node:http';
+import { request as httpsRequest, type RequestOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,6 +18,10 @@ import {
 } from '../../src/api/snapshot.ts';
 import { STREAM_PATH, type ControlMessage, type ProxyMessage } from '../../src/api/stream.ts';
 import { startProxy, type ProxyOptions, type RunningProxy } from '../../src/proxy/main.ts';
+import { CertificateAuthority } from '../../src/control/ca/authority.ts';
+import type { RenewFunction } from '../../src/proxy/identity/manager.ts';
+import { generateKeyAndCsr } from '../../src/proxy/identity/csr.ts';
+import { TUNNEL_ALPN } from '../../src/proxy/transport/mtls.ts';
 import { systemClock } from '../../src/telemetry/clock.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 import { freePort } from '../../src/testing/ports.ts';
@@ -74,10 +79,31 @@ export function reversion(snapshot: ProxySnapshot): ProxySnapshot {
   return { version: createHash('sha256').update(JSON.stringify(content)).digest('hex'), ...content };
 }
 
-export function endpoint(id: string, port: number, tunnelPort?: number): SnapshotEndpoint {
+/** The identity test proxies get unless a test asks for another, and that tunnelled test endpoints expect. */
+export const TEST_IDENTITY = 'spiffe://cluster.local/ns/default/sa/default';
+
+export function endpoint(id: string, port: number, tunnelPort?: number, identity = TEST_IDENTITY): SnapshotEndpoint {
   const ep: SnapshotEndpoint = { id, address: '127.0.0.1', port, labels: {} };
-  if (tunnelPort !== undefined) ep.tunnelPort = tunnelPort;
+  if (tunnelPort !== undefined) {
+    ep.tunnelPort = tunnelPort;
+    ep.identity = identity;
+  }
   return ep;
+}
+
+let testCa: Promise<CertificateAuthority> | undefined;
+
+/** The CA test proxies get their certificates from, standing in for a control plane's. */
+export function testCertificateAuthority(): Promise<CertificateAuthority> {
+  return (testCa ??= CertificateAuthority.generate({ trustDomain: 'cluster.local', clock: systemClock }));
+}
+
+/** Issues `spiffeId` from the test CA, as the control plane's CA would for a proxy with the right token. */
+export function testIssuer(spiffeId = TEST_IDENTITY, ttlMs = 3_600_000): RenewFunction {
+  return async (csrPem) => {
+    const ca = await testCertificateAuthority();
+    return { ...(await ca.signCsr(csrPem, { spiffeId, ttlMs })), trustBundle: ca.trustBundle() };
+  };
 }
 
 export interface Echoed {
@@ -138,14 +164,18 @@ export interface TestProxy {
   close(): Promise<void>;
 }
 
-/** A proxy that starts from `snapshot` on disk, with a control plane address nobody listens on (unless given). */
-export async function startTestProxy(options: Partial<ProxyOptions> & { snapshot?: ProxySnapshot } = {}): Promise<TestProxy> {
+/**
+ * A proxy that starts from `snapshot` on disk, with a control plane address
+ * nobody listens on (unless given), and a certificate from the test CA for
+ * `identity` (TEST_IDENTITY unless given); resolves once it holds it.
+ */
+export async function startTestProxy(options: Partial<ProxyOptions> & { snapshot?: ProxySnapshot; identity?: string } = {}): Promise<TestProxy> {
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'weft-proxy-'));
   if (options.snapshot) {
     mkdirSync(dataDir, { recursive: true });
     writeFileSync(join(dataDir, 'snapshot.json'), JSON.stringify(options.snapshot));
   }
-  const { snapshot: _snapshot, ...rest } = options;
+  const { snapshot: _snapshot, identity, ...rest } = options;
   const proxy = await startProxy({
     mode: 'sidecar',
     controlPlane: options.controlPlane ?? `http://127.0.0.1:${await freePort()}`,
@@ -158,9 +188,24 @@ export async function startTestProxy(options: Partial<ProxyOptions> & { snapshot
     reconnectBackoff: { initialMs: 50, maxMs: 200 },
     logger: silentLogger(),
     clock: systemClock,
+    ...(rest.token === undefined ? { issueCertificate: testIssuer(identity) } : {}),
     ...rest,
     dataDir,
   });
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([
+      proxy.identityReady,
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('the test proxy got no certificate within 5 s')), 5000);
+      }),
+    ]);
+  } catch (error) {
+    await proxy.close();
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     proxy,
     dataDir,
@@ -212,6 +257,62 @@ export function viaProxy(
     req.on('timeout', () => req.destroy(new Error(`request ${target} via :${port} timed out`)));
     req.on('error', reject);
     req.end(options.body);
+  });
+}
+
+/** A key and certificate for `spiffeId` from `ca` (the test CA by default), and the roots to trust: a client of a tunnel port. */
+export async function tunnelClientCredentials(spiffeId = TEST_IDENTITY, ca?: CertificateAuthority): Promise<{ key: string; cert: string; ca: string[] }> {
+  const authority = ca ?? (await testCertificateAuthority());
+  const { keyPem, csrPem } = await generateKeyAndCsr();
+  const signed = await authority.signCsr(csrPem, { spiffeId, ttlMs: 3_600_000 });
+  return { key: keyPem, cert: signed.certPem + signed.chainPem, ca: (await testCertificateAuthority()).trustBundle() };
+}
+
+/** One HTTP request straight to a proxy's tunnel port over mTLS, as a peer proxy with `credentials` would send it. */
+export function viaTunnel(
+  port: number,
+  path: string,
+  options: { method?: string; headers?: Record<string, string>; credentials: { key: string; cert: string; ca: string[] }; timeoutMs?: number },
+): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    // https.request hands these to tls.connect, ALPN included (its type does not say so).
+    const requestOptions: RequestOptions & { ALPNProtocols: string[] } = {
+        host: '127.0.0.1',
+        port,
+        method: options.method ?? 'GET',
+        path,
+        headers: options.headers ?? {},
+        agent: false,
+        timeout: options.timeoutMs ?? 5000,
+        ...options.credentials,
+        ALPNProtocols: [TUNNEL_ALPN],
+        minVersion: 'TLSv1.3' as const,
+        // The peer's SPIFFE ID is not what these tests are about.
+        checkServerIdentity: () => undefined,
+    };
+    const req = httpsRequest(
+      requestOptions,
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            reusedSocket: false,
+            headers: res.headers,
+            body,
+            json<T>() {
+              return JSON.parse(body) as T;
+            },
+          }),
+        );
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`request ${path} via tunnel :${port} timed out`)));
+    req.on('error', reject);
+    req.end();
   });
 }
 

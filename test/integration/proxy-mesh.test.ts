@@ -4,7 +4,18 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { Agent } from 'node:http';
 import { freePort } from '../../src/testing/ports.ts';
-import { adminGet, buildSnapshot, endpoint, startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
+import {
+  adminGet,
+  buildSnapshot,
+  endpoint,
+  startBackend,
+  startTestProxy,
+  tunnelClientCredentials,
+  viaProxy,
+  viaTunnel,
+  type Backend,
+  type TestProxy,
+} from './proxy-helpers.ts';
 
 describe('client sidecar → tunnel → server sidecar → app', () => {
   let app: Backend;
@@ -95,7 +106,7 @@ describe('client sidecar → tunnel → server sidecar → app', () => {
     const res = await viaProxy(out, 'http://unserved:9999/');
     assert.equal(res.status, 404);
     assert.equal(res.headers['weft-reason'], 'WEFT_ERR_INBOUND_PORT');
-    const direct = await viaProxy(server.proxy.ports.tunnel, '/no-target-port', { headers: { host: 'reviews:8080' } });
+    const direct = await viaTunnel(server.proxy.ports.tunnel, '/no-target-port', { headers: { host: 'reviews:8080' }, credentials: await tunnelClientCredentials() });
     assert.equal(direct.status, 404, 'a request without weft-target-port is not delivered');
     assert.equal(direct.headers['weft-reason'], 'WEFT_ERR_INBOUND_PORT');
   });

@@ -10,7 +10,7 @@ import { waitFor } from '../../src/testing/wait.ts';
 
 const demo = new URL('../../examples/demo/mesh.yaml', import.meta.url).pathname;
 const dataDir = await mkdtemp(join(tmpdir(), 'weft-cp-'));
-const controlPlane = await startWeft(['control-plane', '--data-dir', dataDir, '--api-port', '0', '--stream-port', '0', '--lease-ttl', '5s']);
+const controlPlane = await startWeft(['control-plane', '--data-dir', dataDir, '--api-port', '0', '--stream-port', '0', '--lease-ttl', '5s', '--insecure-local-tokens']);
 after(async () => {
   await controlPlane.stop({ signal: 'SIGKILL', timeoutMs: 2000 });
   await rm(dataDir, { recursive: true, force: true });
@@ -127,6 +127,8 @@ spec:
   assert.equal(applied.code, 0, applied.stderr);
   const echo = await startWeft(['echo', '--port', '0', '--namespace', 'team', '--pod', 'echo-0']);
   t.after(() => echo.stop({ signal: 'SIGKILL', timeoutMs: 1000 }));
+  const token = await weft(['token', 'create', '--namespace', 'team', '--workload', 'echo']);
+  assert.equal(token.code, 0, token.stderr);
   const proxy = await startWeft([
     'proxy',
     '--mode', 'sidecar',
@@ -139,7 +141,7 @@ spec:
     '--tunnel-port', '0',
     '--admin-port', '0',
     '--drain', '1s',
-  ]);
+  ], { env: { WEFT_TOKEN: token.stdout.trim() } });
   t.after(() => proxy.stop({ signal: 'SIGKILL', timeoutMs: 1000 }));
   const ports = proxy.ready.ports as { outbound: number; tunnel: number; admin: number };
   assert.ok(ports.outbound > 0 && ports.tunnel > 0 && ports.admin > 0, JSON.stringify(proxy.ready));

@@ -212,7 +212,7 @@ test('get lists a kind as a table with its own columns, or as JSON/YAML', async 
   const lines = tableOut.stdout.trimEnd().split('\n');
   assert.match(lines[0]!, /^NAME\s+NAMESPACE\s+ADDRESS\s+PORTS\s+AGE$/);
   assert.match(lines[1]!, /^catalog-v1\s+default\s+<template ×1>\s+http:8080\s+5m$/);
-  assert.match(lines[2]!, /^catalog-v1-0\s+default\s+127\.0\.0\.1 \(tunnel 41000\)\s+http:8080\s+[0-9]s$/);
+  assert.match(lines[2]!, /^catalog-v1-0\s+default\s+127\.0\.0\.1 \(tunnel 41000\)\s+http:8080\s+[0-9]+s$/);
 
   const all = await weft(['get', 'wl', '-A', '-o', 'json']);
   assert.equal(all.code, 0, all.stderr);

@@ -73,7 +73,7 @@ test('a valid route is Accepted and ResolvedRefs on each Service parent, with th
   });
 });
 
-test('parents: a missing Service or port is NoMatchingParent; Gateway parents are left out', () => {
+test('parents: a missing Service, port or Gateway is NoMatchingParent', () => {
   const route = rt('mesh', 'parents', {
     parentRefs: [
       parent('echo'),
@@ -95,6 +95,8 @@ test('parents: a missing Service or port is NoMatchingParent; Gateway parents ar
       ['echo', 81, undefined, ['False', 'NoMatchingParent']],
       ['echo', undefined, 'grpc', ['False', 'NoMatchingParent']],
       ['echo', 9090, undefined, ['False', 'NoMatchingParent']],
+      ['my-gateway', undefined, undefined, ['False', 'NoMatchingParent']],
+      ['gw', undefined, undefined, ['False', 'NoMatchingParent']],
     ],
   );
   assert.match(status.parents[1]!.conditions[0]!.message, /mesh\/nope does not exist/);
@@ -141,13 +143,13 @@ test('unsupported filters and invalid regexes: the rule is dropped and reported;
     parentRefs: [parent('echo')],
     rules: [
       { matches: [{ path: { type: 'PathPrefix', value: '/ok' } }], backendRefs: [{ name: 'echo-v1', port: 80, weight: 1 }] },
-      { matches: [{ path: { type: 'PathPrefix', value: '/r' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 301 } }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/r' } }], filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Fault', name: 'f' } }] },
       { matches: [{ path: { type: 'RegularExpression', value: '(' } }], backendRefs: [{ name: 'echo-v1', port: 80, weight: 1 }] },
     ],
   });
   const allBad = rt('mesh', 'all-bad', {
     parentRefs: [parent('echo')],
-    rules: [{ filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'x' } }], backendRefs: [{ name: 'echo-v1', port: 80, weight: 1 }] }],
+    rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Fault', name: 'f' } }], backendRefs: [{ name: 'echo-v1', port: 80, weight: 1 }] }],
   });
   const statuses = computeStatuses(input({ services, httpRoutes: [partly, allBad] }));
   const p = routeStatus(statuses, partly).parents[0]!;
@@ -157,15 +159,24 @@ test('unsupported filters and invalid regexes: the rule is dropped and reported;
     PartiallyInvalid: ['True', 'UnsupportedValue'],
   });
   const partial = p.conditions.find((c) => c.type === 'PartiallyInvalid')!;
-  assert.match(partial.message, /^Dropped Rule\(s\): rules\[1\].*RequestRedirect is not supported yet; rules\[2\].*invalid regular expression/);
+  assert.match(partial.message, /^Dropped Rule\(s\): rules\[1\].*ExtensionRef filters .* are not supported yet; rules\[2\].*invalid regular expression/);
   const a = routeStatus(statuses, allBad).parents[0]!;
   assert.deepEqual(summary(a.conditions), { Accepted: ['False', 'UnsupportedValue'], ResolvedRefs: ['True', 'ResolvedRefs'] });
-  assert.match(a.conditions[0]!.message, /URLRewrite is not supported yet/);
+  assert.match(a.conditions[0]!.message, /ExtensionRef filters .* are not supported yet/);
 });
 
-test('a route with only Gateway parents gets an empty parents list', () => {
+test('a route whose only parent is another controller’s Gateway gets an empty parents list', () => {
   const route = rt('mesh', 'gw-only', { parentRefs: [{ name: 'gw' }], rules: [{ backendRefs: [{ name: 'echo-v1', port: 80, weight: 1 }] }] });
-  assert.deepEqual(routeStatus(computeStatuses(input({ services, httpRoutes: [route] })), route), { parents: [] });
+  const gatewayClasses = [{ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'other' }, spec: { controllerName: 'example.com/gateway' } }];
+  const gateways = [
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'gw', namespace: 'mesh' },
+      spec: { gatewayClassName: 'other', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
+    },
+  ];
+  assert.deepEqual(routeStatus(computeStatuses(input({ services, httpRoutes: [route], gatewayClasses, gateways })), route), { parents: [] });
 });
 
 test('Services, Namespaces, MeshConfig and Workloads are Accepted; a template with an unknown upstream has ResolvedRefs False', () => {

@@ -353,7 +353,7 @@ test('weights: zero-weight backends are dropped, invalid backendRefs stay withou
   assert.deepEqual(checkSnapshot(s), []);
 });
 
-test('filters: header modifiers compile with lower-case names; rules with other filters or invalid regexes are left out', () => {
+test('filters: header modifiers compile with lower-case names; rules with unsupported filters or invalid regexes are left out', () => {
   const route = rt('mesh', 'f', {
     parentRefs: [parent('echo')],
     rules: [
@@ -362,7 +362,7 @@ test('filters: header modifiers compile with lower-case names; rules with other 
         filters: [{ type: 'RequestHeaderModifier', requestHeaderModifier: { set: [{ name: 'X-Set', value: 'a' }], add: [{ name: 'X-Add', value: 'b' }], remove: ['X-Gone'] } }],
         backendRefs: [{ name: 'echo', port: 80, weight: 1, filters: [{ type: 'ResponseHeaderModifier', responseHeaderModifier: { set: [{ name: 'X-Backend', value: 'c' }] } }] }],
       },
-      { matches: [{ path: { type: 'PathPrefix', value: '/redirect' } }], filters: [{ type: 'RequestRedirect', requestRedirect: { statusCode: 302, hostname: 'example.org' } }] },
+      { matches: [{ path: { type: 'PathPrefix', value: '/ext' } }], filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Fault', name: 'f' } }] },
       { matches: [{ path: { type: 'RegularExpression', value: '/(unclosed' } }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] },
       { matches: [{ headers: [{ name: 'x', type: 'RegularExpression', value: '[' }] }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] },
       { matches: [{ queryParams: [{ name: 'q', type: 'RegularExpression', value: '*' }] }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] },
@@ -379,7 +379,7 @@ test('filters: header modifiers compile with lower-case names; rules with other 
 test('a route none of whose rules compile is ignored: the service keeps its default route', () => {
   const route = rt('mesh', 'all-bad', {
     parentRefs: [parent('echo')],
-    rules: [{ filters: [{ type: 'URLRewrite', urlRewrite: { hostname: 'x' } }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] }],
+    rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Fault', name: 'f' } }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] }],
   });
   const s = compile(input({ services: [svc('mesh', 'echo')], httpRoutes: [route] }), node('mesh'));
   assert.deepEqual(ruleIds(s, 'mesh/echo:80'), ['default']);

@@ -23,7 +23,8 @@ const RULES: Record<string, Rule> = {
   proxy: { areas: ['api', 'telemetry'], node: true },
   telemetry: { areas: ['api'], node: true },
   testing: { areas: ['api', 'telemetry'], node: true },
-  dashboard: { areas: [], node: false },
+  // The dashboard reads the API only: it may use src/api's types (checked below: type-only), never its code.
+  dashboard: { areas: ['api'], packages: ['preact', 'cytoscape', 'uplot', 'yaml'], node: false },
   // The CLI drives everything; the rule that matters is that nothing imports it.
   cli: { areas: ['api', 'compiler', 'control', 'proxy', 'telemetry', 'testing'], node: true },
 };
@@ -116,4 +117,23 @@ test('relative imports name their .ts file', () => {
     }
   }
   assert.deepEqual(missing, []);
+});
+
+test('the dashboard takes only types from src/api', () => {
+  const dashboardDir = join(srcDir, 'dashboard');
+  const offending: string[] = [];
+  for (const file of sourceFiles(dashboardDir)) {
+    const code = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+    for (const m of code.matchAll(/^\s*(import|export)\s+(type\s+)?([\s\S]*?)\s+from\s+['"]([^'"]+)['"]/gm)) {
+      const [, , typeOnly, clause, specifier] = m;
+      if (!specifier!.startsWith('.') || areaOf(resolve(dirname(file), specifier!)) !== 'api') continue;
+      // `import { type A, type B }` erases as completely as `import type { A, B }`.
+      const names = /^\{([\s\S]*)\}$/.exec(clause!.trim())?.[1]?.split(',').map((n) => n.trim()).filter(Boolean);
+      if (!typeOnly && !(names && names.every((n) => n.startsWith('type ')))) offending.push(`${relative(srcDir, file)}: ${specifier}`);
+    }
+    for (const m of code.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+      if (m[1]!.startsWith('.') && areaOf(resolve(dirname(file), m[1]!)) === 'api') offending.push(`${relative(srcDir, file)}: import(${m[1]})`);
+    }
+  }
+  assert.deepEqual(offending, [], 'the dashboard bundle must not pull in zod and the schemas: use `import type`');
 });

@@ -1,4 +1,4 @@
-// POST /weft/v1/apply: validate every object first, write nothing if any is invalid, then create or update each one.
+// POST /weft/v1/apply: validate every object first, write nothing if any is invalid, then create or update each one (or, with ?dryRun=All, say what would change).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes } from '../../api/errors.ts';
 import { objectKey, type Resource } from '../../api/meta.ts';
@@ -17,6 +17,21 @@ export type ApplyAction = 'created' | 'configured' | 'unchanged';
 export interface ApplyResult {
   object: StoredResource;
   action: ApplyAction;
+}
+
+/** One field that an apply changes: a dotted path under spec or metadata.labels/annotations; absent sides are undefined. */
+export interface FieldChange {
+  path: string;
+  before?: unknown;
+  after?: unknown;
+}
+
+/** What `?dryRun=All` answers per object: the object as it would be stored, the stored one it replaces, and the fields that change. */
+export interface DryRunResult {
+  action: ApplyAction;
+  object: Resource;
+  before?: StoredResource;
+  changes: FieldChange[];
 }
 
 /**
@@ -39,24 +54,114 @@ export async function handleApply(req: IncomingMessage, res: ServerResponse, url
       causes,
     );
   }
+  if (isDryRun(url)) {
+    const results: DryRunResult[] = [];
+    for (const resource of resources) results.push(await planOne(store, resource));
+    return sendJson(res, 200, { dryRun: true, results });
+  }
   const results: ApplyResult[] = [];
   for (const resource of resources) results.push(await applyOne(store, resource));
   sendJson(res, 200, { results });
 }
 
-/** Writes one object unless its spec, labels and annotations are already what is asked. */
-export async function applyOne(store: Store, resource: Resource): Promise<ApplyResult> {
+/** Kubernetes spells it `dryRun=All`; anything else there is a mistake worth refusing rather than applying for real. */
+function isDryRun(url: URL): boolean {
+  const value = url.searchParams.get('dryRun');
+  if (value === null) return false;
+  if (value === 'All') return true;
+  throw new ApiError(400, 'BadRequest', ErrorCodes.BAD_REQUEST, `dryRun must be "All", got "${value}"`);
+}
+
+function withoutStatus(resource: Resource): Resource {
   const { status: _status, ...desired } = resource;
-  const key = objectKey({ apiVersion: desired.apiVersion, kind: desired.kind, namespace: desired.metadata.namespace, name: desired.metadata.name });
-  const existing = await store.get(key);
-  if (
-    existing &&
+  return desired;
+}
+
+function keyOfResource(resource: Resource): string {
+  return objectKey({ apiVersion: resource.apiVersion, kind: resource.kind, namespace: resource.metadata.namespace, name: resource.metadata.name });
+}
+
+function isUnchanged(existing: StoredResource, desired: Resource): boolean {
+  return (
     sameJson(existing.spec, desired.spec) &&
     sameJson(existing.metadata.labels ?? {}, desired.metadata.labels ?? {}) &&
     sameJson(existing.metadata.annotations ?? {}, desired.metadata.annotations ?? {})
-  ) {
-    return { object: existing, action: 'unchanged' };
+  );
+}
+
+/**
+ * What applyOne would do, without writing: the same unchanged test and the
+ * same compare-and-swap check, and the object as the store would keep it.
+ */
+export async function planOne(store: Store, resource: Resource): Promise<DryRunResult> {
+  const desired = withoutStatus(resource);
+  const existing = await store.get(keyOfResource(desired));
+  if (!existing) {
+    if (desired.metadata.resourceVersion && desired.metadata.resourceVersion !== '0') {
+      throw new ApiError(409, 'Conflict', ErrorCodes.CONFLICT, `${desired.kind} ${desired.metadata.name} does not exist, but resourceVersion ${desired.metadata.resourceVersion} was asked for`);
+    }
+    const object: Resource = { ...desired, metadata: { ...desired.metadata, generation: 1 } };
+    return { action: 'created', object, changes: fieldChanges(undefined, desired) };
   }
+  if (isUnchanged(existing, desired)) return { action: 'unchanged', object: existing, before: existing, changes: [] };
+  if (desired.metadata.resourceVersion && desired.metadata.resourceVersion !== existing.metadata.resourceVersion) {
+    throw new ApiError(
+      409,
+      'Conflict',
+      ErrorCodes.CONFLICT,
+      `${desired.kind} ${desired.metadata.name} changed since resourceVersion ${desired.metadata.resourceVersion} (it is now ${existing.metadata.resourceVersion})`,
+    );
+  }
+  const object: Resource = {
+    ...desired,
+    metadata: {
+      ...desired.metadata,
+      uid: existing.metadata.uid,
+      creationTimestamp: existing.metadata.creationTimestamp,
+      resourceVersion: existing.metadata.resourceVersion,
+      generation: sameJson(existing.spec, desired.spec) ? existing.metadata.generation : existing.metadata.generation + 1,
+    },
+  };
+  if (existing.status !== undefined) object.status = existing.status;
+  return { action: 'configured', object, before: existing, changes: fieldChanges(existing, desired) };
+}
+
+/** The leaves under spec, labels and annotations that differ, in document order. */
+export function fieldChanges(before: Resource | undefined, after: Resource): FieldChange[] {
+  const changes: FieldChange[] = [];
+  walk('spec', before?.spec, after.spec, changes);
+  walk('metadata.labels', before?.metadata.labels, after.metadata.labels, changes);
+  walk('metadata.annotations', before?.metadata.annotations, after.metadata.annotations, changes);
+  return changes;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return !!value && typeof value === 'object' && !Array.isArray(value);
+}
+
+function walk(path: string, before: unknown, after: unknown, out: FieldChange[]): void {
+  if (sameJson(before, after)) return;
+  if (isPlainObject(before) && isPlainObject(after)) {
+    const keys = [...Object.keys(before), ...Object.keys(after).filter((k) => !(k in before))];
+    for (const key of keys) walk(/^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `${path}.${key}` : `${path}[${JSON.stringify(key)}]`, before[key], after[key], out);
+    return;
+  }
+  if (Array.isArray(before) && Array.isArray(after) && before.length === after.length) {
+    before.forEach((value, i) => walk(`${path}[${i}]`, value, after[i], out));
+    return;
+  }
+  const change: FieldChange = { path };
+  if (before !== undefined) change.before = before;
+  if (after !== undefined) change.after = after;
+  out.push(change);
+}
+
+/** Writes one object unless its spec, labels and annotations are already what is asked. */
+export async function applyOne(store: Store, resource: Resource): Promise<ApplyResult> {
+  const desired = withoutStatus(resource);
+  const key = keyOfResource(desired);
+  const existing = await store.get(key);
+  if (existing && isUnchanged(existing, desired)) return { object: existing, action: 'unchanged' };
   if (desired.metadata.resourceVersion) {
     const object = await store.put(desired, { expectedResourceVersion: desired.metadata.resourceVersion });
     return { object, action: 'configured' };

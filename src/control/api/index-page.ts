@@ -1,4 +1,4 @@
-// The HTML page at GET /: where to go from here until the dashboard exists.
+// The HTML page at GET / when the dashboard is not built: how to build it, and links into the API meanwhile.
 import { KINDS, apiVersionOf } from '../../api/resources.ts';
 
 export function indexPage(): string {
@@ -15,11 +15,12 @@ export function indexPage(): string {
   </head>
   <body>
     <h1>weft</h1>
-    <p>The control plane of this mesh. The dashboard comes later; for now, the API:</p>
+    <p>The control plane of this mesh. The dashboard is not built in this checkout: run <code>npm run build:dashboard</code> (<code>npm ci</code> builds it too) and reload. Meanwhile, the API:</p>
     <ul>
       <li><a href="/weft/v1/status">Status</a> <code>/weft/v1/status</code></li>
       <li><a href="/weft/v1/proxies">Proxies</a> <code>/weft/v1/proxies</code></li>
-      <li>Apply <code>POST /weft/v1/apply</code> (JSON <code>{"items": [...]}</code> or YAML)</li>
+      <li>Live changes <code>GET /weft/v1/events</code> (Server-Sent Events)</li>
+      <li>Apply <code>POST /weft/v1/apply</code> (JSON <code>{"items": [...]}</code> or YAML; <code>?dryRun=All</code> to see what would change)</li>
     </ul>
     <h2>Resources</h2>
     <ul>

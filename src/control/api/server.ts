@@ -1,16 +1,35 @@
-// The control plane's REST API on node:http: resources, apply, proxies, status, health and an index page.
+// The control plane's REST API on node:http: resources, apply, proxies, status, events, topology, health, and the dashboard at /.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { KINDS } from '../../api/resources.ts';
 import type { ProxyStatus } from '../../api/stream.ts';
+import { TOPOLOGY_PATH, type TopologyTraffic } from '../../api/topology.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Store } from '../store/types.ts';
 import { APPLY_PATH, handleApply } from './apply.ts';
+import { EVENTS_PATH, handleEvents } from './events.ts';
 import { methodNotAllowed, notFound, sendError, sendJson, sendText } from './http.ts';
 import { indexPage } from './index-page.ts';
 import { handleResource, parseResourcePath } from './resources.ts';
+import { DEFAULT_DASHBOARD_DIR, staticFiles, type StaticFiles } from './static.ts';
+import { handleCreateToken, TOKENS_PATH, type TokenPolicy } from './tokens.ts';
 
 export const PROXIES_PATH = '/weft/v1/proxies';
 export const STATUS_PATH = '/weft/v1/status';
+/** The kinds this server knows, with their plurals and scope: what a client needs to build resource paths. */
+export const KINDS_PATH = '/weft/v1/kinds';
+
+/** What GET /api/v1/topology answers while nothing collects traffic metrics. */
+function noTrafficYet(window: string): TopologyTraffic {
+  return {
+    available: false,
+    reason: 'no traffic data yet: this control plane does not collect metrics',
+    window,
+    generatedAt: new Date().toISOString(),
+    services: [],
+    edges: [],
+  };
+}
 
 export interface ApiServerOptions {
   store: Store;
@@ -20,15 +39,27 @@ export interface ApiServerOptions {
   proxies: () => ProxyStatus[];
   /** The body of GET /weft/v1/status. */
   status: () => Promise<unknown>;
+  /** Bootstrap tokens for proxies (POST /weft/v1/tokens); absent = the path does not exist. */
+  tokens?: TokenPolicy;
+  now?: () => number;
+  /**
+   * Traffic per service and edge over `window` ("5m"), for GET /api/v1/topology.
+   * The seam for the metrics work: without it the answer says no data yet.
+   */
+  topology?: ((window: string) => Promise<TopologyTraffic>) | undefined;
+  /** The built dashboard; default dist/dashboard in this checkout. Without an index.html there, / is a page of links. */
+  dashboardDir?: string | undefined;
 }
 
 export class ApiServer {
   private readonly server: http.Server;
   private readonly options: ApiServerOptions;
+  private readonly dashboard: StaticFiles;
   private boundPort = 0;
 
   private constructor(options: ApiServerOptions) {
     this.options = options;
+    this.dashboard = staticFiles(options.dashboardDir ?? DEFAULT_DASHBOARD_DIR);
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((error: unknown) => {
         options.logger.error({ err: error, method: req.method, url: req.url }, 'API request failed');
@@ -75,12 +106,15 @@ export class ApiServer {
     const method = req.method ?? 'GET';
     const { store, logger } = this.options;
     try {
+      // Before the resource paths: /api/v1/ is the core group's, and "topology" is no kind.
+      if (url.pathname === TOPOLOGY_PATH) {
+        if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+        const window = url.searchParams.get('window') || '5m';
+        return sendJson(res, 200, this.options.topology ? await this.options.topology(window) : noTrafficYet(window), { 'cache-control': 'no-store' });
+      }
       const resourcePath = parseResourcePath(url.pathname);
       if (resourcePath) return await handleResource(req, res, url, resourcePath, { store, logger });
       switch (url.pathname) {
-        case '/':
-          if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, ['GET']);
-          return sendText(res, 200, indexPage(), 'text/html; charset=utf-8');
         case '/healthz':
           return sendText(res, 200, 'ok\n');
         case APPLY_PATH:
@@ -92,9 +126,27 @@ export class ApiServer {
         case STATUS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           return sendJson(res, 200, await this.options.status());
-        default:
-          throw notFound(`no such path ${url.pathname}`);
+        case TOKENS_PATH:
+          if (!this.options.tokens) throw notFound(`no such path ${url.pathname}`);
+          if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
+          return await handleCreateToken(req, res, this.options.tokens, this.options.now ?? Date.now);
+        case EVENTS_PATH:
+          if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+          return handleEvents(req, res, url, { store, logger, proxies: this.options.proxies });
+        case KINDS_PATH:
+          if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+          return sendJson(res, 200, {
+            kinds: KINDS.map(({ group, versions, kind, plural, namespaced }) => ({ group, versions, kind, plural, namespaced })),
+          });
       }
+      if (url.pathname.startsWith('/weft/') || url.pathname.startsWith('/api/') || url.pathname.startsWith('/apis/')) {
+        throw notFound(`no such path ${url.pathname}`);
+      }
+      // Everything else is the dashboard's.
+      if (method !== 'GET' && method !== 'HEAD') throw methodNotAllowed(method, ['GET', 'HEAD']);
+      if (await this.dashboard.serve(req, res, url.pathname)) return;
+      if (url.pathname === '/') return sendText(res, 200, indexPage(), 'text/html; charset=utf-8');
+      throw notFound(`no such path ${url.pathname}`);
     } catch (error) {
       sendError(res, error);
     }

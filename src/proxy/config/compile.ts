@@ -1,10 +1,12 @@
 // Compiles a validated snapshot into what the request path reads: host lookup, per-port stacks, inbound stacks, upstream ports.
-import type { ProxySnapshot, SnapshotService, SnapshotServicePort, SnapshotUpstream } from '../../api/snapshot.ts';
+import type { PortProtocol, ProxySnapshot, SnapshotEndpoint, SnapshotService, SnapshotServicePort, SnapshotUpstream } from '../../api/snapshot.ts';
 import type { HttpExchange, TcpExchange } from '../exchange.ts';
 import { buildInboundHttp, buildInboundTcp } from '../inbound/stack.ts';
-import { peerKey, type AppContext } from '../layers/forward/index.ts';
-import { buildOutboundHttp, buildOutboundTcp, type OutboundContext } from '../outbound/stack.ts';
+import type { AppContext } from '../layers/forward/index.ts';
+import { endpointPoolId, hostPort } from '../transport/pools.ts';
+import { buildEndpointHttp, buildEndpointTcp, buildOutboundHttp, buildOutboundTcp, type OutboundContext } from '../outbound/stack.ts';
 import type { Step } from '../stack.ts';
+import { compileGatewayConfig, type GatewayConfig } from '../gateway/config.ts';
 
 export type ConfigSource = 'control-plane' | 'disk' | 'none';
 
@@ -13,6 +15,16 @@ export interface ServicePortEntry {
   service: SnapshotService;
   port: SnapshotServicePort;
   routeKey: string;
+  http: Step<HttpExchange>;
+  tcp: Step<TcpExchange>;
+}
+
+/** One endpoint as the outbound side reaches it by its own address (pod-IP traffic): no route, no filters. */
+export interface EndpointEntry {
+  endpoint: SnapshotEndpoint;
+  /** hostPort(address, port): the key in `ActiveConfig.endpoints`, and the name metrics use. */
+  routeKey: string;
+  port: { port: number; protocol: PortProtocol };
   http: Step<HttpExchange>;
   tcp: Step<TcpExchange>;
 }
@@ -33,11 +45,15 @@ export interface ActiveConfig {
   /** By route key ("ns/name:port"). */
   servicePorts: Map<string, ServicePortEntry>;
   upstreams: Map<number, { upstream: SnapshotUpstream; entry: ServicePortEntry }>;
+  /** Every endpoint of every backend, by hostPort(address, port). */
+  endpoints: Map<string, EndpointEntry>;
   inboundHttp: Step<HttpExchange>;
   inboundTcp: Step<TcpExchange>;
-  /** Peer keys (host:port) the snapshot's endpoints are reached at, to keep their pools. */
+  /** Pool ids (endpointPoolId) the snapshot's endpoints are reached through, to keep their pools. */
   peers: Set<string>;
   backendKeys: Set<string>;
+  /** Gateway proxies: the Gateway's listeners, when the snapshot has one. */
+  gateway: GatewayConfig | undefined;
 }
 
 export interface CompileContext {
@@ -84,12 +100,29 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     if (entry) upstreams.set(upstream.localPort, { upstream, entry });
   }
 
+  const endpoints = new Map<string, EndpointEntry>();
+  for (const backend of Object.values(snapshot?.backends ?? {})) {
+    for (const endpoint of backend.endpoints) {
+      const key = hostPort(endpoint.address.toLowerCase(), endpoint.port);
+      // An endpoint several Services select keeps one entry; HTTP wins over TCP, so that requests to it are served as requests.
+      const existing = endpoints.get(key);
+      if (existing && (existing.port.protocol !== 'tcp' || backend.protocol === 'tcp')) continue;
+      endpoints.set(key, {
+        endpoint,
+        routeKey: key,
+        port: { port: endpoint.port, protocol: backend.protocol },
+        http: buildEndpointHttp(endpoint, outbound),
+        tcp: buildEndpointTcp(endpoint, outbound),
+      });
+    }
+  }
+
   const inboundPorts = { ports: snapshot?.inbound.ports ?? context.declaredPorts, appPorts: context.appPorts, name: context.localName };
   const peers = new Set<string>();
   const backendKeys = new Set<string>();
   for (const [key, backend] of Object.entries(snapshot?.backends ?? {})) {
     backendKeys.add(key);
-    for (const endpoint of backend.endpoints) peers.add(peerKey(endpoint));
+    for (const endpoint of backend.endpoints) peers.add(endpointPoolId(endpoint));
   }
   return {
     snapshot,
@@ -99,9 +132,11 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     hosts,
     servicePorts,
     upstreams,
+    endpoints,
     inboundHttp: buildInboundHttp(inboundPorts, context.app),
     inboundTcp: buildInboundTcp(inboundPorts, context.app),
     peers,
     backendKeys,
+    gateway: compileGatewayConfig(snapshot, outbound),
   };
 }

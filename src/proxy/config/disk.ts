@@ -21,6 +21,7 @@ export async function writeSnapshotFile(dataDir: string, snapshot: unknown): Pro
   await mkdir(dataDir, { recursive: true });
   const target = join(dataDir, SNAPSHOT_FILE);
   const temporary = `${target}.${process.pid}.tmp`;
-  await writeFile(temporary, JSON.stringify(snapshot));
+  // Owner-only: a gateway's snapshot carries its listeners' private keys.
+  await writeFile(temporary, JSON.stringify(snapshot), { mode: 0o600 });
   await rename(temporary, target);
 }

@@ -10,7 +10,36 @@ const headerModifier = z.object({
   add: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
   remove: z.array(z.string().min(1)).optional(),
 });
-const filter = z.object({ type: z.enum(['RequestHeaderModifier', 'ResponseHeaderModifier']), modifier: headerModifier });
+const pathModifier = z.object({ type: z.enum(['ReplaceFullPath', 'ReplacePrefixMatch']), value: z.string() });
+const hostname = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
+// A filter type this proxy does not know fails the snapshot: serving a rule without its filter would do what the user did not ask.
+const filter = z.discriminatedUnion('type', [
+  z.looseObject({ type: z.literal('RequestHeaderModifier'), modifier: headerModifier }),
+  z.looseObject({ type: z.literal('ResponseHeaderModifier'), modifier: headerModifier }),
+  z.looseObject({
+    type: z.literal('RequestRedirect'),
+    redirect: z.looseObject({
+      scheme: z.enum(['http', 'https']).optional(),
+      hostname: hostname.optional(),
+      port: port.optional(),
+      path: pathModifier.optional(),
+      statusCode: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]),
+    }),
+  }),
+  z.looseObject({ type: z.literal('URLRewrite'), rewrite: z.looseObject({ hostname: hostname.optional(), path: pathModifier.optional() }) }),
+  z.looseObject({ type: z.literal('RequestMirror'), mirror: z.looseObject({ backend: z.string().optional(), percent: z.number().min(0).max(100) }) }),
+  z.looseObject({
+    type: z.literal('CORS'),
+    cors: z.looseObject({
+      allowOrigins: z.array(z.string()),
+      allowCredentials: z.boolean(),
+      allowMethods: z.array(z.string()),
+      allowHeaders: z.array(z.string()),
+      exposeHeaders: z.array(z.string()),
+      maxAgeSeconds: z.number().int().min(0),
+    }),
+  }),
+]);
 const protocol = z.enum(['http', 'http2', 'grpc', 'tcp']);
 
 // Loose objects: a newer control plane may add fields this proxy does not read yet.
@@ -43,6 +72,18 @@ const SnapshotSchema = z.looseObject({
           backends: z.array(z.looseObject({ backend: z.string().optional(), weight: z.number().int().min(0), filters: z.array(filter) })),
           timeouts: z
             .looseObject({ requestMs: z.number().positive().optional(), backendRequestMs: z.number().positive().optional() })
+            .optional(),
+          retry: z
+            .looseObject({ codes: z.array(z.number().int().min(100).max(599)), attempts: z.number().int().min(0), backoffMs: z.number().min(0) })
+            .optional(),
+          sessionPersistence: z
+            .looseObject({
+              type: z.enum(['Cookie', 'Header']),
+              name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/),
+              absoluteTimeoutMs: z.number().positive().optional(),
+              idleTimeoutMs: z.number().positive().optional(),
+              cookieLifetime: z.enum(['Permanent', 'Session']).optional(),
+            })
             .optional(),
         }),
       ),
@@ -100,6 +141,11 @@ export function validateSnapshot(input: unknown): ProxySnapshot {
       for (const wb of rule.backends) {
         if (wb.backend !== undefined && !Object.hasOwn(snapshot.backends, wb.backend)) {
           problems.push(`routes["${key}"] rule ${rule.id} sends to backend ${wb.backend}, which is not in backends`);
+        }
+      }
+      for (const f of [...rule.filters, ...rule.backends.flatMap((wb) => wb.filters)]) {
+        if (f.type === 'RequestMirror' && f.mirror.backend !== undefined && !Object.hasOwn(snapshot.backends, f.mirror.backend)) {
+          problems.push(`routes["${key}"] rule ${rule.id} mirrors to backend ${f.mirror.backend}, which is not in backends`);
         }
       }
     }

@@ -33,8 +33,12 @@ export interface WorkloadIdentity {
 }
 
 export interface IdentityManagerOptions {
-  /** The identity to ask for (the CA decides what it grants; the manager reports what the certificate says). */
-  spiffeId: string;
+  /**
+   * The identity to ask for (the CA decides what it grants; the manager
+   * reports what the certificate says). Absent: ask for nothing in particular
+   * the first time, then for what was granted.
+   */
+  spiffeId?: string;
   renew: RenewFunction;
   clock: Clock;
   logger: Logger;
@@ -96,6 +100,11 @@ export class IdentityManager {
     return this.firstIdentity.promise;
   }
 
+  /** Resolves once a first certificate is installed, without asking for one (start() does that). */
+  whenReady(): Promise<WorkloadIdentity> {
+    return this.firstIdentity.promise;
+  }
+
   stop(): void {
     this.stopped = true;
     this.timer?.cancel();
@@ -128,11 +137,19 @@ export class IdentityManager {
     return [...this.trust];
   }
 
-  /** Replaces the trusted roots (from the snapshot); servers and new connections pick them up through onChange. */
+  /**
+   * Replaces the trusted roots (from the snapshot); servers and new
+   * connections pick them up through onChange. A changed bundle also renews
+   * the certificate, so that it chains to a root the peers trust (after a
+   * root rotation, or a control plane that came back with a new CA).
+   */
   setTrustBundle(pems: string[]): void {
-    if (sameList(pems, this.trust)) return;
+    if (pems.length === 0 || sameList(pems, this.trust)) return;
+    const hadTrust = this.trust.length > 0;
     this.setTrust(pems);
-    if (this.identity) this.install(this.identity);
+    if (!this.identity) return;
+    this.install(this.identity);
+    if (hadTrust && !this.stopped) void this.renewNow();
   }
 
   /**
@@ -168,7 +185,7 @@ export class IdentityManager {
     let outcome: { keyPem: string; issued: IssuedCertificate } | { error: unknown };
     try {
       // A fresh key each time: a renewal also rotates the key.
-      const { keyPem, csrPem } = await generateKeyAndCsr(this.options.spiffeId);
+      const { keyPem, csrPem } = await generateKeyAndCsr(this.identity?.spiffeId ?? this.options.spiffeId);
       outcome = { keyPem, issued: await this.options.renew(csrPem) };
     } catch (error) {
       outcome = { error };
@@ -208,7 +225,8 @@ export class IdentityManager {
     const now = this.clock.now();
     const notAfter = Math.min(issued.notAfter, cert.validToDate.getTime());
     if (notAfter <= now) throw new WeftError(ErrorCodes.CSR_INVALID, `the issued certificate expired at ${new Date(notAfter).toISOString()}`);
-    if (spiffeId !== this.options.spiffeId) this.logger.warn({ asked: this.options.spiffeId, granted: spiffeId }, 'the CA granted another identity than the one asked for');
+    const asked = this.identity?.spiffeId ?? this.options.spiffeId;
+    if (asked !== undefined && spiffeId !== asked) this.logger.warn({ asked, granted: spiffeId }, 'the CA granted another identity than the one asked for');
     return { spiffeId, keyPem, certPem: issued.certPem, chainPem: issued.chainPem, notAfter, issuedAt: now };
   }
 

@@ -1,12 +1,16 @@
-// The mesh tunnel listener (mesh → app): HTTP requests naming a target port, and CONNECT for opaque TCP, from peer proxies.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+// The mesh tunnel listener (mesh → app): mTLS from peer proxies (plaintext too in PERMISSIVE), then HTTP requests naming a target port, and CONNECT for opaque TCP.
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createNetServer, type Server, type Socket } from 'node:net';
+import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
+import type { MtlsMode } from '../../api/snapshot.ts';
 import type { Clock } from '../../telemetry/clock.ts';
+import type { Logger } from '../../telemetry/logger.ts';
 import type { ActiveConfig } from '../config/compile.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
+import type { IdentityManager } from '../identity/manager.ts';
 import { TARGET_PORT_HEADER } from '../layers/mesh-headers/index.ts';
 import type { ProxyMetrics } from '../metrics.ts';
 import type { ErrorResponder } from '../respond.ts';
@@ -14,6 +18,7 @@ import type { Activity } from '../transport/activity.ts';
 import { parseAuthority } from '../transport/authority.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
+import { refuse, TLS_HANDSHAKE_RECORD, TUNNEL_ALPN, verifyTunnelClient, XFCC_HEADER, xfccElement, type TunnelMetrics, type VerifiedPeer } from '../transport/mtls.ts';
 import { splice } from '../transport/tcp.ts';
 
 export interface TunnelListenerOptions {
@@ -25,23 +30,55 @@ export interface TunnelListenerOptions {
   metrics: ProxyMetrics;
   clock: Clock;
   keepAliveTimeoutMs: number;
+  /** The proxy's workload identity: the tunnel presents it and verifies callers against its trust bundle. */
+  identity: IdentityManager;
+  tunnelMetrics: TunnelMetrics;
+  logger: Logger;
+  /** How long a new connection may take to send its first byte, and then its TLS handshake. Default 10 s. */
+  handshakeTimeoutMs?: number;
 }
 
+interface PeerRecord {
+  peer: VerifiedPeer;
+  /** This connection's x-forwarded-client-cert, built once at the handshake. */
+  xfcc: string;
+}
+
+const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000;
+
+/**
+ * Accepts raw TCP, tells TLS from plaintext by the first byte, and hands the
+ * HTTP server either a verified TLS socket (with the caller's identity
+ * recorded) or, in PERMISSIVE only, the plaintext socket. In STRICT nothing
+ * but a verified mTLS connection ever reaches HTTP parsing.
+ */
 export class TunnelListener {
+  /** The listening socket. */
   readonly server: Server;
+  private readonly http: HttpServer;
+  private tls: TlsServer | undefined;
   private readonly options: TunnelListenerOptions;
+  private readonly peers = new WeakMap<Duplex, PeerRecord>();
+  private readonly handshakeTimeoutMs: number;
+  private readonly stopIdentity: () => void;
   port = 0;
 
   private constructor(options: TunnelListenerOptions) {
     this.options = options;
-    this.server = createServer({ keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true }, (req, res) => this.onRequest(req, res));
-    this.server.on('connection', (socket: Socket) => options.activity.trackSocket(socket, 'inbound'));
-    this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
-    this.server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
+    this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
+    this.server = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    this.http = createHttpServer({ keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true }, (req, res) => this.onRequest(req, res));
+    // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it
+    // listens; this one never listens, it is handed connections, so it is told it does.
+    this.http.emit('listening');
+    this.http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
+    this.http.on('upgrade', (req: IncomingMessage, socket: Socket) => {
       socket.on('error', () => socket.destroy());
       options.responder.tunnel(socket, proxyError(ErrorCodes.BAD_REQUEST, `protocol upgrades (${String(req.headers.upgrade)}) are not supported yet`, 501));
     });
-    this.server.on('clientError', (_error: Error, socket: Duplex) => socket.destroy());
+    this.http.on('clientError', (_error: Error, socket: Duplex) => socket.destroy());
+    this.stopIdentity = options.identity.onChange(() => this.refreshTls());
+    this.refreshTls();
   }
 
   static async start(options: TunnelListenerOptions): Promise<TunnelListener> {
@@ -51,15 +88,106 @@ export class TunnelListener {
   }
 
   stop(): void {
+    this.stopIdentity();
     this.server.close();
-    this.server.closeIdleConnections();
+    this.http.close();
+    this.http.closeIdleConnections();
+  }
+
+  private get mode(): MtlsMode {
+    return this.options.config().snapshot?.mesh.mtls?.mode ?? 'STRICT';
+  }
+
+  /** Builds the TLS server at the first certificate; afterwards swaps its context, so new handshakes use the new certificate and open connections carry on. */
+  private refreshTls(): void {
+    const { identity } = this.options;
+    if (!identity.ready) return;
+    const context = { ...identity.secureContextOptions(), minVersion: 'TLSv1.3' as const };
+    if (this.tls) {
+      this.tls.setSecureContext(context);
+      return;
+    }
+    this.tls = new TlsServer(
+      { ...context, requestCert: true, rejectUnauthorized: true, ALPNProtocols: [TUNNEL_ALPN], handshakeTimeout: this.handshakeTimeoutMs },
+      (socket) => this.onSecure(socket),
+    );
+    this.tls.on('tlsClientError', (error: Error, socket: TLSSocket) => {
+      this.count('refused');
+      this.options.logger.debug({ err: error, remote: socket.remoteAddress }, 'tunnel TLS handshake refused');
+      socket.destroy();
+    });
+  }
+
+  private onConnection(raw: Socket): void {
+    const { activity, clock } = this.options;
+    activity.trackSocket(raw, 'inbound');
+    raw.on('error', () => raw.destroy());
+    if (activity.draining) {
+      raw.destroy();
+      return;
+    }
+    const timer = clock.setTimeout(() => raw.destroy(), this.handshakeTimeoutMs);
+    raw.once('close', () => timer.cancel());
+    raw.once('data', (chunk: Buffer) => {
+      timer.cancel();
+      raw.pause();
+      raw.unshift(chunk);
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) this.acceptTls(raw);
+      else this.acceptPlaintext(raw);
+    });
+  }
+
+  private acceptTls(raw: Socket): void {
+    if (!this.tls) {
+      // No certificate yet: nothing to present. Peers only learn of this proxy once it has one.
+      this.count('refused');
+      refuse(raw);
+      return;
+    }
+    this.tls.emit('connection', raw);
+  }
+
+  private acceptPlaintext(raw: Socket): void {
+    if (this.mode !== 'PERMISSIVE') {
+      this.count('plaintext_refused');
+      refuse(raw);
+      return;
+    }
+    this.count('plaintext');
+    this.http.emit('connection', raw);
+    raw.resume();
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    let peer: VerifiedPeer;
+    try {
+      peer = verifyTunnelClient(socket, this.options.config().snapshot?.mesh.trustDomain);
+    } catch (error) {
+      this.count('refused');
+      this.options.logger.debug({ err: error, remote: socket.remoteAddress }, 'tunnel caller refused');
+      socket.destroy();
+      return;
+    }
+    this.count('ok');
+    this.peers.set(socket, { peer, xfcc: xfccElement(this.options.identity.current?.spiffeId, peer) });
+    socket.on('error', () => socket.destroy());
+    this.http.emit('connection', socket);
+  }
+
+  private count(result: string): void {
+    this.options.tunnelMetrics.handshakes.labels('server', result).inc();
   }
 
   private onRequest(req: IncomingMessage, res: ServerResponse): void {
     const { clock, activity, metrics, responder } = this.options;
     const started = clock.monotonic();
     activity.trackRequest(res);
-    const ex = new HttpExchange('inbound', req, res, req.url ?? '/', forwardableRequestHeaders(req.headers), started);
+    // forwardableRequestHeaders drops any x-forwarded-client-cert the caller sent: only ours reaches the app.
+    const headers = forwardableRequestHeaders(req.headers);
+    const record = this.peers.get(req.socket);
+    if (record) headers[XFCC_HEADER] = record.xfcc;
+    const ex = new HttpExchange('inbound', req, res, req.url ?? '/', headers, started);
+    ex.peerIdentity = record?.peer.spiffeId;
     res.once('close', () => {
       if (!res.writableFinished) ex.abort(new Error('the peer closed the connection'));
       metrics.recordRequest('inbound', ex.service, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
@@ -90,6 +218,7 @@ export class TunnelListener {
       splice(socket, upstream);
     });
     ex.targetPort = authority?.port ?? 0;
+    ex.peerIdentity = this.peers.get(socket)?.peer.spiffeId;
     this.options
       .config()
       .inboundTcp(ex)

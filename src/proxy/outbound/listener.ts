@@ -5,7 +5,7 @@ import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
 import type { Clock } from '../../telemetry/clock.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import type { ActiveConfig, ServicePortEntry } from '../config/compile.ts';
+import type { ActiveConfig } from '../config/compile.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
 import type { ProxyMetrics } from '../metrics.ts';
@@ -16,7 +16,7 @@ import { splitAbsoluteForm } from '../transport/authority.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
 import { splice } from '../transport/tcp.ts';
-import { resolveAuthority } from './resolve.ts';
+import { resolveTarget, targetByKey, type OutboundTarget } from './resolve.ts';
 
 export interface OutboundListenerOptions {
   host: string;
@@ -32,7 +32,7 @@ export interface OutboundListenerOptions {
   keepAliveTimeoutMs: number;
 }
 
-/** A connection whose requests all go to one service port (a CONNECT tunnel carrying HTTP, or an upstream port). */
+/** A connection whose requests all go to one target (a CONNECT tunnel carrying HTTP, or an upstream port). */
 interface Pin {
   routeKey: string;
   /** Host header for requests that bring none (upstream ports). */
@@ -129,20 +129,20 @@ export class OutboundListener {
       metrics.recordRequest('outbound', ex.service, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
     });
 
-    let entry: ServicePortEntry;
+    let entry: OutboundTarget;
     try {
       if (badTarget) throw proxyError(ErrorCodes.BAD_REQUEST, `cannot proxy "${url}": only http:// targets (https and other protocols go through CONNECT)`, 400);
       const config = this.options.config();
       const pin = this.pins.get(req.socket);
       if (pin) {
-        const pinned = config.servicePorts.get(pin.routeKey);
-        if (!pinned) throw proxyError(ErrorCodes.NO_ROUTE, `${pin.routeKey} is no longer a mesh service port`, 502);
+        const pinned = targetByKey(config, pin.routeKey);
+        if (!pinned) throw proxyError(ErrorCodes.NO_ROUTE, `${pin.routeKey} is no longer a mesh service port or endpoint`, 502);
         entry = pinned;
         if (headers.host === undefined) headers.host = pin.defaultHost ?? targetAuthority ?? pinned.routeKey;
       } else {
         const authority = targetAuthority ?? req.headers.host;
         if (!authority) throw proxyError(ErrorCodes.BAD_REQUEST, 'the request names no host (no Host header, no absolute URL)', 400);
-        entry = resolveAuthority(config, authority);
+        entry = resolveTarget(config, authority);
         if (headers.host === undefined) headers.host = authority;
       }
     } catch (error) {
@@ -151,6 +151,7 @@ export class OutboundListener {
     }
     ex.service = entry.routeKey;
     ex.targetPort = entry.port.port;
+    ex.addressedPort = entry.port.port;
     entry.http(ex).catch((error: unknown) => responder.http(ex, error));
   }
 
@@ -161,9 +162,9 @@ export class OutboundListener {
       responder.tunnel(socket, proxyError(ErrorCodes.DRAINING, 'the proxy is shutting down', 503));
       return;
     }
-    let entry: ServicePortEntry;
+    let entry: OutboundTarget;
     try {
-      entry = resolveAuthority(this.options.config(), req.url ?? '');
+      entry = resolveTarget(this.options.config(), req.url ?? '');
     } catch (error) {
       responder.tunnel(socket, error);
       return;
@@ -201,7 +202,7 @@ export class OutboundListener {
     );
   }
 
-  private openTcp(entry: ServicePortEntry, socket: Socket, connected: (upstream: Duplex) => void, failed: (error: unknown) => void): void {
+  private openTcp(entry: OutboundTarget, socket: Socket, connected: (upstream: Duplex) => void, failed: (error: unknown) => void): void {
     const ex = new TcpExchange('outbound', socket, (upstream) => {
       if (socket.destroyed) {
         upstream.destroy();

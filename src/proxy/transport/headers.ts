@@ -17,6 +17,12 @@ const HOP_BY_HOP = new Set([
   'http2-settings',
 ]);
 
+/**
+ * Headers only a proxy may set: whatever a client sends in them is dropped
+ * (the tunnel listener sets the verified caller's x-forwarded-client-cert).
+ */
+const PROXY_OWNED = new Set(['x-forwarded-client-cert']);
+
 /** Extra hop-by-hop names a sender listed in its Connection header. */
 function connectionTokens(value: string | string[] | undefined): Set<string> | undefined {
   if (value === undefined) return undefined;
@@ -28,12 +34,12 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
   return tokens;
 }
 
-/** A copy of a request's headers without the hop-by-hop ones (names are lower-case already). */
+/** A copy of a request's headers without the hop-by-hop and proxy-owned ones (names are lower-case already). */
 export function forwardableRequestHeaders(incoming: IncomingHttpHeaders): Headers {
   const listed = connectionTokens(incoming.connection);
   const out: Headers = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || listed?.has(name)) continue;
+    if (HOP_BY_HOP.has(name) || PROXY_OWNED.has(name) || listed?.has(name)) continue;
     const value = incoming[name];
     if (value !== undefined) out[name] = value;
   }

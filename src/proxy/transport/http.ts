@@ -49,6 +49,15 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
           return;
         }
         if (statusCode < 200) return;
+        // A layer (route retries) may turn this response down before any of it reaches the client.
+        const refused = ex.refuseResponse?.(statusCode, upstreamHeaders as Headers, peer);
+        if (refused) {
+          settled = true;
+          ex.onAbort = undefined;
+          c.abort(refused);
+          reject(refused);
+          return;
+        }
         if (peer && statusCode === 503 && upstreamHeaders[REASON_HEADER] === ErrorCodes.UPSTREAM_CONNECT && ex.replayable) {
           settled = true;
           ex.onAbort = undefined;
@@ -98,7 +107,7 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
 
     try {
       dispatcher.dispatch(
-        { path: ex.path, method: ex.method, headers: headers as Record<string, string | string[]>, body: ex.hasBody ? ex.req : null },
+        { path: ex.path, method: ex.method, headers: headers as Record<string, string | string[]>, body: ex.bufferedBody ?? (ex.hasBody ? ex.req : null) },
         handler,
       );
     } catch (error) {

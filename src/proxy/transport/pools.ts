@@ -1,6 +1,11 @@
-// Keep-alive HTTP/1.1 connection pools, one per peer address, kept across snapshots while the peer is still in use.
-import { Pool } from 'undici';
+// Keep-alive HTTP/1.1 connection pools, one per peer address (mTLS ones per address and expected identity), kept across snapshots while in use.
+import type { Socket } from 'node:net';
+import { Pool, type buildConnector } from 'undici';
+import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import type { SnapshotEndpoint } from '../../api/snapshot.ts';
 import type { Logger } from '../../telemetry/logger.ts';
+import type { TunnelTls } from './mtls.ts';
+import type { TunnelDialer } from './tcp.ts';
 
 export interface PoolSettings {
   /** Connections per peer; requests queue beyond it. */
@@ -16,34 +21,70 @@ export function hostPort(host: string, port: number): string {
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-export class Pools {
+/** The id of the mTLS pool to a peer's tunnel at `key` (hostPort) that must present `identity`. */
+export function tunnelPoolId(key: string, identity: string | undefined): string {
+  return `${key} ${identity ?? '-'}`;
+}
+
+/** The id of the pool an endpoint is reached through: its proxy's tunnel (mTLS), or its own address. */
+export function endpointPoolId(endpoint: SnapshotEndpoint): string {
+  return endpoint.tunnelPort !== undefined
+    ? tunnelPoolId(hostPort(endpoint.address, endpoint.tunnelPort), endpoint.identity)
+    : hostPort(endpoint.address, endpoint.port);
+}
+
+export class Pools implements TunnelDialer {
   private readonly pools = new Map<string, Pool>();
   private readonly settings: PoolSettings;
   private readonly logger: Logger;
+  private readonly tls: TunnelTls | undefined;
 
-  constructor(settings: PoolSettings, logger: Logger) {
+  /** With `tls`, the pools can also reach peer proxies' tunnels (tunnel()). */
+  constructor(settings: PoolSettings, logger: Logger, tls?: TunnelTls) {
     this.settings = settings;
     this.logger = logger;
+    this.tls = tls;
   }
 
-  /** The pool for host:port, opened on first use. `key` must be hostPort(host, port). */
+  /** The plaintext pool for host:port, opened on first use. `key` must be hostPort(host, port). */
   get(key: string): Pool {
-    let pool = this.pools.get(key);
-    if (!pool) {
-      pool = new Pool(`http://${key}`, {
-        connections: this.settings.connections,
-        // One request at a time per connection: no head-of-line blocking behind a slow response.
-        pipelining: 1,
-        keepAliveTimeout: this.settings.keepAliveTimeoutMs,
-        keepAliveMaxTimeout: this.settings.keepAliveTimeoutMs,
-        connect: { timeout: this.settings.connectTimeoutMs },
-        // Route timeouts govern how long a request may take; a stream may stay quiet for long.
-        headersTimeout: 0,
-        bodyTimeout: 0,
-      });
-      pool.on('connectionError', (_origin, _targets, error) => this.logger.debug({ peer: key, err: error }, 'peer connection failed'));
-      this.pools.set(key, pool);
-    }
+    return this.pools.get(key) ?? this.open(key, key, undefined);
+  }
+
+  /**
+   * The mTLS pool to the tunnel of a peer proxy at `key` (hostPort) whose
+   * certificate must name `identity`. A peer whose expected identity changes
+   * gets a new pool: connections verified as someone else are never reused.
+   */
+  tunnel(key: string, identity: string | undefined): Pool {
+    const id = tunnelPoolId(key, identity);
+    const existing = this.pools.get(id);
+    if (existing) return existing;
+    if (!this.tls) throw new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS');
+    return this.open(id, key, this.tls.connector(identity, this.settings.connectTimeoutMs));
+  }
+
+  /** One mTLS connection to a peer's tunnel, outside any pool (CONNECT tunnels are not reused). */
+  dialTunnel(host: string, port: number, identity: string | undefined, timeoutMs: number): Promise<Socket> {
+    if (!this.tls) return Promise.reject(new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS'));
+    return this.tls.connect(host, port, identity, timeoutMs);
+  }
+
+  private open(id: string, key: string, connector: buildConnector.connector | undefined): Pool {
+    const pool = new Pool(`http://${key}`, {
+      connections: this.settings.connections,
+      // One request at a time per connection: no head-of-line blocking behind a slow response.
+      pipelining: 1,
+      keepAliveTimeout: this.settings.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: this.settings.keepAliveTimeoutMs,
+      // A connector of ours (mTLS) enforces its own connect timeout.
+      connect: connector ?? { timeout: this.settings.connectTimeoutMs },
+      // Route timeouts govern how long a request may take; a stream may stay quiet for long.
+      headersTimeout: 0,
+      bodyTimeout: 0,
+    });
+    pool.on('connectionError', (_origin, _targets, error) => this.logger.debug({ peer: key, err: error }, 'peer connection failed'));
+    this.pools.set(id, pool);
     return pool;
   }
 
@@ -51,7 +92,7 @@ export class Pools {
     return this.pools.size;
   }
 
-  /** Closes, gracefully, the pools of peers no longer in `keep`; their in-flight requests finish first. */
+  /** Closes, gracefully, the pools whose ids (hostPort, or tunnelPoolId) are not in `keep`; their in-flight requests finish first. */
   retain(keep: ReadonlySet<string>): void {
     for (const [key, pool] of this.pools) {
       if (keep.has(key)) continue;

@@ -1,9 +1,14 @@
-// Opaque TCP: connect straight to an address, or through a peer proxy's tunnel with CONNECT; then splice two sockets.
+// Opaque TCP: connect straight to an address, or through a peer proxy's mTLS tunnel with CONNECT; then splice two sockets.
 import { connect, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import { hostPort } from './pools.ts';
+
+/** Opens verified mTLS connections to peer proxies' tunnels (Pools does, with its TunnelTls). */
+export interface TunnelDialer {
+  dialTunnel(host: string, port: number, identity: string | undefined, timeoutMs: number): Promise<Socket>;
+}
 
 /** The longest CONNECT response head we read from a peer. */
 const MAX_RESPONSE_HEAD = 16 * 1024;
@@ -27,18 +32,21 @@ export function connectDirect(host: string, port: number, timeoutMs: number): Pr
 }
 
 /**
- * Opens `CONNECT 127.0.0.1:<targetPort>` on a peer's tunnel port and resolves
- * with the socket once the peer answers 200. A refusal keeps the peer's
- * weft-reason, so that the client sees why.
+ * Opens `CONNECT 127.0.0.1:<targetPort>` on a peer's tunnel port, over mTLS
+ * to the identity the endpoint must have, and resolves with the socket once
+ * the peer answers 200. A refusal keeps the peer's weft-reason, so that the
+ * client sees why.
  */
 export async function connectThroughTunnel(
-  host: string,
-  tunnelPort: number,
+  dialer: TunnelDialer,
+  endpoint: { address: string; tunnelPort: number; identity?: string | undefined },
   targetPort: number,
   headers: Record<string, string>,
   timeoutMs: number,
 ): Promise<Socket> {
-  const socket = await connectDirect(host, tunnelPort, timeoutMs);
+  const host = endpoint.address;
+  const tunnelPort = endpoint.tunnelPort;
+  const socket = await dialer.dialTunnel(host, tunnelPort, endpoint.identity, timeoutMs);
   const authority = `127.0.0.1:${targetPort}`;
   let head = `CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n`;
   for (const [name, value] of Object.entries(headers)) head += `${name}: ${value}\r\n`;

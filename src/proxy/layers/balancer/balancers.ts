@@ -13,6 +13,13 @@ export interface Pick {
 
 export interface Balancer {
   pick(): Pick | undefined;
+  /** The endpoint with this id, for a persistent session that goes back to it. */
+  find(endpointId: string): Pick | undefined;
+}
+
+function findIn(picks: readonly Pick[], endpointId: string): Pick | undefined {
+  for (const p of picks) if (p.endpoint.id === endpointId) return p;
+  return undefined;
 }
 
 interface BackendState {
@@ -26,6 +33,9 @@ class RoundRobin implements Balancer {
   constructor(picks: Pick[], cursor: { next: number }) {
     this.picks = picks;
     this.cursor = cursor;
+  }
+  find(endpointId: string): Pick | undefined {
+    return findIn(this.picks, endpointId);
   }
   pick(): Pick | undefined {
     const n = this.picks.length;
@@ -43,6 +53,9 @@ class LeastRequest implements Balancer {
   constructor(picks: Pick[], random: () => number) {
     this.picks = picks;
     this.random = random;
+  }
+  find(endpointId: string): Pick | undefined {
+    return findIn(this.picks, endpointId);
   }
   pick(): Pick | undefined {
     const n = this.picks.length;

@@ -12,10 +12,13 @@ export function balance<X extends Exchange>(registry: BalancerRegistry): Layer<{
     const balancer = registry.balancerFor(backend);
     return async (ex) => {
       ex.backend = backend;
-      let picked = balancer.pick();
+      // A persistent session goes back to its endpoint, unless that endpoint just refused a connection.
+      const session = ex.session;
+      const sticky = session !== undefined && session.backend === backend.key && ex.avoid?.id !== session.endpoint ? balancer.find(session.endpoint) : undefined;
+      let picked = sticky ?? balancer.pick();
       if (!picked) throw proxyError(ErrorCodes.NO_HEALTHY_UPSTREAM, `${backend.key} has no endpoints`, 503);
       // A retry after a connect failure: one more pick to get away from the endpoint that failed.
-      if (ex.avoid !== undefined && picked.endpoint.id === ex.avoid.id) picked = balancer.pick() ?? picked;
+      if (!sticky && ex.avoid !== undefined && picked.endpoint.id === ex.avoid.id) picked = balancer.pick() ?? picked;
       ex.endpoint = picked.endpoint;
       picked.load.inFlight++;
       try {

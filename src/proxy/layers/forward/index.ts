@@ -27,7 +27,7 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
     if (endpoint.tunnelPort !== undefined) {
       ex.headers[TARGET_PORT_HEADER] = String(endpoint.port);
       ex.headers[SOURCE_HEADER] = source;
-      return sendHttp(ex, context.pools.get(key), ex.headers, `${endpoint.id} at ${key}`, true);
+      return sendHttp(ex, context.pools.tunnel(key, endpoint.identity), ex.headers, `${endpoint.id} at ${key}`, true);
     }
     if (ex.avoid !== undefined) {
       // A retry that moved from a tunnelled endpoint to a direct one: the app must not see mesh headers.
@@ -44,7 +44,7 @@ export function forwardTcp(context: ForwardContext): Layer<unknown, TcpExchange>
     const endpoint = ex.endpoint!;
     const upstream =
       endpoint.tunnelPort !== undefined
-        ? await connectThroughTunnel(endpoint.address, endpoint.tunnelPort, endpoint.port, headers, context.connectTimeoutMs)
+        ? await connectThroughTunnel(context.pools, { ...endpoint, tunnelPort: endpoint.tunnelPort }, endpoint.port, headers, context.connectTimeoutMs)
         : await connectDirect(endpoint.address, endpoint.port, context.connectTimeoutMs);
     ex.onConnected(upstream);
   };

@@ -5,7 +5,13 @@ import type { Layer } from '../../stack.ts';
 
 type Edit = (headers: Headers) => void;
 
-/** One function applying a modifier: set replaces, add appends (comma-joined), remove deletes. Names are case-insensitive. */
+/**
+ * One function applying a modifier: set replaces, add appends, remove
+ * deletes; names are case-insensitive. An appended value joins a single one
+ * with "," (the Gateway API's "foo,bar"), but becomes a line of its own where
+ * the header already has several lines, and always for Set-Cookie, whose
+ * values may themselves contain commas.
+ */
 export function compileModifier(modifier: HeaderModifier): Edit | undefined {
   const set = (modifier.set ?? []).map((h) => [h.name.toLowerCase(), h.value] as const);
   const add = (modifier.add ?? []).map((h) => [h.name.toLowerCase(), h.value] as const);
@@ -15,16 +21,18 @@ export function compileModifier(modifier: HeaderModifier): Edit | undefined {
     for (const [name, value] of set) headers[name] = value;
     for (const [name, value] of add) {
       const existing = headers[name];
-      headers[name] = existing === undefined ? value : `${Array.isArray(existing) ? existing.join(',') : existing},${value}`;
+      if (existing === undefined) headers[name] = value;
+      else if (Array.isArray(existing)) headers[name] = [...existing, value];
+      else headers[name] = name === 'set-cookie' ? [existing, value] : `${existing},${value}`;
     }
     for (const name of remove) delete headers[name];
   };
 }
 
-function editsOf(filters: readonly HttpFilter[], type: HttpFilter['type']): Edit[] {
+function editsOf(filters: readonly HttpFilter[], type: 'RequestHeaderModifier' | 'ResponseHeaderModifier'): Edit[] {
   const edits: Edit[] = [];
   for (const filter of filters) {
-    if (filter.type !== type) continue;
+    if ((filter.type !== 'RequestHeaderModifier' && filter.type !== 'ResponseHeaderModifier') || filter.type !== type) continue;
     const edit = compileModifier(filter.modifier);
     if (edit) edits.push(edit);
   }

@@ -31,10 +31,22 @@ export function requestTimeout(clock: Clock): Layer<Timeouts, HttpExchange> {
   };
 }
 
-/** One attempt at one backend. */
+/**
+ * One attempt at one backend. Only the attempt is cut, not the exchange, so
+ * that a retry policy can try again; the attempt fails with 504 WEFT_ERR_TIMEOUT.
+ */
 export function backendRequestTimeout(clock: Clock): Layer<Timeouts, HttpExchange> {
   return (target, next) => {
     const ms = target.timeouts?.backendRequestMs;
-    return ms ? withDeadline(ms, 'backend request', clock, next) : next;
+    if (!ms) return next;
+    return async (ex) => {
+      // The transport installs onAbort synchronously when it sends, and clears it when the response is done.
+      const timer = clock.setTimeout(() => ex.onAbort?.(proxyError(ErrorCodes.TIMEOUT, `backend request timeout of ${ms} ms passed`, 504)), ms);
+      try {
+        await next(ex);
+      } finally {
+        timer.cancel();
+      }
+    };
   };
 }

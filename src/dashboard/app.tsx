@@ -1,0 +1,105 @@
+// The dashboard's frame: header with navigation, namespace filter and connection state; the page for the current hash route.
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import { useLive } from './live.ts';
+import { namespacesOf } from './model.ts';
+import { ConfigPage } from './pages/config.tsx';
+import { ProxiesPage } from './pages/proxies.tsx';
+import { ServicePage } from './pages/service.tsx';
+import { TopologyPage } from './pages/topology.tsx';
+import { href, parseRoute, type Route } from './router.ts';
+
+const NAMESPACE_KEY = 'weft.namespace';
+
+function useRoute(): Route {
+  const [route, setRoute] = useState(() => parseRoute(location.hash));
+  useEffect(() => {
+    const onChange = () => setRoute(parseRoute(location.hash));
+    addEventListener('hashchange', onChange);
+    return () => removeEventListener('hashchange', onChange);
+  }, []);
+  return route;
+}
+
+function readNamespace(): string | undefined {
+  try {
+    return sessionStorage.getItem(NAMESPACE_KEY) || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const TITLES: Record<Route['page'], string> = { topology: 'Topology', service: 'Service', proxies: 'Workloads and proxies', config: 'Config' };
+
+export function App() {
+  const route = useRoute();
+  const live = useLive();
+  const [namespace, setNamespaceState] = useState<string | undefined>(readNamespace);
+  const namespaces = useMemo(() => namespacesOf(live.objects.values()), [live.objects]);
+  const setNamespace = (value: string | undefined) => {
+    setNamespaceState(value);
+    try {
+      if (value) sessionStorage.setItem(NAMESPACE_KEY, value);
+      else sessionStorage.removeItem(NAMESPACE_KEY);
+    } catch {
+      // Storage refused (private mode): the filter just won't survive a reload.
+    }
+  };
+
+  useEffect(() => {
+    document.title = route.page === 'service' ? `${route.name} · weft` : `${TITLES[route.page]} · weft`;
+  }, [route]);
+
+  const nav: { page: Route['page']; label: string; to: Route }[] = [
+    { page: 'topology', label: 'Topology', to: { page: 'topology' } },
+    { page: 'proxies', label: 'Workloads and proxies', to: { page: 'proxies' } },
+    { page: 'config', label: 'Config', to: { page: 'config' } },
+  ];
+  const current = route.page === 'service' ? 'topology' : route.page;
+
+  return (
+    <div class="app">
+      <a class="skip" href="#main">
+        Skip to content
+      </a>
+      <header class="header">
+        <a class="brand" href={href({ page: 'topology' })} aria-label="weft: topology">
+          <img src="/favicon.svg" alt="" width="22" height="22" />
+          weft
+        </a>
+        <nav aria-label="Pages">
+          <ul>
+            {nav.map((item) => (
+              <li key={item.page}>
+                <a href={href(item.to)} aria-current={current === item.page ? 'page' : undefined}>
+                  {item.label}
+                </a>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div class="header-tools">
+          <label>
+            <span class="label">Namespace</span>
+            <select value={namespace ?? ''} onChange={(e) => setNamespace((e.currentTarget as HTMLSelectElement).value || undefined)}>
+              <option value="">All namespaces</option>
+              {[...new Set([...namespaces, ...(namespace ? [namespace] : [])])].map((ns) => (
+                <option key={ns} value={ns}>
+                  {ns}
+                </option>
+              ))}
+            </select>
+          </label>
+          <span class={`connection ${live.connection}`} role="status" aria-live="polite" title="Updates arrive over Server-Sent Events from /weft/v1/events">
+            {live.connection === 'live' ? 'Live' : live.connection === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
+          </span>
+        </div>
+      </header>
+      <main id="main" class="main" tabIndex={-1}>
+        {route.page === 'topology' && <TopologyPage namespace={namespace} />}
+        {route.page === 'service' && <ServicePage namespace={route.namespace} name={route.name} />}
+        {route.page === 'proxies' && <ProxiesPage namespace={namespace} />}
+        {route.page === 'config' && <ConfigPage namespace={namespace} route={route} />}
+      </main>
+    </div>
+  );
+}

@@ -1,0 +1,165 @@
+// Workloads and proxies page: every proxy with its mode, connection, readiness, config version acked or its last NACK and reason.
+import { useMemo, useState } from 'preact/hooks';
+import { useNow } from '../hooks.ts';
+import type { ProxyStatus } from '../../api/stream.ts';
+import { useLive } from '../live.ts';
+import { age, partition, servicesOf, shortVersion, WORKLOAD_LABEL } from '../model.ts';
+import { href } from '../router.ts';
+
+type Filter = 'all' | 'problems';
+
+/** A NACK matters while the proxy is still being sent the version it refused. */
+function nackIsCurrent(p: ProxyStatus): boolean {
+  return !!p.lastNack && p.lastNack.version === p.sentVersion;
+}
+
+/** "23h", "5m": how long until an ISO time; "expired" after it. */
+function until(iso: string, now: number): string {
+  const ms = Date.parse(iso) - now;
+  if (!Number.isFinite(ms)) return '-';
+  if (ms <= 0) return 'no time: expired';
+  return age(new Date(now - ms).toISOString(), now);
+}
+
+function problemOf(p: ProxyStatus): string | undefined {
+  if (!p.connected) return 'disconnected';
+  if (nackIsCurrent(p)) return 'rejects its config';
+  if (!p.ready) return 'app not ready';
+  if (p.sentVersion && p.ackedVersion !== p.sentVersion) return 'config not acked yet';
+  return undefined;
+}
+
+export function ProxiesPage({ namespace }: { namespace: string | undefined }) {
+  const live = useLive();
+  const [filter, setFilter] = useState<Filter>('all');
+  const [search, setSearch] = useState('');
+  const objects = useMemo(() => partition(live.objects.values()), [live.objects]);
+  const now = useNow(5000);
+  const needle = search.trim().toLowerCase();
+  const proxies = live.proxies
+    .filter((p) => !namespace || p.namespace === namespace)
+    .filter((p) => filter === 'all' || problemOf(p) !== undefined)
+    .filter((p) => !needle || p.id.toLowerCase().includes(needle) || (p.workload ?? '').toLowerCase().includes(needle));
+  const all = live.proxies.filter((p) => !namespace || p.namespace === namespace);
+  const counts = {
+    connected: all.filter((p) => p.connected).length,
+    ready: all.filter((p) => p.ready).length,
+    inSync: all.filter((p) => p.sentVersion !== undefined && p.ackedVersion === p.sentVersion).length,
+    nacking: all.filter(nackIsCurrent).length,
+  };
+
+  return (
+    <div class="page proxies-page">
+      <div class="toolbar">
+        <h1>Workloads and proxies</h1>
+        <label>
+          <span class="label">Show</span>
+          <select value={filter} onChange={(e) => setFilter((e.currentTarget as HTMLSelectElement).value as Filter)}>
+            <option value="all">all proxies</option>
+            <option value="problems">only problems</option>
+          </select>
+        </label>
+        <label class="search">
+          <span class="label">Find</span>
+          <input type="search" value={search} placeholder="proxy or workload" onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)} />
+        </label>
+      </div>
+      <p class="summary" role="status" aria-live="polite">
+        {all.length} prox{all.length === 1 ? 'y' : 'ies'}: {counts.connected} connected, {counts.ready} ready, {counts.inSync} up to date,{' '}
+        <span class={counts.nacking ? 'bad-text' : ''}>{counts.nacking} rejecting their config</span>
+      </p>
+      {!live.proxiesSynced ? (
+        <p class="muted">Loading…</p>
+      ) : proxies.length === 0 ? (
+        <p class="muted">{all.length === 0 ? 'No proxy has connected to this control plane.' : 'No proxy matches.'}</p>
+      ) : (
+        <div class="table-scroll">
+          <table class="table" data-testid="proxies">
+            <caption class="sr-only">Proxies known to the control plane</caption>
+            <thead>
+              <tr>
+                <th scope="col">Proxy</th>
+                <th scope="col">Mode</th>
+                <th scope="col">Workload</th>
+                <th scope="col">Services</th>
+                <th scope="col">Connected</th>
+                <th scope="col">Ready</th>
+                <th scope="col">Config</th>
+                <th scope="col">Last NACK</th>
+                <th scope="col">Identity</th>
+                <th scope="col">Seen</th>
+              </tr>
+            </thead>
+            <tbody>
+              {proxies.map((p) => {
+                const instance = objects.instances.find((i) => i.metadata.namespace === p.namespace && i.metadata.name === p.instance);
+                const template = objects.workloads.find((w) => w.metadata.namespace === p.namespace && w.metadata.name === (instance?.metadata.labels?.[WORKLOAD_LABEL] ?? p.workload));
+                const services = template ? servicesOf(template, objects.services) : [];
+                const problem = problemOf(p);
+                return (
+                  <tr key={p.id} data-proxy-id={p.id} class={problem ? 'problem' : ''}>
+                    <th scope="row">
+                      {p.id}
+                      <div class="muted small">
+                        {p.address}:{p.tunnelPort}
+                      </div>
+                    </th>
+                    <td>{p.mode}</td>
+                    <td>
+                      {template ? <a href={href({ page: 'config', kind: 'Workload', namespace: p.namespace, name: template.metadata.name })}>{template.metadata.name}</a> : (p.workload ?? '-')}
+                      {p.instance && <div class="muted small">{p.instance}</div>}
+                    </td>
+                    <td>
+                      {services.map((s, i) => (
+                        <span key={s.metadata.name}>
+                          {i > 0 && ', '}
+                          <a href={href({ page: 'service', namespace: p.namespace, name: s.metadata.name })}>{s.metadata.name}</a>
+                        </span>
+                      ))}
+                      {services.length === 0 && '-'}
+                    </td>
+                    <td>
+                      <span class={`badge ${p.connected ? 'ok' : 'bad'}`}>{p.connected ? 'yes' : 'no'}</span>
+                      {p.connectedAt && p.connected && <div class="muted small">{age(p.connectedAt, now)}</div>}
+                    </td>
+                    <td>
+                      <span class={`badge ${p.ready ? 'ok' : 'bad'}`}>{p.ready ? 'yes' : 'no'}</span>
+                    </td>
+                    <td>
+                      <div>
+                        acked <code>{shortVersion(p.ackedVersion)}</code>
+                      </div>
+                      {p.sentVersion !== p.ackedVersion && (
+                        <div class="small">
+                          sent <code>{shortVersion(p.sentVersion)}</code>
+                        </div>
+                      )}
+                    </td>
+                    <td class="wrap nack" data-testid="nack">
+                      {p.lastNack ? (
+                        <>
+                          <span class={`badge ${nackIsCurrent(p) ? 'bad' : 'unknown'}`}>{nackIsCurrent(p) ? 'NACK' : 'earlier NACK'}</span> <code>{p.lastNack.code}</code>
+                          <div class="nack-reason">{p.lastNack.message}</div>
+                          <div class="muted small">
+                            version <code>{shortVersion(p.lastNack.version)}</code>, {age(p.lastNack.at, now)} ago
+                          </div>
+                        </>
+                      ) : (
+                        <span class="muted">-</span>
+                      )}
+                    </td>
+                    <td class="small wrap">
+                      {p.identity ? <code>{p.identity}</code> : <span class="muted">-</span>}
+                      {p.certExpiresAt && <div class={`small ${Date.parse(p.certExpiresAt) - now < 3_600_000 ? 'bad-text' : 'muted'}`}>expires in {until(p.certExpiresAt, now)}</div>}
+                    </td>
+                    <td class="small">{age(p.lastSeen, now)} ago</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+      )}
+    </div>
+  );
+}

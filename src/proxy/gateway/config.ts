@@ -1,0 +1,143 @@
+// Compiles a snapshot's Gateway into what the gateway listeners read: per port its listeners, their certificates and virtual hosts.
+import { createSecureContext, type SecureContext } from 'node:tls';
+import { z } from 'zod';
+import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import { hostMatches } from '../../api/hostnames.ts';
+import type { ProxySnapshot, SnapshotGatewayListener } from '../../api/snapshot.ts';
+import type { HttpExchange } from '../exchange.ts';
+import type { OutboundContext } from '../outbound/stack.ts';
+import type { Step } from '../stack.ts';
+import { buildGatewayHttp } from './stack.ts';
+
+export interface GatewayVirtualHost {
+  hostname: string;
+  routeKey: string;
+  http: Step<HttpExchange>;
+}
+
+export interface GatewayListenerConfig {
+  name: string;
+  /** Absent: every host. */
+  hostname: string | undefined;
+  hosts: GatewayVirtualHost[];
+  /** HTTPS listeners whose certificates could be loaded. */
+  secureContext: SecureContext | undefined;
+}
+
+export interface GatewayPortConfig {
+  port: number;
+  protocol: 'HTTP' | 'HTTPS';
+  /** Most specific hostname first. */
+  listeners: GatewayListenerConfig[];
+  /** For handshakes that name no server: the catch-all listener's certificates (PEM), else the first listener's. */
+  defaultCertificates: { cert: string[]; key: string[] } | undefined;
+}
+
+export interface GatewayConfig {
+  namespace: string;
+  name: string;
+  ports: Map<number, GatewayPortConfig>;
+  /** Listeners left out (a certificate Node cannot load), for the log. */
+  problems: string[];
+}
+
+/** The listener of a port a host name belongs to: the first (most specific) whose hostname matches it. */
+export function listenerFor(port: GatewayPortConfig, host: string): GatewayListenerConfig | undefined {
+  for (const listener of port.listeners) if (listener.hostname === undefined || hostMatches(listener.hostname, host)) return listener;
+  return undefined;
+}
+
+/** The virtual host of a listener a host name belongs to. */
+export function virtualHostFor(listener: GatewayListenerConfig, host: string): GatewayVirtualHost | undefined {
+  for (const vhost of listener.hosts) if (hostMatches(vhost.hostname, host)) return vhost;
+  return undefined;
+}
+
+function secureContextOf(listener: SnapshotGatewayListener, problems: string[]): SecureContext | undefined {
+  const certificates = listener.tls?.certificates ?? [];
+  if (certificates.length === 0) return undefined;
+  try {
+    return createSecureContext({ cert: certificates.map((c) => c.certPem), key: certificates.map((c) => c.keyPem) });
+  } catch (error) {
+    problems.push(`listener ${listener.name}: cannot load its certificate: ${error instanceof Error ? error.message : String(error)}`);
+    return undefined;
+  }
+}
+
+// Loose, as the rest of the snapshot's schema: a newer control plane may add fields.
+const GatewaySchema = z.looseObject({
+  namespace: z.string(),
+  name: z.string(),
+  ports: z.array(
+    z.looseObject({
+      port: z.number().int().min(1).max(65535),
+      protocol: z.enum(['HTTP', 'HTTPS']),
+      listeners: z.array(
+        z.looseObject({
+          name: z.string(),
+          hostname: z.string().optional(),
+          tls: z.looseObject({ certificates: z.array(z.looseObject({ certPem: z.string(), keyPem: z.string() })) }).optional(),
+          hosts: z.array(z.looseObject({ hostname: z.string(), routeKey: z.string() })),
+        }),
+      ),
+    }),
+  ),
+});
+
+export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, context: OutboundContext): GatewayConfig | undefined {
+  const gateway = snapshot?.gateway;
+  if (!snapshot || !gateway) return undefined;
+  const parsed = GatewaySchema.safeParse(gateway);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.slice(0, 5).map((issue) => `gateway.${issue.path.join('.')}: ${issue.message}`);
+    throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `malformed snapshot: ${problems.join('; ')}`);
+  }
+  const problems: string[] = [];
+  const ports = new Map<number, GatewayPortConfig>();
+  for (const port of gateway.ports) {
+    const listeners: GatewayListenerConfig[] = [];
+    for (const listener of port.listeners) {
+      const secureContext = port.protocol === 'HTTPS' ? secureContextOf(listener, problems) : undefined;
+      // An HTTPS listener without a usable certificate would only fail handshakes: it is left out.
+      if (port.protocol === 'HTTPS' && !secureContext) continue;
+      listeners.push({
+        name: listener.name,
+        hostname: listener.hostname,
+        secureContext,
+        hosts: listener.hosts.map((host) => {
+          const table = snapshot.routes[host.routeKey];
+          if (!table) throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `gateway listener ${listener.name}: no route table ${host.routeKey}`);
+          return { hostname: host.hostname, routeKey: host.routeKey, http: buildGatewayHttp(table, context) };
+        }),
+      });
+    }
+    if (listeners.length === 0) continue;
+    const catchAll = port.listeners.find((l) => l.hostname === undefined && listeners.some((c) => c.name === l.name)) ??
+      port.listeners.find((l) => listeners.some((c) => c.name === l.name));
+    const certificates = port.protocol === 'HTTPS' ? (catchAll?.tls?.certificates ?? []) : [];
+    ports.set(port.port, {
+      port: port.port,
+      protocol: port.protocol,
+      listeners,
+      defaultCertificates: certificates.length > 0 ? { cert: certificates.map((c) => c.certPem), key: certificates.map((c) => c.keyPem) } : undefined,
+    });
+  }
+  return { namespace: gateway.namespace, name: gateway.name, ports, problems };
+}
+
+/** The snapshot as the admin listener shows it: listeners' private keys are left out. */
+export function withoutPrivateKeys(snapshot: ProxySnapshot | undefined): ProxySnapshot | undefined {
+  if (!snapshot?.gateway) return snapshot;
+  return {
+    ...snapshot,
+    gateway: {
+      ...snapshot.gateway,
+      ports: snapshot.gateway.ports.map((port) => ({
+        ...port,
+        listeners: port.listeners.map((listener) =>
+          listener.tls ? { ...listener, tls: { certificates: listener.tls.certificates.map((c) => ({ certPem: c.certPem, keyPem: '(not shown)' })) } } : listener,
+        ),
+      })),
+    },
+  };
+}

@@ -1,0 +1,75 @@
+// Body buffering: reads a small request body in full, so that retries and mirrors can send it again.
+//
+// The proxy streams bodies; one that is streamed is gone once sent. A rule
+// that retries or mirrors therefore reads bodies up to `limitBytes` with a
+// declared Content-Length first. A larger body, or one sent chunked, is still
+// streamed: such a request is not retried (not even after a refused
+// connection) and is not mirrored.
+import { ErrorCodes } from '../../../api/errors.ts';
+import type { HttpFilter, RetryPolicy } from '../../../api/snapshot.ts';
+import { proxyError } from '../../errors.ts';
+import type { HttpExchange } from '../../exchange.ts';
+import type { Layer } from '../../stack.ts';
+
+/** The largest body a retrying or mirroring rule keeps in memory per request. */
+export const DEFAULT_BUFFER_LIMIT_BYTES = 64 * 1024;
+
+/** What tells whether a rule needs bodies kept: a retry policy, or a mirror on the rule or on one of its backendRefs. */
+export interface BufferTarget {
+  filters: readonly HttpFilter[];
+  backends?: readonly { filters: readonly HttpFilter[] }[];
+  retry?: RetryPolicy;
+}
+
+export function bufferBody(limitBytes: number): Layer<BufferTarget, HttpExchange> {
+  return (target, next) => {
+    const mirrors = (filters: readonly HttpFilter[]) => filters.some((f) => f.type === 'RequestMirror');
+    const needed = target.retry !== undefined || mirrors(target.filters) || (target.backends ?? []).some((b) => mirrors(b.filters));
+    if (!needed) return next;
+    return async (ex) => {
+      if (ex.bufferedBody === undefined && ex.hasBody) {
+        const h = ex.req.headers;
+        const length = Number(h['content-length']);
+        if (h['transfer-encoding'] === undefined && Number.isInteger(length) && length >= 0 && length <= limitBytes) {
+          ex.bufferedBody = await readBody(ex, length);
+        }
+      }
+      return next(ex);
+    };
+  };
+}
+
+/** The whole body; rejects when the client goes away or the exchange is given up (a request timeout) first. */
+function readBody(ex: HttpExchange, length: number): Promise<Buffer> {
+  const req = ex.req;
+  return new Promise<Buffer>((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const done = (error: Error | undefined) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+      req.off('close', onClose);
+      if (ex.onAbort === onAbort) ex.onAbort = undefined;
+      if (error) reject(error);
+      else resolve(Buffer.concat(chunks, size));
+    };
+    const onData = (chunk: Buffer) => {
+      chunks.push(chunk);
+      size += chunk.length;
+    };
+    const onEnd = () => done(size === length ? undefined : proxyError(ErrorCodes.BAD_REQUEST, `the request body had ${size} bytes, not ${length}`, 400));
+    const onError = (error: Error) => done(proxyError(ErrorCodes.BAD_REQUEST, `reading the request body failed: ${error.message}`, 400));
+    const onClose = () => done(proxyError(ErrorCodes.BAD_REQUEST, 'the client closed the connection before sending its body', 400));
+    const onAbort = (reason: Error) => done(reason);
+    if (ex.aborted) {
+      reject(ex.aborted);
+      return;
+    }
+    ex.onAbort = onAbort;
+    req.on('data', onData);
+    req.once('end', onEnd);
+    req.once('error', onError);
+    req.once('close', onClose);
+  });
+}
