@@ -11,6 +11,7 @@ import { KeepAliveChannel } from './etcd-keepalive.ts';
 import { normalizeEtcdPrefix } from './etcd-url.ts';
 import { EtcdWatch, rangeEndOf } from './etcd-watch.ts';
 import { keyOf } from './local-store.ts';
+import { checkExpected, matchesFilter } from './rules.ts';
 import type { DeleteOptions, LeaseId, ListFilter, ListResult, PutOptions, Store, StoredResource, WatchEvent } from './types.ts';
 
 export { DEFAULT_ETCD_PREFIX } from './etcd-url.ts';
@@ -400,27 +401,4 @@ function rangePrefix(filter: ListFilter): string {
   return `${filter.group}/${filter.kind}/${filter.namespace}/`;
 }
 
-function matchesFilter(key: string, filter: ListFilter): boolean {
-  const [group, kind, namespace] = key.split('/');
-  return (
-    (filter.group === undefined || filter.group === group) &&
-    (filter.kind === undefined || filter.kind === kind) &&
-    (filter.namespace === undefined || filter.namespace === namespace)
-  );
-}
 
-/** The local stores' compare-and-swap rules, so that both behave the same to callers. */
-function checkExpected(key: string, existing: StoredResource | undefined, expected: string | undefined): void {
-  if (expected === undefined) return;
-  if (expected === '' || expected === '0') {
-    if (existing) throw new WeftError(ErrorCodes.ALREADY_EXISTS, `${key} already exists`);
-    return;
-  }
-  if (!existing) throw new WeftError(ErrorCodes.NOT_FOUND, `${key} not found`);
-  if (existing.metadata.resourceVersion !== expected) {
-    throw new WeftError(
-      ErrorCodes.CONFLICT,
-      `${key} was modified: expected resourceVersion ${expected}, found ${existing.metadata.resourceVersion}`,
-    );
-  }
-}

@@ -1,4 +1,5 @@
 // The store logic shared by the memory and SQLite stores: objects live in memory, every write goes through to an optional persistence first.
+import { checkExpected, matchesFilter } from './rules.ts';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { objectKey, type Resource } from '../../api/meta.ts';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
@@ -363,30 +364,7 @@ export function keyOf(resource: Resource): string {
   return objectKey({ apiVersion: resource.apiVersion, kind: resource.kind, namespace: meta.namespace, name: meta.name });
 }
 
-function checkExpected(key: string, existing: StoredResource | undefined, expected: string | undefined): void {
-  if (expected === undefined) return;
-  if (expected === '' || expected === '0') {
-    if (existing) throw new WeftError(ErrorCodes.ALREADY_EXISTS, `${key} already exists`);
-    return;
-  }
-  if (!existing) throw new WeftError(ErrorCodes.NOT_FOUND, `${key} not found`);
-  if (existing.metadata.resourceVersion !== expected) {
-    throw new WeftError(
-      ErrorCodes.CONFLICT,
-      `${key} was modified: expected resourceVersion ${expected}, found ${existing.metadata.resourceVersion}`,
-    );
-  }
-}
 
-function matchesFilter(key: string, filter: ListFilter): boolean {
-  if (filter.group === undefined && filter.kind === undefined && filter.namespace === undefined) return true;
-  const [group, kind, namespace] = key.split('/');
-  return (
-    (filter.group === undefined || filter.group === group) &&
-    (filter.kind === undefined || filter.kind === kind) &&
-    (filter.namespace === undefined || filter.namespace === namespace)
-  );
-}
 
 function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
