@@ -551,7 +551,8 @@ export class ProxyConnection {
     if (!node?.workload || this.ended) return;
     const { store, index, leaseTtlMs } = this.server.options;
     const template = index.get(templateKey(node.namespace, node.workload));
-    if (!template) this.logger.warn({ proxy: node.id, workload: node.workload }, 'no template Workload; registering from what the proxy says');
+    // Gateways have no template by design (they register as "<gateway>.gateway"); for a sidecar a missing one is worth a warning.
+    if (!template && node.mode !== 'gateway') this.logger.warn({ proxy: node.id, workload: node.workload }, 'no template Workload; registering from what the proxy says');
     const templateSpec = (template?.spec ?? {}) as Partial<WorkloadSpec>;
     const spec: Record<string, unknown> = {
       serviceAccount: templateSpec.serviceAccount ?? 'default',
