@@ -27,12 +27,18 @@ export function formatApplyRejection(error: ApiError, sent: readonly SourcedReso
   return lines.join('\n');
 }
 
+/** A changed value on one line: JSON, with "(none)" for a field that is added or removed. */
+function showValue(value: unknown): string {
+  return value === undefined ? '(none)' : JSON.stringify(value);
+}
+
 export function applyCommand(): Command {
   return new Command('apply')
     .description('create or update objects from YAML (or JSON) files; nothing is sent unless every object is valid')
     .requiredOption('-f, --filename <path>', 'a file, a directory of .yaml/.yml/.json files, or - for stdin (repeatable)', collect)
     .option('-n, --namespace <ns>', 'namespace for objects that name none', 'default')
-    .action(async (options: { filename: string[]; namespace: string }, command: Command) => {
+    .option('--dry-run', 'show what would be created or changed, field by field, and write nothing')
+    .action(async (options: { filename: string[]; namespace: string; dryRun?: boolean }, command: Command) => {
       const { resources, issues } = await readManifests(options.filename, options.namespace);
       if (issues.length > 0) {
         printIssues(issues);
@@ -40,13 +46,21 @@ export function applyCommand(): Command {
       }
       if (resources.length === 0) throw new CliError('error: no objects found in the given files');
       const client = new WeftClient(resolveServer(command.optsWithGlobals<{ server?: string }>().server));
-      let results;
       try {
-        results = await client.apply(resources.map((r) => r.resource));
+        if (options.dryRun) {
+          for (const { object, action, changes } of await client.applyDryRun(resources.map((r) => r.resource))) {
+            process.stdout.write(`${object.kind.toLowerCase()}/${object.metadata.name} ${action} (dry run)\n`);
+            for (const change of action === 'configured' ? changes : []) {
+              process.stdout.write(`  ${change.path}: ${showValue(change.before)} → ${showValue(change.after)}\n`);
+            }
+          }
+          return;
+        }
+        const results = await client.apply(resources.map((r) => r.resource));
+        for (const { object, action } of results) process.stdout.write(`${object.kind.toLowerCase()}/${object.metadata.name} ${action}\n`);
       } catch (error) {
         if (error instanceof ApiError && error.status.code === 422) throw new CliError(formatApplyRejection(error, resources));
         throw error;
       }
-      for (const { object, action } of results) process.stdout.write(`${object.kind.toLowerCase()}/${object.metadata.name} ${action}\n`);
     });
 }

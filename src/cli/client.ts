@@ -42,6 +42,13 @@ export class ServerUnreachableError extends Error {
 
 export type ApplyAction = 'created' | 'configured' | 'unchanged';
 
+/** One object of a dry-run apply: what would happen and which fields would change (paths under spec, labels, annotations). */
+export interface DryRunResult {
+  object: Resource;
+  action: 'created' | 'configured' | 'unchanged';
+  changes: { path: string; before?: unknown; after?: unknown }[];
+}
+
 export interface ApplyResult {
   object: Resource;
   action: ApplyAction;
@@ -124,6 +131,12 @@ export class WeftClient {
   /** Creates or updates every object in one call; a 422 rejects with the causes and applies nothing. */
   async apply(items: readonly Resource[]): Promise<ApplyResult[]> {
     const body = await this.request<{ results?: ApplyResult[] }>('POST', '/weft/v1/apply', { items });
+    return body.results ?? [];
+  }
+
+  /** `?dryRun=All`: what applying would do to each object (action and changed fields); writes nothing. */
+  async applyDryRun(items: readonly Resource[]): Promise<DryRunResult[]> {
+    const body = await this.request<{ results?: DryRunResult[] }>('POST', '/weft/v1/apply?dryRun=All', { items });
     return body.results ?? [];
   }
 
