@@ -13,33 +13,21 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { SecureContext, TLSSocket } from 'node:tls';
 import { ErrorCodes } from '../../api/errors.ts';
 import { normalHost } from '../../api/hostnames.ts';
-import type { Clock } from '../../telemetry/clock.ts';
-import type { Logger } from '../../telemetry/logger.ts';
-import type { ActiveConfig } from '../config/compile.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange } from '../exchange.ts';
-import type { ProxyMetrics } from '../metrics.ts';
-import type { ErrorResponder } from '../respond.ts';
-import type { Activity } from '../transport/activity.ts';
 import { parseAuthority, splitAbsoluteForm } from '../transport/authority.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
 import { listenerFor, virtualHostFor, type GatewayListenerConfig, type GatewayPortConfig } from './config.ts';
+import type { ListenerContext } from '../listener-context.ts';
 
-export interface GatewayListenersOptions {
+export interface GatewayListenersOptions extends ListenerContext {
   /** Where the Gateway ports listen. */
   host: string;
   /** Gateway port → the local port to bind for it (0: any free port). These are bound at start and kept. */
   portMap: ReadonlyMap<number, number>;
   /** A Gateway port the map does not name binds its own number ('same') or any free port ('ephemeral'). */
   unmapped: 'same' | 'ephemeral';
-  config: () => ActiveConfig;
-  activity: Activity;
-  responder: ErrorResponder;
-  metrics: ProxyMetrics;
-  clock: Clock;
-  logger: Logger;
-  keepAliveTimeoutMs: number;
   /** Told the whole port map whenever a port is bound or released after start. */
   onPortsChanged?: (ports: Record<string, number>) => void;
 }

@@ -5,35 +5,23 @@ import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
 import type { MtlsMode } from '../../api/snapshot.ts';
-import type { Clock } from '../../telemetry/clock.ts';
-import type { Logger } from '../../telemetry/logger.ts';
-import type { ActiveConfig } from '../config/compile.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
 import type { IdentityManager } from '../identity/manager.ts';
 import { TARGET_PORT_HEADER } from '../layers/mesh-headers/index.ts';
-import type { ProxyMetrics } from '../metrics.ts';
-import type { ErrorResponder } from '../respond.ts';
-import type { Activity } from '../transport/activity.ts';
 import { parseAuthority } from '../transport/authority.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
 import { refuse, TLS_HANDSHAKE_RECORD, TUNNEL_ALPN, verifyTunnelClient, XFCC_HEADER, xfccElement, type TunnelMetrics, type VerifiedPeer } from '../transport/mtls.ts';
 import { splice } from '../transport/tcp.ts';
+import type { ListenerContext } from '../listener-context.ts';
 
-export interface TunnelListenerOptions {
+export interface TunnelListenerOptions extends ListenerContext {
   host: string;
   port: number;
-  config: () => ActiveConfig;
-  activity: Activity;
-  responder: ErrorResponder;
-  metrics: ProxyMetrics;
-  clock: Clock;
-  keepAliveTimeoutMs: number;
   /** The proxy's workload identity: the tunnel presents it and verifies callers against its trust bundle. */
   identity: IdentityManager;
   tunnelMetrics: TunnelMetrics;
-  logger: Logger;
   /** How long a new connection may take to send its first byte, and then its TLS handshake. Default 10 s. */
   handshakeTimeoutMs?: number;
 }

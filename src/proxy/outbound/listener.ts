@@ -3,33 +3,21 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
-import type { Clock } from '../../telemetry/clock.ts';
-import type { Logger } from '../../telemetry/logger.ts';
-import type { ActiveConfig } from '../config/compile.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
-import type { ProxyMetrics } from '../metrics.ts';
-import type { ErrorResponder } from '../respond.ts';
-import type { Activity } from '../transport/activity.ts';
 import { detect } from '../transport/detect.ts';
 import { splitAbsoluteForm } from '../transport/authority.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
 import { splice } from '../transport/tcp.ts';
 import { resolveTarget, targetByKey, type OutboundTarget } from './resolve.ts';
+import type { ListenerContext } from '../listener-context.ts';
 
-export interface OutboundListenerOptions {
+export interface OutboundListenerOptions extends ListenerContext {
   host: string;
   port: number;
-  config: () => ActiveConfig;
-  activity: Activity;
-  responder: ErrorResponder;
-  metrics: ProxyMetrics;
-  clock: Clock;
-  logger: Logger;
   /** How long a CONNECT tunnel to an HTTP port may stay silent before it is treated as opaque TCP. */
   detectTimeoutMs: number;
-  keepAliveTimeoutMs: number;
 }
 
 /** A connection whose requests all go to one target (a CONNECT tunnel carrying HTTP, or an upstream port). */
