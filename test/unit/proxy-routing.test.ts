@@ -71,8 +71,10 @@ test('protocol detection tells HTTP/1 from TLS, HTTP/2 and silence', () => {
   assert.equal(classify(Buffer.from('GET / HTTP/1.1\r\n')), 'http1');
   assert.equal(classify(Buffer.from('M-SEARCH * HTTP/1.1\r\n')), 'http1');
   assert.equal(classify(Buffer.from('GE')), undefined, 'too short to tell');
-  assert.equal(classify(Buffer.from([0x16, 0x03, 0x01])), 'opaque');
-  assert.equal(classify(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')), 'opaque');
+  assert.equal(classify(Buffer.from([0x16, 0x03, 0x01])), 'tls');
+  assert.equal(classify(Buffer.from([0x16])), undefined);
+  assert.equal(classify(Buffer.from([0x16, 0x09, 0x01])), 'opaque');
+  assert.equal(classify(Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n')), 'http2');
   assert.equal(classify(Buffer.from('PRI * HT')), undefined);
   assert.equal(classify(Buffer.from('get / HTTP/1.1')), 'opaque');
   assert.equal(classify(Buffer.from('A'.repeat(30))), 'opaque');
