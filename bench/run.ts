@@ -17,11 +17,13 @@ import { updateDocs } from './lib/docs.ts';
 import { runDataplane } from './suites/dataplane.ts';
 import { runControlplane } from './suites/controlplane.ts';
 import { runFraming } from './suites/framing.ts';
+import { runMetrics } from './suites/metrics.ts';
 
 const SUITES: Record<string, (ctx: SuiteContext) => Promise<SuiteOutcome>> = {
   dataplane: runDataplane,
   controlplane: runControlplane,
   framing: runFraming,
+  metrics: runMetrics,
 };
 
 /** The budget: each suite under 10 minutes on this machine. */

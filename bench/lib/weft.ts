@@ -47,14 +47,15 @@ function probe(port: number, path: string): Promise<string> {
   });
 }
 
-export async function startWeftTopologies(ctx: TopologyContext): Promise<WeftStack> {
-  const dir = join(ctx.scratchDir, 'weft');
+/** `proxyArgs` go to both sidecars; `variant` names a second stack in the same run (its ids become "weft-<variant>-..."). */
+export async function startWeftTopologies(ctx: TopologyContext, options: { proxyArgs?: string[]; variant?: string } = {}): Promise<WeftStack> {
+  const dir = join(ctx.scratchDir, options.variant ? `weft-${options.variant}` : 'weft');
   mkdirSync(dir, { recursive: true });
   const processes: BenchProcess[] = [];
   try {
     ctx.log('starting weft: control plane, client sidecar, server sidecar');
     // Local mode: bootstrap tokens come from `weft token create`; the proxies then get certificates and speak mTLS to each other.
-    const controlPlane = await startWeft(ctx, 'weft-control-plane', [
+    const controlPlane = await startWeft(ctx, options.variant ? `weft-${options.variant}-control-plane` : 'weft-control-plane', [
       'control-plane', '--api-port', '0', '--stream-port', '0', '--data-dir', join(dir, 'cp'), '--insecure-local-tokens',
     ]);
     processes.push(controlPlane);
@@ -67,7 +68,7 @@ export async function startWeftTopologies(ctx: TopologyContext): Promise<WeftSta
     if (!res.ok) throw new Error(`applying ${yamlFile}: ${res.status} ${await res.text()}`);
 
     const sidecar = async (workload: string, extra: string[]) =>
-      startWeft(ctx, `weft-${workload}-sidecar`, [
+      startWeft(ctx, `weft-${options.variant ? `${options.variant}-` : ''}${workload}-sidecar`, [
         'proxy', '--mode', 'sidecar',
         '--control-plane', stream,
         '--namespace', 'default',
@@ -76,6 +77,7 @@ export async function startWeftTopologies(ctx: TopologyContext): Promise<WeftSta
         '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
         '--data-dir', join(dir, workload),
         '--drain', '1s',
+        ...(options.proxyArgs ?? []),
         ...extra,
       ], { WEFT_TOKEN: await createToken(api, workload) });
     const server = await sidecar('server', ['--app-port', `8080=${ctx.upstreamPort}`]);
@@ -133,6 +135,7 @@ export async function startWeftTopologies(ctx: TopologyContext): Promise<WeftSta
         description: 'weft: client sidecar upstream port → server sidecar mesh tunnel (mutual TLS, STRICT) → upstream',
       },
     ];
+    if (options.variant) for (const t of topologies) t.id = t.id.replace(/^weft-/, `weft-${options.variant}-`);
     return { topologies, controlPlane, processes };
   } catch (error) {
     await Promise.all(processes.map((p) => p.stop()));

@@ -19,6 +19,12 @@ export const ErrorCodes = {
   BAD_REQUEST: 'WEFT_ERR_BAD_REQUEST',
   /** Gateway: the request's host belongs to another listener than the one its TLS connection was opened for (421). */
   MISDIRECTED_REQUEST: 'WEFT_ERR_MISDIRECTED_REQUEST',
+  /** Proxy: a FaultInjection filter aborted the request (its configured status). */
+  FAULT_INJECTED: 'WEFT_ERR_FAULT_INJECTED',
+  /** Proxy: a RateLimitPolicy's bucket for this request is empty (429). */
+  RATE_LIMITED: 'WEFT_ERR_RATE_LIMITED',
+  /** Proxy: a BackendTrafficPolicy circuit breaker limit (requests, pending requests) is reached: 503 at once. */
+  CIRCUIT_OPEN: 'WEFT_ERR_CIRCUIT_OPEN',
   /** Proxy: shutting down. */
   DRAINING: 'WEFT_ERR_DRAINING',
   /** Proxy: the snapshot could not be applied (NACK). */

@@ -85,6 +85,12 @@ export const MeshConfigSpec = z.strictObject({
     .default('cluster.local'),
   /** STRICT (the default): the mesh tunnel accepts only mTLS. PERMISSIVE: it accepts plaintext too (to migrate workloads in). */
   mtls: z.strictObject({ mode: z.enum(['STRICT', 'PERMISSIVE']).default('STRICT') }).optional(),
+  /**
+   * Ports with no declared protocol: how long a silent client is waited for
+   * before its connection is carried as opaque TCP (server-first protocols
+   * wait this long for their greeting). Default 1s; a proxy's --detect-timeout wins.
+   */
+  protocolDetectionTimeout: gatewayDuration.optional(),
 });
 export type MeshConfigSpec = z.infer<typeof MeshConfigSpec>;
 
@@ -227,6 +233,69 @@ export const HTTPRouteSpec = z.strictObject({
 });
 export type HTTPRouteSpec = z.infer<typeof HTTPRouteSpec>;
 
+// ---------------------------------------------------------------- gateway.networking.k8s.io (GRPCRoute)
+
+// gRPC names as the Gateway API validates them for Exact matches: a dotted service name and a method identifier.
+const GRPC_SERVICE = /^(?i:\.?[a-z_][a-z_0-9]*(\.[a-z_][a-z_0-9]*)*)$/;
+const GRPC_METHOD = /^[A-Za-z_][A-Za-z_0-9]*$/;
+
+export const GRPCMethodMatch = z
+  .strictObject({
+    type: z.enum(['Exact', 'RegularExpression']).default('Exact'),
+    service: z.string().min(1).max(1024).optional(),
+    method: z.string().min(1).max(1024).optional(),
+  })
+  .superRefine((match, ctx) => {
+    if (match.service === undefined && match.method === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'one or both of service and method must be set' });
+    }
+    if ((match.type ?? 'Exact') !== 'Exact') return;
+    if (match.service !== undefined && !GRPC_SERVICE.test(match.service)) {
+      ctx.addIssue({ code: 'custom', path: ['service'], message: `"${match.service}" is not a gRPC service name (letters, digits and "_", dot-separated, e.g. "pkg.Service")` });
+    }
+    if (match.method !== undefined && !GRPC_METHOD.test(match.method)) {
+      ctx.addIssue({ code: 'custom', path: ['method'], message: `"${match.method}" is not a gRPC method name (letters, digits and "_", not starting with a digit)` });
+    }
+  });
+export type GRPCMethodMatch = z.infer<typeof GRPCMethodMatch>;
+
+export const GRPCRouteMatch = z.strictObject({
+  method: GRPCMethodMatch.optional(),
+  headers: z.array(HTTPHeaderMatch).max(16).optional(),
+});
+export type GRPCRouteMatch = z.infer<typeof GRPCRouteMatch>;
+
+export const GRPCRouteFilter = z.strictObject({
+  type: z.enum(['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'ExtensionRef']),
+  requestHeaderModifier: HTTPRouteFilter.shape.requestHeaderModifier,
+  responseHeaderModifier: HTTPRouteFilter.shape.responseHeaderModifier,
+  requestMirror: HTTPRouteFilter.shape.requestMirror,
+  extensionRef: HTTPRouteFilter.shape.extensionRef,
+});
+export type GRPCRouteFilter = z.infer<typeof GRPCRouteFilter>;
+
+export const GRPCBackendRef = BackendObjectReference.extend({
+  weight: z.number().int().min(0).max(1_000_000).default(1),
+  filters: z.array(GRPCRouteFilter).max(16).optional(),
+});
+export type GRPCBackendRef = z.infer<typeof GRPCBackendRef>;
+
+export const GRPCRouteRule = z.strictObject({
+  name: z.string().optional(),
+  matches: z.array(GRPCRouteMatch).max(8).optional(),
+  filters: z.array(GRPCRouteFilter).max(16).optional(),
+  backendRefs: z.array(GRPCBackendRef).max(16).optional(),
+  sessionPersistence: z.looseObject({}).optional(),
+});
+export type GRPCRouteRule = z.infer<typeof GRPCRouteRule>;
+
+export const GRPCRouteSpec = z.strictObject({
+  parentRefs: z.array(ParentReference).max(32).default([]),
+  hostnames: z.array(z.string().min(1).max(253)).max(16).optional(),
+  rules: z.array(GRPCRouteRule).max(16).default([{}]),
+});
+export type GRPCRouteSpec = z.infer<typeof GRPCRouteSpec>;
+
 // ---------------------------------------------------------------- gateway.networking.k8s.io (Gateway, GatewayClass, ReferenceGrant)
 
 /** The controllerName of GatewayClasses whose Gateways weft serves. */
@@ -272,7 +341,7 @@ export const GatewayListener = z.looseObject({
     .regex(/^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/, 'must be a host name, optionally starting with "*."')
     .optional(),
   port,
-  /** HTTP and HTTPS are served; any other protocol is reported in the listener's status. */
+  /** HTTP, HTTPS, TCP and TLS (Passthrough) are served; any other protocol is reported in the listener's status. */
   protocol: z.string().min(1),
   tls: z
     .looseObject({
@@ -317,6 +386,35 @@ export const ReferenceGrantSpec = z.strictObject({
 });
 export type ReferenceGrantSpec = z.infer<typeof ReferenceGrantSpec>;
 
+// ---------------------------------------------------------------- gateway.networking.k8s.io (TCPRoute, TLSRoute)
+
+/** A backendRef of an L4 route: a Service and its port (an L4 route has no filters). */
+export const L4BackendRef = BackendObjectReference.extend({
+  weight: z.number().int().min(0).max(1_000_000).default(1),
+});
+export type L4BackendRef = z.infer<typeof L4BackendRef>;
+
+export const L4RouteRule = z.strictObject({
+  name: z.string().optional(),
+  backendRefs: z.array(L4BackendRef).min(1, 'a rule needs at least one backendRef').max(16),
+});
+export type L4RouteRule = z.infer<typeof L4RouteRule>;
+
+/** TCPRoute (v1alpha2): every connection to the parent goes to the rule's weighted backends. */
+export const TCPRouteSpec = z.strictObject({
+  parentRefs: z.array(ParentReference).max(32).default([]),
+  rules: z.array(L4RouteRule).min(1, 'a TCPRoute needs a rule').max(16),
+});
+export type TCPRouteSpec = z.infer<typeof TCPRouteSpec>;
+
+/** TLSRoute (v1alpha2/v1alpha3): TLS connections picked by the ClientHello's SNI, passed through unterminated. */
+export const TLSRouteSpec = z.strictObject({
+  parentRefs: z.array(ParentReference).max(32).default([]),
+  hostnames: z.array(z.string().min(1).max(253)).max(16).optional(),
+  rules: z.array(L4RouteRule).min(1, 'a TLSRoute needs a rule').max(16),
+});
+export type TLSRouteSpec = z.infer<typeof TLSRouteSpec>;
+
 // ---------------------------------------------------------------- core v1 Secret, discovery.k8s.io EndpointSlice
 //
 // These kinds keep their content beside metadata rather than under `spec`, as
@@ -355,6 +453,183 @@ export type EndpointSliceSpec = z.infer<typeof EndpointSliceSpec>;
 /** The label that ties an EndpointSlice to its Service. */
 export const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
 
+// ---------------------------------------------------------------- weft.dev/v1alpha1 (FaultInjection, RateLimitPolicy)
+
+/** A share of requests, 0–100, fractions allowed (0.1 = one request in a thousand). */
+const percentage = z.number().min(0, 'must be between 0 and 100').max(100, 'must be between 0 and 100');
+
+/** An ExtensionRef filter (group weft.dev, kind FaultInjection) names one of these in the route's namespace. */
+export const FaultInjectionSpec = z
+  .strictObject({
+    /** Requests are held this long before they go on. */
+    delay: z.strictObject({ fixedDelay: gatewayDuration, percentage: percentage.default(100) }).optional(),
+    /** Requests are answered by the proxy: httpStatus for HTTP callers, grpcStatus (HTTP 200, trailers-only) for gRPC callers. */
+    abort: z
+      .strictObject({
+        httpStatus: z.number().int().min(200).max(599).optional(),
+        grpcStatus: z.number().int().min(1).max(16).optional(),
+        percentage: percentage.default(100),
+      })
+      .superRefine((abort, ctx) => {
+        if (abort.httpStatus === undefined && abort.grpcStatus === undefined) {
+          ctx.addIssue({ code: 'custom', path: [], message: 'an abort needs httpStatus, grpcStatus or both' });
+        }
+      })
+      .optional(),
+    /** Only requests carrying these headers get the fault (every one must match). */
+    match: z.strictObject({ headers: z.array(HTTPHeaderMatch).min(1).max(16) }).optional(),
+  })
+  .superRefine((spec, ctx) => {
+    if (spec.delay === undefined && spec.abort === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'a FaultInjection needs a delay, an abort or both' });
+  });
+export type FaultInjectionSpec = z.infer<typeof FaultInjectionSpec>;
+
+/** What a rate limit's buckets are keyed by, besides the policy's target (Envoy calls these descriptors). */
+export const RateLimitDescriptor = z
+  .strictObject({
+    type: z.enum(['Route', 'Service', 'SourceIdentity', 'Header', 'ClientIP']),
+    /** Header only: the header whose value keys the bucket; a request without it shares one bucket. */
+    header: headerName.optional(),
+  })
+  .superRefine((d, ctx) => {
+    if (d.type === 'Header' && d.header === undefined) ctx.addIssue({ code: 'custom', path: ['header'], message: 'a Header descriptor needs the header name' });
+    if (d.type !== 'Header' && d.header !== undefined) ctx.addIssue({ code: 'custom', path: ['header'], message: `only a Header descriptor takes a header (this one is ${d.type})` });
+  });
+
+export const RateLimit = z
+  .strictObject({
+    name: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'must be a DNS label').max(63).optional(),
+    /** Requests allowed per interval (the bucket refills at requests/interval). */
+    requests: z.number().int().min(1, 'must be at least 1').max(1_000_000_000),
+    interval: gatewayDuration.default('1s'),
+    /** The bucket's size: requests that may pass at once after a quiet time; requests when absent. */
+    burst: z.number().int().min(1, 'must be at least 1').max(1_000_000_000).optional(),
+    /** Each distinct value of these gives its own bucket; none: one bucket for the target. */
+    descriptors: z.array(RateLimitDescriptor).max(4).default([]),
+    /** Local: per proxy. Global: shared by every proxy enforcing it, through the control plane. */
+    scope: z.enum(['Local', 'Global']).default('Local'),
+    /** Distinct keys (buckets) kept per proxy; the least recently used is forgotten beyond it. */
+    maxKeys: z.number().int().min(1).max(100_000).default(10_000),
+  });
+export type RateLimit = z.infer<typeof RateLimit>;
+
+export const PolicyTargetReference = z.strictObject({
+  /** Left out: the kind's own group (gateway.networking.k8s.io for routes and Gateways, "" for Service). */
+  group: z.string().optional(),
+  kind: z.enum(['HTTPRoute', 'GRPCRoute', 'Service', 'Gateway']),
+  name: z.string().min(1),
+});
+
+export const RateLimitPolicySpec = z.strictObject({
+  targetRefs: z.array(PolicyTargetReference).min(1, 'a RateLimitPolicy needs at least one targetRef').max(16),
+  limits: z.array(RateLimit).min(1, 'a RateLimitPolicy needs at least one limit').max(16),
+});
+export type RateLimitPolicySpec = z.infer<typeof RateLimitPolicySpec>;
+
+// ---------------------------------------------------------------- weft.dev/v1alpha1 (BackendTrafficPolicy)
+
+const positiveInt = z.number().int().min(1, 'must be at least 1');
+const httpStatus = z.number().int().min(100).max(599);
+
+export const BackendTrafficPolicyTargetReference = z.strictObject({
+  /** Left out: the kind's own group ("" for Service, gateway.networking.k8s.io for routes). */
+  group: z.string().optional(),
+  kind: z.enum(['Service', 'HTTPRoute', 'GRPCRoute']),
+  name: z.string().min(1),
+  /**
+   * Service: a port name (or number, as a string); route: a rule name. The
+   * policy then applies to that port or rule only, and wins over a policy on
+   * the whole Service or route.
+   */
+  sectionName: z.string().min(1).optional(),
+});
+export type BackendTrafficPolicyTargetReference = z.infer<typeof BackendTrafficPolicyTargetReference>;
+
+export const BackendTrafficPolicySpec = z.strictObject({
+  targetRefs: z.array(BackendTrafficPolicyTargetReference).min(1, 'a BackendTrafficPolicy needs at least one targetRef').max(16),
+  loadBalancer: z
+    .strictObject({
+      type: z.enum(['LeastRequest', 'RoundRobin', 'Random', 'ConsistentHash']).default('LeastRequest'),
+      consistentHash: z
+        .strictObject({
+          type: z.enum(['Header', 'Cookie', 'QueryParam', 'SourceIP']),
+          header: z.strictObject({ name: headerName }).optional(),
+          cookie: z.strictObject({ name: z.string().min(1).max(256) }).optional(),
+          queryParam: z.strictObject({ name: z.string().min(1).max(256) }).optional(),
+          algorithm: z.enum(['Maglev', 'RingHash']).default('Maglev'),
+        })
+        .superRefine((hash, ctx) => {
+          const field = hash.type === 'Header' ? 'header' : hash.type === 'Cookie' ? 'cookie' : hash.type === 'QueryParam' ? 'queryParam' : undefined;
+          if (field !== undefined && hash[field] === undefined) ctx.addIssue({ code: 'custom', path: [field], message: `type ${hash.type} needs ${field}.name` });
+        })
+        .optional(),
+      slowStart: z.strictObject({ window: gatewayDuration }).optional(),
+      /** Prefer endpoints in the caller's locality (when outlier detection or health checks can tell they are unhealthy). */
+      localityFailover: z.boolean().default(true),
+    })
+    .superRefine((lb, ctx) => {
+      if (lb.type === 'ConsistentHash' && lb.consistentHash === undefined) ctx.addIssue({ code: 'custom', path: ['consistentHash'], message: 'type ConsistentHash needs consistentHash' });
+      if (lb.type !== 'ConsistentHash' && lb.consistentHash !== undefined) ctx.addIssue({ code: 'custom', path: ['consistentHash'], message: `only type ConsistentHash takes consistentHash, not ${lb.type}` });
+    })
+    .optional(),
+  circuitBreaker: z
+    .strictObject({
+      maxConnections: positiveInt.max(100_000).optional(),
+      maxPendingRequests: z.number().int().min(0).max(1_000_000).optional(),
+      maxParallelRequests: positiveInt.max(1_000_000).optional(),
+      maxParallelRetries: z.number().int().min(0).max(1_000_000).optional(),
+    })
+    .optional(),
+  outlierDetection: z
+    .strictObject({
+      consecutive5xxErrors: positiveInt.max(1000).optional(),
+      consecutiveGatewayErrors: positiveInt.max(1000).optional(),
+      consecutiveConnectFailures: positiveInt.max(1000).optional(),
+      baseEjectionTime: gatewayDuration.default('30s'),
+      maxEjectionTime: gatewayDuration.default('300s'),
+      maxEjectionPercent: z.number().int().min(0).max(100).default(10),
+    })
+    .refine((o) => o.consecutive5xxErrors ?? o.consecutiveGatewayErrors ?? o.consecutiveConnectFailures, {
+      message: 'set at least one of consecutive5xxErrors, consecutiveGatewayErrors, consecutiveConnectFailures',
+    })
+    .optional(),
+  healthCheck: z
+    .strictObject({
+      type: z.enum(['HTTP', 'TCP']),
+      http: z
+        .strictObject({
+          path: z.string().regex(/^\//, 'must start with "/"').max(1024),
+          expectedStatuses: z.array(httpStatus).min(1).max(32).default([200]),
+        })
+        .optional(),
+      interval: gatewayDuration.default('5s'),
+      timeout: gatewayDuration.default('1s'),
+      healthyThreshold: positiveInt.max(100).default(1),
+      unhealthyThreshold: positiveInt.max(100).default(3),
+    })
+    .superRefine((hc, ctx) => {
+      if (hc.type === 'HTTP' && hc.http === undefined) ctx.addIssue({ code: 'custom', path: ['http'], message: 'type HTTP needs http.path' });
+    })
+    .optional(),
+  connection: z
+    .strictObject({
+      connectTimeout: gatewayDuration.optional(),
+      idleTimeout: gatewayDuration.optional(),
+      maxRequestsPerConnection: positiveInt.max(1_000_000).optional(),
+    })
+    .optional(),
+  retryBudget: z
+    .strictObject({
+      /** Retries may add this share of the request rate (Linkerd's retryRatio × 100). */
+      percent: z.number().min(0).max(1000).default(20),
+      minRetriesPerSecond: z.number().int().min(0).max(100_000).default(10),
+      /** How far back requests and retries are counted. */
+      window: gatewayDuration.default('10s'),
+    })
+    .optional(),
+});
+export type BackendTrafficPolicySpec = z.infer<typeof BackendTrafficPolicySpec>;
+
 // ---------------------------------------------------------------- registry
 
 export interface KindInfo {
@@ -376,6 +651,9 @@ export const KINDS: readonly KindInfo[] = [
   { group: '', versions: ['v1'], kind: 'Service', plural: 'services', namespaced: true, spec: ServiceSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'Workload', plural: 'workloads', namespaced: true, spec: WorkloadSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'MeshConfig', plural: 'meshconfigs', namespaced: false, spec: MeshConfigSpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true, spec: BackendTrafficPolicySpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'FaultInjection', plural: 'faultinjections', namespaced: true, spec: FaultInjectionSpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RateLimitPolicy', plural: 'ratelimitpolicies', namespaced: true, spec: RateLimitPolicySpec },
   {
     group: 'gateway.networking.k8s.io',
     versions: ['v1', 'v1beta1'],
@@ -384,6 +662,7 @@ export const KINDS: readonly KindInfo[] = [
     namespaced: true,
     spec: HTTPRouteSpec,
   },
+  { group: 'gateway.networking.k8s.io', versions: ['v1'], kind: 'GRPCRoute', plural: 'grpcroutes', namespaced: true, spec: GRPCRouteSpec },
   {
     group: 'gateway.networking.k8s.io',
     versions: ['v1', 'v1beta1'],
@@ -401,6 +680,8 @@ export const KINDS: readonly KindInfo[] = [
     namespaced: true,
     spec: ReferenceGrantSpec,
   },
+  { group: 'gateway.networking.k8s.io', versions: ['v1alpha2'], kind: 'TCPRoute', plural: 'tcproutes', namespaced: true, spec: TCPRouteSpec },
+  { group: 'gateway.networking.k8s.io', versions: ['v1alpha3', 'v1alpha2'], kind: 'TLSRoute', plural: 'tlsroutes', namespaced: true, spec: TLSRouteSpec },
   { group: '', versions: ['v1'], kind: 'Secret', plural: 'secrets', namespaced: true, spec: SecretSpec, topLevelFields: ['type', 'data', 'stringData', 'immutable'] },
   {
     group: 'discovery.k8s.io',
@@ -433,7 +714,13 @@ export function kindOf(apiVersion: string, kind: string): KindInfo | undefined {
 export type Service = Resource<ServiceSpec>;
 export type Workload = Resource<WorkloadSpec>;
 export type MeshConfig = Resource<MeshConfigSpec>;
+export type BackendTrafficPolicy = Resource<BackendTrafficPolicySpec>;
+export type FaultInjection = Resource<FaultInjectionSpec>;
+export type RateLimitPolicy = Resource<RateLimitPolicySpec>;
 export type HTTPRoute = Resource<HTTPRouteSpec>;
+export type TCPRoute = Resource<TCPRouteSpec>;
+export type TLSRoute = Resource<TLSRouteSpec>;
+export type GRPCRoute = Resource<GRPCRouteSpec>;
 export type GatewayClass = Resource<GatewayClassSpec>;
 export type Gateway = Resource<GatewaySpec>;
 export type ReferenceGrant = Resource<ReferenceGrantSpec>;

@@ -23,6 +23,9 @@ export interface NodeInfo {
   appPorts: number[];
   /** Gateway proxies: the Gateway served, "<namespace>/<name>". */
   gateway?: string;
+  /** Where its admin listener (/metrics, /ready) is: the port, and the host it binds (scrape configs use them). */
+  adminPort?: number;
+  adminHost?: string;
 }
 
 /** Protocols a Service port can carry; decided from appProtocol / port name. */
@@ -117,7 +120,44 @@ export type HttpFilter =
   | { type: 'RequestRedirect'; redirect: RequestRedirect }
   | { type: 'URLRewrite'; rewrite: UrlRewrite }
   | { type: 'RequestMirror'; mirror: RequestMirror }
-  | { type: 'CORS'; cors: CorsPolicy };
+  | { type: 'CORS'; cors: CorsPolicy }
+  | { type: 'FaultInjection'; fault: FaultInjection };
+
+/**
+ * A FaultInjection (weft.dev ExtensionRef filter): a delay, an abort, or both,
+ * each for a share of the requests that carry `headers` (all of them when absent).
+ */
+export interface FaultInjection {
+  /** "<ns>/<name>" of the FaultInjection object, for logs and the abort's message. */
+  name: string;
+  delay?: { ms: number; percent: number };
+  /** httpStatus answers HTTP callers, grpcStatus gRPC callers (HTTP 200, trailers-only); a missing one falls back to the other. */
+  abort?: { httpStatus?: number; grpcStatus?: number; percent: number };
+  /** Header names lower-case. */
+  headers?: ({ name: string } & StringMatch)[];
+}
+
+/** What a rate limit's buckets are keyed by, besides its target. */
+export type RateLimitDescriptor =
+  | { type: 'Route' | 'Service' | 'SourceIdentity' | 'ClientIP' }
+  | { type: 'Header'; header: string };
+
+/**
+ * One limit of a RateLimitPolicy on one target: a token bucket per distinct
+ * descriptor key, refilled at `requests` per `intervalMs`, holding `burst`.
+ */
+export interface SnapshotRateLimit {
+  /** Stable across snapshots while the limit and its target stay: "<ns>/<policy>/<limit name or index>@<Kind>/<ns>/<name>". Keys the buckets (and the global quota). */
+  id: string;
+  /** "<ns>/<policy>/<limit name or index>": the policy name in RateLimit-Policy headers. */
+  policy: string;
+  requests: number;
+  intervalMs: number;
+  burst: number;
+  descriptors: RateLimitDescriptor[];
+  scope: 'Local' | 'Global';
+  maxKeys: number;
+}
 
 /**
  * A rule's `sessionPersistence` (Gateway API): the proxy gives the client a
@@ -166,8 +206,17 @@ export interface HttpRouteRule {
   /** Empty: the rule has no backends and answers 500 (Gateway API). */
   backends: WeightedBackend[];
   timeouts?: { requestMs?: number; backendRequestMs?: number };
+  /**
+   * Opaque TCP on a mesh port with TLSRoutes: the SNI host pattern ("a.example",
+   * "*.example", "*") of the ClientHello this rule takes. A table whose rules
+   * carry `sni` is routed by the client's ClientHello (most specific rule
+   * first; a rule without `sni`, a TCPRoute's, takes any other connection).
+   */
+  sni?: string;
   retry?: RetryPolicy;
   sessionPersistence?: SessionPersistence;
+  /** RateLimitPolicies on the rule's route, its Gateway, ...: every one must let the request pass. */
+  rateLimits?: SnapshotRateLimit[];
 }
 
 /**
@@ -194,9 +243,70 @@ export interface SnapshotEndpoint {
    */
   identity?: string;
   labels: Record<string, string>;
+  /** Where the endpoint runs (its Workload's `locality`); callers prefer endpoints near them when a BackendTrafficPolicy asks. */
+  locality?: SnapshotLocality;
 }
 
-export type LoadBalancer = 'round-robin' | 'least-request';
+export interface SnapshotLocality {
+  region?: string;
+  zone?: string;
+  subzone?: string;
+}
+
+/** How the balancer picks an endpoint: least-request is power of two choices on in-flight × latency EWMA. */
+export type LoadBalancer = 'round-robin' | 'least-request' | 'random' | 'consistent-hash';
+
+/**
+ * What a BackendTrafficPolicy sets for one backend, compiled (durations in
+ * ms, defaults filled in). Absent parts are off. docs/policies.md says how
+ * each behaves.
+ */
+export interface BackendTraffic {
+  /** The policy it came from, "ns/name", for logs and the admin page. */
+  policy: string;
+  /** ConsistentHash: what a request is hashed on; requests without that key get a random endpoint. */
+  hash?: {
+    source: 'header' | 'cookie' | 'query' | 'source-ip';
+    /** Header (lower-case), cookie or query parameter name. */
+    name?: string;
+    algorithm: 'maglev' | 'ring-hash';
+  };
+  /** An endpoint new to a running proxy gets a share of traffic growing linearly over this window. */
+  slowStartMs?: number;
+  /** Prefer endpoints in the caller's locality, failing over region by region when none there is available. */
+  localityFailover?: boolean;
+  circuitBreaker?: {
+    /** Connections per endpoint (the connection pool's size). */
+    maxConnections?: number;
+    /** Requests waiting for a connection, across the backend. */
+    maxPendingRequests?: number;
+    /** Requests in flight to the backend. */
+    maxRequests?: number;
+    /** Requests with a retry in progress, across the backend. */
+    maxRetries?: number;
+  };
+  outlierDetection?: {
+    consecutive5xx?: number;
+    consecutiveGatewayErrors?: number;
+    consecutiveConnectFailures?: number;
+    baseEjectionMs: number;
+    maxEjectionMs: number;
+    maxEjectionPercent: number;
+  };
+  healthCheck?: {
+    type: 'http' | 'tcp';
+    /** HTTP: the path requested (GET) and the statuses that count as healthy. */
+    path?: string;
+    expectedStatuses?: number[];
+    intervalMs: number;
+    timeoutMs: number;
+    healthyThreshold: number;
+    unhealthyThreshold: number;
+  };
+  connection?: { connectTimeoutMs?: number; idleTimeoutMs?: number; maxRequestsPerConnection?: number };
+  /** Retries may add at most `percent` % to the request rate over `windowMs`, plus `minRetriesPerSecond`. */
+  retryBudget?: { percent: number; minRetriesPerSecond: number; windowMs: number };
+}
 
 export interface SnapshotBackend {
   /** "<ns>/<service>:<port>". */
@@ -207,6 +317,16 @@ export interface SnapshotBackend {
   protocol: PortProtocol;
   lb: LoadBalancer;
   endpoints: SnapshotEndpoint[];
+  /** From the BackendTrafficPolicy that targets this Service (port), if any. */
+  traffic?: BackendTraffic;
+  /**
+   * Set on a route's variant of a Service port's backend (key
+   * backendVariantKey(servicePortKey, variant)): "<Kind>/<ns>/<route>[/<rule>]",
+   * the route (rule) whose BackendTrafficPolicy `traffic` comes from. Same
+   * endpoints as the Service port's backend; its own balancer, breaker and
+   * outlier state in the proxy.
+   */
+  variant?: string;
 }
 
 /** An upstream port: the proxy listens on 127.0.0.1:localPort and sends everything to one service port. */
@@ -221,6 +341,8 @@ export interface SnapshotUpstream {
 export interface SnapshotInbound {
   /** App ports that the tunnel may deliver to (on 127.0.0.1). */
   ports: number[];
+  /** RateLimitPolicies on the Services this workload serves, enforced on arrival (keyed by the caller's verified identity, ...). */
+  rateLimits?: SnapshotRateLimit[];
 }
 
 /**
@@ -236,8 +358,16 @@ export interface SnapshotMesh {
   clusterDomain: string;
   /** PEM roots the mesh's certificates chain to (two during a root rotation); absent in snapshots made without a CA. */
   trustBundle?: string[];
+  /**
+   * SHA-256 fingerprint (colon hex) of the CA certificate that signs new
+   * workload certificates. After a root rotation a proxy whose certificate
+   * another CA signed renews early (with jitter), once it trusts the new bundle.
+   */
+  signingCa?: string;
   /** The mode of this proxy's tunnel; STRICT when absent. */
   mtls?: { mode: MtlsMode };
+  /** MeshConfig protocolDetectionTimeout; absent: the proxy's own default. */
+  protocolDetectionTimeoutMs?: number;
 }
 
 /**
@@ -255,7 +385,13 @@ export interface SnapshotGateway {
 export interface SnapshotGatewayPort {
   /** The port the Gateway names (80, 443); the proxy binds it, or the local port it was told to map it to. */
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  /**
+   * HTTP and HTTPS: requests routed by host. TCP: every connection goes to
+   * the one virtual host ("*") of the port's listener (a TCPRoute's backends).
+   * TLS: passthrough, routed by the ClientHello's SNI to a virtual host of a
+   * TLSRoute, never terminated. L4 route tables have one catch-all rule.
+   */
+  protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
   /**
    * Most specific hostname first: a request's host (and, for HTTPS, a
    * handshake's SNI) belongs to the first listener whose hostname matches it.
@@ -281,7 +417,7 @@ export interface ProxySnapshot {
   /** Content hash of everything below; equal inputs give equal versions. */
   version: string;
   /** Whom the snapshot is for. Not the proxy id: replicas of one workload share one snapshot. */
-  node: { mode: ProxyMode; namespace: string; workload?: string };
+  node: { mode: ProxyMode; namespace: string; workload?: string; locality?: SnapshotLocality };
   mesh: SnapshotMesh;
   services: SnapshotService[];
   routes: Record<string, RouteTable>;
@@ -295,6 +431,17 @@ export interface ProxySnapshot {
 /** "<ns>/<name>:<port>": the key shared by routes and backends for a Service port. */
 export function servicePortKey(namespace: string, name: string, port: number): string {
   return `${namespace}/${name}:${port}`;
+}
+
+/** "<servicePortKey>~<variant>": the key of a route's variant of a Service port's backend (SnapshotBackend.variant). */
+export function backendVariantKey(baseKey: string, variant: string): string {
+  return `${baseKey}~${variant}`;
+}
+
+/** The Service port's backend key of a backend key, variant or not. */
+export function baseBackendKey(key: string): string {
+  const tilde = key.indexOf('~');
+  return tilde < 0 ? key : key.slice(0, tilde);
 }
 
 export interface OriginPattern {

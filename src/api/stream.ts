@@ -6,6 +6,7 @@
 // snapshot carries a version and a nonce, and the proxy answers each with an
 // ACK or a NACK naming both.
 import type { NodeInfo, ProxySnapshot } from './snapshot.ts';
+import type { TelemetryReport } from './topology.ts';
 
 export const STREAM_PATH = '/weft.v1/stream';
 
@@ -52,7 +53,9 @@ export type ProxyMessage =
   /** The app behind the proxy is (or is no longer) answering: register or withdraw its endpoint. */
   | { type: 'ready'; ready: boolean }
   /** Sent every leaseTtl/3; keeps the registration's lease alive. */
-  | { type: 'heartbeat' };
+  | { type: 'heartbeat' }
+  /** Every few seconds: what the proxy counted per edge since its previous report (control/telemetry aggregates it). */
+  | ({ type: 'telemetry' } & TelemetryReport);
 
 export type ControlMessage =
   | { type: 'welcome'; leaseTtlMs: number; heartbeatMs: number }
@@ -79,4 +82,6 @@ export interface ProxyStatus {
   /** The SPIFFE ID of the proxy's last certificate, and when that certificate expires (ISO time). */
   identity?: string;
   certExpiresAt?: string;
+  /** The proxy's admin listener (/metrics) as "host:port", when it said (NodeInfo.adminPort). */
+  admin?: string;
 }

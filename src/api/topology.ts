@@ -55,4 +55,69 @@ export interface TopologyTraffic {
   generatedAt: string;
   services: TrafficService[];
   edges: TrafficEdge[];
+  /** Per route rule (additive; absent from servers that do not collect them). */
+  routes?: TrafficRoute[];
+}
+
+/** GET /api/v1/services/<namespace>/<name>?window=1m: one Service's traffic, its callers, its callees and its routes. */
+export const SERVICE_TRAFFIC_PREFIX = '/api/v1/services/';
+
+/** One route rule's traffic towards a destination (what `weft top` lists). */
+export interface TrafficRoute extends TrafficStats {
+  /** HttpRouteRule id ("<ns>/<route>/<rule>/<match>", "default"), as the calling proxies report it. */
+  route: string;
+  source: TrafficPeer;
+  destination: { namespace: string; service: string };
+}
+
+export interface ServiceTraffic {
+  available: boolean;
+  reason?: string;
+  window: string;
+  generatedAt: string;
+  service: TrafficService;
+  /** Edges into the Service. */
+  inbound: TrafficEdge[];
+  /** Edges from the Service's workloads to others. */
+  outbound: TrafficEdge[];
+  /** Per route rule into the Service. */
+  routes: TrafficRoute[];
+}
+
+/**
+ * The latency buckets (seconds, upper bounds; +Inf implied) proxies count
+ * requests in and push to the control plane: Istio's 0.5 ms … 10 s plus 30 s
+ * and 60 s. Merging histograms needs one set of bounds everywhere.
+ */
+export const LATENCY_SECONDS_BUCKETS: readonly number[] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/**
+ * What a proxy pushes on its config stream every few seconds (ProxyMessage
+ * 'telemetry'): per edge, what it counted since its previous push. Counts,
+ * never rates: the control plane divides by the interval it covers.
+ */
+export interface TelemetryReport {
+  /** How long the counted interval lasted, in milliseconds (the proxy's monotonic clock; the CP places it at receipt). */
+  intervalMs: number;
+  edges: TelemetryEdgeDelta[];
+}
+
+export interface TelemetryEdgeDelta {
+  /** 'source': the calling proxy counted it; 'destination': the called one did. */
+  reporter: 'source' | 'destination';
+  source: { namespace: string; workload: string; principal?: string };
+  /** `service` is 'unknown' when the reporter cannot tell (a destination reporter knows only its workload). */
+  destination: { namespace: string; service: string; workload: string };
+  /** The Service the caller addressed, when the route sent the request to another one (a split's backend). */
+  via?: { namespace: string; service: string };
+  route: string;
+  protocol: 'http' | 'grpc' | 'tcp';
+  mtls: boolean;
+  requests: number;
+  failures: number;
+  /** Sparse latency histogram: [bucket index, count, bucket index, count, ...] over LATENCY_SECONDS_BUCKETS (index = length: +Inf). */
+  latency: number[];
+  /** TCP: bytes both ways and connections opened in the interval. */
+  tcpBytes?: number;
+  tcpOpened?: number;
 }

@@ -1,7 +1,10 @@
 // A typed client of the control-plane REST API (Kubernetes-style paths plus /weft/v1/*), used by every CLI command.
+import { EXPLAIN_PATH, type ExplainRequest, type ExplainTrace } from '../api/explain.ts';
 import type { Resource } from '../api/meta.ts';
 import type { KindInfo } from '../api/resources.ts';
 import type { ProxyStatus } from '../api/stream.ts';
+import type { CaState } from '../control/ca/rotating.ts';
+import { TOPOLOGY_PATH, type TopologyTraffic } from '../api/topology.ts';
 
 /** A Kubernetes `Status` object: what the API answers with on errors. */
 export interface ApiStatus {
@@ -148,9 +151,29 @@ export class WeftClient {
     return this.request<ServerStatus>('GET', '/weft/v1/status');
   }
 
+  /** GET /api/v1/topology?window=: traffic per service, edge and route (`weft top`, the dashboard). */
+  topology(window: string): Promise<TopologyTraffic> {
+    return this.request<TopologyTraffic>('GET', `${TOPOLOGY_PATH}?window=${encodeURIComponent(window)}`);
+  }
+
+  /** POST /weft/v1/explain: the decision trace of a hypothetical request (`weft explain`). */
+  explain(request: ExplainRequest): Promise<ExplainTrace> {
+    return this.request<ExplainTrace>('POST', EXPLAIN_PATH, request);
+  }
+
   /** POST /weft/v1/tokens: a new proxy bootstrap token (the control plane keeps only its hash). */
   createToken(request: { namespace: string; workload?: string; host?: string; ttlMs?: number }): Promise<{ token: string; expiresAt?: string }> {
     return this.request<{ token: string; expiresAt?: string }>('POST', '/weft/v1/tokens', request);
+  }
+
+  /** GET /weft/v1/ca: the signing CA and the trusted roots, with expiry and overlap ends. */
+  caState(): Promise<CaState> {
+    return this.request<CaState>('GET', '/weft/v1/ca');
+  }
+
+  /** POST /weft/v1/ca/rotate (`weft ca rotate`): a new root (generated, or the operator's certPem/keyPem), old roots trusted for overlapMs. */
+  rotateCa(request: { overlapMs?: number; certPem?: string; keyPem?: string; chainPem?: string }): Promise<CaState> {
+    return this.request<CaState>('POST', '/weft/v1/ca/rotate', request);
   }
 
   private async request<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -15,9 +15,15 @@ interface ControlPlaneFlags {
   debounce?: number;
   store?: string;
   etcdPrefix?: string;
+  etcdCa?: string;
+  etcdCert?: string;
+  etcdKey?: string;
+  etcdUser?: string;
+  etcdPasswordFile?: string;
   exitOnStdinClose?: boolean;
   caCert?: string;
   caKey?: string;
+  caEncryptionKeyFile?: string;
   certTtl: number;
   trustDomain?: string;
   insecureLocalTokens?: boolean;
@@ -38,6 +44,38 @@ export function operatorCa(flags: { caCert?: string; caKey?: string }): { certPe
   return { certPem: readPem(flags.caCert, 'CA certificate'), keyPem: readPem(flags.caKey, 'CA key') };
 }
 
+/** TLS and auth to etcd from the --etcd-* flags (the password from a file or $WEFT_ETCD_PASSWORD, never from the command line). */
+export function etcdSecurity(
+  flags: Pick<ControlPlaneFlags, 'etcdCa' | 'etcdCert' | 'etcdKey' | 'etcdUser' | 'etcdPasswordFile'>,
+  env: NodeJS.ProcessEnv = process.env,
+): { tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }; auth?: { username: string; password: string } } {
+  const result: ReturnType<typeof etcdSecurity> = {};
+  if ((flags.etcdCert === undefined) !== (flags.etcdKey === undefined)) throw new CliError('error: --etcd-cert and --etcd-key go together');
+  if (flags.etcdCert !== undefined && flags.etcdCa === undefined) throw new CliError('error: --etcd-cert needs --etcd-ca (the CA that signed etcd\'s certificate)');
+  if (flags.etcdCa !== undefined) {
+    result.tls = { ca: Buffer.from(readPem(flags.etcdCa, 'etcd CA certificate')) };
+    if (flags.etcdCert !== undefined && flags.etcdKey !== undefined) {
+      result.tls.cert = Buffer.from(readPem(flags.etcdCert, 'etcd client certificate'));
+      result.tls.key = Buffer.from(readPem(flags.etcdKey, 'etcd client key'));
+    }
+  }
+  if (flags.etcdUser !== undefined) {
+    const password = flags.etcdPasswordFile !== undefined ? readPem(flags.etcdPasswordFile, 'etcd password file').replace(/\r?\n$/, '') : env.WEFT_ETCD_PASSWORD;
+    if (!password) throw new CliError('error: --etcd-user needs a password: --etcd-password-file FILE or $WEFT_ETCD_PASSWORD');
+    result.auth = { username: flags.etcdUser, password };
+  } else if (flags.etcdPasswordFile !== undefined) {
+    throw new CliError('error: --etcd-password-file needs --etcd-user');
+  }
+  return result;
+}
+
+/** The secret that seals the shared CA key in the store: --ca-encryption-key-file, else $WEFT_CA_ENCRYPTION_KEY. */
+export function caEncryptionKey(flags: { caEncryptionKeyFile?: string }, env: NodeJS.ProcessEnv = process.env): Buffer | undefined {
+  if (flags.caEncryptionKeyFile !== undefined) return Buffer.from(readPem(flags.caEncryptionKeyFile, 'CA encryption key').trim(), 'utf8');
+  const fromEnv = env.WEFT_CA_ENCRYPTION_KEY;
+  return fromEnv ? Buffer.from(fromEnv.trim(), 'utf8') : undefined;
+}
+
 export function controlPlaneCommand(): Command {
   return new Command('control-plane')
     .description('run the control plane: store, compiler, proxy config stream, REST API')
@@ -50,8 +88,14 @@ export function controlPlaneCommand(): Command {
     .addOption(new Option('--debounce <duration>', 'push changes closer together than this as one snapshot').argParser(parseDuration))
     .option('--store <url>', 'keep the config in etcd instead: etcd://host1:2379,host2:2379')
     .option('--etcd-prefix <prefix>', 'key prefix of weft\'s objects in etcd', '/weft')
+    .option('--etcd-ca <file>', 'TLS to etcd: the CA certificate that signed etcd\'s (use with etcds://)')
+    .option('--etcd-cert <file>', 'TLS to etcd: a client certificate, when etcd runs with --client-cert-auth')
+    .option('--etcd-key <file>', 'TLS to etcd: the client certificate\'s key')
+    .option('--etcd-user <name>', 'etcd auth: the user (password from --etcd-password-file or $WEFT_ETCD_PASSWORD)')
+    .option('--etcd-password-file <file>', 'etcd auth: a file holding the password')
     .option('--ca-cert <file>', "the mesh CA's certificate (an intermediate under your root) followed by its chain up to the root (default: a root generated under --data-dir)")
     .option('--ca-key <file>', "the mesh CA's private key (PEM, unencrypted; keep it mode 0600)")
+    .option('--ca-encryption-key-file <file>', 'keep the mesh CA in the store, its key sealed with this secret, so that every replica signs with it (default: $WEFT_CA_ENCRYPTION_KEY; make one with openssl rand -base64 32)')
     .option('--cert-ttl <duration>', 'lifetime of workload certificates; proxies renew them at half life', parseDuration, 24 * 3_600_000)
     .option('--trust-domain <domain>', "trust domain of a newly generated root (default: the stored MeshConfig's, else cluster.local)")
     .option('--insecure-local-tokens', 'local mode: anyone on this host may create proxy bootstrap tokens with "weft token create" (the API has no authentication yet)')
@@ -63,15 +107,21 @@ export function controlPlaneCommand(): Command {
         import('../telemetry/clock.ts'),
       ]);
       const ca = operatorCa(flags);
+      const caSecret = caEncryptionKey(flags);
+      if (ca && caSecret) throw new CliError('error: --ca-cert/--ca-key and a CA encryption key are exclusive: the CA comes from your files or from the store');
       const logger = createLogger('control-plane');
-      let etcd: { endpoints: string[]; prefix: string } | undefined;
+      let etcd: { endpoints: string[]; prefix: string; tls?: { ca: Buffer; cert?: Buffer; key?: Buffer }; auth?: { username: string; password: string } } | undefined;
       if (flags.store !== undefined) {
         if (flags.dataDir) throw new CliError('error: --store etcd://... and --data-dir are exclusive: the config lives in one place');
         const { parseEtcdStoreUrl } = await import('../control/store/etcd-url.ts');
         const endpoints = parseEtcdStoreUrl(flags.store);
-        if (!endpoints) throw new CliError(`error: --store ${flags.store}: weft knows etcd://host:port[,host:port...] (the embedded store is --data-dir)`);
-        etcd = { endpoints, prefix: flags.etcdPrefix ?? '/weft' };
-      } else if (!flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
+        if (!endpoints) throw new CliError(`error: --store ${flags.store}: weft knows etcd://host:port[,host:port...] and etcds://... for TLS (the embedded store is --data-dir)`);
+        etcd = { endpoints, prefix: flags.etcdPrefix ?? '/weft', ...etcdSecurity(flags) };
+        if (endpoints[0]!.startsWith('https://') && !etcd.tls) throw new CliError('error: etcds:// needs --etcd-ca (the CA that signed etcd\'s certificate)');
+      } else if ([flags.etcdCa, flags.etcdCert, flags.etcdKey, flags.etcdUser].some((f) => f !== undefined)) {
+        throw new CliError('error: the --etcd-* flags need --store etcd://... or etcds://...');
+      }
+      if (flags.store === undefined && !flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
       const controlPlane = await startControlPlane({
         ...(flags.dataDir ? { dataDir: resolve(flags.dataDir) } : {}),
         ...(etcd ? { etcd } : {}),
@@ -82,6 +132,7 @@ export function controlPlaneCommand(): Command {
         leaseTtlMs: flags.leaseTtl,
         ...(flags.debounce !== undefined ? { debounceMs: flags.debounce } : {}),
         ...(ca ? { ca } : {}),
+        ...(caSecret ? { caEncryptionKey: caSecret } : {}),
         certTtlMs: flags.certTtl,
         ...(flags.trustDomain !== undefined ? { trustDomain: flags.trustDomain } : {}),
         localTokens: flags.insecureLocalTokens === true,

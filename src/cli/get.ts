@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import type { Resource } from '../api/meta.ts';
-import type { GatewaySpec, HTTPRouteSpec, MeshConfigSpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
+import type { BackendTrafficPolicySpec, GatewaySpec, HTTPRouteSpec, MeshConfigSpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
 import { WeftClient } from './client.ts';
 import { age, table } from './format.ts';
 import { resolveKind } from './kinds.ts';
@@ -48,6 +48,12 @@ function routeAccepted(r: Resource): string {
   });
   if (parents.length === 0) return '<pending>';
   return parents.every((p) => p === 'True') ? 'True' : parents.join(', ');
+}
+
+/** A policy's Accepted over its targets (Gateway API PolicyStatus ancestors), like routeAccepted. */
+function policyAccepted(r: Resource): string {
+  const ancestors = (r.status as { ancestors?: RouteParentStatus[] } | undefined)?.ancestors ?? [];
+  return routeAccepted({ ...r, status: { parents: ancestors } });
 }
 
 function routeParents(spec: HTTPRouteSpec): string {
@@ -97,6 +103,7 @@ function columnsFor(kind: string, wide: boolean): Columns {
         : { header: ['ADDRESS', 'PORTS'], cells: (r) => [address(r), workloadPorts(r.spec as WorkloadSpec)] };
     }
     case 'HTTPRoute':
+    case 'GRPCRoute':
       return wide
         ? { header: ['PARENTS', 'ACCEPTED', 'HOSTNAMES', 'BACKENDS'], cells: (r) => [routeParents(r.spec as HTTPRouteSpec), routeAccepted(r), ((r.spec as HTTPRouteSpec).hostnames ?? []).join(',') || '*', routeBackends(r.spec as HTTPRouteSpec)] }
         : { header: ['PARENTS', 'ACCEPTED'], cells: (r) => [routeParents(r.spec as HTTPRouteSpec), routeAccepted(r)] };
@@ -105,6 +112,13 @@ function columnsFor(kind: string, wide: boolean): Columns {
         header: ['CLASS', 'ADDRESS', 'PROGRAMMED', ...(wide ? ['LISTENERS'] : [])],
         cells: (r) => [(r.spec as GatewaySpec).gatewayClassName, ...gatewayColumns(r, wide)],
       };
+    case 'BackendTrafficPolicy': {
+      const spec = (r: Resource) => r.spec as BackendTrafficPolicySpec;
+      const targets = (r: Resource) => spec(r).targetRefs.map((t) => `${t.kind}/${t.name}${t.sectionName ? `:${t.sectionName}` : ''}`).join(',');
+      return wide
+        ? { header: ['TARGETS', 'ACCEPTED', 'LB'], cells: (r) => [targets(r), policyAccepted(r), spec(r).loadBalancer?.type ?? 'LeastRequest'] }
+        : { header: ['TARGETS', 'ACCEPTED'], cells: (r) => [targets(r), policyAccepted(r)] };
+    }
     case 'MeshConfig':
       return { header: ['TRUST DOMAIN'], cells: (r) => [(r.spec as MeshConfigSpec).trustDomain ?? 'cluster.local'] };
     default:

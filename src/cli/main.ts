@@ -2,17 +2,22 @@
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { applyCommand } from './apply.ts';
+import { caCommand } from './ca.ts';
+import { checkCommand } from './check.ts';
 import { ApiError, ServerUnreachableError } from './client.ts';
 import { controlPlaneCommand } from './control-plane.ts';
 import { dashboardCommand } from './dashboard.ts';
 import { deleteCommand } from './delete.ts';
 import { echoCommand } from './echo.ts';
+import { explainCommand } from './explain.ts';
 import { formatApiError } from './format.ts';
 import { getCommand } from './get.ts';
 import { CliError } from './options.ts';
+import { prometheusConfigCommand } from './prometheus-config.ts';
 import { proxyCommand } from './proxy.ts';
 import { statusCommand } from './status.ts';
 import { tokenCommand } from './token.ts';
+import { topCommand } from './top.ts';
 import { upCommand } from './up.ts';
 import { schemaCommand } from './schema.ts';
 
@@ -34,8 +39,13 @@ const program = new Command('weft')
   .addCommand(getCommand())
   .addCommand(deleteCommand())
   .addCommand(statusCommand())
+  .addCommand(checkCommand())
+  .addCommand(topCommand())
+  .addCommand(prometheusConfigCommand())
+  .addCommand(explainCommand())
   .addCommand(dashboardCommand())
   .addCommand(tokenCommand())
+  .addCommand(caCommand())
   .addCommand(controlPlaneCommand())
   .addCommand(proxyCommand())
   .addCommand(echoCommand())

@@ -1,17 +1,20 @@
-// `weft proxy --mode sidecar|gateway`: runs one proxy beside an app (or at the edge, for one Gateway) until SIGTERM, then drains.
+// `weft proxy --mode sidecar|node|gateway`: runs one proxy beside an app (or for every app of a host, or at the edge, for one Gateway) until SIGTERM, then drains.
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { gatewayWorkloadName, type ProxyMode } from '../api/snapshot.ts';
 import type { GatewayProxyOptions } from '../proxy/main.ts';
+import type { Logger } from '../telemetry/logger.ts';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
-import { CliError, collectAppPort, parseDuration, parsePort, type AppPort } from './options.ts';
+import { CliError, collect, collectAppPort, parseDuration, parsePort, type AppPort } from './options.ts';
 
-interface ProxyFlags {
+export interface ProxyFlags {
   mode: ProxyMode;
   controlPlane: string;
   namespace: string;
-  workload?: string;
+  /** Sidecar: the one template served; mode node: every hosted workload (see proxy-node.ts). */
+  workload?: string[];
+  nodeName?: string;
   instance?: string;
   appPort?: AppPort[];
   host?: string;
@@ -22,6 +25,11 @@ interface ProxyFlags {
   adminPort: number;
   dataDir?: string;
   drain: number;
+  detectTimeout?: number;
+  upgradeIdleTimeout?: number;
+  /** commander's --no-request-metrics: false turns request/TCP metrics off. */
+  requestMetrics?: boolean;
+  telemetryInterval?: number;
   tokenFile?: string;
   exitOnStdinClose?: boolean;
   gateway?: string;
@@ -76,11 +84,12 @@ export function readToken(tokenFile: string | undefined, env: NodeJS.ProcessEnv 
 
 export function proxyCommand(): Command {
   return new Command('proxy')
-    .description('run a proxy (the data plane) beside an app')
+    .description('run a proxy (the data plane) beside an app, for every app of a node (--mode node), or for a Gateway')
     .addOption(new Option('--mode <mode>', 'where the proxy sits').choices(['sidecar', 'node', 'gateway']).default('sidecar'))
-    .option('--control-plane <url>', 'the control plane config stream', 'http://127.0.0.1:15010')
+    .option('--control-plane <urls>', 'the control plane config stream: a URL or host:port; several replicas comma-separated (a,b,c), tried in turn', 'http://127.0.0.1:15010')
     .option('--namespace <ns>', 'namespace of the workload', 'default')
-    .option('--workload <name>', 'the Workload (template) this sidecar serves')
+    .option('--workload <name>', 'the Workload (template) this sidecar serves; mode node: [NS/]NAME[@INSTANCE][=DECLARED:ACTUAL,...], once per hosted workload', collect)
+    .option('--node-name <name>', 'mode node: the name of this node, in logs and the admin (default: the host name)')
     .option('--instance <name>', 'instance name to register as (default <workload>-<random>)')
     .option('--app-port <declared[=actual]>', "an app port: the declared port Services target, and where the app listens on 127.0.0.1 (repeatable)", collectAppPort)
     .option('--host <host>', 'listen address of the outbound and admin listeners (default 127.0.0.1)')
@@ -91,6 +100,8 @@ export function proxyCommand(): Command {
     .option('--admin-port <port>', 'admin listener: /ready, /live, /metrics, /config (0 = any)', parsePort, 15020)
     .option('--data-dir <dir>', 'keep the last good config here, to start from it when the control plane is away')
     .option('--drain <duration>', 'on SIGTERM, how long in-flight requests may take to finish', parseDuration, 5000)
+    .option('--detect-timeout <duration>', 'protocol detection: a client on a port with no declared protocol that stays silent this long is carried as opaque TCP (default 1s)', parseDuration)
+    .option('--upgrade-idle-timeout <duration>', 'an upgraded connection (WebSocket) silent both ways this long is closed (default 1h; 0s = never)', parseDuration)
     .option('--token-file <file>', 'the bootstrap token (from "weft token create") that gets this proxy its workload certificate (default: $WEFT_TOKEN)')
     .option('--gateway <ns/name>', 'mode gateway: the Gateway to serve')
     .option('--listener-port <port[=local]>', 'mode gateway: listen for the Gateway port PORT on LOCAL (0 = any free port; repeatable); the ready line reports where', collectListenerPort)
@@ -100,8 +111,17 @@ export function proxyCommand(): Command {
         .default('same'),
     )
     .option('--listener-host <host>', 'mode gateway: listen address of the Gateway ports (default: --host)')
+    .option('--no-request-metrics', 'record no request or TCP metrics (health metrics stay); the overhead benchmark compares with it')
+    .option('--telemetry-interval <duration>', 'how often per-edge traffic deltas are pushed to the control plane (default 5s)', parseDuration)
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (weft up uses it so proxies never outlive it)').hideHelp())
     .action(async (flags: ProxyFlags, command: Command) => {
+      if (flags.mode === 'node') {
+        const { runNodeProxy } = await import('./proxy-node.ts');
+        return runNodeProxy(flags, command);
+      }
+      if ((flags.workload?.length ?? 0) > 1) throw new CliError(`error: --workload is given ${flags.workload!.length} times; a ${flags.mode} proxy serves one (--mode node hosts several)`);
+      if (flags.nodeName !== undefined) throw new CliError('error: --node-name is for --mode node');
+      const workload = flags.workload?.[0];
       const [{ startProxy }, { createLogger }, { systemClock }] = await Promise.all([
         import('../proxy/main.ts'),
         import('../telemetry/logger.ts'),
@@ -113,32 +133,48 @@ export function proxyCommand(): Command {
       const proxy = await startProxy({
         ...(token !== undefined ? { token } : {}),
         mode: flags.mode,
-        controlPlane: flags.controlPlane,
         namespace: gateway?.namespace ?? flags.namespace,
-        ...(flags.workload !== undefined ? { workload: flags.workload } : gateway ? { workload: gateway.workload } : {}),
+        ...(workload !== undefined ? { workload } : gateway ? { workload: gateway.workload } : {}),
         ...(gateway ? { gateway: gateway.options } : {}),
         ...(flags.instance !== undefined ? { instance: flags.instance } : {}),
         appPorts: flags.appPort ?? [],
-        ...(flags.host !== undefined ? { host: flags.host } : {}),
-        ...(flags.address !== undefined ? { address: flags.address } : {}),
-        ...(flags.tunnelHost !== undefined ? { tunnelHost: flags.tunnelHost } : {}),
+        ...processOptions(flags),
         outboundPort: flags.outboundPort,
         tunnelPort: flags.tunnelPort,
-        adminPort: flags.adminPort,
-        ...(flags.dataDir !== undefined ? { dataDir: resolve(flags.dataDir) } : {}),
-        drainMs: flags.drain,
         logger,
         clock: systemClock,
       });
-      stopOnSignals(
-        async (why) => {
-          logger.info({ why }, 'draining');
-          await proxy.close();
-        },
-        { forceAfterMs: flags.drain + 5000, onStdinClose: flags.exitOnStdinClose === true },
-      );
+      drainOnSignals(flags, logger, () => proxy.close());
       announceReady({ id: proxy.id, ports: gateway ? { ...proxy.ports, listeners: proxy.gatewayPorts() } : proxy.ports });
     });
+}
+
+/** What every mode takes from the flags alike: the control plane, addresses, admin port, data dir, timeouts. */
+export function processOptions(flags: ProxyFlags) {
+  return {
+    controlPlane: flags.controlPlane,
+    ...(flags.host !== undefined ? { host: flags.host } : {}),
+    ...(flags.address !== undefined ? { address: flags.address } : {}),
+    ...(flags.tunnelHost !== undefined ? { tunnelHost: flags.tunnelHost } : {}),
+    adminPort: flags.adminPort,
+    ...(flags.dataDir !== undefined ? { dataDir: resolve(flags.dataDir) } : {}),
+    drainMs: flags.drain,
+    ...(flags.detectTimeout !== undefined ? { detectTimeoutMs: flags.detectTimeout } : {}),
+    ...(flags.upgradeIdleTimeout !== undefined ? { upgradeIdleTimeoutMs: flags.upgradeIdleTimeout } : {}),
+    ...(flags.requestMetrics === false ? { requestMetrics: false } : {}),
+    ...(flags.telemetryInterval !== undefined ? { telemetryIntervalMs: flags.telemetryInterval } : {}),
+  };
+}
+
+/** SIGTERM (or stdin closing, under weft up) drains, and exits if draining overruns --drain by 5 s. */
+export function drainOnSignals(flags: ProxyFlags, logger: Logger, close: () => Promise<void>): void {
+  stopOnSignals(
+    async (why) => {
+      logger.info({ why }, 'draining');
+      await close();
+    },
+    { forceAfterMs: flags.drain + 5000, onStdinClose: flags.exitOnStdinClose === true },
+  );
 }
 
 /**

@@ -1,8 +1,10 @@
-// `weft status`: the control plane and every proxy it knows: connected, ready, config versions, last NACK.
+// `weft status`: the control plane and every proxy it knows: connected, ready, config versions, last NACK, certificate expiry, the CA's roots.
 import { Command, Option } from 'commander';
 import type { ProxyStatus } from '../api/stream.ts';
 import { ApiError, WeftClient, type ServerStatus } from './client.ts';
 import { shortVersion, table, truncate } from './format.ts';
+import { formatCaCertificates } from './ca.ts';
+import type { CaState } from '../control/ca/rotating.ts';
 import { resolveServer } from './options.ts';
 
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
@@ -87,5 +89,7 @@ export function statusCommand(): Command {
       process.stdout.write(`\n${summarize(proxies)}\n`);
       const identities = formatIdentities(proxies);
       if (identities) process.stdout.write(`\n${identities}`);
+      const ca = server?.ca as Partial<CaState> | undefined;
+      if (Array.isArray(ca?.certificates) && ca.certificates.length > 0) process.stdout.write(`\n${formatCaCertificates(ca.certificates)}`);
     });
 }

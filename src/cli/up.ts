@@ -1,5 +1,5 @@
-// `weft up -f mesh.yaml`: a local mesh in one command: control plane in-process, a sidecar and the app for every workload.
-import { Command } from 'commander';
+// `weft up -f mesh.yaml`: a local mesh in one command: control plane in-process, a sidecar (or one node proxy for all) and the app for every workload.
+import { Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
@@ -33,8 +33,12 @@ interface UpFlags {
   streamPort: number;
   leaseTtl: number;
   certTtl: number;
+  proxyMode: UpProxyMode;
   verbose?: boolean;
 }
+
+/** A sidecar proxy process per replica, or one node proxy process for them all. */
+export type UpProxyMode = 'sidecar' | 'node';
 
 export interface UpAppPort {
   name?: string;
@@ -49,6 +53,7 @@ export interface UpInstance {
   instance: string;
   pid: number;
   appPorts: UpAppPort[];
+  /** Its sidecar; in node mode `pid` and `admin` are the node proxy's, the ports its own. */
   proxy: { pid: number; outbound: number; tunnel: number; admin: number };
   /** Where the host reaches the app directly (first app port). */
   url?: string;
@@ -66,6 +71,8 @@ export interface UpFile {
   workloads: UpInstance[];
   /** One gateway proxy per Gateway in the mesh file. */
   gateways?: UpGateway[];
+  /** 'node': one node proxy (its pid in every instance's `proxy.pid`) serves every replica. */
+  proxyMode?: UpProxyMode;
 }
 
 /** A gateway proxy `weft up` started, as up.json records it. */
@@ -228,59 +235,140 @@ function summaryTables(facts: UpFile): string {
   return `${facts.services.length ? services : 'No Services.\n'}\n${facts.workloads.length ? workloads : 'No Workloads with a command.\n'}${facts.gateways?.length ? `\n${gateways}` : ''}`;
 }
 
-/**
- * One gateway proxy per Gateway. A Gateway port of 1024 or more is served on
- * the same local port when that is free; others (80 and 443 need root) on any
- * free port: the proxy's ready line says which, and the summary shows it.
- */
-async function startGatewayProxies(options: {
-  gateways: readonly Resource[];
+/** One replica to start: its template and the ports its app will listen on. */
+interface PlannedReplica {
+  spec: WorkloadSpec;
+  namespace: string;
+  name: string;
+  instance: string;
+  appPorts: UpAppPort[];
+}
+
+/** A replica whose proxy (its sidecar, or the node proxy) listens. */
+interface ProxiedReplica extends PlannedReplica {
+  proxy: Supervised;
+  proxyPorts: { outbound: number; tunnel: number; admin: number };
+}
+
+interface ProxyStartContext {
   supervisor: Supervisor;
   streamUrl: string;
   dataDir: string;
   logLevel: string;
   tokenFor: (namespace: string, workload: string) => Promise<string>;
-}): Promise<UpGateway[]> {
+}
+
+/** Spawns a `weft proxy` and returns its ready line, or fails with its last output. */
+async function spawnProxy(context: ProxyStartContext, label: string, args: string[], token: string): Promise<{ proxy: Supervised; ready: Record<string, unknown> }> {
+  const proxy = context.supervisor.spawn({
+    label,
+    role: 'proxy',
+    command: process.execPath,
+    args: [weftBin, 'proxy', '--control-plane', context.streamUrl, ...args, '--admin-port', '0', '--drain', `${PROXY_DRAIN_MS}ms`, '--exit-on-stdin-close'],
+    env: { ...process.env, WEFT_LOG_LEVEL: context.logLevel, WEFT_TOKEN: token },
+    stdinPipe: true,
+  });
+  try {
+    const line = await proxy.waitForLine((l) => l.startsWith('{') && l.includes('"ready"'), PROXY_READY_TIMEOUT_MS);
+    return { proxy, ready: JSON.parse(line) as Record<string, unknown> };
+  } catch (error) {
+    throw new CliError(`error: the ${label} did not start: ${(error as Error).message}\n${proxy.recentOutput()}`);
+  }
+}
+
+/** One sidecar per replica, with a token for its workload. */
+async function startSidecars(replicas: readonly PlannedReplica[], context: ProxyStartContext): Promise<ProxiedReplica[]> {
   const settled = await Promise.allSettled(
-    options.gateways.map(async (gateway) => {
+    replicas.map(async (replica) => {
+      const proxyDataDir = join(context.dataDir, 'proxies', `${replica.namespace}.${replica.instance}`);
+      await mkdir(proxyDataDir, { recursive: true });
+      const { proxy, ready } = await spawnProxy(
+        context,
+        `${replica.instance} proxy`,
+        [
+          '--mode', 'sidecar',
+          '--namespace', replica.namespace,
+          '--workload', replica.name,
+          '--instance', replica.instance,
+          ...replica.appPorts.flatMap((p) => ['--app-port', `${p.declared}=${p.actual}`]),
+          '--outbound-port', '0',
+          '--tunnel-port', '0',
+          '--data-dir', proxyDataDir,
+        ],
+        await context.tokenFor(replica.namespace, replica.name),
+      );
+      const ports = ready.ports as ProxiedReplica['proxyPorts'] | undefined;
+      if (!ports) throw new CliError(`error: the proxy of ${replica.instance} announced no ports`);
+      return { ...replica, proxy, proxyPorts: ports };
+    }),
+  );
+  // allSettled, not all: every proxy has been spawned (and can be stopped) before a failure is reported.
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+}
+
+/**
+ * One node proxy for every replica: each is a `--workload` of it, with the
+ * token of its own workload (one line per workload in WEFT_TOKEN), so the
+ * node holds exactly the identities of what it hosts.
+ */
+async function startNodeProxyFor(replicas: readonly PlannedReplica[], context: ProxyStartContext): Promise<ProxiedReplica[]> {
+  if (replicas.length === 0) return [];
+  const proxyDataDir = join(context.dataDir, 'proxies', 'node');
+  await mkdir(proxyDataDir, { recursive: true });
+  const workloads = [...new Map(replicas.map((r) => [`${r.namespace}/${r.name}`, r] as const)).values()];
+  const tokenLines = await Promise.all(workloads.map(async (r) => `${r.namespace}/${r.name} ${await context.tokenFor(r.namespace, r.name)}`));
+  const { proxy, ready } = await spawnProxy(
+    context,
+    'node proxy',
+    [
+      '--mode', 'node',
+      ...replicas.flatMap((r) => ['--workload', `${r.namespace}/${r.name}@${r.instance}${r.appPorts.length ? '=' : ''}${r.appPorts.map((p) => `${p.declared}:${p.actual}`).join(',')}`]),
+      '--data-dir', proxyDataDir,
+    ],
+    tokenLines.join('\n'),
+  );
+  const hosted = new Map(((ready.workloads ?? []) as { id: string; ports: ProxiedReplica['proxyPorts'] }[]).map((w) => [w.id, w.ports] as const));
+  return replicas.map((replica) => {
+    const ports = hosted.get(`${replica.namespace}/${replica.instance}`);
+    if (!ports) throw new CliError(`error: the node proxy announced no ports for ${replica.namespace}/${replica.instance}`);
+    return { ...replica, proxy, proxyPorts: ports };
+  });
+}
+
+/**
+ * One gateway proxy per Gateway. A Gateway port of 1024 or more is served on
+ * the same local port when that is free; others (80 and 443 need root) on any
+ * free port: the proxy's ready line says which, and the summary shows it.
+ */
+async function startGatewayProxies(gateways: readonly Resource[], context: ProxyStartContext): Promise<UpGateway[]> {
+  const settled = await Promise.allSettled(
+    gateways.map(async (gateway) => {
       const namespace = gateway.metadata.namespace ?? 'default';
       const name = gateway.metadata.name;
       const ports = [...new Set(((gateway.spec as GatewaySpec).listeners ?? []).map((l) => l.port))].sort((a, b) => a - b);
       const portFlags: string[] = [];
       for (const port of ports) portFlags.push('--listener-port', `${port}=${port >= 1024 && !(await isListening(port)) ? port : 0}`);
-      const proxyDataDir = join(options.dataDir, 'proxies', `${namespace}.${name}.gateway`);
+      const proxyDataDir = join(context.dataDir, 'proxies', `${namespace}.${name}.gateway`);
       await mkdir(proxyDataDir, { recursive: true });
-      const token = await options.tokenFor(namespace, gatewayWorkloadName(name));
-      const proxy = options.supervisor.spawn({
-        label: `gateway ${namespace}/${name}`,
-        role: 'proxy',
-        command: process.execPath,
-        args: [
-          weftBin,
-          'proxy',
+      const { proxy, ready } = await spawnProxy(
+        context,
+        `gateway ${namespace}/${name}`,
+        [
           '--mode', 'gateway',
           '--gateway', `${namespace}/${name}`,
-          '--control-plane', options.streamUrl,
           ...portFlags,
           '--listener-ports', 'ephemeral',
           '--outbound-port', '0',
           '--tunnel-port', '0',
-          '--admin-port', '0',
           '--data-dir', proxyDataDir,
-          '--drain', `${PROXY_DRAIN_MS}ms`,
-          '--exit-on-stdin-close',
         ],
-        env: { ...process.env, WEFT_LOG_LEVEL: options.logLevel, WEFT_TOKEN: token },
-        stdinPipe: true,
-      });
-      let ready: { id?: string; ports?: { admin: number; listeners?: Record<string, number> } };
-      try {
-        ready = JSON.parse(await proxy.waitForLine((line) => line.startsWith('{') && line.includes('"ready"'), PROXY_READY_TIMEOUT_MS)) as typeof ready;
-      } catch (error) {
-        throw new CliError(`error: the gateway proxy of ${namespace}/${name} did not start: ${(error as Error).message}\n${proxy.recentOutput()}`);
-      }
-      if (!ready.ports || !ready.id) throw new CliError(`error: the gateway proxy of ${namespace}/${name} announced no ports`);
-      return { namespace, name, listeners: ready.ports.listeners ?? {}, proxy: { pid: proxy.pid, id: ready.id, admin: ready.ports.admin } };
+        await context.tokenFor(namespace, gatewayWorkloadName(name)),
+      );
+      const announced = ready as { id?: string; ports?: { admin: number; listeners?: Record<string, number> } };
+      if (!announced.ports || !announced.id) throw new CliError(`error: the gateway proxy of ${namespace}/${name} announced no ports`);
+      return { namespace, name, listeners: announced.ports.listeners ?? {}, proxy: { pid: proxy.pid, id: announced.id, admin: announced.ports.admin } };
     }),
   );
   const failed = settled.find((s) => s.status === 'rejected');
@@ -313,13 +401,18 @@ async function waitForGateways(client: WeftClient, gateways: readonly UpGateway[
 
 export function upCommand(): Command {
   return new Command('up')
-    .description('run a local mesh: a control plane, a sidecar proxy beside every workload with a command, and the workloads')
+    .description('run a local mesh: a control plane, a sidecar proxy beside every workload with a command (or one node proxy for them all), and the workloads')
     .requiredOption('-f, --filename <file>', 'the mesh file (YAML)')
     .option('--data-dir <dir>', 'where the config and proxy state live (default: .weft next to the mesh file)')
     .option('--api-port <port>', 'port of the control plane API (0 = any)', parsePort, 15000)
     .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 0)
     .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
     .option('--cert-ttl <duration>', 'lifetime of workload certificates; proxies renew them at half life', parseDuration, 24 * 3_600_000)
+    .addOption(
+      new Option('--proxy-mode <mode>', 'a sidecar proxy process per replica, or one node proxy process serving them all (each with its own identity)')
+        .choices(['sidecar', 'node'])
+        .default('sidecar'),
+    )
     .option('--verbose', 'show the control plane and proxy logs below warnings')
     .action((flags: UpFlags) => runUp(flags));
 }
@@ -416,66 +509,20 @@ async function runUp(flags: UpFlags): Promise<void> {
       return token;
     };
 
-    // Proxies first, all at once: an app's first outbound call must find its sidecar listening.
-    const settled = await Promise.allSettled(
+    // Every replica's app ports first: the proxies must know where the apps will listen.
+    const planned: PlannedReplica[] = await Promise.all(
       replicas.map(async ({ workload, index }) => {
         const spec = workload.spec as WorkloadSpec;
-        const namespace = workload.metadata.namespace ?? 'default';
-        const name = workload.metadata.name;
-        const instance = `${name}-${index}`;
         const appPorts = await pickAppPorts(spec, index === 0 ? hostPortOf(workload) : undefined);
-        const proxyDataDir = join(dataDir, 'proxies', `${namespace}.${instance}`);
-        await mkdir(proxyDataDir, { recursive: true });
-        const token = await tokenFor(namespace, name);
-        const proxy = supervisor.spawn({
-          label: `${instance} proxy`,
-          role: 'proxy',
-          command: process.execPath,
-          args: [
-            weftBin,
-            'proxy',
-            '--mode', 'sidecar',
-            '--control-plane', controlPlane.streamUrl,
-            '--namespace', namespace,
-            '--workload', name,
-            '--instance', instance,
-            ...appPorts.flatMap((p) => ['--app-port', `${p.declared}=${p.actual}`]),
-            '--outbound-port', '0',
-            '--tunnel-port', '0',
-            '--admin-port', '0',
-            '--data-dir', proxyDataDir,
-            '--drain', `${PROXY_DRAIN_MS}ms`,
-            '--exit-on-stdin-close',
-          ],
-          env: { ...process.env, WEFT_LOG_LEVEL: logLevel, WEFT_TOKEN: token },
-          stdinPipe: true,
-        });
-        let ready: { ports?: { outbound: number; tunnel: number; admin: number } };
-        try {
-          ready = JSON.parse(
-            await proxy.waitForLine((line) => line.startsWith('{') && line.includes('"ready"'), PROXY_READY_TIMEOUT_MS),
-          ) as typeof ready;
-        } catch (error) {
-          throw new CliError(`error: the proxy of ${instance} did not start: ${(error as Error).message}\n${proxy.recentOutput()}`);
-        }
-        if (!ready.ports) throw new CliError(`error: the proxy of ${instance} announced no ports`);
-        return { workload, spec, namespace, name, instance, appPorts, proxy, proxyPorts: ready.ports };
+        return { spec, namespace: workload.metadata.namespace ?? 'default', name: workload.metadata.name, instance: `${workload.metadata.name}-${index}`, appPorts };
       }),
     );
-    // allSettled, not all: every proxy has been spawned (and can be stopped) before a failure is reported.
-    const failed = settled.find((s) => s.status === 'rejected');
-    if (failed) throw failed.reason;
-    const started = settled.flatMap((s) => (s.status === 'fulfilled' ? [s.value] : []));
+    // Proxies first, all at once: an app's first outbound call must find its proxy listening.
+    const proxyContext: ProxyStartContext = { supervisor, streamUrl: controlPlane.streamUrl, dataDir, logLevel, tokenFor };
+    const started = flags.proxyMode === 'node' ? await startNodeProxyFor(planned, proxyContext) : await startSidecars(planned, proxyContext);
     if (stopping) return;
 
-    const gateways = await startGatewayProxies({
-      gateways: resources.filter((r) => r.kind === 'Gateway'),
-      supervisor,
-      streamUrl: controlPlane.streamUrl,
-      dataDir,
-      logLevel,
-      tokenFor,
-    });
+    const gateways = await startGatewayProxies(resources.filter((r) => r.kind === 'Gateway'), proxyContext);
     if (stopping) return;
 
     const instances: (UpInstance & { app: Supervised })[] = started.map((s) => {
@@ -537,6 +584,7 @@ async function runUp(flags: UpFlags): Promise<void> {
         .map((r) => ({ namespace: r.metadata.namespace ?? 'default', name: r.metadata.name, ports: (r.spec as ServiceSpec).ports })),
       workloads: instances.map(({ app: _app, ...rest }) => rest),
       ...(gateways.length > 0 ? { gateways } : {}),
+      ...(flags.proxyMode === 'node' ? { proxyMode: 'node' as const } : {}),
     };
     await writeUpFile(upFile, facts);
 
@@ -550,6 +598,7 @@ async function runUp(flags: UpFlags): Promise<void> {
       if (hostPort !== undefined && w.instance.endsWith('-0') && w.url) print(`Open ${w.workload}: ${w.url}/`);
     }
     const first = instances[0];
+    if (flags.proxyMode === 'node' && first) print(`Node proxy: pid ${first.proxy.pid}, admin http://127.0.0.1:${first.proxy.admin}/config (every instance's config)`);
     if (first) print(`Through the mesh, as ${first.instance} would: curl -x http://127.0.0.1:${first.proxy.outbound} http://<service>:<port>/`);
     for (const g of gateways) {
       const [port, local] = Object.entries(g.listeners)[0] ?? [];

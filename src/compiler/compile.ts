@@ -1,5 +1,6 @@
 // compile(input, node) → ProxySnapshot: pure and deterministic, versioned by a content hash, with a consistency check.
 import {
+  backendVariantKey,
   servicePortKey,
   type NodeInfo,
   type ProxySnapshot,
@@ -12,6 +13,9 @@ import { prepare, routeTableFor } from './prepare.ts';
 import { meshPorts, portProtocol, serviceHosts, serviceNamespace } from './services.ts';
 import type { CompilerInput } from './types.ts';
 import { resolveUpstreams } from './upstreams.ts';
+import { parseGatewayDuration } from './duration.ts';
+import { applyL4Gateway, meshL4Table } from './l4-routes.ts';
+import { inboundRateLimits } from './rate-limit.ts';
 
 /**
  * The snapshot for one proxy. Everything in it depends only on the input and
@@ -28,7 +32,8 @@ export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
     const name = service.metadata.name;
     const ports = meshPorts(service).map((port) => {
       const routeKey = servicePortKey(ns, name, port.port);
-      routes[routeKey] = routeTableFor(prepared, ns, name, port.port, node.namespace);
+      // A TCPRoute or TLSRoute attached to the port (GAMMA) gives its connections their backends.
+      routes[routeKey] = meshL4Table(input, ns, name, port.port, node.namespace) ?? routeTableFor(prepared, ns, name, port.port, node.namespace);
       const snapshotPort: SnapshotService['ports'][number] = { port: port.port, protocol: portProtocol(port), routeKey };
       if (port.name) snapshotPort.name = port.name;
       return snapshotPort;
@@ -42,24 +47,32 @@ export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
   const inboundPorts = sortedUnique(declaredPorts.length > 0 ? declaredPorts : node.appPorts);
   const upstreams = template ? resolveUpstreams(template, prepared.serviceIndex, prepared.clusterDomain).upstreams : [];
 
+  // RateLimitPolicies on the Services this workload serves are enforced here, on arrival.
+  const inboundLimits = template && node.mode === 'sidecar' ? inboundRateLimits(prepared.services, prepared.rateLimits, template) : [];
   const snapshotNode: ProxySnapshot['node'] = { mode: node.mode, namespace: node.namespace };
   if (node.workload !== undefined) snapshotNode.workload = node.workload;
+  if (template?.spec.locality) snapshotNode.locality = { ...template.spec.locality };
   const snapshot: Omit<ProxySnapshot, 'version'> = {
     node: snapshotNode,
     mesh: {
       trustDomain: prepared.trustDomain,
       clusterDomain: prepared.clusterDomain,
       trustBundle: [...(input.trustBundle ?? [])],
+      ...(input.signingCa !== undefined ? { signingCa: input.signingCa } : {}),
       mtls: { mode: input.meshConfig?.spec?.mtls?.mode ?? 'STRICT' },
+      ...detectionTimeout(input),
     },
     services,
     routes,
     backends: prepared.backends,
-    inbound: { ports: inboundPorts },
+    inbound: inboundLimits.length > 0 ? { ports: inboundPorts, rateLimits: inboundLimits } : { ports: inboundPorts },
     upstreams,
   };
   // Gateway proxies serve one Gateway instead of the mesh's service ports.
-  if (node.mode === 'gateway') applyGateway(snapshot, input, node);
+  if (node.mode === 'gateway') {
+    applyGateway(snapshot, input, node);
+    applyL4Gateway(snapshot, input, node);
+  }
   return { version: sha256Hex(canonicalJson(snapshot, prepared.sharedJson)), ...snapshot };
 }
 
@@ -77,6 +90,13 @@ export function snapshotInputKey(node: NodeInfo): string {
   const key: unknown[] = [node.mode, node.namespace, node.workload ?? null, sortedUnique(node.appPorts)];
   if (node.gateway !== undefined) key.push(node.gateway);
   return canonicalJson(key);
+}
+
+/** MeshConfig's protocolDetectionTimeout for the snapshot's mesh part; nothing when unset (proxies keep their default). */
+function detectionTimeout(input: CompilerInput): { protocolDetectionTimeoutMs?: number } {
+  const text = input.meshConfig?.spec?.protocolDetectionTimeout;
+  const ms = text === undefined ? undefined : parseGatewayDuration(text);
+  return ms === undefined ? {} : { protocolDetectionTimeoutMs: ms };
 }
 
 function sortedUnique(ports: readonly number[]): number[] {
@@ -97,9 +117,10 @@ export function checkSnapshot(s: ProxySnapshot): string[] {
 
   for (const [key, backend] of Object.entries(s.backends)) {
     if (backend.key !== key) problems.push(`backends["${key}"] has key "${backend.key}"`);
-    if (servicePortKey(backend.namespace, backend.service, backend.port) !== key) {
-      problems.push(`backends["${key}"] is for ${servicePortKey(backend.namespace, backend.service, backend.port)}`);
-    }
+    const portKey = servicePortKey(backend.namespace, backend.service, backend.port);
+    // A route's variant of a Service port's backend is keyed by the port's key and the variant.
+    const expectedKey = backend.variant !== undefined ? backendVariantKey(portKey, backend.variant) : portKey;
+    if (expectedKey !== key) problems.push(`backends["${key}"] is for ${expectedKey}`);
     const ids = new Set<string>();
     for (const endpoint of backend.endpoints) {
       if (ids.has(endpoint.id)) problems.push(`backends["${key}"] lists endpoint ${endpoint.id} twice`);

@@ -17,6 +17,14 @@ export interface FilterScope {
    * does not resolve (the caller reports that in ResolvedRefs; nothing is then mirrored).
    */
   resolveMirror(ref: MirrorRef, where: string): string | undefined;
+  /**
+   * The filter an ExtensionRef names (a weft.dev FaultInjection), or undefined
+   * when it does not resolve (the resolver reports that in ResolvedRefs). Absent:
+   * ExtensionRef filters are not supported where this scope compiles.
+   */
+  resolveExtension?(ref: NonNullable<HTTPRouteFilter['extensionRef']>, where: string): HttpFilter | undefined;
+  /** Set when an ExtensionRef did not resolve: the requests these filters cover must answer 500, not skip the filter. */
+  unresolvedExtension?: boolean;
 }
 
 /** Which config field each filter type takes; a filter naming another type's field is invalid. */
@@ -97,10 +105,16 @@ function compileOne(filter: HTTPRouteFilter, where: string, scope: FilterScope):
       const cors = compileCors(filter.cors!, `${where}.cors`, scope.problems);
       return cors && { type: 'CORS', cors };
     }
-    case 'ExtensionRef':
-      // No extension kinds exist yet; serving the rule without its filter would skip what the user asked for.
+    case 'ExtensionRef': {
+      if (scope.resolveExtension) {
+        const resolved = scope.resolveExtension(filter.extensionRef!, `${where}.extensionRef`);
+        if (resolved === undefined) scope.unresolvedExtension = true;
+        return resolved;
+      }
+      // Serving the rule without its filter would skip what the user asked for.
       scope.problems.push(`${where}: ExtensionRef filters (${filter.extensionRef!.group}/${filter.extensionRef!.kind} ${filter.extensionRef!.name}) are not supported yet`);
       return undefined;
+    }
     default:
       scope.problems.push(`${where}: filter type ${String((filter as { type: unknown }).type)} is not supported`);
       return undefined;

@@ -14,7 +14,8 @@ import { gatewayWorkloadName, type NodeInfo, type ProxySnapshot, type RouteTable
 import { GATEWAY_GROUP, type ReferencePermits } from './gateway-grants.ts';
 import { compareStrings } from './hash.ts';
 import { prepare, type PreparedInput } from './prepare.ts';
-import { buildRouteTable, type AnalyzedRoute } from './routes.ts';
+import { buildRouteTable, compareRouteAge, type AnalyzedRoute } from './routes.ts';
+import { rateLimitTargetKey, withRateLimits } from './rate-limit.ts';
 import { serviceNamespace } from './services.ts';
 import type { CompilerInput, RouteGroupKind } from './types.ts';
 
@@ -27,9 +28,14 @@ const INSTANCE_WORKLOAD_LABEL = 'weft.dev/workload';
 const NAMESPACE_NAME_LABEL = 'kubernetes.io/metadata.name';
 
 /** Route kinds each served listener protocol takes. */
-const ROUTE_KINDS: Record<string, readonly string[]> = { HTTP: ['HTTPRoute'], HTTPS: ['HTTPRoute'] };
+const ROUTE_KINDS: Record<string, readonly string[]> = { HTTP: ['HTTPRoute', 'GRPCRoute'], HTTPS: ['HTTPRoute', 'GRPCRoute'], TCP: ['TCPRoute'], TLS: ['TLSRoute'] };
 
-export type ServedProtocol = 'HTTP' | 'HTTPS';
+export type ServedProtocol = 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
+
+/** Listener protocols whose routes are TCPRoutes and TLSRoutes, compiled in l4-routes.ts rather than here. */
+export function isL4Protocol(protocol: string): boolean {
+  return protocol === 'TCP' || protocol === 'TLS';
+}
 
 /** A condition's status, reason and message, before generation and type are added. */
 export interface Verdict {
@@ -79,6 +85,8 @@ export interface AnalyzedGateway {
 export interface GatewayParentResult {
   parentRef: ParentReference;
   accepted: Verdict;
+  /** The listeners the parentRef attached the route to. */
+  listeners?: AnalyzedListener[];
 }
 
 export interface PreparedGateways {
@@ -147,6 +155,7 @@ function analyzeGateways(input: CompilerInput, prepared: PreparedInput): Prepare
     const results = attachRoute(route, gateways, existing, labelsOf);
     if (results.length > 0) routeParents.set(route, results);
   }
+  for (const gateway of gateways.values()) for (const listener of gateway.listeners) rejectKindConflicts(listener, routeParents);
   return { classes, gateways, routeParents };
 }
 
@@ -221,8 +230,15 @@ function analyzeListeners(gateway: Gateway, secrets: ReadonlyMap<string, Secret>
     }
 
     if (served === undefined) {
-      listener.accepted = no('UnsupportedProtocol', `protocol ${protocol} is not supported; weft serves HTTP and HTTPS listeners`);
+      listener.accepted = no('UnsupportedProtocol', `protocol ${protocol} is not supported; weft serves HTTP, HTTPS, TCP and TLS (passthrough) listeners`);
       listener.invalid = listener.accepted.message;
+    } else if (protocol === 'TLS') {
+      // TLS passthrough only: weft routes the ClientHello's SNI and never holds the backend's keys.
+      if (spec.tls?.mode !== 'Passthrough') {
+        listener.accepted = no('UnsupportedValue', 'a TLS listener passes TLS through: tls.mode must be Passthrough (weft does not terminate TLSRoute traffic)');
+        listener.servable = false;
+        listener.invalid = listener.accepted.message;
+      }
     } else if (protocol === 'HTTPS') {
       const tls = spec.tls;
       if (!tls || (tls.mode ?? 'Terminate') !== 'Terminate') {
@@ -340,7 +356,7 @@ function selectorMatches(selector: LabelSelector | undefined, labels: Record<str
   return true;
 }
 
-function namespaceAllowed(listener: AnalyzedListener, gatewayNamespace: string, routeNamespace: string, labelsOf: (ns: string) => Record<string, string>): boolean {
+export function namespaceAllowed(listener: AnalyzedListener, gatewayNamespace: string, routeNamespace: string, labelsOf: (ns: string) => Record<string, string>): boolean {
   const from = listener.spec.allowedRoutes?.namespaces?.from ?? 'Same';
   if (from === 'All') return true;
   if (from === 'Same') return routeNamespace === gatewayNamespace;
@@ -353,7 +369,7 @@ export function isGatewayParentRef(ref: ParentReference): boolean {
 }
 
 /** The route's hostnames on a listener: the route's (or every host) narrowed to the listener's. */
-function effectiveHostnames(listenerHostname: string | undefined, routeHostnames: readonly string[] | undefined): string[] {
+export function effectiveHostnames(listenerHostname: string | undefined, routeHostnames: readonly string[] | undefined): string[] {
   if (!routeHostnames || routeHostnames.length === 0) return [listenerHostname ?? '*'];
   const out = new Set<string>();
   for (const h of routeHostnames) {
@@ -410,10 +426,12 @@ function attachRoute(
       continue;
     }
     let attachedAny = false;
+    const attachedTo: AnalyzedListener[] = [];
     for (const listener of allowed) {
       const hostnames = effectiveHostnames(listener.hostname, route.route.spec.hostnames);
       if (hostnames.length === 0) continue;
       attachedAny = true;
+      attachedTo.push(listener);
       const existing = listener.attached.find((a) => a.route === route);
       if (existing) {
         for (const h of hostnames) if (!existing.hostnames.includes(h)) existing.hostnames.push(h);
@@ -426,9 +444,38 @@ function attachRoute(
       });
       continue;
     }
-    results.push({ parentRef, accepted: ok('Accepted') });
+    results.push({ parentRef, accepted: ok('Accepted'), listeners: attachedTo });
   }
   return results;
+}
+
+function hostnamesIntersect(a: readonly string[], b: readonly string[]): boolean {
+  return a.some((x) => b.some((y) => intersectHostnames(x, y) !== undefined));
+}
+
+/**
+ * An HTTPRoute and a GRPCRoute on one listener whose hostnames intersect:
+ * the Gateway API accepts exactly one, the older (then the first by
+ * "ns/name"). The other is not Accepted on that parentRef and is taken off
+ * every listener the parentRef attached it to.
+ */
+function rejectKindConflicts(listener: AnalyzedListener, routeParents: Map<AnalyzedRoute, GatewayParentResult[]>): void {
+  const kinds = new Set(listener.attached.map((a) => a.route.route.kind));
+  if (kinds.size < 2) return;
+  const kept: ListenerAttachment[] = [];
+  for (const attachment of [...listener.attached].sort((a, b) => compareRouteAge(a.route, b.route))) {
+    const rival = kept.find((k) => k.route.route.kind !== attachment.route.route.kind && hostnamesIntersect(k.hostnames, attachment.hostnames));
+    if (!rival) {
+      kept.push(attachment);
+      continue;
+    }
+    const why = `listener ${listener.name} already serves ${rival.route.route.kind} ${rival.route.namespace}/${rival.route.name} (older) for hostnames that intersect this route's; a hostname takes HTTPRoutes or GRPCRoutes, not both`;
+    for (const result of routeParents.get(attachment.route) ?? []) {
+      if (!result.listeners?.includes(listener) || result.accepted.status !== 'True') continue;
+      result.accepted = no('NotAllowedByListeners', why);
+      for (const other of result.listeners) other.attached = other.attached.filter((a) => a.route !== attachment.route);
+    }
+  }
 }
 
 /** Route key of one virtual host: unique per Gateway, listener and host pattern. */
@@ -454,9 +501,12 @@ export function compileGatewayParts(input: CompilerInput, node: NodeInfo): { gat
   const analyzed = prepareGateways(input).gateways.get(key);
   if (!analyzed) return { routes };
 
+  // A RateLimitPolicy on the Gateway covers every rule of every virtual host.
+  const gatewayLimits = prepare(input).rateLimits.byTarget.get(rateLimitTargetKey('Gateway', analyzed.namespace, analyzed.name));
   const byPort = new Map<number, { protocol: ServedProtocol; listeners: SnapshotGatewayListener[] }>();
   for (const listener of analyzed.listeners) {
-    if (!listener.servable) continue;
+    // TCP and TLS listeners are added by l4-routes.ts (applyL4Gateway).
+    if (!listener.servable || isL4Protocol(listener.protocol)) continue;
     const protocol = listener.protocol as ServedProtocol;
     let port = byPort.get(listener.port);
     if (!port) byPort.set(listener.port, (port = { protocol, listeners: [] }));
@@ -471,7 +521,7 @@ export function compileGatewayParts(input: CompilerInput, node: NodeInfo): { gat
     }
     const hosts = [...tables.keys()].sort(compareHostSpecificity).map((hostname) => {
       const routeKey = gatewayRouteKey(analyzed.namespace, analyzed.name, listener.name, hostname);
-      routes[routeKey] = { ...buildRouteTable('', '', 0, tables.get(hostname)!), key: routeKey };
+      routes[routeKey] = withRateLimits({ ...buildRouteTable('', '', 0, tables.get(hostname)!), key: routeKey }, gatewayLimits);
       return { hostname, routeKey };
     });
     const entry: SnapshotGatewayListener = { name: listener.name, hosts };

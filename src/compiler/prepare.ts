@@ -2,8 +2,12 @@
 import type { Service, Workload } from '../api/resources.ts';
 import { servicePortKey, type RouteTable, type SnapshotBackend } from '../api/snapshot.ts';
 import { canonicalJson, compareStrings } from './hash.ts';
-import { analyzeRoute, buildRouteTable, type AnalyzedRoute } from './routes.ts';
+import { applyBackendPolicies, applyRoutePolicies, resolveBackendPolicies, routeRuleNames, type ResolvedBackendPolicies } from './backend-policy.ts';
+import { analyzeRoute, buildRouteTable, compareRouteAge, type AnalyzedRoute } from './routes.ts';
+import { grpcBackendProtocol, grpcRouteForm } from './grpc-routes.ts';
 import { indexEndpointSlices, sliceEndpoints } from './endpoint-slices.ts';
+import { indexFaultInjections } from './fault.ts';
+import { indexRateLimitPolicies, rateLimitTargetKey, type RateLimitIndex } from './rate-limit.ts';
 import { indexReferenceGrants, type ReferencePermits } from './gateway-grants.ts';
 import { CLUSTER_DOMAIN, indexEndpointWorkloads, meshPorts, portProtocol, serviceEndpoints, serviceNamespace } from './services.ts';
 import type { CompilerInput } from './types.ts';
@@ -36,6 +40,10 @@ export interface PreparedInput {
   sharedJson: WeakMap<object, string>;
   /** The ReferenceGrants, for cross-namespace references. */
   grants: ReferencePermits;
+  /** RateLimitPolicies: the limits each target carries, and each policy's status. */
+  rateLimits: RateLimitIndex;
+  /** BackendTrafficPolicies resolved: what applies where, and each policy's status. */
+  backendPolicies: ResolvedBackendPolicies;
 }
 
 interface CacheEntry {
@@ -50,6 +58,10 @@ function sourcesOf(input: CompilerInput): readonly unknown[] {
     input.services,
     input.workloads,
     input.httpRoutes,
+    input.backendTrafficPolicies,
+    input.grpcRoutes,
+    input.faultInjections,
+    input.rateLimitPolicies,
     input.meshConfig,
     input.namespaces,
     input.gatewayClasses,
@@ -106,8 +118,30 @@ function prepareUncached(input: CompilerInput): PreparedInput {
     }
   }
 
+  const backendPolicies = resolveBackendPolicies(input.backendTrafficPolicies ?? [], serviceIndex, routeRuleNames([...input.httpRoutes, ...(input.grpcRoutes ?? [])]));
+  applyBackendPolicies(backends, backendPolicies);
+
   const grants = indexReferenceGrants(input.referenceGrants ?? []);
-  const routes = [...input.httpRoutes].sort(byNamespaceAndName).map((route) => analyzeRoute(route, serviceIndex, grants));
+  const faults = indexFaultInjections(input.faultInjections ?? []);
+  const httpRoutes = input.httpRoutes.map((route) => analyzeRoute(route, serviceIndex, grants, undefined, faults));
+  // GRPCRoutes compile through the HTTPRoute analysis in their HTTP form (POST /<service>/<method>).
+  const grpcRoutes = (input.grpcRoutes ?? []).map((route) => {
+    const form = grpcRouteForm(route);
+    return analyzeRoute(form.route, serviceIndex, grants, form, faults);
+  });
+  const routes = [...httpRoutes, ...grpcRoutes].sort((a, b) => byNamespaceAndName(a.route, b.route) || compareStrings(a.route.kind, b.route.kind));
+  speakGrpcToGrpcBackends(grpcRoutes, backends, serviceIndex);
+  // Route-targeted BackendTrafficPolicies: variants of the backends their rules send to (after the protocols are final).
+  applyRoutePolicies(routes, backends, backendPolicies);
+  const routeKeys = new Set([...httpRoutes, ...grpcRoutes].map((r) => `${r.route.kind}/${r.namespace}/${r.name}`));
+  const gatewayKeys = new Set((input.gateways ?? []).map((g) => `${serviceNamespace(g)}/${g.metadata.name}`));
+  const rateLimits = indexRateLimitPolicies(input.rateLimitPolicies ?? [], (kind, ns, name) =>
+    kind === 'HTTPRoute' || kind === 'GRPCRoute' ? routeKeys.has(`${kind}/${ns}/${name}`) : kind === 'Service' ? serviceIndex.has(`${ns}/${name}`) : gatewayKeys.has(`${ns}/${name}`),
+  );
+  for (const route of [...httpRoutes, ...grpcRoutes]) {
+    const limits = rateLimits.byTarget.get(rateLimitTargetKey(route.route.kind === 'GRPCRoute' ? 'GRPCRoute' : 'HTTPRoute', route.namespace, route.name));
+    if (limits) route.rateLimits = limits;
+  }
   const attachments = new Map<string, PortAttachments>();
   for (const route of routes) {
     // A route none of whose rules compile is ignored as a whole (reported as not Accepted).
@@ -132,6 +166,12 @@ function prepareUncached(input: CompilerInput): PreparedInput {
     }
   }
 
+  for (const [key, attachment] of attachments) {
+    const serviceKey = key.slice(0, key.lastIndexOf(':'));
+    attachment.producers = withoutKindConflicts(attachment.producers, serviceKey);
+    for (const [ns, list] of attachment.consumers) attachment.consumers.set(ns, withoutKindConflicts(list, serviceKey));
+  }
+
   const templates = new Map<string, Workload>();
   for (const workload of input.workloads) {
     if (workload.spec?.address) continue;
@@ -152,7 +192,64 @@ function prepareUncached(input: CompilerInput): PreparedInput {
     tableCache: new Map(),
     sharedJson,
     grants,
+    rateLimits,
+    backendPolicies,
   };
+}
+
+/**
+ * An HTTPRoute and a GRPCRoute on the same Service port: as on a Gateway
+ * listener whose routes' hostnames intersect (a mesh port has no hostnames),
+ * the Gateway API accepts exactly one of them, the older (then the first by
+ * "ns/name"); every route of the other kind is left off the port and says so
+ * in its status.
+ */
+function withoutKindConflicts(routes: AnalyzedRoute[], serviceKey: string): AnalyzedRoute[] {
+  if (routes.length < 2 || routes.every((r) => r.route.kind === routes[0]!.route.kind)) return routes;
+  const winner = [...routes].sort(compareRouteAge)[0]!;
+  const kept: AnalyzedRoute[] = [];
+  for (const route of routes) {
+    if (route.route.kind === winner.route.kind) {
+      kept.push(route);
+      continue;
+    }
+    const message = `${winner.route.kind} ${winner.namespace}/${winner.name} is older and attached to the same Service port; a Service port takes HTTPRoutes or GRPCRoutes, not both`;
+    for (const parent of route.parents) if (parent.serviceKey === serviceKey) parent.kindConflict ??= message;
+  }
+  return kept;
+}
+
+/**
+ * gRPC is HTTP/2: the Service ports GRPCRoutes send to (backendRefs and
+ * mirrors) are spoken to in h2c even when they declare no protocol.
+ */
+function speakGrpcToGrpcBackends(grpcRoutes: readonly AnalyzedRoute[], backends: Record<string, SnapshotBackend>, serviceIndex: ReadonlyMap<string, Service>): void {
+  const keys = new Set<string>();
+  for (const route of grpcRoutes) {
+    for (const rule of route.rules) {
+      for (const backend of rule.backends) {
+        const target = backend.target;
+        if (!target) continue;
+        if (target.port !== undefined) keys.add(servicePortKey(target.namespace, target.name, target.port));
+        else {
+          for (const parent of route.parents) {
+            if (parent.serviceKey === `${target.namespace}/${target.name}`) for (const port of parent.ports) keys.add(servicePortKey(target.namespace, target.name, port));
+          }
+        }
+      }
+      for (const filter of [...rule.filters, ...rule.backends.flatMap((b) => b.filters)]) {
+        if (filter.type === 'RequestMirror' && filter.mirror.backend !== undefined) keys.add(filter.mirror.backend);
+      }
+    }
+  }
+  for (const key of keys) {
+    const backend = backends[key];
+    if (!backend) continue;
+    const port = meshPorts(serviceIndex.get(`${backend.namespace}/${backend.service}`)!).find((p) => p.port === backend.port);
+    if (!port) continue;
+    const protocol = grpcBackendProtocol(port);
+    if (protocol !== backend.protocol) backends[key] = { ...backend, protocol };
+  }
 }
 
 /** "ns/name" → [ns, name]; names have no "/", so the first one splits. */

@@ -8,11 +8,14 @@ import {
   type RetryPolicy,
   type RouteTable,
   type SessionPersistence,
+  type SnapshotRateLimit,
   type StringMatch,
   type WeightedBackend,
 } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
 import { compileFilters, type FilterScope, type MirrorRef } from './filters.ts';
+import { resolveExtensionRef, type FaultIndex } from './fault.ts';
+import { compareGrpcRanks, type GrpcMatchRank, type GrpcRouteForm } from './grpc-routes.ts';
 import { backendRefPermitted, type ReferencePermits } from './gateway-grants.ts';
 import { compareStrings } from './hash.ts';
 import { meshPorts, portProtocol, serviceNamespace } from './services.ts';
@@ -35,6 +38,12 @@ export interface ServiceParent {
   ports: number[];
   /** Why the parent was not accepted (NoMatchingParent), when it wasn't. */
   problem?: string;
+  /**
+   * Why the route was left off some of the parent's ports: a route of the
+   * other kind (HTTPRoute / GRPCRoute) that is older holds them (Gateway API:
+   * exactly one of the two is accepted).
+   */
+  kindConflict?: string;
 }
 
 /** A backendRef after validation: either a Service (port possibly left to the parent) or invalid. */
@@ -54,6 +63,10 @@ interface ValidRule {
   timeouts?: { requestMs?: number; backendRequestMs?: number };
   retry?: RetryPolicy;
   sessionPersistence?: SessionPersistence;
+  /** GRPCRoutes: the precedence of each match, which replaces the HTTPRoute one. */
+  grpcRanks?: GrpcMatchRank[];
+  /** servicePortKey → the key of the route's backend variant, where a BackendTrafficPolicy targets the route (backend-policy.ts). */
+  backendVariants?: ReadonlyMap<string, string>;
 }
 
 export interface AnalyzedRoute {
@@ -68,6 +81,8 @@ export interface AnalyzedRoute {
   dropped: string[];
   /** Every backendRef that could not be resolved, in spec order. */
   refProblems: RefProblem[];
+  /** The limits of the RateLimitPolicy on this route (rate-limit.ts), set by prepare(). */
+  rateLimits?: SnapshotRateLimit[];
 }
 
 const CORE_GROUPS = new Set(['', 'core']);
@@ -99,7 +114,15 @@ function routeNamespace(route: HTTPRoute): string {
  * Validates one HTTPRoute against the Services that exist. Pure; the result
  * serves both the snapshots (which rules to compile) and the route's status.
  */
-export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Service>, grants?: ReferencePermits): AnalyzedRoute {
+export function analyzeRoute(
+  route: HTTPRoute,
+  services: ReadonlyMap<string, Service>,
+  grants?: ReferencePermits,
+  /** A GRPCRoute in its HTTPRoute form (grpc-routes.ts): its match problems and precedence. */
+  grpc?: Pick<GrpcRouteForm, 'ruleProblems' | 'ranks'>,
+  /** FaultInjections by "ns/name", which ExtensionRef filters resolve to; absent: ExtensionRef filters are unsupported. */
+  faults?: FaultIndex,
+): AnalyzedRoute {
   const namespace = routeNamespace(route);
   const parents = serviceParents(route, namespace, services);
   const parentServiceKeys = new Set(parents.map((p) => p.serviceKey));
@@ -109,22 +132,27 @@ export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Ser
   const specRules: HTTPRouteRule[] = route.spec.rules ?? [{}];
   specRules.forEach((rule, ruleIndex) => {
     const where = `rules[${ruleIndex}]${rule.name ? ` (${rule.name})` : ''}`;
-    const problems: string[] = [];
+    const problems: string[] = [...(grpc?.ruleProblems.get(ruleIndex) ?? [])];
     const granted = (ns: string, name: string) => backendRefPermitted(grants, route.kind, namespace, ns, name);
     const scope = (filtersWhere: string): FilterScope => ({
       where: filtersWhere,
       matches: rule.matches,
       problems,
       resolveMirror: (ref, refWhere) => resolveMirrorRef(ref, refWhere, namespace, parentServiceKeys, services, refProblems, granted),
+      ...(faults ? { resolveExtension: (ref: { group: string; kind: string; name: string }, refWhere: string) => resolveExtensionRef(ref, refWhere, namespace, faults, refProblems) } : {}),
     });
     const matches = compileMatches(rule.matches, where, problems);
-    const filters = compileFilters(rule.filters, scope(`${where}.filters`));
+    const ruleScope = scope(`${where}.filters`);
+    let filters = compileFilters(rule.filters, ruleScope);
     if (filters.some((f) => f.type === 'RequestRedirect') && (rule.backendRefs?.length ?? 0) > 0) {
       problems.push(`${where}: a RequestRedirect filter must not be used together with backendRefs`);
     }
     const backends = (rule.backendRefs ?? []).map((ref, refIndex) => {
       const refWhere = `${where}.backendRefs[${refIndex}]`;
-      const refFilters = compileFilters(ref.filters, scope(`${refWhere}.filters`));
+      const refScope = scope(`${refWhere}.filters`);
+      const refFilters = compileFilters(ref.filters, refScope);
+      // An ExtensionRef that does not resolve must not be skipped: this backendRef's share answers 500.
+      if (refScope.unresolvedExtension) return { weight: ref.weight ?? 1, filters: [] };
       return resolveBackendRef(ref, refWhere, refFilters, namespace, parentServiceKeys, parents, services, refProblems, granted);
     });
     const timeouts = compileTimeouts(rule, where, problems);
@@ -134,10 +162,14 @@ export function analyzeRoute(route: HTTPRoute, services: ReadonlyMap<string, Ser
       dropped.push(problems.join('; '));
       return;
     }
-    const valid: ValidRule = { ruleIndex, idPart: rule.name ?? String(ruleIndex), matches, filters, backends };
+    // A rule-level ExtensionRef that does not resolve: the whole rule answers 500 (no filter runs, no backend).
+    if (ruleScope.unresolvedExtension) filters = [];
+    const valid: ValidRule = { ruleIndex, idPart: rule.name ?? String(ruleIndex), matches, filters, backends: ruleScope.unresolvedExtension ? [] : backends };
     if (timeouts) valid.timeouts = timeouts;
     if (retry) valid.retry = retry;
     if (sessionPersistence) valid.sessionPersistence = sessionPersistence;
+    const grpcRanks = grpc?.ranks.get(ruleIndex);
+    if (grpcRanks) valid.grpcRanks = grpcRanks;
     rules.push(valid);
   });
   return { route, namespace, name: route.metadata.name, parents, rules, dropped, refProblems };
@@ -176,7 +208,7 @@ function serviceParents(route: HTTPRoute, namespace: string, services: ReadonlyM
         parentRef,
         serviceKey,
         ports: [],
-        problem: `Service ${serviceKey} has no HTTP port${parentRef.port !== undefined || parentRef.sectionName ? ' matching the parentRef' : ''}; an HTTPRoute attaches only to HTTP, HTTP/2 or gRPC ports`,
+        problem: `Service ${serviceKey} has no HTTP port${parentRef.port !== undefined || parentRef.sectionName ? ' matching the parentRef' : ''}; an ${route.kind} attaches only to HTTP, HTTP/2 or gRPC ports`,
       });
       continue;
     }
@@ -404,6 +436,8 @@ interface FlatEntry {
   ruleIndex: number;
   matchIndex: number;
   rule: HttpRouteRule;
+  /** GRPCRoute entries: their precedence. */
+  grpcRank?: GrpcMatchRank;
 }
 
 /**
@@ -420,7 +454,7 @@ export function buildRouteTable(serviceNs: string, serviceName: string, port: nu
   const entries: FlatEntry[] = [];
   for (const route of routes) {
     for (const rule of route.rules) {
-      const backends = rule.backends.filter((b) => b.weight > 0).map((b) => resolveForTable(b, serviceNs, serviceName, port));
+      const backends = rule.backends.filter((b) => b.weight > 0).map((b) => resolveForTable(b, serviceNs, serviceName, port, rule.backendVariants));
       rule.matches.forEach((match, matchIndex) => {
         const compiled: HttpRouteRule = {
           id: `${route.namespace}/${route.name}/${rule.idPart}/${matchIndex}`,
@@ -431,7 +465,11 @@ export function buildRouteTable(serviceNs: string, serviceName: string, port: nu
         if (rule.timeouts) compiled.timeouts = rule.timeouts;
         if (rule.retry) compiled.retry = rule.retry;
         if (rule.sessionPersistence) compiled.sessionPersistence = rule.sessionPersistence;
-        entries.push({ route, ruleIndex: rule.ruleIndex, matchIndex, rule: compiled });
+        if (route.rateLimits) compiled.rateLimits = route.rateLimits;
+        const entry: FlatEntry = { route, ruleIndex: rule.ruleIndex, matchIndex, rule: compiled };
+        const grpcRank = rule.grpcRanks?.[matchIndex];
+        if (grpcRank) entry.grpcRank = grpcRank;
+        entries.push(entry);
       });
     }
   }
@@ -439,13 +477,14 @@ export function buildRouteTable(serviceNs: string, serviceName: string, port: nu
   return { key, rules: entries.map((e) => e.rule) };
 }
 
-function resolveForTable(pending: PendingBackend, serviceNs: string, serviceName: string, port: number): WeightedBackend {
+function resolveForTable(pending: PendingBackend, serviceNs: string, serviceName: string, port: number, variants: ReadonlyMap<string, string> | undefined): WeightedBackend {
   const target = pending.target;
   if (!target) return { weight: pending.weight, filters: pending.filters };
   let targetPort = target.port;
   if (targetPort === undefined && target.namespace === serviceNs && target.name === serviceName) targetPort = port;
   if (targetPort === undefined) return { weight: pending.weight, filters: pending.filters };
-  return { backend: servicePortKey(target.namespace, target.name, targetPort), weight: pending.weight, filters: pending.filters };
+  const key = servicePortKey(target.namespace, target.name, targetPort);
+  return { backend: variants?.get(key) ?? key, weight: pending.weight, filters: pending.filters };
 }
 
 const PATH_RANK = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const;
@@ -457,6 +496,8 @@ const PATH_RANK = { Exact: 0, PathPrefix: 1, RegularExpression: 2 } as const;
  * then "ns/name" alphabetically; then rule and match order within a route.
  */
 export function comparePrecedence(a: FlatEntry, b: FlatEntry): number {
+  // GRPCRoutes have their own precedence (service, method, headers), then the same route and rule order.
+  if (a.grpcRank && b.grpcRank) return compareGrpcRanks(a.grpcRank, b.grpcRank) || compareRouteOrder(a, b);
   const pa = a.rule.match.path ?? { type: 'PathPrefix', value: '/' };
   const pb = b.rule.match.path ?? { type: 'PathPrefix', value: '/' };
   const byRank = PATH_RANK[pa.type] - PATH_RANK[pb.type];
@@ -468,6 +509,11 @@ export function comparePrecedence(a: FlatEntry, b: FlatEntry): number {
   if (byHeaders !== 0) return byHeaders;
   const byQuery = (b.rule.match.queryParams?.length ?? 0) - (a.rule.match.queryParams?.length ?? 0);
   if (byQuery !== 0) return byQuery;
+  return compareRouteOrder(a, b);
+}
+
+/** The tie-breakers both kinds share: the oldest route, then "ns/name", then rule and match order within a route. */
+function compareRouteOrder(a: FlatEntry, b: FlatEntry): number {
   if (a.route !== b.route) {
     const byAge = compareCreation(a.route.route.metadata.creationTimestamp, b.route.route.metadata.creationTimestamp);
     if (byAge !== 0) return byAge;
@@ -475,6 +521,14 @@ export function comparePrecedence(a: FlatEntry, b: FlatEntry): number {
     if (byName !== 0) return byName;
   }
   return a.ruleIndex - b.ruleIndex || a.matchIndex - b.matchIndex;
+}
+
+/** Older route first, then "ns/name" alphabetically: the order the Gateway API breaks ties between routes with. */
+export function compareRouteAge(a: AnalyzedRoute, b: AnalyzedRoute): number {
+  return (
+    compareCreation(a.route.metadata.creationTimestamp, b.route.metadata.creationTimestamp) ||
+    compareStrings(`${a.namespace}/${a.name}`, `${b.namespace}/${b.name}`)
+  );
 }
 
 /** Older first; a route without a timestamp counts as the newest (it has not been stored yet). */

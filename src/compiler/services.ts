@@ -113,6 +113,7 @@ export function serviceEndpoints(service: Service, port: ServicePort, endpointWo
       port: endpointPort,
       labels: { ...(workload.metadata.labels ?? {}) },
     };
+    if (workload.spec.locality) endpoint.locality = { ...workload.spec.locality };
     if (workload.spec.tunnelPort !== undefined) {
       endpoint.tunnelPort = workload.spec.tunnelPort;
       const identity = workloadIdentity(trustDomain, ns, workload.spec.serviceAccount ?? 'default');

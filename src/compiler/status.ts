@@ -2,10 +2,13 @@
 import { objectKey, type Condition, type Resource } from '../api/meta.ts';
 import { prepare } from './prepare.ts';
 import { prepareGateways } from './gateway.ts';
+import { l4AttachedRoutes, l4RouteStatuses } from './l4-routes.ts';
 import { gatewayObjectStatuses, gatewayParentStatuses } from './gateway-status.ts';
 import type { AnalyzedRoute } from './routes.ts';
 import { CONTROLLER_NAME, type HTTPRouteStatus, type ObjectStatus, type CompilerInput } from './types.ts';
 import { resolveUpstreams } from './upstreams.ts';
+import { indexFaultInjections } from './fault.ts';
+import { applyFallBacks } from './last-good.ts';
 
 /**
  * The `status` each object should have, keyed by objectKey(). No timestamps:
@@ -38,6 +41,11 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
     }
     statuses.set(keyOf(workload), status);
   }
+  const policyStatuses = prepared.backendPolicies.statuses;
+  for (const policy of input.backendTrafficPolicies ?? []) {
+    const status = policyStatuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
+    if (status) statuses.set(keyOf(policy), status);
+  }
   // Gateway parents follow the Service parents in a route's status.parents.
   const gateways = prepareGateways(input);
   for (const route of prepared.routes) {
@@ -50,10 +58,31 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
     const status = classes.get(gatewayClass.metadata.name);
     if (status) statuses.set(keyOf(gatewayClass), status);
   }
+  // TCPRoutes and TLSRoutes (l4-routes.ts): their own statuses, and their count in their listeners' attachedRoutes.
+  const l4Counts = l4AttachedRoutes(input);
+  for (const [gatewayKey, byListener] of l4Counts) {
+    for (const listener of gatewayStatuses.get(gatewayKey)?.listeners ?? []) listener.attachedRoutes += byListener.get(listener.name) ?? 0;
+  }
+  for (const [key, status] of l4RouteStatuses(input)) statuses.set(key, status);
   for (const gateway of input.gateways ?? []) {
     const status = gatewayStatuses.get(`${gateway.metadata.namespace ?? 'default'}/${gateway.metadata.name}`);
     if (status) statuses.set(keyOf(gateway), status);
   }
+  // FaultInjections: Accepted unless they cannot compile; RateLimitPolicies: per policy, from rate-limit.ts.
+  const faults = indexFaultInjections(input.faultInjections ?? []);
+  for (const fault of input.faultInjections ?? []) {
+    const problems = faults.get(`${fault.metadata.namespace ?? 'default'}/${fault.metadata.name}`)?.problems ?? [];
+    statuses.set(
+      keyOf(fault),
+      problems.length === 0 ? accepted(fault) : { conditions: [condition('Accepted', 'False', 'Invalid', problems.join('; '), fault.metadata.generation)] },
+    );
+  }
+  for (const policy of input.rateLimitPolicies ?? []) {
+    const status = prepared.rateLimits.statuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
+    if (status) statuses.set(keyOf(policy), status);
+  }
+  // Objects whose previous version stays in force: their statuses speak of the version in the store.
+  applyFallBacks(statuses, input.fallBacks);
   return statuses;
 }
 
@@ -89,6 +118,7 @@ function routeStatus(route: AnalyzedRoute): HTTPRouteStatus {
   const parents = route.parents.map((parent) => {
     let acceptedCondition: Condition;
     if (parent.problem !== undefined) acceptedCondition = condition('Accepted', 'False', 'NoMatchingParent', parent.problem, generation);
+    else if (parent.kindConflict !== undefined) acceptedCondition = condition('Accepted', 'False', 'NotAllowedByListeners', parent.kindConflict, generation);
     else if (noValidRule) {
       const why = route.dropped.length > 0 ? `no rule can be served: ${route.dropped.join('; ')}` : 'the route has no rules';
       acceptedCondition = condition('Accepted', 'False', 'UnsupportedValue', why, generation);

@@ -1,23 +1,41 @@
 // The compiler's input: a read-only view of the objects it needs, as the control plane's index holds them.
 import type {
+  BackendTrafficPolicy,
   EndpointSlice,
+  FaultInjection,
   Gateway,
   GatewayClass,
+  GRPCRoute,
   HTTPRoute,
   MeshConfig,
   ParentReference,
+  RateLimitPolicy,
   ReferenceGrant,
   Secret,
   Service,
+  TCPRoute,
+  TLSRoute,
   Workload,
 } from '../api/resources.ts';
 import type { Condition, Resource } from '../api/meta.ts';
+import type { FallBack } from './last-good.ts';
 
 export interface CompilerInput {
   services: readonly Service[];
   /** Templates (no address) and endpoints (with an address: static or registered by a proxy). */
   workloads: readonly Workload[];
   httpRoutes: readonly HTTPRoute[];
+  /** FaultInjections (weft.dev), which routes' ExtensionRef filters name. */
+  faultInjections?: readonly FaultInjection[] | undefined;
+  /** RateLimitPolicies (weft.dev), attached to HTTPRoutes, Services and Gateways. */
+  rateLimitPolicies?: readonly RateLimitPolicy[] | undefined;
+  /** TCPRoutes and TLSRoutes (l4-routes.ts); optional, so that inputs built without them stay valid. */
+  tcpRoutes?: readonly TCPRoute[] | undefined;
+  tlsRoutes?: readonly TLSRoute[] | undefined;
+  /** GRPCRoutes; optional, so that inputs built without them stay valid. */
+  grpcRoutes?: readonly GRPCRoute[] | undefined;
+  /** BackendTrafficPolicies; optional, so that inputs built without them stay valid. */
+  backendTrafficPolicies?: readonly BackendTrafficPolicy[] | undefined;
   /** The cluster-scoped MeshConfig named "default", if any. */
   meshConfig?: MeshConfig | undefined;
   namespaces: readonly Resource[];
@@ -31,6 +49,13 @@ export interface CompilerInput {
   endpointSlices?: readonly EndpointSlice[] | undefined;
   /** The mesh CA's roots (PEM), which every snapshot carries; the control plane adds them, not the store. */
   trustBundle?: readonly string[] | undefined;
+  /** Fingerprint of the CA certificate signing new workload certificates (snapshot mesh.signingCa); the control plane adds it. */
+  signingCa?: string | undefined;
+  /**
+   * Routes and policies in this input that are an older version than the
+   * store's (last-good.ts), by objectKey; their statuses speak of the store's.
+   */
+  fallBacks?: ReadonlyMap<string, FallBack> | undefined;
 }
 
 /** The controllerName weft writes in route statuses. */

@@ -1,6 +1,8 @@
 // The resource index: an in-memory view of the store kept current by a watch, and the compiler's input built from it.
 import type { CompilerInput } from '../compiler/types.ts';
-import type { EndpointSlice, Gateway, GatewayClass, HTTPRoute, MeshConfig, ReferenceGrant, Secret, Service, Workload } from '../api/resources.ts';
+import type { FaultInjection, RateLimitPolicy } from '../api/resources.ts';
+import type { BackendTrafficPolicy, EndpointSlice, Gateway, GatewayClass, GRPCRoute, HTTPRoute, MeshConfig, ReferenceGrant, Secret, Service, Workload } from '../api/resources.ts';
+import type { TCPRoute, TLSRoute } from '../api/resources.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { sameJson } from './store/canonical.ts';
@@ -43,6 +45,7 @@ export class ResourceIndex {
   private relistTimer: Timer | undefined;
   private currentRevision = 0;
   private cachedInput: CompilerInput | undefined;
+  private transformInput: ((input: CompilerInput) => CompilerInput) | undefined;
   private stopped = false;
   private generationOfWatch = 0;
 
@@ -94,10 +97,16 @@ export class ResourceIndex {
   input(): CompilerInput {
     if (!this.cachedInput) {
       const meshConfig = this.objects.get('weft.dev/MeshConfig//default');
-      this.cachedInput = Object.freeze({
+      const input: CompilerInput = Object.freeze({
         services: Object.freeze(this.list('Service')) as readonly Service[],
         workloads: Object.freeze(this.list('Workload')) as readonly Workload[],
         httpRoutes: Object.freeze(this.list('HTTPRoute')) as readonly HTTPRoute[],
+        backendTrafficPolicies: Object.freeze(this.list('BackendTrafficPolicy')) as readonly BackendTrafficPolicy[],
+        grpcRoutes: Object.freeze(this.list('GRPCRoute')) as readonly GRPCRoute[],
+        tcpRoutes: Object.freeze(this.list('TCPRoute')) as readonly TCPRoute[],
+        tlsRoutes: Object.freeze(this.list('TLSRoute')) as readonly TLSRoute[],
+        faultInjections: Object.freeze(this.list('FaultInjection')) as readonly FaultInjection[],
+        rateLimitPolicies: Object.freeze(this.list('RateLimitPolicy')) as readonly RateLimitPolicy[],
         meshConfig: meshConfig as MeshConfig | undefined,
         namespaces: Object.freeze(this.list('Namespace')),
         gatewayClasses: Object.freeze(this.list('GatewayClass')) as readonly GatewayClass[],
@@ -106,8 +115,18 @@ export class ResourceIndex {
         secrets: Object.freeze(this.list('Secret')) as readonly Secret[],
         endpointSlices: Object.freeze(this.list('EndpointSlice')) as readonly EndpointSlice[],
       });
+      this.cachedInput = this.transformInput ? this.transformInput(input) : input;
     }
     return this.cachedInput;
+  }
+
+  /**
+   * A last step for input(), run once per rebuilt input: the control plane's
+   * last-good versions (last-good.ts) replace versions that cannot be compiled.
+   */
+  setInputTransform(transform: ((input: CompilerInput) => CompilerInput) | undefined): void {
+    this.transformInput = transform;
+    this.cachedInput = undefined;
   }
 
   /**

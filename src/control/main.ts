@@ -1,4 +1,6 @@
 // Starts a whole control plane in this process: store, index, CA and bootstrap tokens, compiler cache, config stream, REST API.
+import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { checkSnapshot, compile, snapshotInputKey } from '../compiler/compile.ts';
 import { computeStatuses } from '../compiler/status.ts';
@@ -11,13 +13,19 @@ import { SqliteStore } from './store/sqlite.ts';
 import { ResourceIndex } from './index.ts';
 import { SnapshotCache } from './cache.ts';
 import { StatusWriter } from './status-writer.ts';
+import { LastGoodVersions } from './last-good.ts';
+import { LeaderElection } from './leader.ts';
 import { StreamServer } from './stream-server.ts';
 import { ApiServer } from './api/server.ts';
+import { TelemetryAggregator } from './telemetry/aggregator.ts';
 import type { CompilerFunctions } from './compiler-functions.ts';
+import { explainFromConfig } from './explain.ts';
 import type { CompilerInput } from '../compiler/types.ts';
 import type { MeshConfig } from '../api/resources.ts';
 import { CertificateAuthority, DEFAULT_CERT_TTL_MS } from './ca/authority.ts';
-import { loadOrCreateCa } from './ca/files.ts';
+import { dataDirPersistence, loadOrCreateCa, loadRetiring } from './ca/files.ts';
+import { openSharedCa } from './ca/shared.ts';
+import { MeshCa } from './ca/rotating.ts';
 import { CertificateIssuer } from './ca/issuer.ts';
 import { TokenAuthority } from './ca/tokens.ts';
 import { StoreTokenStorage } from './ca/token-store.ts';
@@ -29,7 +37,14 @@ export interface ControlPlaneOptions {
   /** Use this store instead of opening one (tests). The caller keeps ownership: close() leaves it open. */
   store?: Store;
   /** Keep the config in etcd (many hosts, several control planes) under `prefix` (default /weft); dataDir must then be absent. */
-  etcd?: { endpoints: string[]; prefix?: string };
+  etcd?: {
+    endpoints: string[];
+    prefix?: string;
+    /** TLS to etcd (PEM buffers): the CA of etcd's certificate, and a client certificate and key when etcd asks for one. */
+    tls?: { ca: Buffer; cert?: Buffer; key?: Buffer };
+    /** etcd user and password, when etcd has auth enabled. */
+    auth?: { username: string; password: string };
+  };
   apiHost?: string; // default 127.0.0.1
   apiPort?: number; // default 15000; 0 = any
   streamHost?: string; // default 127.0.0.1
@@ -46,6 +61,14 @@ export interface ControlPlaneOptions {
    * `<dataDir>/ca`, or a new root saved there (kept in memory without a data dir).
    */
   ca?: { certPem: string; keyPem: string; chainPem?: string };
+  /**
+   * Keep the CA in the store, its key sealed with this secret: the first
+   * replica generates it, every other replica (and restart) loads it. For
+   * several replicas on one etcd.
+   */
+  caEncryptionKey?: Buffer;
+  /** This replica's name in the leader election (default host-pid-random). */
+  replicaName?: string;
   /** Trust domain of a newly generated root. Default: the stored MeshConfig's, else cluster.local. */
   trustDomain?: string;
   /** Lifetime of workload certificates. Default 24 h. */
@@ -62,14 +85,18 @@ export interface RunningControlPlane {
   store: Store;
   /** Creates (and verifies, revokes) the bootstrap tokens proxies present. */
   tokens: TokenAuthority;
-  /** The CA's roots, as every snapshot carries them. */
-  trustBundle: string[];
+  /** The CA's roots, as every snapshot carries them (changes across `weft ca rotate`). */
+  readonly trustBundle: string[];
+  /** The CA: signing root, retiring roots, rotation. */
+  ca: MeshCa;
   close(): Promise<void>;
 }
 
 export const DEFAULT_API_PORT = 15000;
 export const DEFAULT_STREAM_PORT = 15010;
 export const DEFAULT_LEASE_TTL_MS = 10_000;
+/** How often a replica sharing its CA through the store looks for another replica's rotation. */
+const SHARED_CA_REFRESH_MS = 5_000;
 
 const realCompiler: CompilerFunctions = { compile, snapshotInputKey, checkSnapshot, computeStatuses };
 
@@ -79,7 +106,8 @@ async function openStore(options: ControlPlaneOptions): Promise<Store> {
     if (options.dataDir) throw new WeftError(ErrorCodes.INVALID, 'choose one store: a data dir (SQLite) or etcd, not both');
     // Loaded only when asked for: the etcd client brings gRPC with it.
     const { EtcdStore } = await import('./store/etcd.ts');
-    return EtcdStore.open({ endpoints: options.etcd.endpoints, prefix: options.etcd.prefix, clock, logger });
+    const { endpoints, prefix, tls, auth } = options.etcd;
+    return EtcdStore.open({ endpoints, prefix, tls, auth, clock, logger });
   }
   return options.dataDir ? SqliteStore.open({ dataDir: options.dataDir, clock, logger }) : new MemoryStore({ clock, logger });
 }
@@ -105,10 +133,15 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
   try {
     const index = new ResourceIndex({ store, logger, clock });
     cleanup.push(() => index.stop());
+    // Before the first list: a route or policy that cannot be compiled is replaced by its last good version.
+    const lastGood = new LastGoodVersions({ index, store, logger });
+    cleanup.push(() => lastGood.stop());
     await index.start();
 
-    const ca = await openCa(options, index.input().meshConfig?.spec?.trustDomain);
-    const trustBundle = Object.freeze(ca.trustBundle());
+    const ca = await openCa(options, store, index.input().meshConfig?.spec?.trustDomain);
+    cleanup.push(() => ca.close());
+    // What every snapshot says about the CA; replaced whole when the CA rotates or an overlap ends.
+    let trust = Object.freeze({ bundle: Object.freeze(ca.trustBundle()), signingCa: ca.signingFingerprint });
     const tokens = new TokenAuthority({ storage: new StoreTokenStorage(store), clock });
     const issuer = new CertificateIssuer({
       ca,
@@ -120,24 +153,58 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     });
     // The trust bundle is part of every snapshot, so it is part of the compiler's input. One augmented
     // input per index input keeps the compiler's per-input preparation shared by every proxy.
-    const withTrust = new WeakMap<CompilerInput, CompilerInput>();
+    const withTrust = new WeakMap<CompilerInput, { trust: typeof trust; full: CompilerInput }>();
     const compileWithTrust: CompilerFunctions['compile'] = (input, node) => {
-      let full = withTrust.get(input);
-      if (!full) {
-        full = Object.freeze({ ...input, trustBundle });
-        withTrust.set(input, full);
+      let entry = withTrust.get(input);
+      if (entry?.trust !== trust) {
+        entry = { trust, full: Object.freeze({ ...input, trustBundle: trust.bundle, signingCa: trust.signingCa }) };
+        withTrust.set(input, entry);
       }
-      return compiler.compile(full, node);
+      return compiler.compile(entry.full, node);
     };
     const cache = new SnapshotCache({ index, compiler: { ...compiler, compile: compileWithTrust }, logger, clock, debounceMs: options.debounceMs });
     cleanup.push(() => cache.close());
+    // A rotation (here or, through the store, on another replica) or the end of an overlap reaches every proxy in its snapshot.
+    ca.onChange(() => {
+      trust = Object.freeze({ bundle: Object.freeze(ca.trustBundle()), signingCa: ca.signingFingerprint });
+      cache.requestPass();
+    });
+    if (ca.source === 'store') {
+      // Other replicas' rotations: one get of the record per interval, a reload only when it changed.
+      const refresher = clock.setInterval(() => {
+        ca.refresh().catch((error: unknown) => logger.warn({ err: error }, 'cannot re-read the shared CA; keeping the current one'));
+      }, SHARED_CA_REFRESH_MS);
+      cleanup.push(() => refresher.cancel());
+    }
     const statusWriter = new StatusWriter({ store, index, computeStatuses: compiler.computeStatuses, clock, logger });
     cleanup.push(() => statusWriter.close());
-    cache.onPass((input) => statusWriter.schedule(input));
+    // Statuses are written by one replica, the elected leader; the others compile and serve but never race it.
+    const election = new LeaderElection({
+      store,
+      identity: options.replicaName ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
+      ttlMs: leaseTtlMs,
+      sole: store.kind !== 'etcd',
+      clock,
+      logger,
+      // A new leader writes whatever the old one left unwritten: the next pass goes through its status writer.
+      onChange: (leading) => {
+        if (leading) cache.requestPass();
+      },
+    });
+    cleanup.push(() => election.close());
+    cache.onPass((input) => {
+      if (!election.isLeader) return;
+      statusWriter.schedule(input);
+      void lastGood.reconcile();
+    });
+    await election.start();
     // Objects written while no control plane ran still need their statuses.
     cache.requestPass();
 
+    // Proxies push per-edge metric deltas on their config stream; the API serves the merged window.
+    const telemetry = new TelemetryAggregator(clock);
     const stream = await StreamServer.start({
+      onTelemetry: (proxy, report) => telemetry.record(proxy, report),
       cache,
       store,
       index,
@@ -156,7 +223,11 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       host: options.apiHost ?? '127.0.0.1',
       port: options.apiPort ?? DEFAULT_API_PORT,
       proxies: () => stream.proxies(),
+      topology: async (window) => telemetry.topology(window),
+      serviceTraffic: async (namespace, name, window) => telemetry.service(namespace, name, window),
       tokens: { tokens, localMode: options.localTokens === true },
+      ca: { ca, localMode: options.localTokens === true, clock },
+      explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => stream.proxies() }),
       now: () => clock.now(),
       status: async () => ({
         store: store.kind,
@@ -167,6 +238,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
         snapshots: cache.status(),
         compileErrors: cache.recentErrors(),
         statusWrites: statusWriter.writeCount,
+        leader: { self: election.isLeader, holder: (await LeaderElection.holder(store)) ?? null },
+        ca: { ...ca.describe(), workloadCertTtlMs: options.certTtlMs ?? DEFAULT_CERT_TTL_MS },
       }),
     });
     cleanup.push(() => api.close());
@@ -181,7 +254,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       streamUrl: stream.url,
       store,
       tokens,
-      trustBundle: [...trustBundle],
+      get trustBundle() {
+        return [...trust.bundle];
+      },
+      ca,
       close: () => (closing ??= closeAll().then(() => logger.info('control plane stopped'))),
     };
   } catch (error) {
@@ -191,26 +267,36 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
 }
 
 /**
- * The CA this control plane signs with: the operator's, else the one saved
- * in the data dir (created there on first start). Without a data dir a root
+ * The CA this control plane signs with: the operator's, else the one shared
+ * through the store (with a CA encryption key), else the one saved in the
+ * data dir (created there on first start). Without a data dir a root
  * is generated in memory: it lasts as long as the process, so replicas on
  * etcd must be given one CA to share (--ca-cert/--ca-key).
+ * Each comes with what a rotation left (older roots still trusted) and where
+ * the next rotation is written.
  */
-async function openCa(options: ControlPlaneOptions, storedTrustDomain: string | undefined): Promise<CertificateAuthority> {
+async function openCa(options: ControlPlaneOptions, store: Store, storedTrustDomain: string | undefined): Promise<MeshCa> {
   const { clock, logger } = options;
   const trustDomain = options.trustDomain ?? storedTrustDomain ?? 'cluster.local';
+  const caDir = options.dataDir ? join(options.dataDir, 'ca') : undefined;
   if (options.ca) {
     const ca = await CertificateAuthority.load({ certPem: options.ca.certPem, keyPem: options.ca.keyPem, clock, ...(options.ca.chainPem ? { chainPem: options.ca.chainPem } : {}) });
     if (ca.trustDomain !== undefined && ca.trustDomain !== trustDomain) {
       logger.warn({ caTrustDomain: ca.trustDomain, meshTrustDomain: trustDomain }, "the supplied CA names another trust domain than the mesh's; it will refuse to sign the mesh's identities");
     }
-    return ca;
+    // The operator's files stay the operator's: a rotation keeps only its retiring roots in the data dir.
+    const rotation = caDir ? await loadRetiring(caDir) : { retiring: [] };
+    return new MeshCa({ authority: ca, ...rotation, source: 'operator', clock, logger, ...(caDir ? { persistence: dataDirPersistence(caDir, { saveKey: false }) } : {}) });
   }
-  if (options.dataDir) {
-    const { ca, created } = await loadOrCreateCa(join(options.dataDir, 'ca'), { trustDomain, clock });
-    if (created) logger.info({ trustDomain, dir: join(options.dataDir, 'ca') }, 'generated the mesh root CA');
-    return ca;
+  if (options.caEncryptionKey) {
+    const shared = await openSharedCa({ store, secret: options.caEncryptionKey, trustDomain, clock, logger });
+    return new MeshCa({ ...shared, source: 'store', clock, logger });
   }
-  if (options.etcd) logger.warn('no --data-dir and no --ca-cert/--ca-key: this replica generates its own root in memory; give every replica the same CA');
-  return CertificateAuthority.generate({ trustDomain, clock });
+  if (caDir) {
+    const { ca, created } = await loadOrCreateCa(caDir, { trustDomain, clock });
+    if (created) logger.info({ trustDomain, dir: caDir }, 'generated the mesh root CA');
+    return new MeshCa({ authority: ca, ...(await loadRetiring(caDir)), source: 'data-dir', persistence: dataDirPersistence(caDir, { saveKey: true }), clock, logger });
+  }
+  if (options.etcd) logger.warn('no CA encryption key and no --ca-cert/--ca-key: this replica generates its own root in memory; give every replica the same CA (--ca-encryption-key-file shares one through etcd)');
+  return new MeshCa({ authority: await CertificateAuthority.generate({ trustDomain, clock }), source: 'memory', clock, logger });
 }

@@ -8,6 +8,7 @@ import { dnsLabel, objectKey, type Resource } from '../api/meta.ts';
 import type { WorkloadSpec } from '../api/resources.ts';
 import type { NodeInfo } from '../api/snapshot.ts';
 import { CERTIFICATE_PATH, STREAM_PATH, type CertificateRequest, type ControlMessage, type ProxyMessage, type ProxyStatus } from '../api/stream.ts';
+import type { TelemetryReport } from '../api/topology.ts';
 import { validateResource } from '../api/validate.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -15,6 +16,8 @@ import type { SnapshotCache, SnapshotSubscription } from './cache.ts';
 import { issuerErrorStatus, type CertificateIssuer } from './ca/issuer.ts';
 import type { IndexChange, ResourceIndex } from './index.ts';
 import { sameJson } from './store/canonical.ts';
+import { QUOTA_LIMITS, RATE_LIMIT_QUOTA_PATH, type QuotaReport } from '../api/rate-limit-quota.ts';
+import { GlobalRateLimitLedger } from './ratelimit.ts';
 import type { LeaseId, Store } from './store/types.ts';
 
 /** The label a registered instance carries: the name of the template Workload it was started from. */
@@ -37,6 +40,17 @@ export interface StreamServerOptions {
   maxLineBytes?: number | undefined;
   /** Checks bootstrap tokens and signs workload certificates. */
   issuer: CertificateIssuer;
+  /** Receives the per-edge metric deltas proxies push (control/telemetry); absent: they are ignored. */
+  onTelemetry?: ((proxyId: string, report: TelemetryReport) => void) | undefined;
+}
+
+/** "host:port" of a proxy's admin listener: its bind host, or its mesh address when it binds every interface. */
+function adminAddress(node: NodeInfo): string | undefined {
+  const port = node.adminPort;
+  if (typeof port !== 'number' || !Number.isInteger(port) || port <= 0 || port > 65535) return undefined;
+  const bound = typeof node.adminHost === 'string' && node.adminHost !== '' ? node.adminHost : node.address;
+  const host = bound === '0.0.0.0' || bound === '::' ? node.address : bound;
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** How long an ended stream waits for the proxy to end its side before it is reset. */
@@ -77,10 +91,13 @@ export class StreamServer {
   private readonly forgetTimer: Timer;
   private readonly stopIndex: () => void;
   private boundPort = 0;
+  /** Global rate limits: every proxy's demand and share (ratelimit.ts). */
+  readonly quotas: GlobalRateLimitLedger;
   closing = false;
 
   private constructor(options: StreamServerOptions) {
     this.options = options;
+    this.quotas = new GlobalRateLimitLedger(options.clock);
     this.server = http2.createServer();
     this.server.on('session', (session) => {
       this.sessions.add(session);
@@ -173,6 +190,8 @@ export class StreamServer {
     };
     if (node.workload !== undefined) status.workload = node.workload;
     status.instance = instanceName(node);
+    const admin = adminAddress(node);
+    if (admin) status.admin = admin;
     if (runningVersion) status.ackedVersion = runningVersion;
     if (existing?.status.lastNack) status.lastNack = existing.status.lastNack;
     this.records.set(node.id, { status, connection, disconnectedAt: undefined });
@@ -193,6 +212,13 @@ export class StreamServer {
       this.onCertificateRequest(stream, headers).catch((error: unknown) => {
         this.options.logger.error({ err: error }, 'certificate request failed');
         answerJson(stream, 500, { code: ErrorCodes.INTERNAL, message: 'the certificate request failed' });
+      });
+      return;
+    }
+    if (headers[':path'] === RATE_LIMIT_QUOTA_PATH) {
+      this.onQuotaReport(stream, headers).catch((error: unknown) => {
+        this.options.logger.error({ err: error }, 'rate limit quota report failed');
+        answerJson(stream, 500, { code: ErrorCodes.INTERNAL, message: 'the quota report failed' });
       });
       return;
     }
@@ -218,6 +244,47 @@ export class StreamServer {
       connection.closed();
       this.connections.delete(connection);
     });
+  }
+
+  /**
+   * POST /weft.v1/ratelimit: a proxy's demand for its Global rate limits in,
+   * its shares out (ratelimit.ts). Authenticated as a hello is: a proxy on
+   * this host may go without a token, one from elsewhere may not.
+   */
+  private async onQuotaReport(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): Promise<void> {
+    if (headers[':method'] !== 'POST') {
+      answerJson(stream, 405, { code: ErrorCodes.BAD_REQUEST, message: `use POST ${RATE_LIMIT_QUOTA_PATH}` }, { allow: 'POST' });
+      return;
+    }
+    const body = await readBounded(stream, QUOTA_LIMITS.bodyBytes);
+    if (body === undefined) {
+      answerJson(stream, 413, { code: ErrorCodes.BAD_REQUEST, message: `a quota report is at most ${QUOTA_LIMITS.bodyBytes} bytes` });
+      return;
+    }
+    let report: unknown;
+    try {
+      report = JSON.parse(body);
+    } catch {
+      answerJson(stream, 400, { code: ErrorCodes.BAD_REQUEST, message: 'the quota report is not JSON' });
+      return;
+    }
+    const problem = GlobalRateLimitLedger.check(report);
+    if (problem !== undefined) {
+      answerJson(stream, 400, { code: ErrorCodes.BAD_REQUEST, message: problem });
+      return;
+    }
+    const quota = report as QuotaReport;
+    const authorization = headers.authorization;
+    const token = typeof authorization === 'string' && /^Bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
+    if (token !== undefined || !isLoopback(stream.session?.socket?.remoteAddress)) {
+      try {
+        await this.options.issuer.authenticate(token, quota.namespace, typeof quota.workload === 'string' ? quota.workload : undefined);
+      } catch (error) {
+        answerJson(stream, 401, { code: ErrorCodes.UNAUTHORIZED, message: (error as Error).message });
+        return;
+      }
+    }
+    answerJson(stream, 200, this.quotas.report(quota));
   }
 
   /** POST /weft.v1/certificate: one CSR in, one certificate (or a refusal) out. */
@@ -447,6 +514,10 @@ export class ProxyConnection {
         return;
       case 'heartbeat':
         return this.heartbeat();
+      case 'telemetry':
+        // Counted by the proxy; a malformed report is dropped by the aggregator, never fatal to the stream.
+        this.server.options.onTelemetry?.(this.node.id, { intervalMs: Number(message.intervalMs), edges: Array.isArray(message.edges) ? message.edges : [] });
+        return;
       default:
         // Newer proxies may send messages this control plane does not know yet.
         this.logger.debug({ proxy: this.node.id, type: (message as { type: string }).type }, 'ignoring an unknown message');

@@ -1,13 +1,21 @@
-// The admin listener: /live, /ready, /config and /metrics, for supervisors, operators and `weft status`.
+// The admin listener: /live, /ready, /config, /metrics and /debug/backends, for supervisors, operators, `weft status` and `weft explain`.
 import { createServer, type Server } from 'node:http';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/metrics.ts';
 import { listen } from './transport/listen.ts';
+import { DEBUG_BACKENDS_PATH, type LiveProxyState } from '../api/explain.ts';
 
 export interface AdminState {
   /** A snapshot is applied, the listeners are up, and the proxy is not draining. */
   ready(): { ready: boolean; why?: string };
   config(): unknown;
   metrics(): string;
+  /**
+   * Read-only: what the balancer registry, outlier detection, circuit
+   * breakers, health checks and rate limits hold now. `workload`
+   * ("<ns>/<name>", from ?workload=) picks one of a node proxy's workloads;
+   * undefined answers 404.
+   */
+  backends?(workload: string | undefined): LiveProxyState | undefined;
 }
 
 export interface RunningAdmin {
@@ -17,7 +25,7 @@ export interface RunningAdmin {
 
 export async function startAdmin(host: string, port: number, state: AdminState): Promise<RunningAdmin> {
   const server = createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const [path, query] = (req.url ?? '/').split('?');
     const reply = (status: number, type: string, body: string) => {
       res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
       res.end(req.method === 'HEAD' ? undefined : body);
@@ -42,8 +50,15 @@ export async function startAdmin(host: string, port: number, state: AdminState):
       case '/metrics':
         reply(200, PROMETHEUS_CONTENT_TYPE, state.metrics());
         return;
+      case DEBUG_BACKENDS_PATH: {
+        const workload = new URLSearchParams(query ?? '').get('workload') ?? undefined;
+        const live = state.backends?.(workload);
+        if (live) reply(200, 'application/json', `${JSON.stringify(live, null, 2)}\n`);
+        else reply(404, 'text/plain; charset=utf-8', workload ? `this proxy serves no workload ${workload}\n` : 'name the workload: ?workload=<namespace>/<name>\n');
+        return;
+      }
       default:
-        reply(404, 'text/plain; charset=utf-8', 'admin paths: /live /ready /config /metrics\n');
+        reply(404, 'text/plain; charset=utf-8', `admin paths: /live /ready /config /metrics ${DEBUG_BACKENDS_PATH}\n`);
     }
   });
   server.on('clientError', (_error, socket) => socket.destroy());

@@ -1,15 +1,16 @@
-// The discovery client: one HTTP/2 stream to the control plane carrying hello/ack/nack/ready/heartbeat up and snapshots down.
+// The discovery client: one HTTP/2 stream to a control plane (of several, failing over) carrying hello/ack/nack/ready/heartbeat up and snapshots down.
 import http2 from 'node:http2';
-import { ErrorCodes, isWeftError } from '../api/errors.ts';
+import { ErrorCodes, isWeftError, WeftError } from '../api/errors.ts';
 import type { NodeInfo, ProxySnapshot } from '../api/snapshot.ts';
 import { STREAM_PATH, type ControlMessage, type ProxyMessage } from '../api/stream.ts';
+import type { TelemetryReport } from '../api/topology.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ProxyMetrics } from './metrics.ts';
 
 export interface DiscoveryOptions {
-  /** The control plane's stream URL, e.g. http://127.0.0.1:15010. */
-  url: string;
+  /** The control planes' stream URLs, e.g. http://127.0.0.1:15010; any one of them serves this proxy. */
+  urls: readonly string[];
   node: NodeInfo;
   /** The bootstrap token, sent in every hello (the control plane requires it of proxies on other hosts). */
   token?: string | undefined;
@@ -20,8 +21,10 @@ export interface DiscoveryOptions {
   clock: Clock;
   logger: Logger;
   metrics: ProxyMetrics;
-  /** Reconnect backoff: doubles from initialMs up to maxMs, with jitter. */
+  /** Reconnect backoff: doubles from initialMs up to maxMs, with jitter, once per round through every control plane. */
   backoff?: { initialMs: number; maxMs: number };
+  /** How long a new stream may wait for its welcome before the next control plane is tried. Default 5000. */
+  welcomeTimeoutMs?: number;
   /** The longest line the control plane may send. Default 64 MiB. */
   maxLineBytes?: number;
   random?: () => number;
@@ -29,7 +32,34 @@ export interface DiscoveryOptions {
 
 type SnapshotMessage = Extract<ControlMessage, { type: 'snapshot' }>;
 
+const DEFAULT_WELCOME_TIMEOUT_MS = 5000;
+
+/**
+ * Parses `--control-plane`: one or more comma-separated stream addresses, each
+ * a URL (http://host:port) or a bare host:port. Throws a WeftError naming the
+ * item that is not an address.
+ */
+export function parseControlPlanes(spec: string): string[] {
+  const items = spec
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item.length > 0);
+  if (items.length === 0) throw new WeftError(ErrorCodes.INVALID, 'no control plane address given');
+  return items.map((item) => {
+    const url = item.includes('://') ? item : `http://${item}`;
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new WeftError(ErrorCodes.INVALID, `"${item}" is not a control plane address (want http://host:port or host:port)`);
+    }
+    if (parsed.protocol !== 'http:' || !parsed.port) throw new WeftError(ErrorCodes.INVALID, `"${item}" is not a control plane address (want http://host:port or host:port)`);
+    return `${parsed.protocol}//${parsed.host}`;
+  });
+}
+
 interface Connection {
+  url: string;
   session: http2.ClientHttp2Session;
   stream: http2.ClientHttp2Stream;
   /** The readiness this stream was last told, so that each change is sent once. */
@@ -39,16 +69,23 @@ interface Connection {
 }
 
 /**
- * Keeps one stream open for as long as the proxy runs: reconnects forever
- * with capped exponential backoff, says hello (and its readiness) again on
- * every new stream, heartbeats at the rate the control plane asks for, and
- * answers every snapshot with an ACK or a NACK naming its version and nonce.
+ * Keeps one stream open for as long as the proxy runs: reconnects forever,
+ * moving to the next control plane after every failure (a quick step while
+ * others are left to try, capped exponential backoff once a whole round has
+ * failed), says hello with its running version (so a control plane that has
+ * the same config pushes nothing) and its readiness on every new stream,
+ * heartbeats at the rate the control plane asks for, and answers every
+ * snapshot with an ACK or a NACK naming its version and nonce.
  */
 export class DiscoveryClient {
   private readonly options: DiscoveryOptions;
   private connection: Connection | undefined;
   private ready = false;
-  private attempt = 0;
+  /** Failed attempts since the last welcome. */
+  private failures = 0;
+  /** Which of `urls` the next attempt goes to. */
+  private next = 0;
+  private welcomeTimer: Timer | undefined;
   private reconnectTimer: Timer | undefined;
   private heartbeatTimer: Timer | undefined;
   private closed = false;
@@ -57,11 +94,17 @@ export class DiscoveryClient {
   private applying = false;
 
   constructor(options: DiscoveryOptions) {
+    if (options.urls.length === 0) throw new WeftError(ErrorCodes.INVALID, 'the discovery client needs at least one control plane URL');
     this.options = options;
   }
 
   get connected(): boolean {
     return this.connection?.welcomed === true;
+  }
+
+  /** The control plane this proxy is connected (or connecting) to. */
+  get url(): string | undefined {
+    return this.connection?.url;
   }
 
   start(): void {
@@ -78,11 +121,20 @@ export class DiscoveryClient {
     }
   }
 
+  /** Sends a telemetry report once a control plane has welcomed this proxy; false otherwise (the caller keeps its deltas). */
+  sendTelemetry(report: TelemetryReport): boolean {
+    const connection = this.connection;
+    if (!connection?.welcomed || connection.stream.destroyed || !connection.stream.writable) return false;
+    this.send(connection, { type: 'telemetry', ...report });
+    return true;
+  }
+
   /** Ends the stream (after what was written, e.g. a last `ready: false`) and stops reconnecting. */
   async close(): Promise<void> {
     this.closed = true;
     this.reconnectTimer?.cancel();
     this.heartbeatTimer?.cancel();
+    this.welcomeTimer?.cancel();
     const connection = this.connection;
     this.connection = undefined;
     this.options.metrics.controlPlaneConnected.labels().set(0);
@@ -104,20 +156,32 @@ export class DiscoveryClient {
 
   private connect(): void {
     if (this.closed) return;
-    const { logger, node } = this.options;
+    const { logger, node, urls } = this.options;
+    const url = urls[this.next % urls.length]!;
+    this.next = (this.next + 1) % urls.length;
     let session: http2.ClientHttp2Session;
     try {
-      session = http2.connect(this.options.url);
+      session = http2.connect(url);
     } catch (error) {
-      logger.warn({ err: error, url: this.options.url }, 'invalid control plane URL');
+      logger.warn({ err: error, url }, 'invalid control plane URL');
+      this.failures++;
       this.scheduleReconnect();
       return;
     }
-    session.on('error', (error) => logger.debug({ err: error, url: this.options.url }, 'control plane session error'));
+    session.on('error', (error) => logger.debug({ err: error, url }, 'control plane session error'));
     const stream = session.request({ ':method': 'POST', ':path': STREAM_PATH, 'content-type': 'application/x-ndjson' }, { endStream: false });
-    const connection: Connection = { session, stream, sentReady: undefined, welcomed: false, buffered: '' };
+    const connection: Connection = { url, session, stream, sentReady: undefined, welcomed: false, buffered: '' };
     this.connection = connection;
     session.once('close', () => this.disconnected(connection));
+    // A control plane that accepts the connection but never welcomes it (overloaded, wedged) must not hold this proxy.
+    this.welcomeTimer?.cancel();
+    this.welcomeTimer = this.options.clock.setTimeout(() => {
+      this.welcomeTimer = undefined;
+      if (this.connection === connection && !connection.welcomed) {
+        logger.warn({ url }, 'the control plane did not welcome this proxy in time; trying the next one');
+        session.destroy();
+      }
+    }, this.options.welcomeTimeoutMs ?? DEFAULT_WELCOME_TIMEOUT_MS);
     stream.setEncoding('utf8');
     stream.on('error', (error) => logger.debug({ err: error }, 'config stream error'));
     stream.on('response', (headers) => {
@@ -148,8 +212,11 @@ export class DiscoveryClient {
     this.connection = undefined;
     this.heartbeatTimer?.cancel();
     this.heartbeatTimer = undefined;
+    this.welcomeTimer?.cancel();
+    this.welcomeTimer = undefined;
     this.options.metrics.controlPlaneConnected.labels().set(0);
-    if (connection.welcomed) this.options.logger.warn({ url: this.options.url }, 'lost the control plane; serving the last good config');
+    if (connection.welcomed) this.options.logger.warn({ url: connection.url }, 'lost the control plane; serving the last good config');
+    this.failures++;
     this.scheduleReconnect();
   }
 
@@ -157,8 +224,9 @@ export class DiscoveryClient {
     if (this.closed || this.reconnectTimer) return;
     const { initialMs, maxMs } = this.options.backoff ?? { initialMs: 100, maxMs: 2000 };
     const random = this.options.random ?? Math.random;
-    const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(this.attempt, 30));
-    this.attempt++;
+    // The step grows once per full round of failures: another control plane is tried soon, a dead fleet slowly.
+    const rounds = Math.floor(Math.max(0, this.failures - 1) / this.options.urls.length);
+    const ceiling = Math.min(maxMs, initialMs * 2 ** Math.min(rounds, 30));
     // "Equal jitter": never sooner than half the step, so a restarting control plane is not stampeded.
     const delay = ceiling / 2 + random() * (ceiling / 2);
     this.reconnectTimer = this.options.clock.setTimeout(() => {
@@ -193,13 +261,39 @@ export class DiscoveryClient {
     switch (message.type) {
       case 'welcome': {
         connection.welcomed = true;
-        this.attempt = 0;
+        this.failures = 0;
+        this.welcomeTimer?.cancel();
+        this.welcomeTimer = undefined;
+        // After a loss, try the one that served us first: it has this proxy's registration warm.
+        this.next = Math.max(0, this.options.urls.indexOf(connection.url));
         this.options.metrics.controlPlaneConnected.labels().set(1);
-        this.options.logger.info({ url: this.options.url }, 'connected to the control plane');
+        this.options.logger.info({ url: connection.url }, 'connected to the control plane');
         this.heartbeatTimer?.cancel();
         const every = Math.max(100, message.heartbeatMs || 1000);
+        // A partition silences a stream without closing it (TCP would give up only after minutes), so each
+        // heartbeat also PINGs the session: when pings stay unanswered for the lease TTL, the control plane has
+        // given up this proxy's lease by now too, and the next control plane is tried.
+        const missedLimit = Math.max(2, Math.ceil((message.leaseTtlMs || 3 * every) / every));
+        let pingOutstanding = false;
+        let missed = 0;
         this.heartbeatTimer = this.options.clock.setInterval(() => {
-          if (this.connection === connection) this.send(connection, { type: 'heartbeat' });
+          if (this.connection !== connection) return;
+          this.send(connection, { type: 'heartbeat' });
+          if (pingOutstanding && ++missed >= missedLimit) {
+            this.options.logger.warn({ url: connection.url }, 'the control plane stopped answering; trying the next one');
+            connection.session.destroy();
+            return;
+          }
+          if (pingOutstanding || connection.session.destroyed) return;
+          try {
+            pingOutstanding = connection.session.ping((error) => {
+              if (error) return;
+              pingOutstanding = false;
+              missed = 0;
+            });
+          } catch {
+            // The session is closing: its 'close' reconnects.
+          }
         }, every);
         return;
       }

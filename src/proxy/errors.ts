@@ -16,6 +16,8 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.INBOUND_PORT]: 404,
   [ErrorCodes.BAD_REQUEST]: 400,
   [ErrorCodes.DRAINING]: 503,
+  [ErrorCodes.CIRCUIT_OPEN]: 503,
+  [ErrorCodes.RATE_LIMITED]: 429,
 };
 
 export function proxyError(code: ErrorCode, message: string, status?: number): WeftError {
@@ -32,6 +34,72 @@ export function asProxyError(error: unknown): WeftError {
 export function statusOf(error: WeftError): number {
   const details = error.details as ProxyErrorDetails | undefined;
   return details?.status ?? STATUS_BY_CODE[error.code] ?? 500;
+}
+
+/** gRPC status codes (grpc/doc/statuscodes.md) the proxy answers gRPC callers with. */
+export const GrpcStatus = {
+  OK: 0,
+  UNKNOWN: 2,
+  DEADLINE_EXCEEDED: 4,
+  PERMISSION_DENIED: 7,
+  RESOURCE_EXHAUSTED: 8,
+  UNIMPLEMENTED: 12,
+  INTERNAL: 13,
+  UNAVAILABLE: 14,
+  UNAUTHENTICATED: 16,
+} as const;
+
+const GRPC_BY_CODE: Partial<Record<ErrorCode, number>> = {
+  [ErrorCodes.TIMEOUT]: GrpcStatus.DEADLINE_EXCEEDED,
+  [ErrorCodes.NO_HEALTHY_UPSTREAM]: GrpcStatus.UNAVAILABLE,
+  // GRPCRoute: a call routed to an invalid backendRef (or a rule with none) gets UNAVAILABLE, where HTTP gets 500.
+  [ErrorCodes.BACKEND_NOT_FOUND]: GrpcStatus.UNAVAILABLE,
+  [ErrorCodes.UPSTREAM_CONNECT]: GrpcStatus.UNAVAILABLE,
+  [ErrorCodes.UPSTREAM_RESET]: GrpcStatus.UNAVAILABLE,
+  [ErrorCodes.PEER_IDENTITY]: GrpcStatus.UNAVAILABLE,
+  [ErrorCodes.DRAINING]: GrpcStatus.UNAVAILABLE,
+  [ErrorCodes.NO_ROUTE]: GrpcStatus.UNIMPLEMENTED,
+  [ErrorCodes.INBOUND_PORT]: GrpcStatus.UNIMPLEMENTED,
+  [ErrorCodes.FORBIDDEN]: GrpcStatus.PERMISSION_DENIED,
+  [ErrorCodes.UNAUTHORIZED]: GrpcStatus.UNAUTHENTICATED,
+  // Limits of the mesh's own (not the app's): the caller should back off, as for a server's RESOURCE_EXHAUSTED.
+  [ErrorCodes.RATE_LIMITED]: GrpcStatus.RESOURCE_EXHAUSTED,
+  [ErrorCodes.CIRCUIT_OPEN]: GrpcStatus.RESOURCE_EXHAUSTED,
+};
+
+/** gRPC's HTTP → gRPC mapping (grpc/doc/http-grpc-status-mapping.md), with 429 as RESOURCE_EXHAUSTED and 504 as DEADLINE_EXCEEDED, as Envoy answers for its own rate limits and timeouts. */
+const GRPC_BY_STATUS: Record<number, number> = {
+  401: GrpcStatus.UNAUTHENTICATED,
+  403: GrpcStatus.PERMISSION_DENIED,
+  404: GrpcStatus.UNIMPLEMENTED,
+  429: GrpcStatus.RESOURCE_EXHAUSTED,
+  502: GrpcStatus.UNAVAILABLE,
+  503: GrpcStatus.UNAVAILABLE,
+  504: GrpcStatus.DEADLINE_EXCEEDED,
+};
+
+/**
+ * The gRPC status a proxy-made answer to a gRPC caller carries: by the
+ * error's code where it says more than its status, else by its HTTP status,
+ * else INTERNAL. Codes added later (rate limits, breakers: 429/503) map by status.
+ */
+export function grpcStatusOf(error: WeftError, status = statusOf(error)): number {
+  return GRPC_BY_CODE[error.code] ?? GRPC_BY_STATUS[status] ?? GrpcStatus.INTERNAL;
+}
+
+/** The HTTP status a gRPC status stands for, so that a route's retry `codes` can match gRPC answers (14 → 503, 4 → 504, ...). */
+const STATUS_BY_GRPC: Record<string, number> = {
+  '4': 504,
+  '7': 403,
+  '8': 429,
+  '12': 501,
+  '13': 500,
+  '14': 503,
+  '16': 401,
+};
+
+export function httpStatusForGrpc(grpcStatus: string): number | undefined {
+  return STATUS_BY_GRPC[grpcStatus];
 }
 
 const CONNECT_FAILURES = new Set([

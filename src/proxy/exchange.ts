@@ -4,7 +4,24 @@ import type { Duplex } from 'node:stream';
 import type { SnapshotBackend, SnapshotEndpoint } from '../api/snapshot.ts';
 
 export type Direction = 'outbound' | 'inbound';
+/** How a request travels on one hop: HTTP/1.1 or HTTP/2. */
+export type HttpVersion = 'http1' | 'h2';
 export type Headers = Record<string, string | string[] | undefined>;
+
+/** Where a listener's Upgrade response carries its UpgradeRequest (transport/upgrade.ts acceptUpgrade sets it). */
+export const UPGRADE_REQUEST = Symbol('weft.upgrade');
+
+/** An HTTP/1.1 Upgrade request (WebSocket...): routed like any request, then sent by transport/upgrade.ts, which splices the connections after a 101. */
+export interface UpgradeRequest {
+  /** The Upgrade header as the client sent it ("websocket"). */
+  readonly protocol: string;
+  /** The client's raw connection (the exchange's `res` writes on it). */
+  readonly socket: Duplex;
+  /** Bytes the client sent after its request head; they belong to the upgraded stream. */
+  readonly head: Buffer;
+  /** Splices the client's connection with the upstream one that switched protocols; resolves when both are closed. */
+  readonly established: (upstream: Duplex, upstreamHead: Buffer) => Promise<void>;
+}
 
 /** Fields every exchange has, so that backend, balancer and port layers serve HTTP and TCP alike. */
 export interface Exchange {
@@ -25,6 +42,8 @@ export interface Exchange {
   peerIdentity: string | undefined;
   /** A session (sessionPersistence) this exchange belongs to: the backend and endpoint to go to again, when they still exist. */
   readonly session?: SessionPin | undefined;
+  /** The id of the route rule that took the exchange (HttpRouteRule.id), for metrics; set by the route layer. */
+  routeId?: string | undefined;
 }
 
 /** Where a persistent session's earlier requests went. */
@@ -47,6 +66,9 @@ export class HttpExchange implements Exchange {
   endpoint: SnapshotEndpoint | undefined = undefined;
   avoid: SnapshotEndpoint | undefined = undefined;
   session: SessionPin | undefined = undefined;
+  routeId: string | undefined = undefined;
+  /** The weft-reason of a response this proxy made itself (respond.ts), for metrics. */
+  proxyReason: string | undefined = undefined;
   method: string;
   /** Origin-form target: path and query. Rewrites go through setPath(). */
   path: string;
@@ -70,6 +92,10 @@ export class HttpExchange implements Exchange {
   aborted: Error | undefined = undefined;
   /** Installed by the transport while an upstream attempt runs. */
   onAbort: ((reason: Error) => void) | undefined = undefined;
+  /** Set for an HTTP/1.1 Upgrade request: the forward layer sends it with transport/upgrade.ts instead of as a plain request. */
+  readonly upgrade: UpgradeRequest | undefined;
+  /** Inbound: the protocol the calling proxy decided the app speaks (weft-app-protocol); undefined when it did not say. */
+  appProtocol: HttpVersion | undefined = undefined;
   private pathEnd = -1;
   private query: URLSearchParams | undefined = undefined;
 
@@ -81,6 +107,7 @@ export class HttpExchange implements Exchange {
     this.path = path;
     this.headers = headers;
     this.startedAt = startedAt;
+    this.upgrade = (res as { [UPGRADE_REQUEST]?: UpgradeRequest })[UPGRADE_REQUEST];
   }
 
   /** The path without its query, as route matches see it. */
@@ -101,8 +128,24 @@ export class HttpExchange implements Exchange {
     return this.query;
   }
 
+  /** The protocol the client spoke to this proxy. */
+  get downstream(): HttpVersion {
+    return this.req.httpVersionMajor === 2 ? 'h2' : 'http1';
+  }
+
+  /** The grpc-status the upstream answered with (in a trailers-only head or in the trailers), for outlier detection. */
+  upstreamGrpcStatus: string | undefined = undefined;
+
+  /** A gRPC call (content-type application/grpc, +proto, +json, ...): proxy errors are answered as gRPC statuses. */
+  get grpc(): boolean {
+    const type = this.req.headers['content-type'];
+    return typeof type === 'string' && type.startsWith('application/grpc');
+  }
+
   /** Whether the request carries a body to stream on. */
   get hasBody(): boolean {
+    // HTTP/2 says "no body" by ending the stream with the headers.
+    if (this.req.httpVersionMajor === 2) return !(this.req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
     const h = this.req.headers;
     return h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
   }
@@ -141,10 +184,16 @@ export class TcpExchange implements Exchange {
   backend: SnapshotBackend | undefined = undefined;
   endpoint: SnapshotEndpoint | undefined = undefined;
   avoid: SnapshotEndpoint | undefined = undefined;
+  routeId: string | undefined = undefined;
   /** Nothing is read from the client before the upstream connection is open. */
   readonly replayable = true;
   /** Called with the upstream connection once it is open; the listener splices the two. */
   readonly onConnected: (upstream: Duplex) => void;
+  /**
+   * Called before a layer waits for the client's first bytes (SNI routing): a
+   * CONNECT client sends nothing until it is told the tunnel is established.
+   */
+  beforeClientRead: (() => void) | undefined = undefined;
 
   constructor(direction: Direction, socket: Duplex, onConnected: (upstream: Duplex) => void) {
     this.direction = direction;

@@ -17,4 +17,6 @@ export interface ListenerContext {
   clock: Clock;
   logger: Logger;
   keepAliveTimeoutMs: number;
+  /** How long an upgraded connection (WebSocket) may stay silent both ways; transport/upgrade.ts's default when absent. */
+  upgradeIdleTimeoutMs?: number | undefined;
 }

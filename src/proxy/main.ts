@@ -1,33 +1,40 @@
 // Starts one proxy in this process: workload identity, discovery client, listeners, admin server, drain on close.
 import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ErrorCodes, WeftError } from '../api/errors.ts';
+import type { LiveProxyState } from '../api/explain.ts';
 import type { NodeInfo, ProxyMode, ProxySnapshot } from '../api/snapshot.ts';
 import type { Clock } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { MetricsRegistry } from '../telemetry/metrics.ts';
-import { startAdmin, type RunningAdmin } from './admin.ts';
+import { startAdmin, type AdminState, type RunningAdmin } from './admin.ts';
 import { readSnapshotFile } from './config/disk.ts';
 import { ConfigManager } from './config/manager.ts';
-import { DiscoveryClient } from './discovery.ts';
+import { DiscoveryClient, parseControlPlanes } from './discovery.ts';
 import { withoutPrivateKeys } from './gateway/config.ts';
 import { GatewayListeners } from './gateway/listener.ts';
 import { controlPlaneIssuer } from './identity/client.ts';
 import { IdentityManager, type RenewFunction } from './identity/manager.ts';
 import { TunnelListener } from './inbound/listener.ts';
 import { BalancerRegistry } from './layers/balancer/balancers.ts';
-import { createProxyMetrics } from './metrics.ts';
+import { healthProbe } from './layers/health-check/probe.ts';
+import { createProxyMetrics, registerProxyHealth, SWEEP_EVERY_MS } from './metrics.ts';
+import { TelemetryPusher } from './telemetry.ts';
+import { QuotaClient, RateLimiterRegistry } from './layers/rate-limit/index.ts';
 import { OutboundListener } from './outbound/listener.ts';
 import { UpstreamListeners } from './outbound/upstreams.ts';
 import { AppReadiness } from './readiness.ts';
 import { ErrorResponder } from './respond.ts';
 import { Activity } from './transport/activity.ts';
-import { DEFAULT_POOL_SETTINGS, Pools } from './transport/pools.ts';
+import { UPGRADE_CLOSE_LINGER_MS } from './transport/upgrade.ts';
+import { DEFAULT_POOL_SETTINGS, endpointPoolId, Pools } from './transport/pools.ts';
 import { createTunnelMetrics, TunnelTls } from './transport/mtls.ts';
 
 export interface ProxyOptions {
-  mode: ProxyMode; // only 'sidecar' for now
-  /** The control plane's stream URL, e.g. http://127.0.0.1:15010. */
+  /** 'node': one of the workloads a node proxy hosts (see node.ts), registered as such. */
+  mode: ProxyMode;
+  /** The control planes' stream addresses, comma-separated: http://a:15010,b:15010 (see parseControlPlanes). */
   controlPlane: string;
   namespace: string;
   /** The template Workload this sidecar serves; absent for a proxy with no app. */
@@ -54,6 +61,9 @@ export interface ProxyOptions {
   connectTimeoutMs?: number;
   /** Keep-alive connections per peer (and per app port). Default 64. */
   maxConnectionsPerPeer?: number;
+  /** HTTP/2 tunnel session health: PING after this long without input, replace the session when unanswered within the timeout. Defaults 10 s and 5 s. */
+  tunnelPingIntervalMs?: number;
+  tunnelPingTimeoutMs?: number;
   /** Control-plane reconnect backoff. Default 100 ms doubling to 2 s, with jitter. */
   reconnectBackoff?: { initialMs: number; maxMs: number };
   /** Where metrics go; a registry of its own when absent. */
@@ -67,6 +77,18 @@ export interface ProxyOptions {
   issueCertificate?: RenewFunction;
   /** Mode gateway: the Gateway served and where its ports listen. */
   gateway?: GatewayProxyOptions;
+  /** Protocol detection on ports with no declared protocol: a client silent this long is treated as opaque TCP. Default: MeshConfig's protocolDetectionTimeout, else 1000. */
+  detectTimeoutMs?: number;
+  /** An upgraded connection (WebSocket) silent both ways this long is closed. Default 1 h (DEFAULT_UPGRADE_IDLE_TIMEOUT_MS); 0: never. */
+  upgradeIdleTimeoutMs?: number;
+  /** false: no admin listener of its own (a node proxy serves one admin for all its workloads, from `state`). Default true. */
+  admin?: boolean;
+  /** false: no request/TCP metrics (the overhead benchmark's baseline); health metrics stay. Default true. */
+  requestMetrics?: boolean;
+  /** How often per-edge metric deltas are pushed to the control plane. Default 5000 (DEFAULT_TELEMETRY_INTERVAL_MS). */
+  telemetryIntervalMs?: number;
+  /** Request series of an edge unused this long are dropped. Default 5 minutes. */
+  idleSeriesMs?: number;
   logger: Logger;
   clock: Clock;
 }
@@ -89,7 +111,10 @@ export interface RunningProxy {
   id: string;
   /** Resolves with the SPIFFE ID once the first workload certificate is installed (rejects if the proxy stops first). */
   identityReady: Promise<string>;
+  /** `admin` is 0 when the proxy runs without an admin listener. */
   ports: { outbound: number; tunnel: number; admin: number };
+  /** What its admin /ready and /config answer, for a node proxy's admin to gather. */
+  state: Pick<AdminState, 'ready' | 'config'> & { backends(): LiveProxyState };
   /** Gateway mode: Gateway port → the local port it listens on, as bound now. */
   gatewayPorts(): Record<string, number>;
   /** Stops accepting, finishes in-flight requests (up to drainMs), closes everything. */
@@ -98,8 +123,6 @@ export interface RunningProxy {
 
 /** Idle client keep-alive: long enough that callers (and peer pools, which honour the hint) rarely race a close. */
 const KEEP_ALIVE_MS = 65_000;
-/** A CONNECT tunnel to an HTTP port that says nothing for this long is spliced as opaque TCP. */
-const DETECT_TIMEOUT_MS = 5_000;
 
 export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const { clock, namespace } = options;
@@ -109,21 +132,29 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const instance = options.instance ?? `${options.workload ?? 'proxy'}-${randomBytes(3).toString('hex')}`;
   const id = `${namespace}/${instance}`;
   const logger = options.logger.child({ proxy: id });
-  const metrics = createProxyMetrics(options.metrics ?? new MetricsRegistry());
+  const metrics = createProxyMetrics(options.metrics ?? new MetricsRegistry(), {
+    ...(options.requestMetrics !== undefined ? { requestMetrics: options.requestMetrics } : {}),
+    ...(options.idleSeriesMs !== undefined ? { idleSeriesMs: options.idleSeriesMs } : {}),
+  });
+  const localWorkload = options.workload ?? options.gateway?.name.split('/').pop() ?? instance;
+  metrics.setLocal({ namespace, workload: localWorkload });
   const drainMs = options.drainMs ?? 5000;
   const connectTimeoutMs = options.connectTimeoutMs ?? DEFAULT_POOL_SETTINGS.connectTimeoutMs;
   const poolSettings = {
     ...DEFAULT_POOL_SETTINGS,
     connectTimeoutMs,
     connections: options.maxConnectionsPerPeer ?? DEFAULT_POOL_SETTINGS.connections,
+    ...(options.tunnelPingIntervalMs !== undefined ? { pingIntervalMs: options.tunnelPingIntervalMs } : {}),
+    ...(options.tunnelPingTimeoutMs !== undefined ? { pingTimeoutMs: options.tunnelPingTimeoutMs } : {}),
   };
+  const controlPlanes = parseControlPlanes(options.controlPlane);
   const appPorts = new Map(options.appPorts.map((p) => [p.declared, p.actual] as const));
   const declaredPorts = [...appPorts.keys()].sort((a, b) => a - b);
 
   const renew: RenewFunction | undefined =
     options.issueCertificate ??
     (options.token
-      ? controlPlaneIssuer({ url: options.controlPlane, token: options.token, namespace, workload: options.workload, proxy: id, timeoutMs: connectTimeoutMs })
+      ? controlPlaneIssuer({ urls: controlPlanes, token: options.token, namespace, workload: options.workload, proxy: id, timeoutMs: connectTimeoutMs })
       : undefined);
   const identity = new IdentityManager({
     renew: renew ?? (() => Promise.reject(new WeftError(ErrorCodes.UNAUTHORIZED, 'no bootstrap token'))),
@@ -131,13 +162,24 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     logger,
   });
   const certificateExpiry = metrics.registry.gauge('weft_certificate_expiry_timestamp_seconds', 'When the workload certificate in use expires, in seconds since the epoch.');
-  identity.onChange((current) => certificateExpiry.labels().set(Math.floor(current.notAfter / 1000)));
+  identity.onChange((current) => {
+    certificateExpiry.labels().set(Math.floor(current.notAfter / 1000));
+    metrics.setLocal({ namespace, workload: localWorkload, principal: current.spiffeId });
+  });
   const tunnelMetrics = createTunnelMetrics(metrics.registry);
 
   const activity = new Activity(metrics.activeConnections);
   const peerPools = new Pools(poolSettings, logger, new TunnelTls({ identity, metrics: tunnelMetrics, clock }));
   const appPools = new Pools(poolSettings, logger);
-  const balancers = new BalancerRegistry();
+  // BackendTrafficPolicy state per backend; health checks probe the way requests go, pools take per-peer settings.
+  const balancers = new BalancerRegistry({
+    clock,
+    probe: healthProbe({ pools: peerPools, source: `${namespace}/${options.workload ?? instance}` }),
+    configurePeer: (endpoint, settings) => peerPools.configure(endpointPoolId(endpoint), settings),
+  });
+  // Rate limit buckets live as long as the proxy; Global limits lease their shares from the control plane.
+  const quota = new QuotaClient({ urls: controlPlanes, proxy: id, namespace, workload: options.workload, token: options.token, clock, logger });
+  const rateLimits = new RateLimiterRegistry(quota);
   let outbound: OutboundListener | undefined;
   const upstreams = new UpstreamListeners(host, (port, socket) => (outbound ? outbound.acceptUpstream(port, socket) : socket.destroy()), logger);
   const manager = new ConfigManager({
@@ -145,6 +187,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       outbound: {
         balancers,
         clock,
+        rateLimits,
+        metrics,
         forward: { pools: peerPools, source: `${namespace}/${options.workload ?? instance}`, connectTimeoutMs },
       },
       app: { pools: appPools, connectTimeoutMs },
@@ -174,8 +218,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       metrics,
       clock,
       logger,
-      detectTimeoutMs: DETECT_TIMEOUT_MS,
+      ...(options.detectTimeoutMs !== undefined ? { detectTimeoutMs: options.detectTimeoutMs } : {}),
       keepAliveTimeoutMs: KEEP_ALIVE_MS,
+      upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs,
     });
     tunnel = await TunnelListener.start({
       host: tunnelHost,
@@ -186,6 +231,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       metrics,
       clock,
       keepAliveTimeoutMs: KEEP_ALIVE_MS,
+      upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs,
       identity,
       tunnelMetrics,
       logger,
@@ -211,6 +257,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         clock,
         logger,
         keepAliveTimeoutMs: KEEP_ALIVE_MS,
+        upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs,
         ...(options.gateway.onPortsChanged ? { onPortsChanged: options.gateway.onPortsChanged } : {}),
       });
     } catch (error) {
@@ -227,7 +274,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     const bundle = snapshot?.mesh.trustBundle;
     if (!bundle || bundle.length === 0) return;
     try {
-      identity.setTrustBundle(bundle);
+      // The bundle first, so that this proxy trusts a new root before it (or anyone) renews under it.
+      identity.setTrustBundle(bundle, snapshot?.mesh.signingCa);
     } catch (error) {
       logger.warn({ err: error }, 'the snapshot carries an unreadable trust bundle; keeping the current one');
     }
@@ -255,7 +303,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   if (options.workload !== undefined) node.workload = options.workload;
   if (options.gateway) node.gateway = options.gateway.name;
   const discovery = new DiscoveryClient({
-    url: options.controlPlane,
+    urls: controlPlanes,
     node,
     token: options.token,
     runningVersion: () => manager.current.version || undefined,
@@ -293,28 +341,33 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   };
   identity.onChange(() => reportReady());
 
+  const state: RunningProxy['state'] = {
+    ready: () => {
+      if (activity.draining) return { ready: false, why: 'draining' };
+      if (!manager.hasSnapshot) return { ready: false, why: 'no config yet' };
+      if (!identity.ready) return { ready: false, why: 'no workload certificate yet' };
+      return { ready: true };
+    },
+    config: () => ({
+      id,
+      source: manager.current.source,
+      version: manager.current.version || null,
+      appliedAt: manager.hasSnapshot ? new Date(manager.current.appliedAt).toISOString() : null,
+      controlPlane: { url: discovery.url ?? null, all: controlPlanes, connected: discovery.connected },
+      appReady: readiness.ready,
+      identity: identity.current ? { spiffeId: identity.current.spiffeId, expiresAt: new Date(identity.current.notAfter).toISOString() } : null,
+      upstreamPorts: upstreams.ports,
+      ...(gatewayListeners ? { gatewayPorts: gatewayListeners.ports } : {}),
+      snapshot: withoutPrivateKeys(manager.current.snapshot) ?? null,
+    }),
+    backends: () => ({ proxy: id, readAt: new Date(clock.now()).toISOString(), backends: balancers.describe(), rateLimits: rateLimits.describe(clock.monotonic()) }),
+  };
   try {
-    admin = await startAdmin(host, options.adminPort ?? 15020, {
-      ready: () => {
-        if (activity.draining) return { ready: false, why: 'draining' };
-        if (!manager.hasSnapshot) return { ready: false, why: 'no config yet' };
-        if (!identity.ready) return { ready: false, why: 'no workload certificate yet' };
-        return { ready: true };
-      },
-      config: () => ({
-        id,
-        source: manager.current.source,
-        version: manager.current.version || null,
-        appliedAt: manager.hasSnapshot ? new Date(manager.current.appliedAt).toISOString() : null,
-        controlPlane: { url: options.controlPlane, connected: discovery.connected },
-        appReady: readiness.ready,
-        identity: identity.current ? { spiffeId: identity.current.spiffeId, expiresAt: new Date(identity.current.notAfter).toISOString() } : null,
-        upstreamPorts: upstreams.ports,
-        ...(gatewayListeners ? { gatewayPorts: gatewayListeners.ports } : {}),
-        snapshot: withoutPrivateKeys(manager.current.snapshot) ?? null,
-      }),
-      metrics: () => metrics.registry.render(),
-    });
+    if (options.admin !== false) {
+      admin = await startAdmin(host, options.adminPort ?? 15020, { ...state, metrics: () => metrics.registry.render() });
+      node.adminPort = admin.port;
+      node.adminHost = host;
+    }
   } catch (error) {
     outbound.stop();
     tunnel.stop();
@@ -323,20 +376,38 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     throw error;
   }
 
+  // Health gauges once per registry: a node proxy's workloads share the node's.
+  const stopHealth =
+    options.admin !== false
+      ? registerProxyHealth(
+          metrics.registry,
+          { config: () => ({ version: manager.current.version, appliedAt: manager.hasSnapshot ? manager.current.appliedAt : 0, source: manager.current.source }), now: () => clock.now() },
+          monitorEventLoopDelay({ resolution: 20 }),
+        )
+      : () => {};
+  const telemetry = new TelemetryPusher({ metrics, clock, intervalMs: options.telemetryIntervalMs, send: (report) => discovery.sendTelemetry(report) });
+  const sweeper = clock.setInterval(() => metrics.sweep(), SWEEP_EVERY_MS).unref();
+
   reportReady();
   readiness.start();
   discovery.start();
+  if (metrics.enabled) telemetry.start();
+  quota.start();
   const identityReady = (renew ? identity.start() : identity.whenReady()).then((current) => current.spiffeId);
   // Nobody may be waiting; a stop before the first certificate is not an error to report.
   identityReady.catch(() => {});
   if (!renew) logger.warn('no bootstrap token (--token-file or WEFT_TOKEN): this proxy gets no workload certificate, so it can neither call nor serve mesh workloads');
-  logger.info({ outbound: outbound.port, tunnel: tunnel.port, admin: admin.port, controlPlane: options.controlPlane }, 'proxy started');
+  logger.info({ outbound: outbound.port, tunnel: tunnel.port, admin: admin?.port, controlPlanes }, 'proxy started');
 
   const listeners = { outbound, tunnel, admin };
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     activity.beginDrain();
     identity.stop();
+    telemetry.stop();
+    sweeper.cancel();
+    stopHealth();
+    quota.stop();
     listeners.outbound.stop();
     listeners.tunnel.stop();
     gatewayListeners?.stop();
@@ -353,9 +424,13 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       timer?.cancel();
       if (activity.inFlight > 0) logger.warn({ inFlight: activity.inFlight }, 'drain time is up; closing what is left');
     }
+    // Upgraded connections (WebSocket) get a FIN each way rather than a reset.
+    await activity.endUpgraded(UPGRADE_CLOSE_LINGER_MS, clock);
     activity.destroyAll();
+    balancers.close();
     await Promise.all([peerPools.destroy(), appPools.destroy(), discovery.close()]);
     await new Promise<void>((resolve) => {
+      if (!listeners.admin) return resolve();
       listeners.admin.server.close(() => resolve());
       listeners.admin.server.closeAllConnections();
     });
@@ -365,7 +440,8 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   return {
     id,
     identityReady,
-    ports: { outbound: outbound.port, tunnel: tunnel.port, admin: admin.port },
+    ports: { outbound: outbound.port, tunnel: tunnel.port, admin: admin?.port ?? 0 },
+    state,
     gatewayPorts: () => gatewayListeners?.ports ?? {},
     close: () => (closing ??= close()),
   };

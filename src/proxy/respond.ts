@@ -1,11 +1,13 @@
 // The one place per direction where typed errors become responses: status, weft-reason header, body, metrics, log.
 import { STATUS_CODES } from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes, REASON_HEADER, type WeftError } from '../api/errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { asProxyError, statusOf } from './errors.ts';
+import { asProxyError, grpcStatusOf, statusOf } from './errors.ts';
 import type { Direction, HttpExchange } from './exchange.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { resetResponse, responseGone, writeResponseHead } from './transport/response.ts';
 
 export class ErrorResponder {
   private readonly direction: Direction;
@@ -21,13 +23,29 @@ export class ErrorResponder {
   /** Answers an HTTP exchange with the error, unless the response already started (then the connection is cut). */
   http(ex: HttpExchange, thrown: unknown): void {
     const res = ex.res;
-    if (res.headersSent || res.destroyed || res.writableEnded) {
-      if (!res.writableEnded) res.destroy();
+    if (res.headersSent || responseGone(ex) || res.writableEnded) {
+      if (!res.writableEnded) resetResponse(ex);
       return;
     }
     const error = asProxyError(thrown);
     const status = statusOf(error);
     this.note(error, status);
+    ex.proxyReason = error.code;
+    if (ex.grpc) {
+      // A gRPC caller understands only gRPC statuses: HTTP 200, trailers-only, the reason beside them.
+      writeResponseHead(
+        ex,
+        200,
+        {
+          'content-type': 'application/grpc',
+          'grpc-status': String(grpcStatusOf(error, status)),
+          'grpc-message': encodeURIComponent(`${error.code}: ${error.message}`),
+          [REASON_HEADER]: error.code,
+        },
+        true,
+      );
+      return;
+    }
     const body = `${error.code}: ${error.message}\n`;
     res.writeHead(status, {
       'content-type': 'text/plain; charset=utf-8',
@@ -51,6 +69,19 @@ export class ErrorResponder {
         `${REASON_HEADER}: ${error.code}\r\n` +
         `connection: close\r\n\r\n${body}`,
     );
+  }
+
+  /** Answers an HTTP/2 CONNECT stream (not yet established) with the error's status and weft-reason, then ends it. */
+  tunnelStream(stream: ServerHttp2Stream, thrown: unknown): void {
+    if (stream.destroyed || stream.headersSent) {
+      if (!stream.destroyed) stream.destroy(new Error('the tunnel failed'));
+      return;
+    }
+    const error = asProxyError(thrown);
+    const status = statusOf(error);
+    this.note(error, status);
+    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8', [REASON_HEADER]: error.code });
+    stream.end(`${error.code}: ${error.message}\n`);
   }
 
   private note(error: WeftError, status: number): void {

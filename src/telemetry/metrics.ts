@@ -81,6 +81,16 @@ abstract class Family<Child> {
     return entry.child;
   }
 
+  /** Forgets one child (a series that went idle); a handle kept elsewhere keeps counting but is no longer rendered. */
+  remove(...values: string[]): boolean {
+    return this.children.delete(values.length === 1 ? values[0]! : values.join('\u0000'));
+  }
+
+  /** How many children (series) the family renders now. */
+  get size(): number {
+    return this.children.size;
+  }
+
   /** Forgets every child, e.g. label sets for services that no longer exist. */
   reset(): void {
     this.children.clear();
@@ -155,6 +165,12 @@ export class Histogram extends Family<HistogramChild> {
 /** One process's (or one component's) metrics; passed in, never global. */
 export class MetricsRegistry {
   private readonly families = new Map<string, Family<unknown>>();
+  private readonly collectors: (() => void)[] = [];
+
+  /** Runs before every render: for gauges read from elsewhere (memory, event-loop delay, config age). */
+  addCollector(collect: () => void): void {
+    this.collectors.push(collect);
+  }
 
   counter(name: string, help: string, labelNames: readonly string[] = []): Counter {
     return this.register(new Counter(name, help, labelNames));
@@ -175,6 +191,7 @@ export class MetricsRegistry {
 
   /** The Prometheus text exposition format (version 0.0.4). */
   render(): string {
+    for (const collect of this.collectors) collect();
     const lines: string[] = [];
     for (const family of this.families.values()) family.render(lines);
     return lines.length === 0 ? '' : `${lines.join('\n')}\n`;

@@ -1,6 +1,9 @@
 // The echo backend of the Gateway API conformance contract (echo-basic): answers every request with what it saw.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import type { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/logger.ts';
+import { serveWebSocketEcho } from './websocket-echo.ts';
 
 export interface EchoOptions {
   port: number; // 0 = any
@@ -10,6 +13,8 @@ export interface EchoOptions {
   pod?: string;
   /** Gets one line per request, the line upstream's mirror tests grep for. */
   logger?: Logger;
+  /** Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1, as echo-basic's port 3001 does. */
+  h2c?: boolean;
 }
 
 export interface RunningEcho {
@@ -201,7 +206,18 @@ export function startEcho(options: EchoOptions): Promise<RunningEcho> {
     later(delayMs, req, () => echo(req, res));
   };
 
+  if (options.h2c) return listenH2c(options, handle, timers, (port) => (httpPort = port));
   const server: Server = createServer(handle);
+  /** WebSocket connections: the server lets go of them at the upgrade, so close() ends them itself. */
+  const upgraded = new Set<Duplex>();
+  // `/ws` is a WebSocket that echoes every frame (echo-basic's); an Upgrade anywhere else is served as a plain request, as Go's net/http does.
+  (server as Server & { shouldUpgradeCallback: (req: IncomingMessage) => boolean }).shouldUpgradeCallback = (req) => new URL(req.url ?? '/', 'http://echo.invalid').pathname === '/ws';
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    logger?.info(`Echoing back request made to ${req.url ?? '/'} to client (${remoteOf(req)})`);
+    upgraded.add(socket);
+    socket.once('close', () => upgraded.delete(socket));
+    serveWebSocketEcho(req, socket, head);
+  });
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host ?? '127.0.0.1', () => {
@@ -217,6 +233,45 @@ export function startEcho(options: EchoOptions): Promise<RunningEcho> {
             timers.clear();
             server.close(() => done());
             server.closeAllConnections();
+            for (const socket of upgraded) socket.destroy();
+          }),
+      });
+    });
+  });
+}
+
+/**
+ * The same handler on an h2c server (Node's compatibility API gives it the
+ * request and response it expects). A client speaking HTTP/1.1 there gets
+ * its connection closed, as echo-basic's h2c port refuses it.
+ */
+function listenH2c(
+  options: EchoOptions,
+  handle: (req: IncomingMessage, res: ServerResponse) => void,
+  timers: Set<NodeJS.Timeout>,
+  onPort: (port: string) => void,
+): Promise<RunningEcho> {
+  const server = createH2cServer(handle as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void);
+  const sessions = new Set<Http2Session>();
+  server.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host ?? '127.0.0.1', () => {
+      server.off('error', reject);
+      const address = server.address();
+      const port = address && typeof address === 'object' ? address.port : options.port;
+      onPort(String(port));
+      resolve({
+        port,
+        close: () =>
+          new Promise<void>((done) => {
+            for (const timer of timers) clearTimeout(timer);
+            timers.clear();
+            server.close(() => done());
+            for (const session of sessions) session.destroy();
           }),
       });
     });

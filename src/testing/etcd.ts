@@ -2,6 +2,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { get } from 'node:http';
+import { get as getTls } from 'node:https';
+import { readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -18,6 +20,8 @@ export interface StartEtcdOptions {
   clientPort?: number;
   /** How long to wait for etcd to answer. Default 15000 ms. */
   readyTimeoutMs?: number;
+  /** Serve clients over TLS with this certificate; with `caFile`, demand client certificates signed by it. */
+  tls?: { certFile: string; keyFile: string; caFile: string; clientCertFile?: string; clientKeyFile?: string };
 }
 
 export interface RunningEtcd {
@@ -45,7 +49,8 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<Running
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'weft-etcd-'));
   const [peerPort, clientPort] =
     options.clientPort === undefined ? ((await freePorts(2)) as [number, number]) : [(await freePorts(1))[0]!, options.clientPort];
-  const clientUrl = `http://127.0.0.1:${clientPort}`;
+  const tls = options.tls;
+  const clientUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peerUrl = `http://127.0.0.1:${peerPort}`;
   const args = [
     '--name=default',
@@ -60,6 +65,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<Running
     '--election-timeout=500',
     '--log-level=warn',
     '--logger=zap',
+    ...(tls ? [`--cert-file=${tls.certFile}`, `--key-file=${tls.keyFile}`, `--trusted-ca-file=${tls.caFile}`, '--client-cert-auth'] : []),
   ];
   const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
@@ -82,7 +88,7 @@ export async function startEtcd(options: StartEtcdOptions = {}): Promise<Running
       await stop();
       throw new Error(`etcd exited before it was ready${spawnError ? `: ${spawnError.message}` : ''}\n${output}`);
     }
-    if (await answersHealth(clientPort)) break;
+    if (await answersHealth(clientPort, tls)) break;
     if (performance.now() > deadline) {
       await stop();
       throw new Error(`etcd did not answer on ${clientUrl} within ${options.readyTimeoutMs ?? 15_000} ms\n${output}`);
@@ -112,14 +118,25 @@ async function within(promise: Promise<void>, ms: number): Promise<boolean> {
 }
 
 /** GET /health: true once etcd has a leader and serves requests. */
-function answersHealth(port: number): Promise<boolean> {
+function answersHealth(port: number, tls: StartEtcdOptions['tls']): Promise<boolean> {
   return new Promise((resolve) => {
-    const request = get({ host: '127.0.0.1', port, path: '/health', timeout: 1000, agent: false }, (response) => {
+    const options = { host: '127.0.0.1', port, path: '/health', timeout: 1000, agent: false };
+    const onResponse = (response: import('node:http').IncomingMessage) => {
       let body = '';
       response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
       response.once('end', () => resolve(response.statusCode === 200 && /"health":\s*"true"/.test(body)));
       response.once('error', () => resolve(false));
-    });
+    };
+    const request = tls
+      ? getTls(
+          {
+            ...options,
+            ca: readFileSync(tls.caFile),
+            ...(tls.clientCertFile && tls.clientKeyFile ? { cert: readFileSync(tls.clientCertFile), key: readFileSync(tls.clientKeyFile) } : {}),
+          },
+          onResponse,
+        )
+      : get(options, onResponse);
     request.once('timeout', () => request.destroy());
     request.once('error', () => resolve(false));
   });

@@ -219,6 +219,11 @@ describe('status checks', () => {
     const check = { kind: 'Gateway', namespace: 'ns', name: 'gw', conditions: [{ type: 'Programmed', status: 'True' }], hasAddress: true };
     assert.equal(judgeStatus({ ...check, listeners: [{ name: 'http', attachedRoutes: 1, supportedKinds: [{ kind: 'HTTPRoute' }] }] }, gateway), undefined);
     assert.match(judgeStatus({ ...check, listeners: [{ name: 'http', attachedRoutes: 2 }] }, gateway) ?? '', /expected 2 attached routes/);
+    // As upstream's listenersMatch: the expected kinds must be among the supported ones; an empty list means none.
+    const both = { ...gateway, status: { ...gateway.status, listeners: [{ ...gateway.status.listeners[0]!, supportedKinds: [{ kind: 'GRPCRoute' }, { kind: 'HTTPRoute' }] }] } };
+    assert.equal(judgeStatus({ ...check, listeners: [{ name: 'http', supportedKinds: [{ kind: 'HTTPRoute' }] }] }, both), undefined);
+    assert.match(judgeStatus({ ...check, listeners: [{ name: 'http', supportedKinds: [{ kind: 'TCPRoute' }] }] }, both) ?? '', /expected supported kinds/);
+    assert.match(judgeStatus({ ...check, listeners: [{ name: 'http', supportedKinds: [] }] }, both) ?? '', /expected supported kinds none/);
     assert.match(judgeStatus({ ...check, zeroAttachedRoutes: true }, gateway) ?? '', /no attached routes/);
   });
 

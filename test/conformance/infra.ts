@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startEcho, type RunningEcho } from '../../src/testing/echo.ts';
+import { startGrpcEcho } from '../../src/testing/grpc-echo.ts';
 import { freePort } from '../../src/testing/ports.ts';
 import { ControlPlaneApi } from './api.ts';
 import type { Case, Infra, InfraBackend, K8sObject } from './model.ts';
@@ -28,10 +29,16 @@ export interface Pod {
   labels: Record<string, string>;
   /** The container ports the echo answers on at `ip`. */
   containerPorts: number[];
+  /** Those of them the gRPC echo serves (GrpcEcho over h2c). */
+  grpcPorts: number[];
+  /** Those of them the HTTP echo serves in h2c (prior knowledge) rather than HTTP/1.1. */
+  h2cPorts: number[];
   /** Every "Echoing back request made to ..." line, numbered so a check can read only what came after it started. */
   log: { seq: number; line: string }[];
   /** Where the sidecar reaches the app (127.0.0.1:appPort), for mesh pods. */
   appPort?: number;
+  /** Where the sidecar reaches the app's gRPC port, for mesh pods with one. */
+  grpcAppPort?: number;
   sidecar?: Child & { outboundPort: number; adminPort: number };
 }
 
@@ -41,6 +48,10 @@ interface Deployment {
   replicas: number;
   labels: Record<string, string>;
   containerPorts: number[];
+  /** Container ports the gRPC echo serves. */
+  grpcPorts: number[];
+  /** Container ports the HTTP echo serves in h2c. */
+  h2cPorts: number[];
   mesh: boolean;
   /** Why no echo runs for it (an echo flavour the harness cannot play yet). */
   unsupported?: string;
@@ -100,14 +111,17 @@ function deploymentsOf(infra: Infra, services: Map<string, K8sObject>): Deployme
     if (deployments.some((d) => d.namespace === namespace && d.name === name)) return;
     const labels = selectorOf(services.get(backend.service)) ?? { app: serviceName };
     const containerPorts = [...new Set(backend.ports.map((p) => p.targetPort ?? p.port))].sort((a, b) => a - b);
-    const deployment: Deployment = { namespace, name, replicas: backend.replicas, labels, containerPorts, mesh };
+    // echo-basic in gRPC mode serves GrpcEcho on every port; the mesh echo serves gRPC on its "grpc" port (7070).
+    const grpcPorts = backend.echo === 'echo-basic/grpc' ? containerPorts : backend.ports.filter((p) => p.name === 'grpc').map((p) => p.targetPort ?? p.port);
+    // echo-basic's h2c listener (3001, behind appProtocol kubernetes.io/h2c) speaks HTTP/2 with prior knowledge only.
+    const h2cPorts = backend.echo === 'echo-basic/http' ? backend.ports.filter((p) => p.appProtocol === 'kubernetes.io/h2c').map((p) => p.targetPort ?? p.port) : [];
+    const deployment: Deployment = { namespace, name, replicas: backend.replicas, labels, containerPorts, grpcPorts, h2cPorts, mesh };
     if (backend.echo === 'echo-basic/https') deployment.unsupported = 'the TLS echo (echo-basic on 8443) is not played by the harness yet';
-    else if (backend.echo === 'echo-basic/grpc') deployment.unsupported = 'the gRPC echo is not played by the harness yet';
     deployments.push(deployment);
   };
   for (const backend of infra.backends) add(backend, false);
-  // Mesh pods: the Istio echo app serves HTTP on 8080 only, as far as the HTTP cases are concerned.
-  for (const app of infra.meshApps) add({ ...app, ports: [{ port: 8080 }] }, true);
+  // Mesh pods: the Istio echo app, as far as the cases are concerned, serves HTTP on 8080 and gRPC on 7070.
+  for (const app of infra.meshApps) add({ ...app, ports: [{ port: 8080 }, { name: 'grpc', port: 7070 }] }, true);
   // Mesh clients in other namespaces run the same Deployment as in the mesh namespace ("ns/name (...)").
   for (const client of infra.meshClients) {
     const qualified = client.split(' ')[0] ?? '';
@@ -213,6 +227,8 @@ export class Infrastructure {
           ip: `${subnet}.${host++}`,
           labels: d.labels,
           containerPorts: d.containerPorts,
+          grpcPorts: d.grpcPorts,
+          h2cPorts: d.h2cPorts,
           log: [],
         };
         await this.startEchoes(pod, d.mesh);
@@ -258,17 +274,23 @@ export class Infrastructure {
       },
     );
     for (const port of pod.containerPorts) {
-      this.echoes.push(await startEcho({ port, host: pod.ip, namespace: pod.namespace, pod: pod.name, logger }));
+      const start = pod.grpcPorts.includes(port) ? startGrpcEcho : startEcho;
+      this.echoes.push(await start({ port, host: pod.ip, namespace: pod.namespace, pod: pod.name, logger, h2c: pod.h2cPorts.includes(port) }));
     }
     if (mesh) {
       const app = await startEcho({ port: 0, namespace: pod.namespace, pod: pod.name, logger });
       this.echoes.push(app);
       pod.appPort = app.port;
+      if (pod.grpcPorts.length > 0) {
+        const grpcApp = await startGrpcEcho({ port: 0, namespace: pod.namespace, pod: pod.name, logger });
+        this.echoes.push(grpcApp);
+        pod.grpcAppPort = grpcApp.port;
+      }
     }
   }
 
   private async startSidecar(pod: Pod): Promise<void> {
-    const appPorts = pod.containerPorts.flatMap((port) => ['--app-port', `${port}=${pod.appPort}`]);
+    const appPorts = pod.containerPorts.flatMap((port) => ['--app-port', `${port}=${pod.grpcPorts.includes(port) ? pod.grpcAppPort : pod.appPort}`]);
     const tokenFile = join(this.dir, 'tokens', `${pod.namespace}.${pod.name}`);
     mkdirSync(join(this.dir, 'tokens'), { recursive: true, mode: 0o700 });
     writeFileSync(tokenFile, await this.api.createToken(pod.namespace, pod.deployment), { mode: 0o600 });

@@ -6,7 +6,8 @@
 //
 // Checks are judged as upstream's conformance/utils/http does (see the README
 // beside cases.json): 3 passes in a row within 30 s, 100 ms between failed
-// attempts. One difference, for speed: the harness waits until every sidecar
+// attempts. gRPC checks (grpc.ts) are unary GrpcEcho calls over h2c, judged as
+// upstream's utils/grpc: the status code, then the echoed method, namespace and pod. One difference, for speed: the harness waits until every sidecar
 // has acknowledged the case's config before it sends anything, so a check that
 // has failed 20 times in a row while that config has not moved is reported
 // failed without waiting out the 30 s (it could only pass later if the config

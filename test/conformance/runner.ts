@@ -1,7 +1,7 @@
 // Runs one conformance case against the shared infrastructure: apply its objects, judge its status and traffic checks, clean up.
 import { randomBytes, randomUUID } from 'node:crypto';
 import { nameOf } from './api.ts';
-import type { Captured, Destination } from './client.ts';
+import { REQUEST_TIMEOUT_MS, type Captured, type Destination } from './client.ts';
 import {
   awaitConvergence,
   compareRoundTrip,
@@ -15,9 +15,11 @@ import {
   type Prepared,
   type Verdict,
 } from './evaluate.ts';
+import { capturedOf, compareGrpc, grpcCall, prepareGrpc } from './grpc.ts';
 import type { Infrastructure } from './infra.ts';
-import { needsGateway, needsGrpc, objectId, withGatewayClass, type Case, type Check, type K8sObject, type Profile, type StatusCheck } from './model.ts';
+import { needsGateway, objectId, withGatewayClass, type Case, type Check, type K8sObject, type Profile, type StatusCheck } from './model.ts';
 import { judgeStatus, patched } from './status.ts';
+import { websocketCheck } from './websocket.ts';
 
 export interface CaseResult {
   name: string;
@@ -70,7 +72,6 @@ function sleep(ms: number): Promise<void> {
 export function unsupportedReason(c: Case, gateway: GatewayDriver | undefined): string | undefined {
   const reasons: string[] = [];
   if (needsGateway(c) && !gateway) reasons.push('gateway mode not implemented');
-  if (needsGrpc(c)) reasons.push('gRPC not implemented');
   return reasons.length ? reasons.join('; ') : undefined;
 }
 
@@ -274,6 +275,14 @@ class CheckContext {
   }
 
   private async once(check: Check, destination: Destination, prepared: Prepared): Promise<{ why: string | undefined; captured?: Captured }> {
+    if (check.request.protocol === 'grpc') {
+      const target = check.target;
+      const gatewayHost = target.type === 'gateway' && this.options.gateway ? this.options.gateway.hostFor(target.gateway, target.port) : undefined;
+      const call = prepareGrpc(check, { mode: this.mode(check), ...(gatewayHost !== undefined ? { gatewayHost } : {}) });
+      const outcome = await grpcCall(destination, call, REQUEST_TIMEOUT_MS);
+      return { why: compareGrpc(this.mode(check), call, prepared.expect, outcome), captured: capturedOf(outcome) };
+    }
+    if (check.request.protocol === 'websocket') return { why: await websocketCheck(destination, prepared.request, prepared.expect.websocket) };
     const captured = await roundTrip(destination, prepared.request);
     return { why: compareRoundTrip(this.mode(check), prepared.request, prepared.expect, captured), captured };
   }

@@ -106,10 +106,14 @@ export function judgeStatus(check: StatusCheck, object: StoredObject | undefined
         return `${what} listener ${wanted.name}: expected ${wanted.attachedRoutes} attached routes, got ${listener.attachedRoutes ?? 'none'}`;
       }
       if (wanted.supportedKinds) {
+        // Upstream's listenersMatch: every expected kind must be supported (an implementation may support more,
+        // e.g. GRPCRoute beside HTTPRoute); an empty expectation means none at all.
         const key = (k: { group?: string; kind: string }) => `${k.group ?? GATEWAY_GROUP}/${k.kind}`;
-        const want = wanted.supportedKinds.map(key).sort().join(',');
-        const got = (listener.supportedKinds ?? []).map(key).sort().join(',');
-        if (want !== got) return `${what} listener ${wanted.name}: expected supported kinds ${want}, got ${got || 'none'}`;
+        const got = (listener.supportedKinds ?? []).map(key);
+        const missing = wanted.supportedKinds.map(key).filter((k) => !got.includes(k));
+        if (wanted.supportedKinds.length === 0 ? got.length > 0 : missing.length > 0) {
+          return `${what} listener ${wanted.name}: expected supported kinds ${wanted.supportedKinds.map(key).sort().join(',') || 'none'}, got ${got.sort().join(',') || 'none'}`;
+        }
       }
       const conditionProblem = missingConditions(listener.conditions, wanted.conditions, `${what} listener ${wanted.name}`);
       if (conditionProblem) return conditionProblem;

@@ -1,4 +1,4 @@
-// End-to-end harness: a mesh of real `weft control-plane`, `weft proxy` and `weft echo` processes on loopback.
+// End-to-end harness: a mesh of real `weft control-plane`, `weft proxy` (sidecars, or node proxies) and `weft echo` processes on loopback.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,6 +6,7 @@ import { request, Agent } from 'node:http';
 import { freePort } from '../../src/testing/ports.ts';
 import { startWeft, runWeft, type RunningProcess, type RunResult } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import type { ProxySnapshot } from '../../src/api/snapshot.ts';
 import type { ProxyStatus } from '../../src/api/stream.ts';
 
 export interface HttpResult {
@@ -51,8 +52,22 @@ export function podOf(result: HttpResult): string {
   }
 }
 
-export interface WorkloadProcesses {
+/** A sidecar per workload instance, or one node proxy per host serving all of that host's instances. */
+export type ProxyMode = 'sidecar' | 'node';
+
+/** One workload instance to run on a host: its proxy part and, with `echo`, an echo app answering as pod `instance`. */
+export interface InstanceSpec {
+  workload: string;
   instance: string;
+  echo?: boolean;
+  namespace?: string;
+}
+
+export interface WorkloadProcesses {
+  /** "<namespace>/<instance>", as the control plane lists it. */
+  id: string;
+  instance: string;
+  /** Its sidecar, or in node mode the node proxy it shares with the other instances of its host. */
   proxy: RunningProcess;
   app?: RunningProcess;
   ports: { outbound: number; tunnel: number; admin: number };
@@ -67,16 +82,19 @@ export class TestMesh {
   stream = '';
   private readonly started: RunningProcess[] = [];
   private readonly leaseTtl: string;
+  readonly proxyMode: ProxyMode;
+  private hosts = 0;
 
-  private constructor(dir: string, streamPort: number, leaseTtl: string) {
+  private constructor(dir: string, streamPort: number, leaseTtl: string, proxyMode: ProxyMode) {
     this.dir = dir;
     this.streamPort = streamPort;
     this.leaseTtl = leaseTtl;
+    this.proxyMode = proxyMode;
   }
 
-  static async start(options: { leaseTtl?: string } = {}): Promise<TestMesh> {
+  static async start(options: { leaseTtl?: string; proxyMode?: ProxyMode } = {}): Promise<TestMesh> {
     const dir = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
-    const mesh = new TestMesh(dir, await freePort(), options.leaseTtl ?? '3s');
+    const mesh = new TestMesh(dir, await freePort(), options.leaseTtl ?? '3s', options.proxyMode ?? 'sidecar');
     await mesh.startControlPlane();
     return mesh;
   }
@@ -112,32 +130,82 @@ export class TestMesh {
     if (!res.ok) throw new Error(`POST /weft/v1/apply: ${res.status} ${await res.text()}`);
   }
 
-  /** A sidecar for `workload` and, when `echo` is set, an echo app behind it answering as pod `instance`. */
+  /** A sidecar for `workload` (in node mode, a node proxy of its own) and, when `echo` is set, an echo app behind it answering as pod `instance`. */
   async addWorkload(workload: string, instance: string, options: { echo?: boolean; namespace?: string } = {}): Promise<WorkloadProcesses> {
-    const namespace = options.namespace ?? 'default';
-    let app: RunningProcess | undefined;
-    const args = [
-      'proxy', '--mode', 'sidecar',
-      '--control-plane', this.stream,
-      '--namespace', namespace,
-      '--workload', workload,
-      '--instance', instance,
-      '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
-      '--data-dir', join(this.dir, 'proxies', `${namespace}.${instance}`),
-      '--drain', '2s',
-    ];
-    if (options.echo) {
-      const appPort = await freePort();
-      app = await startWeft(['echo', '--port', String(appPort), '--namespace', namespace, '--pod', instance], {
-        isReady: (line) => line.includes('listening') || line.includes('"ready"'),
+    const [started] = await this.addHost([{ workload, instance, ...options }]);
+    return started!;
+  }
+
+  /**
+   * The instances of one host: their echo apps, then a sidecar for each, or
+   * in node mode one `weft proxy --mode node` serving them all, each with
+   * its own workload's token.
+   */
+  async addHost(specs: readonly InstanceSpec[]): Promise<WorkloadProcesses[]> {
+    const instances = await Promise.all(
+      specs.map(async (spec) => {
+        const namespace = spec.namespace ?? 'default';
+        let app: RunningProcess | undefined;
+        let appPort: number | undefined;
+        if (spec.echo) {
+          appPort = await freePort();
+          app = await startWeft(['echo', '--port', String(appPort), '--namespace', namespace, '--pod', spec.instance], {
+            isReady: (line) => line.includes('listening') || line.includes('"ready"'),
+          });
+          this.started.push(app);
+        }
+        return { ...spec, namespace, app, appPort, token: await this.token(namespace, spec.workload) };
+      }),
+    );
+    const common = ['--control-plane', this.stream, '--admin-port', '0', '--drain', '2s'];
+    if (this.proxyMode === 'node') {
+      const host = `host-${this.hosts++}`;
+      const proxy = await startWeft(
+        [
+          'proxy', '--mode', 'node', '--node-name', host, ...common,
+          ...instances.flatMap((i) => ['--workload', `${i.namespace}/${i.workload}@${i.instance}${i.appPort ? `=8080:${i.appPort}` : ''}`]),
+          '--data-dir', join(this.dir, 'proxies', host),
+        ],
+        { env: { WEFT_TOKEN: instances.map((i) => `${i.namespace}/${i.workload} ${i.token}`).join('\n') } },
+      );
+      this.started.push(proxy);
+      const hosted = new Map((proxy.ready.workloads as { id: string; ports: WorkloadProcesses['ports'] }[]).map((w) => [w.id, w.ports] as const));
+      return instances.map((i) => {
+        const id = `${i.namespace}/${i.instance}`;
+        const ports = hosted.get(id);
+        if (!ports) throw new Error(`the node proxy ${host} announced no ports for ${id}: ${JSON.stringify(proxy.ready)}`);
+        return { id, instance: i.instance, proxy, ports, ...(i.app ? { app: i.app } : {}) };
       });
-      this.started.push(app);
-      args.push('--app-port', `8080=${appPort}`);
     }
-    const proxy = await startWeft(args, { env: { WEFT_TOKEN: await this.token(namespace, workload) } });
-    this.started.push(proxy);
-    const ports = proxy.ready.ports as WorkloadProcesses['ports'];
-    return app ? { instance, proxy, app, ports } : { instance, proxy, ports };
+    return Promise.all(
+      instances.map(async (i) => {
+        const proxy = await startWeft(
+          [
+            'proxy', '--mode', 'sidecar', ...common,
+            '--namespace', i.namespace,
+            '--workload', i.workload,
+            '--instance', i.instance,
+            '--outbound-port', '0', '--tunnel-port', '0',
+            '--data-dir', join(this.dir, 'proxies', `${i.namespace}.${i.instance}`),
+            ...(i.appPort ? ['--app-port', `8080=${i.appPort}`] : []),
+          ],
+          { env: { WEFT_TOKEN: i.token } },
+        );
+        this.started.push(proxy);
+        const ports = proxy.ready.ports as WorkloadProcesses['ports'];
+        return { id: `${i.namespace}/${i.instance}`, instance: i.instance, proxy, ports, ...(i.app ? { app: i.app } : {}) };
+      }),
+    );
+  }
+
+  /** What the admin /config of `w`'s proxy says about `w` (a node proxy lists each of its workloads). */
+  async proxyConfig(w: WorkloadProcesses): Promise<{ snapshot: ProxySnapshot | null; identity: { spiffeId: string } | null }> {
+    const res = await fetch(`http://127.0.0.1:${w.ports.admin}/config`);
+    if (!res.ok) throw new Error(`GET /config of ${w.id}: ${res.status}`);
+    const body = (await res.json()) as { workloads?: Record<string, unknown> };
+    const own = body.workloads ? body.workloads[w.id] : body;
+    if (!own) throw new Error(`the node proxy's /config lists no ${w.id}`);
+    return own as { snapshot: ProxySnapshot | null; identity: { spiffeId: string } | null };
   }
 
   /** A bootstrap token for the proxies of `workload`, made as an operator would: `weft token create`. */

@@ -28,11 +28,17 @@ describe('admin and drain', () => {
     assert.match(String(metrics.headers['content-type']), /^text\/plain; version=0\.0\.4/);
     const text = metrics.body;
     assert.match(text, /^# TYPE weft_requests_total counter$/m);
-    assert.match(text, /^weft_requests_total\{direction="outbound",service="default\/a:80",code="200"\} 1$/m);
-    assert.match(text, /^weft_requests_total\{direction="outbound",service="unknown",code="502"\} 1$/m);
+    // Istio's label set: the caller's proxy reports (reporter="source"), naming the Service, the endpoint's workload and the rule.
+    assert.match(text, /^weft_requests_total\{reporter="source",source_workload="[^"]+",source_workload_namespace="default",[^}]*destination_workload="a-0",destination_workload_namespace="default",[^}]*destination_service="default\/a",destination_service_name="a",destination_service_namespace="default",request_protocol="http",connection_security_policy="none",route="default",response_code="200",grpc_response_status="",weft_reason=""\} 1$/m);
+    assert.match(text, /^weft_requests_total\{reporter="source",[^}]*destination_service="unknown",[^}]*response_code="502",grpc_response_status="",weft_reason="WEFT_ERR_NO_ROUTE"\} 1$/m);
     assert.match(text, /^weft_proxy_responses_total\{reason="WEFT_ERR_NO_ROUTE"\} 1$/m);
-    assert.match(text, /^weft_request_duration_seconds_bucket\{direction="outbound",service="default\/a:80",le="\+Inf"\} 1$/m);
-    assert.match(text, /^weft_request_duration_seconds_count\{direction="outbound",service="default\/a:80"\} 1$/m);
+    assert.match(text, /^weft_request_duration_seconds_bucket\{reporter="source",[^}]*destination_service="default\/a",[^}]*response_code="200",[^}]*le="\+Inf"\} 1$/m);
+    assert.match(text, /^weft_request_duration_seconds_count\{reporter="source",[^}]*destination_service="default\/a",[^}]*response_code="200"[^}]*\} 1$/m);
+    assert.match(text, /^weft_response_bytes_count\{reporter="source",[^}]*destination_service="default\/a",[^}]*\} 1$/m);
+    assert.match(text, /^weft_config_info\{version="[^"]+",source="disk"\} 1$/m);
+    assert.match(text, /^weft_config_age_seconds \d/m);
+    assert.match(text, /^weft_event_loop_delay_seconds\{quantile="0.99"\} /m);
+    assert.match(text, /^weft_process_memory_bytes\{kind="rss"\} \d+$/m);
     assert.match(text, /^weft_snapshot_applies_total\{result="ok"\} 1$/m);
     assert.match(text, /^weft_control_plane_connected 0$/m);
     assert.match(text, /^weft_active_connections\{listener="outbound"\} \d+$/m);

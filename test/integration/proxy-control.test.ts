@@ -58,6 +58,9 @@ describe('proxy ↔ control plane', () => {
       address: '127.0.0.1',
       tunnelPort: p.proxy.ports.tunnel,
       appPorts: [8080],
+      // Where its admin /metrics is, for `weft prometheus-config`.
+      adminPort: p.proxy.ports.admin,
+      adminHost: '127.0.0.1',
     });
     await waitFor(() => cp.received.some((m) => m.type === 'ready' && m.ready), { message: 'ready: true (the app port accepts connections)' });
     await waitFor(() => cp.received.filter((m) => m.type === 'heartbeat').length >= 2, { message: 'heartbeats' });

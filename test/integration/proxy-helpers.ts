@@ -328,6 +328,8 @@ export class FakeControlPlane {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   port = 0;
   heartbeatMs = 1000;
+  /** When false, hellos go unanswered (a wedged control plane). */
+  welcomes = true;
   private nonce = 0;
 
   private constructor() {
@@ -358,7 +360,7 @@ export class FakeControlPlane {
           if (!line.trim()) continue;
           const message = JSON.parse(line) as ProxyMessage;
           this.received.push(message);
-          if (message.type === 'hello') this.send({ type: 'welcome', leaseTtlMs: this.heartbeatMs * 3, heartbeatMs: this.heartbeatMs }, stream);
+          if (message.type === 'hello' && this.welcomes) this.send({ type: 'welcome', leaseTtlMs: this.heartbeatMs * 3, heartbeatMs: this.heartbeatMs }, stream);
         }
       });
       stream.on('end', () => stream.end());

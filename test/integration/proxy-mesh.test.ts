@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { Agent } from 'node:http';
 import { freePort } from '../../src/testing/ports.ts';
+import { waitFor } from '../../src/testing/wait.ts';
 import {
   adminGet,
   buildSnapshot,
@@ -26,7 +27,11 @@ describe('client sidecar → tunnel → server sidecar → app', () => {
 
   before(async () => {
     app = await startBackend('reviews-app');
-    tcpApp = createServer((socket) => socket.pipe(socket));
+    tcpApp = createServer((socket) => {
+      // A client that resets its end reaches the app as a reset (the mesh passes resets on).
+      socket.on('error', () => socket.destroy());
+      socket.pipe(socket);
+    });
     await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
     const deadAppPort = await freePort();
     server = await startTestProxy({
@@ -96,7 +101,8 @@ describe('client sidecar → tunnel → server sidecar → app', () => {
       const metrics = (await adminGet(server.proxy.ports.admin, '/metrics')).body;
       const open = Number(/weft_active_connections\{listener="inbound"\} (\d+)/.exec(metrics)?.[1] ?? NaN);
       assert.ok(open >= 1 && open <= 8, `the server sidecar holds ${open} tunnel connections`);
-      assert.match(metrics, /weft_requests_total\{direction="inbound",service="default\/reviews:8080",code="200"\} \d+/);
+      // The called proxy reports too (reporter="destination"), naming the caller from its mTLS identity.
+      assert.match(metrics, /weft_requests_total\{reporter="destination",[^}]*source_principal="spiffe:[^"]+",[^}]*connection_security_policy="mutual_tls",route="inbound:8080",response_code="200"[^}]*\} \d+/);
     } finally {
       agent.destroy();
     }
@@ -129,6 +135,18 @@ describe('client sidecar → tunnel → server sidecar → app', () => {
     const answer = await tcpThroughProxy(out, 'reviews-tcp:7000', 'tcp ping');
     assert.match(answer.head, /^HTTP\/1\.1 200/);
     assert.equal(answer.data, 'tcp ping');
+    // The caller's proxy counts the connection (istio_tcp_* under weft_tcp_*) once it has closed.
+    await waitFor(async () => /weft_tcp_connections_closed_total\{reporter="source",[^}]*destination_service_name="reviews-tcp",[^}]*request_protocol="tcp",connection_security_policy="mutual_tls"[^}]*\} 1/.test((await adminGet(client.proxy.ports.admin, '/metrics')).body), { timeoutMs: 3000 });
+    const metrics = (await adminGet(client.proxy.ports.admin, '/metrics')).body;
+    assert.match(metrics, /weft_tcp_connections_opened_total\{reporter="source",[^}]*destination_service_name="reviews-tcp"[^}]*\} 1/);
+    assert.match(metrics, /weft_tcp_received_bytes_total\{reporter="source",[^}]*destination_service_name="reviews-tcp"[^}]*\} [1-9]/);
+    // And the callee's proxy, on the app's side: what the app was given and what it sent back.
+    await waitFor(async () => /weft_tcp_connections_closed_total\{reporter="destination",[^}]*request_protocol="tcp"[^}]*\} 1/.test((await adminGet(server.proxy.ports.admin, '/metrics')).body), {
+      timeoutMs: 3000,
+    });
+    const callee = (await adminGet(server.proxy.ports.admin, '/metrics')).body;
+    assert.match(callee, /weft_tcp_received_bytes_total\{reporter="destination",[^}]*\} 8\b/, 'the app was given "tcp ping"');
+    assert.match(callee, /weft_tcp_sent_bytes_total\{reporter="destination",[^}]*\} 8\b/, 'and echoed it');
   });
 
   it('refuses a tunnel to a port the workload does not serve, with the peer reason', async () => {

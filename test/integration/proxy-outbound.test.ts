@@ -37,7 +37,11 @@ describe('outbound proxy', () => {
     // Accepts and closes at once: a reset before any response.
     resetServer = createServer((socket) => socket.destroy());
     await new Promise<void>((resolve) => resetServer.listen(0, '127.0.0.1', resolve));
-    tcpEcho = createServer((socket) => socket.pipe(socket));
+    tcpEcho = createServer((socket) => {
+      // A client that resets its end reaches the app as a reset (the mesh passes resets on).
+      socket.on('error', () => socket.destroy());
+      socket.pipe(socket);
+    });
     await new Promise<void>((resolve) => tcpEcho.listen(0, '127.0.0.1', resolve));
     [upstreamHttp, upstreamTcp] = [await freePort(), await freePort()];
 

@@ -17,7 +17,11 @@ describe('requests to an endpoint address', () => {
   before(async () => {
     v1 = await startBackend('web-v1');
     v2 = await startBackend('web-v2');
-    tcpApp = createServer((socket) => socket.pipe(socket));
+    tcpApp = createServer((socket) => {
+      // A client that resets its end reaches the app as a reset (the mesh passes resets on).
+      socket.on('error', () => socket.destroy());
+      socket.pipe(socket);
+    });
     await new Promise<void>((resolve) => tcpApp.listen(0, '127.0.0.1', resolve));
     tcpPort = (tcpApp.address() as AddressInfo).port;
     proxy = await startTestProxy({

@@ -138,7 +138,7 @@ test('GAMMA: a consumer route may name its parent Service as a backend, and a po
   assert.deepEqual(summary(status.parents[0]!.conditions), { Accepted: ['True', 'Accepted'], ResolvedRefs: ['True', 'ResolvedRefs'] });
 });
 
-test('unsupported filters and invalid regexes: the rule is dropped and reported; a route with no valid rule is not Accepted', () => {
+test('invalid regexes drop the rule; an ExtensionRef of an unknown kind keeps it (answering 500) with ResolvedRefs=False InvalidKind', () => {
   const partly = rt('mesh', 'partly', {
     parentRefs: [parent('echo')],
     rules: [
@@ -155,14 +155,14 @@ test('unsupported filters and invalid regexes: the rule is dropped and reported;
   const p = routeStatus(statuses, partly).parents[0]!;
   assert.deepEqual(summary(p.conditions), {
     Accepted: ['True', 'Accepted'],
-    ResolvedRefs: ['True', 'ResolvedRefs'],
+    ResolvedRefs: ['False', 'InvalidKind'],
     PartiallyInvalid: ['True', 'UnsupportedValue'],
   });
   const partial = p.conditions.find((c) => c.type === 'PartiallyInvalid')!;
-  assert.match(partial.message, /^Dropped Rule\(s\): rules\[1\].*ExtensionRef filters .* are not supported yet; rules\[2\].*invalid regular expression/);
+  assert.match(partial.message, /^Dropped Rule\(s\): rules\[2\].*invalid regular expression/);
   const a = routeStatus(statuses, allBad).parents[0]!;
-  assert.deepEqual(summary(a.conditions), { Accepted: ['False', 'UnsupportedValue'], ResolvedRefs: ['True', 'ResolvedRefs'] });
-  assert.match(a.conditions[0]!.message, /ExtensionRef filters .* are not supported yet/);
+  assert.deepEqual(summary(a.conditions), { Accepted: ['True', 'Accepted'], ResolvedRefs: ['False', 'InvalidKind'] });
+  assert.match(a.conditions[1]!.message, /ExtensionRef example\.com\/Fault is not a kind weft knows/);
 });
 
 test('a route whose only parent is another controller’s Gateway gets an empty parents list', () => {

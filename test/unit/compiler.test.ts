@@ -353,7 +353,7 @@ test('weights: zero-weight backends are dropped, invalid backendRefs stay withou
   assert.deepEqual(checkSnapshot(s), []);
 });
 
-test('filters: header modifiers compile with lower-case names; rules with unsupported filters or invalid regexes are left out', () => {
+test('filters: header modifiers compile with lower-case names; rules with invalid regexes are left out, an unknown ExtensionRef answers 500', () => {
   const route = rt('mesh', 'f', {
     parentRefs: [parent('echo')],
     rules: [
@@ -370,7 +370,9 @@ test('filters: header modifiers compile with lower-case names; rules with unsupp
     ],
   });
   const s = compile(input({ services: [svc('mesh', 'echo')], httpRoutes: [route] }), node('mesh'));
-  assert.deepEqual(ruleIds(s, 'mesh/echo:80'), ['mesh/f/0/0', 'mesh/f/5/0']);
+  assert.deepEqual(ruleIds(s, 'mesh/echo:80'), ['mesh/f/0/0', 'mesh/f/1/0', 'mesh/f/5/0']);
+  // The Gateway API: a filter that cannot be resolved is not skipped; the requests it covers answer 500 (no backends).
+  assert.deepEqual(s.routes['mesh/echo:80']!.rules[1]!.backends, []);
   const mod = s.routes['mesh/echo:80']!.rules[0]!;
   assert.deepEqual(mod.filters, [{ type: 'RequestHeaderModifier', modifier: { set: [{ name: 'x-set', value: 'a' }], add: [{ name: 'x-add', value: 'b' }], remove: ['x-gone'] } }]);
   assert.deepEqual(mod.backends[0]!.filters, [{ type: 'ResponseHeaderModifier', modifier: { set: [{ name: 'x-backend', value: 'c' }] } }]);
@@ -379,7 +381,7 @@ test('filters: header modifiers compile with lower-case names; rules with unsupp
 test('a route none of whose rules compile is ignored: the service keeps its default route', () => {
   const route = rt('mesh', 'all-bad', {
     parentRefs: [parent('echo')],
-    rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'example.com', kind: 'Fault', name: 'f' } }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] }],
+    rules: [{ matches: [{ path: { type: 'RegularExpression', value: '/(unclosed' } }], backendRefs: [{ name: 'echo', port: 80, weight: 1 }] }],
   });
   const s = compile(input({ services: [svc('mesh', 'echo')], httpRoutes: [route] }), node('mesh'));
   assert.deepEqual(ruleIds(s, 'mesh/echo:80'), ['default']);

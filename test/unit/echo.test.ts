@@ -135,3 +135,27 @@ test('logs one line per request, as the mirror tests grep for', async () => {
   assert.ok(line, `log lines: ${logLines.join('\n')}`);
   assert.match(line, /\(127\.0\.0\.1:[0-9]+\)$/);
 });
+
+test('h2c mode: HTTP/2 with prior knowledge, the :authority reported as host', async (t) => {
+  const { connect } = await import('node:http2');
+  const echo = await startEcho({ port: 0, namespace: 'infra', pod: 'infra-backend-v1-abc-def', h2c: true });
+  t.after(() => echo.close());
+  const session = connect(`http://127.0.0.1:${echo.port}`);
+  t.after(() => session.destroy());
+  const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+    const stream = session.request({ ':method': 'GET', ':path': '/h2c?x=1', ':authority': 'example.com', 'x-test': 'yes' });
+    let status = 0;
+    let body = '';
+    stream.on('response', (headers) => (status = Number(headers[':status'])));
+    stream.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+    stream.on('end', () => resolve({ status, body }));
+    stream.on('error', reject);
+  });
+  assert.equal(status, 200);
+  const echoed = JSON.parse(body) as EchoResponse;
+  assert.equal(echoed.path, '/h2c?x=1');
+  assert.equal(echoed.host, 'example.com');
+  assert.equal(echoed.proto, 'HTTP/2.0');
+  assert.deepEqual(echoed.headers['X-Test'], ['yes']);
+  assert.equal(echoed.pod, 'infra-backend-v1-abc-def');
+});

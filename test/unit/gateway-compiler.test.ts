@@ -207,6 +207,7 @@ test('listeners: unsupported protocols, route kinds, conflicts and certificate r
         gateway('a', 'g', [
           { name: 'http' },
           { name: 'tls', port: 443, protocol: 'TLS', tls: { mode: 'Passthrough' } },
+          { name: 'udp', port: 53, protocol: 'UDP' },
           { name: 'kinds', port: 81, allowedRoutes: { kinds: [{ kind: 'HTTPRoute' }, { kind: 'TCPRoute' }] } },
           { name: 'dup', port: 80 },
           { name: 'https-80', port: 80, protocol: 'HTTPS', tls: { mode: 'Terminate', certificateRefs: [{ name: 'cert' }] } },
@@ -221,8 +222,11 @@ test('listeners: unsupported protocols, route kinds, conflicts and certificate r
   const status = statusOf<GatewayStatus>(statuses, gatewayKey('a', 'g'));
   const listener = (name: string) => status.listeners.find((l) => l.name === name)!;
   assert.deepEqual(cond(listener('http').conditions, 'Programmed'), { status: 'False', reason: 'Pending' });
-  assert.deepEqual(cond(listener('tls').conditions, 'Accepted'), { status: 'False', reason: 'UnsupportedProtocol' });
-  assert.deepEqual(listener('tls').supportedKinds, []);
+  assert.deepEqual(cond(listener('udp').conditions, 'Accepted'), { status: 'False', reason: 'UnsupportedProtocol' });
+  assert.deepEqual(listener('udp').supportedKinds, []);
+  // TLS passthrough is served (l4-routes.ts): it takes TLSRoutes.
+  assert.deepEqual(cond(listener('tls').conditions, 'Accepted'), { status: 'True', reason: 'Accepted' });
+  assert.deepEqual(listener('tls').supportedKinds, [{ group: GROUP, kind: 'TLSRoute' }]);
   assert.deepEqual(listener('kinds').supportedKinds, [{ group: GROUP, kind: 'HTTPRoute' }]);
   assert.deepEqual(cond(listener('kinds').conditions, 'ResolvedRefs'), { status: 'False', reason: 'InvalidRouteKinds' });
   assert.deepEqual(cond(listener('dup').conditions, 'Conflicted'), { status: 'True', reason: 'HostnameConflict' });
@@ -369,7 +373,7 @@ test('listeners that cannot be served are left out of the snapshot; a snapshot p
   const gw = gateway('infra', 'g', [
     { name: 'ok', port: 80 },
     { name: 'no-cert', port: 443, protocol: 'HTTPS', tls: { mode: 'Terminate', certificateRefs: [{ name: 'missing' }] } },
-    { name: 'tcp', port: 9000, protocol: 'TCP' },
+    { name: 'udp', port: 9000, protocol: 'UDP' },
   ]);
   const snapshot = compile(input({ gateways: [gw] }), gatewayNode('infra/g'));
   assert.deepEqual(snapshot.gateway?.ports.map((p) => p.port), [80]);

@@ -3,21 +3,32 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { KINDS } from '../../api/resources.ts';
 import type { ProxyStatus } from '../../api/stream.ts';
-import { TOPOLOGY_PATH, type TopologyTraffic } from '../../api/topology.ts';
+import { SERVICE_TRAFFIC_PREFIX, TOPOLOGY_PATH, type ServiceTraffic, type TopologyTraffic } from '../../api/topology.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Store } from '../store/types.ts';
 import { APPLY_PATH, handleApply } from './apply.ts';
 import { EVENTS_PATH, handleEvents } from './events.ts';
+import { handleExplain } from './explain.ts';
+import { EXPLAIN_PATH, type ExplainRequest, type ExplainTrace } from '../../api/explain.ts';
 import { methodNotAllowed, notFound, sendError, sendJson, sendText } from './http.ts';
 import { indexPage } from './index-page.ts';
 import { handleResource, parseResourcePath } from './resources.ts';
 import { DEFAULT_DASHBOARD_DIR, staticFiles, type StaticFiles } from './static.ts';
 import { handleCreateToken, TOKENS_PATH, type TokenPolicy } from './tokens.ts';
+import { CA_PATH, CA_ROTATE_PATH, handleCaRotate, handleCaState, type CaPolicy } from './ca.ts';
 
 export const PROXIES_PATH = '/weft/v1/proxies';
 export const STATUS_PATH = '/weft/v1/status';
 /** The kinds this server knows, with their plurals and scope: what a client needs to build resource paths. */
 export const KINDS_PATH = '/weft/v1/kinds';
+
+/** /api/v1/services/<ns>/<name> (two names exactly: Kubernetes paths name no such thing) → the Service whose traffic is asked for. */
+function serviceTrafficTarget(pathname: string): { namespace: string; name: string } | undefined {
+  if (!pathname.startsWith(SERVICE_TRAFFIC_PREFIX)) return undefined;
+  const parts = pathname.slice(SERVICE_TRAFFIC_PREFIX.length).split('/');
+  if (parts.length !== 2 || !parts[0] || !parts[1]) return undefined;
+  return { namespace: decodeURIComponent(parts[0]), name: decodeURIComponent(parts[1]) };
+}
 
 /** What GET /api/v1/topology answers while nothing collects traffic metrics. */
 function noTrafficYet(window: string): TopologyTraffic {
@@ -41,12 +52,18 @@ export interface ApiServerOptions {
   status: () => Promise<unknown>;
   /** Bootstrap tokens for proxies (POST /weft/v1/tokens); absent = the path does not exist. */
   tokens?: TokenPolicy;
+  /** The mesh CA (GET /weft/v1/ca, POST /weft/v1/ca/rotate); absent = the paths do not exist. */
+  ca?: CaPolicy | undefined;
   now?: () => number;
   /**
    * Traffic per service and edge over `window` ("5m"), for GET /api/v1/topology.
    * The seam for the metrics work: without it the answer says no data yet.
    */
   topology?: ((window: string) => Promise<TopologyTraffic>) | undefined;
+  /** One Service's traffic, for GET /api/v1/services/<ns>/<name>?window=; without it that path is a resource path as before. */
+  serviceTraffic?: ((namespace: string, name: string, window: string) => Promise<ServiceTraffic>) | undefined;
+  /** `weft explain`: the trace of a hypothetical request (POST /weft/v1/explain); absent = the path does not exist. */
+  explain?: ((request: ExplainRequest) => ExplainTrace) | undefined;
   /** The built dashboard; default dist/dashboard in this checkout. Without an index.html there, / is a page of links. */
   dashboardDir?: string | undefined;
 }
@@ -112,6 +129,12 @@ export class ApiServer {
         const window = url.searchParams.get('window') || '5m';
         return sendJson(res, 200, this.options.topology ? await this.options.topology(window) : noTrafficYet(window), { 'cache-control': 'no-store' });
       }
+      const trafficOf = this.options.serviceTraffic ? serviceTrafficTarget(url.pathname) : undefined;
+      if (trafficOf && this.options.serviceTraffic) {
+        if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+        const window = url.searchParams.get('window') || '5m';
+        return sendJson(res, 200, await this.options.serviceTraffic(trafficOf.namespace, trafficOf.name, window), { 'cache-control': 'no-store' });
+      }
       const resourcePath = parseResourcePath(url.pathname);
       if (resourcePath) return await handleResource(req, res, url, resourcePath, { store, logger });
       switch (url.pathname) {
@@ -130,9 +153,21 @@ export class ApiServer {
           if (!this.options.tokens) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
           return await handleCreateToken(req, res, this.options.tokens, this.options.now ?? Date.now);
+        case CA_PATH:
+          if (!this.options.ca) throw notFound(`no such path ${url.pathname}`);
+          if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+          return handleCaState(res, this.options.ca);
+        case CA_ROTATE_PATH:
+          if (!this.options.ca) throw notFound(`no such path ${url.pathname}`);
+          if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
+          return await handleCaRotate(req, res, this.options.ca);
         case EVENTS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           return handleEvents(req, res, url, { store, logger, proxies: this.options.proxies });
+        case EXPLAIN_PATH:
+          if (!this.options.explain) throw notFound(`no such path ${url.pathname}`);
+          if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
+          return await handleExplain(req, res, this.options.explain);
         case KINDS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           return sendJson(res, 200, {

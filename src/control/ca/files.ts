@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { Clock } from '../../telemetry/clock.ts';
 import { CertificateAuthority } from './authority.ts';
+import type { CaPersistence, RetiringRoot } from './rotating.ts';
 
 export const CA_FILES = {
   cert: 'ca.crt',
@@ -13,6 +14,8 @@ export const CA_FILES = {
   chain: 'ca-chain.crt',
   /** Roots trusted besides the CA's own, during a rotation overlap. */
   extraTrust: 'trust-extra.crt',
+  /** `weft ca rotate`: the old roots still trusted, each until its overlap ends, and when the rotation was (JSON). */
+  retiring: 'ca-retiring.json',
 } as const;
 
 const KEY_MODE = 0o600;
@@ -76,6 +79,57 @@ export async function loadOrCreateCa(
   });
   await saveCa(dir, ca);
   return { ca, created: true };
+}
+
+interface RetiringFile {
+  rotatedAt?: string;
+  roots: { certPem: string; trustedUntil: string }[];
+}
+
+/** The rotation state saved in `dir` (none in a data dir that never rotated: a single-root dir loads as before). */
+export async function loadRetiring(dir: string): Promise<{ retiring: RetiringRoot[]; rotatedAt?: number }> {
+  const path = join(dir, CA_FILES.retiring);
+  const text = await readIfExists(path);
+  if (text === undefined) return { retiring: [] };
+  let parsed: RetiringFile;
+  try {
+    parsed = JSON.parse(text) as RetiringFile;
+  } catch (e) {
+    throw new WeftError(ErrorCodes.CA_INVALID, `${path} is not JSON: ${(e as Error).message}`);
+  }
+  const retiring: RetiringRoot[] = [];
+  for (const root of Array.isArray(parsed?.roots) ? parsed.roots : []) {
+    const trustedUntil = Date.parse(root?.trustedUntil);
+    if (typeof root?.certPem !== 'string' || Number.isNaN(trustedUntil)) throw new WeftError(ErrorCodes.CA_INVALID, `${path} has a root without certPem or trustedUntil`);
+    retiring.push({ certPem: root.certPem, trustedUntil });
+  }
+  const rotatedAt = parsed.rotatedAt ? Date.parse(parsed.rotatedAt) : NaN;
+  return Number.isNaN(rotatedAt) ? { retiring } : { retiring, rotatedAt };
+}
+
+export async function saveRetiring(dir: string, retiring: readonly RetiringRoot[], rotatedAt: number): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+  const file: RetiringFile = {
+    rotatedAt: new Date(rotatedAt).toISOString(),
+    roots: retiring.map((r) => ({ certPem: r.certPem, trustedUntil: new Date(r.trustedUntil).toISOString() })),
+  };
+  await writeAtomically(join(dir, CA_FILES.retiring), `${JSON.stringify(file, null, 2)}\n`, 0o644);
+}
+
+/**
+ * A rotation kept in the data dir. The retiring roots are written first: a
+ * crash before the new key and certificate land leaves the old CA signing
+ * and trusting its own root, which is harmless.
+ * `saveKey` false (an operator's CA, which lives in the operator's files):
+ * only the retiring roots are kept here.
+ */
+export function dataDirPersistence(dir: string, options: { saveKey: boolean }): CaPersistence {
+  return {
+    save: async (authority, retiring, rotatedAt) => {
+      await saveRetiring(dir, retiring, rotatedAt);
+      if (options.saveKey) await saveCa(dir, authority);
+    },
+  };
 }
 
 async function writeAtomically(path: string, content: string, mode: number): Promise<void> {

@@ -4,11 +4,17 @@ import { dnsLabel, dnsSubdomain, type Resource } from '../../api/meta.ts';
 import type { WorkloadSpec } from '../../api/resources.ts';
 import type { CertificateResponse } from '../../api/stream.ts';
 import type { Logger } from '../../telemetry/logger.ts';
-import type { CertificateAuthority } from './authority.ts';
+import type { SignedCertificate, SignOptions } from './authority.ts';
 import { authorizeIdentity, type TokenAuthority, type TokenScope } from './tokens.ts';
 
+/** What the issuer needs of a CA: a CertificateAuthority, or the control plane's MeshCa (which rotates). */
+export interface SigningCa {
+  trustBundle(): string[];
+  signCsr(csrPem: string, options: SignOptions): Promise<SignedCertificate>;
+}
+
 export interface CertificateIssuerOptions {
-  ca: CertificateAuthority;
+  ca: SigningCa;
   tokens: TokenAuthority;
   /** The template Workload `<namespace>/<name>` as the store has it, or undefined. */
   template: (namespace: string, name: string) => Resource | undefined;

@@ -21,6 +21,18 @@ export interface EtcdClientOptions {
   requestTimeoutMs?: number | undefined;
   /** First and longest wait before a lost watch stream is opened again. Default 100 ms and 5000 ms. */
   watchBackoff?: { initialMs?: number | undefined; maxMs?: number | undefined } | undefined;
+  /** TLS to etcd: the CA that signed etcd's certificate, and a client certificate when etcd asks for one (--client-cert-auth). */
+  tls?: EtcdTls | undefined;
+  /** etcd's own users (auth enabled): the client trades these for a token and renews it. */
+  auth?: { username: string; password: string } | undefined;
+}
+
+export interface EtcdTls {
+  /** PEM of the CA that signed etcd's server certificate. */
+  ca: Buffer;
+  /** PEM client certificate (with its chain) and key, both or neither. */
+  cert?: Buffer | undefined;
+  key?: Buffer | undefined;
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5000;
@@ -122,15 +134,23 @@ function retryOnOtherEndpoints(attempts: number): EtcdPolicy {
   return policy as unknown as EtcdPolicy;
 }
 
-/** "h:2379" → "http://h:2379"; http(s) URLs pass unchanged (without a trailing slash). */
-export function normalizeEndpoint(endpoint: string): string {
+/** "h:2379" → "http://h:2379" (https with `tls`); http(s) URLs pass unchanged (without a trailing slash). */
+export function normalizeEndpoint(endpoint: string, tls = false): string {
   const trimmed = endpoint.trim().replace(/\/+$/, '');
-  return /^https?:\/\//.test(trimmed) ? trimmed : `http://${trimmed}`;
+  return /^https?:\/\//.test(trimmed) ? trimmed : `${tls ? 'https' : 'http'}://${trimmed}`;
 }
 
 export function createEtcdClient(options: EtcdClientOptions): { client: Etcd3; backoff: WatchBackoff } {
-  const endpoints = options.endpoints.map(normalizeEndpoint).filter((e) => e !== 'http://');
+  const tls = options.tls;
+  const endpoints = options.endpoints.map((e) => normalizeEndpoint(e, tls !== undefined)).filter((e) => e !== 'http://' && e !== 'https://');
   if (!endpoints.length) throw new WeftError(ErrorCodes.INVALID, 'the etcd store needs at least one endpoint');
+  if (tls && endpoints.some((e) => e.startsWith('http://'))) {
+    throw new WeftError(ErrorCodes.INVALID, `TLS to etcd is set but ${endpoints.find((e) => e.startsWith('http://'))} is a plaintext endpoint (use https:// or etcds://)`);
+  }
+  if (!tls && endpoints.some((e) => e.startsWith('https://'))) {
+    throw new WeftError(ErrorCodes.INVALID, 'https etcd endpoints need the CA that signed etcd\'s certificate (--etcd-ca)');
+  }
+  if (tls && (tls.cert === undefined) !== (tls.key === undefined)) throw new WeftError(ErrorCodes.INVALID, 'an etcd client certificate and its key go together (--etcd-cert with --etcd-key)');
   const timeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const backoff = new WatchBackoff(
     options.watchBackoff?.initialMs ?? DEFAULT_WATCH_BACKOFF.initialMs,
@@ -138,6 +158,8 @@ export function createEtcdClient(options: EtcdClientOptions): { client: Etcd3; b
   );
   const client = new Etcd3({
     hosts: endpoints,
+    ...(tls ? { credentials: { rootCertificate: tls.ca, ...(tls.key ? { privateKey: tls.key } : {}), ...(tls.cert ? { certChain: tls.cert } : {}) } } : {}),
+    ...(options.auth ? { auth: { username: options.auth.username, password: options.auth.password } } : {}),
     // Streams (watch, keepalive) live as long as they are useful; every other call gets a deadline.
     defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + timeoutMs }),
     dialTimeout: timeoutMs,

@@ -6,7 +6,7 @@ import type { Resource } from '../../api/meta.ts';
 import type { Clock } from '../../telemetry/clock.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { deepFreeze, sameJson } from './canonical.ts';
-import { createEtcdClient, isCompacted, isLeaseNotFound, normalizeEndpoint, unavailable, type WatchBackoff } from './etcd-client.ts';
+import { createEtcdClient, isCompacted, isLeaseNotFound, normalizeEndpoint, unavailable, type EtcdTls, type WatchBackoff } from './etcd-client.ts';
 import { KeepAliveChannel } from './etcd-keepalive.ts';
 import { normalizeEtcdPrefix } from './etcd-url.ts';
 import { EtcdWatch, rangeEndOf } from './etcd-watch.ts';
@@ -28,6 +28,10 @@ export interface EtcdStoreOptions {
   requestTimeoutMs?: number | undefined;
   /** Delays before a lost watch stream is reopened. Default 100 ms doubling to 5 s. */
   watchBackoff?: { initialMs?: number | undefined; maxMs?: number | undefined } | undefined;
+  /** TLS to etcd (CA, and a client certificate when etcd wants one). */
+  tls?: EtcdTls | undefined;
+  /** etcd user and password, when etcd has auth enabled. */
+  auth?: { username: string; password: string } | undefined;
 }
 
 /** Writers racing on one key retry their read-modify-write this many times before giving up with CONFLICT. */
@@ -70,7 +74,7 @@ export class EtcdStore implements Store {
   constructor(options: EtcdStoreOptions) {
     this.prefix = normalizeEtcdPrefix(options.prefix);
     this.objectsPrefix = `${this.prefix}/objects/`;
-    this.endpoints = options.endpoints.map(normalizeEndpoint);
+    this.endpoints = options.endpoints.map((e) => normalizeEndpoint(e, options.tls !== undefined));
     this.clock = options.clock;
     this.logger = options.logger;
     const { client, backoff } = createEtcdClient(options);

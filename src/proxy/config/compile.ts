@@ -1,10 +1,11 @@
 // Compiles a validated snapshot into what the request path reads: host lookup, per-port stacks, inbound stacks, upstream ports.
+import { defaultServicePort } from '../../api/route-match.ts';
 import type { PortProtocol, ProxySnapshot, SnapshotEndpoint, SnapshotService, SnapshotServicePort, SnapshotUpstream } from '../../api/snapshot.ts';
 import type { HttpExchange, TcpExchange } from '../exchange.ts';
 import { buildInboundHttp, buildInboundTcp } from '../inbound/stack.ts';
 import type { AppContext } from '../layers/forward/index.ts';
 import { endpointPoolId, hostPort } from '../transport/pools.ts';
-import { buildEndpointHttp, buildEndpointTcp, buildOutboundHttp, buildOutboundTcp, type OutboundContext } from '../outbound/stack.ts';
+import { buildEndpointHttp, buildEndpointTcp, buildOutboundHttp, buildOutboundTcp, rateLimiterRegistry, type OutboundContext } from '../outbound/stack.ts';
 import type { Step } from '../stack.ts';
 import { compileGatewayConfig, type GatewayConfig } from '../gateway/config.ts';
 
@@ -89,7 +90,7 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
       ports.set(port.port, entry);
       servicePorts.set(port.routeKey, entry);
     }
-    const defaultPort = ports.get(80) ?? (ports.size === 1 ? [...ports.values()][0] : undefined);
+    const defaultPort = defaultServicePort(ports);
     const hostEntry: HostEntry = { ports, defaultPort };
     for (const host of service.hosts) hosts.set(host.toLowerCase(), hostEntry);
   }
@@ -117,7 +118,7 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     }
   }
 
-  const inboundPorts = { ports: snapshot?.inbound.ports ?? context.declaredPorts, appPorts: context.appPorts, name: context.localName };
+  const inboundPorts = { ports: snapshot?.inbound.ports ?? context.declaredPorts, appPorts: context.appPorts, name: context.localName, rateLimits: snapshot?.inbound.rateLimits };
   const peers = new Set<string>();
   const backendKeys = new Set<string>();
   for (const [key, backend] of Object.entries(snapshot?.backends ?? {})) {
@@ -133,7 +134,11 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     servicePorts,
     upstreams,
     endpoints,
-    inboundHttp: buildInboundHttp(inboundPorts, context.app),
+    inboundHttp: buildInboundHttp(inboundPorts, context.app, {
+      registry: rateLimiterRegistry(context.outbound),
+      clock: context.outbound.clock,
+      source: context.outbound.forward.source,
+    }),
     inboundTcp: buildInboundTcp(inboundPorts, context.app),
     peers,
     backendKeys,

@@ -67,6 +67,7 @@ export class ConfigManager {
     this.current = next;
     this.options.upstreams.closeExcept(new Set(next.upstreams.keys()));
     this.options.balancers.retain(next.backendKeys);
+    this.options.balancers.locality = next.snapshot?.node.locality;
     this.options.peerPools.retain(next.peers);
     metrics.snapshotApplies.labels('ok').inc();
     logger.info({ version: next.version, previous: previous.version || undefined, source }, 'snapshot applied');

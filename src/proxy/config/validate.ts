@@ -39,8 +39,33 @@ const filter = z.discriminatedUnion('type', [
       maxAgeSeconds: z.number().int().min(0),
     }),
   }),
+  z.looseObject({
+    type: z.literal('FaultInjection'),
+    fault: z.looseObject({
+      name: z.string(),
+      delay: z.looseObject({ ms: z.number().min(0), percent: z.number().min(0).max(100) }).optional(),
+      abort: z
+        .looseObject({ httpStatus: z.number().int().min(200).max(599).optional(), grpcStatus: z.number().int().min(0).max(16).optional(), percent: z.number().min(0).max(100) })
+        .optional(),
+      headers: z.array(stringMatch.extend({ name: z.string().min(1) })).optional(),
+    }),
+  }),
 ]);
 const protocol = z.enum(['http', 'http2', 'grpc', 'tcp']);
+const rateLimits = z
+  .array(
+    z.looseObject({
+      id: z.string().min(1),
+      policy: z.string(),
+      requests: z.number().positive(),
+      intervalMs: z.number().positive(),
+      burst: z.number().min(1),
+      descriptors: z.array(z.looseObject({ type: z.enum(['Route', 'Service', 'SourceIdentity', 'ClientIP', 'Header']), header: z.string().min(1).optional() })),
+      scope: z.enum(['Local', 'Global']),
+      maxKeys: z.number().int().min(1),
+    }),
+  )
+  .optional();
 
 // Loose objects: a newer control plane may add fields this proxy does not read yet.
 const SnapshotSchema = z.looseObject({
@@ -76,6 +101,7 @@ const SnapshotSchema = z.looseObject({
           retry: z
             .looseObject({ codes: z.array(z.number().int().min(100).max(599)), attempts: z.number().int().min(0), backoffMs: z.number().min(0) })
             .optional(),
+          rateLimits,
           sessionPersistence: z
             .looseObject({
               type: z.enum(['Cookie', 'Header']),
@@ -97,7 +123,7 @@ const SnapshotSchema = z.looseObject({
       service: z.string(),
       port,
       protocol,
-      lb: z.enum(['round-robin', 'least-request']),
+      lb: z.enum(['round-robin', 'least-request', 'random', 'consistent-hash']),
       endpoints: z.array(
         z.looseObject({
           id: z.string().min(1),
@@ -109,7 +135,7 @@ const SnapshotSchema = z.looseObject({
       ),
     }),
   ),
-  inbound: z.looseObject({ ports: z.array(port) }),
+  inbound: z.looseObject({ ports: z.array(port), rateLimits }),
   upstreams: z.array(z.looseObject({ localPort: port, routeKey: z.string(), host: z.string().min(1) })),
 });
 

@@ -2,10 +2,10 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { z } from 'zod';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
-import { hostMatches } from '../../api/hostnames.ts';
+import { firstHostMatch } from '../../api/route-match.ts';
 import type { ProxySnapshot, SnapshotGatewayListener } from '../../api/snapshot.ts';
-import type { HttpExchange } from '../exchange.ts';
-import type { OutboundContext } from '../outbound/stack.ts';
+import type { HttpExchange, TcpExchange } from '../exchange.ts';
+import { buildOutboundTcp, type OutboundContext } from '../outbound/stack.ts';
 import type { Step } from '../stack.ts';
 import { buildGatewayHttp } from './stack.ts';
 
@@ -13,6 +13,8 @@ export interface GatewayVirtualHost {
   hostname: string;
   routeKey: string;
   http: Step<HttpExchange>;
+  /** TCP and TLS (passthrough) ports: the connection's way to its backends (weighted, with connect retries). */
+  tcp?: Step<TcpExchange>;
 }
 
 export interface GatewayListenerConfig {
@@ -26,7 +28,7 @@ export interface GatewayListenerConfig {
 
 export interface GatewayPortConfig {
   port: number;
-  protocol: 'HTTP' | 'HTTPS';
+  protocol: 'HTTP' | 'HTTPS' | 'TCP' | 'TLS';
   /** Most specific hostname first. */
   listeners: GatewayListenerConfig[];
   /** For handshakes that name no server: the catch-all listener's certificates (PEM), else the first listener's. */
@@ -43,14 +45,12 @@ export interface GatewayConfig {
 
 /** The listener of a port a host name belongs to: the first (most specific) whose hostname matches it. */
 export function listenerFor(port: GatewayPortConfig, host: string): GatewayListenerConfig | undefined {
-  for (const listener of port.listeners) if (listener.hostname === undefined || hostMatches(listener.hostname, host)) return listener;
-  return undefined;
+  return firstHostMatch(port.listeners, host);
 }
 
 /** The virtual host of a listener a host name belongs to. */
 export function virtualHostFor(listener: GatewayListenerConfig, host: string): GatewayVirtualHost | undefined {
-  for (const vhost of listener.hosts) if (hostMatches(vhost.hostname, host)) return vhost;
-  return undefined;
+  return firstHostMatch(listener.hosts, host);
 }
 
 function secureContextOf(listener: SnapshotGatewayListener, problems: string[]): SecureContext | undefined {
@@ -71,7 +71,7 @@ const GatewaySchema = z.looseObject({
   ports: z.array(
     z.looseObject({
       port: z.number().int().min(1).max(65535),
-      protocol: z.enum(['HTTP', 'HTTPS']),
+      protocol: z.enum(['HTTP', 'HTTPS', 'TCP', 'TLS']),
       listeners: z.array(
         z.looseObject({
           name: z.string(),
@@ -107,7 +107,9 @@ export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, contex
         hosts: listener.hosts.map((host) => {
           const table = snapshot.routes[host.routeKey];
           if (!table) throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `gateway listener ${listener.name}: no route table ${host.routeKey}`);
-          return { hostname: host.hostname, routeKey: host.routeKey, http: buildGatewayHttp(table, context) };
+          const vhost: GatewayVirtualHost = { hostname: host.hostname, routeKey: host.routeKey, http: buildGatewayHttp(table, context) };
+          if (port.protocol === 'TCP' || port.protocol === 'TLS') vhost.tcp = buildOutboundTcp(table, context);
+          return vhost;
         }),
       });
     }

@@ -16,9 +16,12 @@ import { normalHost } from '../../api/hostnames.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange } from '../exchange.ts';
 import { parseAuthority, splitAbsoluteForm } from '../transport/authority.ts';
+import { H2_SESSION_OPTIONS, widenSessionWindow } from '../transport/h2.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
+import { serveUpgrades } from '../transport/upgrade.ts';
 import { listenerFor, virtualHostFor, type GatewayListenerConfig, type GatewayPortConfig } from './config.ts';
+import { GatewayL4Listeners } from './l4-listener.ts';
 import type { ListenerContext } from '../listener-context.ts';
 
 export interface GatewayListenersOptions extends ListenerContext {
@@ -79,11 +82,6 @@ function opensWithH2Preface(socket: Socket, timeoutMs: number): Promise<boolean>
   });
 }
 
-/** Request headers that are HTTP/2 pseudo-headers or connection-level: not forwarded as such. */
-function isPseudo(name: string): boolean {
-  return name.charCodeAt(0) === 0x3a;
-}
-
 /**
  * The gateway's front door. Each Gateway port gets one TCP listener; each
  * connection is served by what the current config says the port is: plain
@@ -96,6 +94,8 @@ export class GatewayListeners {
   private readonly options: GatewayListenersOptions;
   private readonly bound = new Map<number, BoundPort>();
   private readonly http1: HttpServer;
+  /** TCP and TLS-passthrough ports (l4-listener.ts). */
+  private readonly l4: GatewayL4Listeners;
   /** One TLS server per port config: it carries that config's default certificate and SNI choices. */
   private readonly tlsServers = new WeakMap<GatewayPortConfig, Http2SecureServer>();
   private readonly sessions = new Set<ServerHttp2Session>();
@@ -106,14 +106,13 @@ export class GatewayListeners {
 
   private constructor(options: GatewayListenersOptions) {
     this.options = options;
+    this.l4 = new GatewayL4Listeners(options);
     this.http1 = createHttpServer({ keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true }, (req, res) =>
       this.onRequest(req, res, 'http', this.socketPorts.get(req.socket)),
     );
     this.http1.on('clientError', (_error: Error, socket) => socket.destroy());
-    this.http1.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-      socket.on('error', () => socket.destroy());
-      options.responder.tunnel(socket, proxyError(ErrorCodes.BAD_REQUEST, `protocol upgrades (${String(req.headers.upgrade)}) are not supported yet`, 501));
-    });
+    // Upgrades (WebSocket) are routed as requests, then spliced (transport/upgrade.ts).
+    serveUpgrades(this.http1, options, (req, res) => this.onRequest(req, res, 'http', this.socketPorts.get(req.socket)));
   }
 
   /** Binds every port of the port map; the config's other ports follow with sync(). */
@@ -174,7 +173,7 @@ export class GatewayListeners {
   }
 
   private async bind(gatewayPort: number, localPort: number, pinned: boolean): Promise<void> {
-    const h2c = createH2cServer((req, res) => this.onRequest(req, res, 'http', gatewayPort));
+    const h2c = createH2cServer(H2_SESSION_OPTIONS, (req, res) => this.onRequest(req, res, 'http', gatewayPort));
     h2c.on('session', (session: ServerHttp2Session) => this.trackSession(session));
     const server = createNetServer({ noDelay: true }, (socket) => this.onConnection(gatewayPort, socket, h2c));
     server.on('error', (error) => this.options.logger.warn({ err: error, gatewayPort }, 'gateway listener error'));
@@ -185,6 +184,8 @@ export class GatewayListeners {
   private trackSession(session: ServerHttp2Session): void {
     this.sessions.add(session);
     session.on('close', () => this.sessions.delete(session));
+    session.on('error', () => {});
+    widenSessionWindow(session);
     if (this.stopped) session.close();
   }
 
@@ -207,6 +208,10 @@ export class GatewayListeners {
     const port = this.options.config().gateway?.ports.get(gatewayPort);
     if (port?.protocol === 'HTTPS') {
       this.tlsServerFor(port).emit('connection', socket);
+      return;
+    }
+    if (port?.protocol === 'TCP' || port?.protocol === 'TLS') {
+      this.l4.accept(port, socket);
       return;
     }
     // Plain HTTP (or no listener on this port yet: the request is answered with why): HTTP/1.x, or h2c if the client opens with the preface.
@@ -240,6 +245,7 @@ export class GatewayListeners {
     };
     server = createSecureServer(
       {
+        ...H2_SESSION_OPTIONS,
         allowHTTP1: true,
         SNICallback: sni,
         ...(port.defaultCertificates ? { cert: port.defaultCertificates.cert, key: port.defaultCertificates.key } : {}),
@@ -248,6 +254,8 @@ export class GatewayListeners {
     );
     server.on('session', (session: ServerHttp2Session) => this.trackSession(session));
     server.on('tlsClientError', (_error: Error, socket: TLSSocket) => socket.destroy());
+    // HTTP/1.1 over TLS (wss://): Upgrades as on plain ports.
+    serveUpgrades(server, this.options, (req, res) => this.onRequest(req, res, 'https', port.port));
     this.tlsServers.set(port, server);
     return server;
   }
@@ -269,19 +277,14 @@ export class GatewayListeners {
         authority = absolute.authority;
       } else if (path !== '*') badTarget = true;
     }
+    // Pseudo-headers are left out; HttpExchange.hasBody reads an HTTP/2 request's body from its stream.
     const headers = forwardableRequestHeaders(req.headers);
-    if (isHttp2) {
-      for (const name of Object.keys(headers)) if (isPseudo(name)) delete headers[name];
-      // HTTP/2 says "there is a body" by not ending the stream with the headers; hasBody reads transfer-encoding.
-      const stream = (req as Http2ServerRequest).stream;
-      if (!stream.endAfterHeaders && rawHeaders['content-length'] === undefined) rawHeaders['transfer-encoding'] = 'chunked';
-    }
     if (authority !== undefined) headers.host = authority;
     const ex = new HttpExchange('outbound', req as IncomingMessage, response, path, headers, started);
     ex.scheme = scheme;
     response.once('close', () => {
       if (!response.writableFinished) ex.abort(new Error('the client closed the connection'));
-      metrics.recordRequest('outbound', ex.service, response.headersSent ? response.statusCode : 499, (clock.monotonic() - started) / 1000);
+      metrics.recordRequest(ex, response.headersSent ? response.statusCode : 499, (clock.monotonic() - started) / 1000);
     });
 
     try {

@@ -35,6 +35,6 @@ function meshRoute(context: OutboundContext): Layer<RouteTable, HttpExchange> {
 export function buildGatewayHttp(table: RouteTable, context: OutboundContext): Step<HttpExchange> {
   return stack(table, [
     edgeForwardedHeaders,
-    meshRoute(context), // route → rule → backend → endpoint, shared with the sidecar's outbound
+    meshRoute(context), // route → rule → backend → endpoint, shared with the sidecar's outbound: rate limits (Gateway and route RateLimitPolicies) and FaultInjection filters included
   ]);
 }

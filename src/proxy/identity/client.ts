@@ -8,8 +8,8 @@ import type { IssuedCertificate, RenewFunction } from './manager.ts';
 const MAX_ANSWER_BYTES = 256 * 1024;
 
 export interface CertificateClientOptions {
-  /** The control plane's stream URL, e.g. http://127.0.0.1:15010. */
-  url: string;
+  /** The control planes' stream URLs, e.g. http://127.0.0.1:15010; any one of them can sign. */
+  urls: readonly string[];
   token: string;
   namespace: string;
   workload?: string | undefined;
@@ -18,12 +18,31 @@ export interface CertificateClientOptions {
   timeoutMs?: number;
 }
 
-/** The IdentityManager's renew function for a proxy of this control plane. */
+/** Errors that say "this control plane is not there", after which the next one is asked; a refusal is final. */
+function isUnreachable(error: unknown): boolean {
+  return error instanceof WeftError && (error.code === ErrorCodes.UPSTREAM_CONNECT || error.code === ErrorCodes.UPSTREAM_RESET || error.code === ErrorCodes.TIMEOUT);
+}
+
+/** The IdentityManager's renew function for a proxy of these control planes: asks the last one that answered first, then the others. */
 export function controlPlaneIssuer(options: CertificateClientOptions): RenewFunction {
+  let preferred = 0;
   return async (csrPem) => {
     const request: CertificateRequest = { csr: csrPem, namespace: options.namespace, proxy: options.proxy };
     if (options.workload !== undefined) request.workload = options.workload;
-    const answer = await postCertificateRequest(options.url, options.token, request, options.timeoutMs ?? 10_000);
+    const { urls } = options;
+    let answer: CertificateResponse | undefined;
+    let lastError: unknown;
+    for (let i = 0; i < urls.length && answer === undefined; i++) {
+      const at = (preferred + i) % urls.length;
+      try {
+        answer = await postCertificateRequest(urls[at]!, options.token, request, options.timeoutMs ?? 10_000);
+        preferred = at;
+      } catch (error) {
+        if (!isUnreachable(error)) throw error;
+        lastError = error;
+      }
+    }
+    if (answer === undefined) throw lastError ?? new WeftError(ErrorCodes.UPSTREAM_CONNECT, 'no control plane to ask for a certificate');
     const issued: IssuedCertificate = { certPem: answer.certPem, chainPem: answer.chainPem, notAfter: answer.notAfter };
     if (Array.isArray(answer.trustBundle) && answer.trustBundle.length > 0) issued.trustBundle = answer.trustBundle;
     return issued;

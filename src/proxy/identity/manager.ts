@@ -50,6 +50,13 @@ export interface IdentityManagerOptions {
   retry?: { initialMs?: number; maxMs?: number };
   /** In [0, 1): spreads retries of many proxies; injected so tests are deterministic. */
   random?: () => number;
+  /**
+   * After a root rotation (the snapshot names another signing CA than the one
+   * that signed this certificate): renew after minMs (1 s) plus up to
+   * jitterMs (4 s), so that every proxy has the new bundle before anyone
+   * presents a certificate of the new root, and the CA is not hit by all at once.
+   */
+  signerChange?: { minMs?: number; jitterMs?: number };
 }
 
 export type IdentityListener = (identity: WorkloadIdentity) => void;
@@ -66,6 +73,14 @@ export class IdentityManager {
   private trust: string[];
   private context: { options: SecureContextOptions; secureContext?: SecureContext } | undefined;
   private timer: Timer | undefined;
+  /** Clock time the timer fires at. */
+  private timerDueAt = 0;
+  /** Fingerprint of the CA that signs new certificates, from the snapshot; undefined from a control plane that does not say. */
+  private signingCa: string | undefined;
+  private signerCheck: { identity: WorkloadIdentity; signingCa: string; trust: string[]; signed: boolean } | undefined;
+  private signerMismatches = 0;
+  private readonly signerMinMs: number;
+  private readonly signerJitterMs: number;
   private inFlight: Promise<boolean> | undefined;
   private failures = 0;
   private stopped = false;
@@ -81,6 +96,8 @@ export class IdentityManager {
     this.retryInitialMs = options.retry?.initialMs ?? 1000;
     this.retryMaxMs = Math.max(this.retryInitialMs, options.retry?.maxMs ?? 30_000);
     this.random = options.random ?? Math.random;
+    this.signerMinMs = options.signerChange?.minMs ?? 1000;
+    this.signerJitterMs = options.signerChange?.jitterMs ?? 4000;
     this.trust = [];
     this.setTrust(options.trustBundle ?? []);
     let resolve!: (id: WorkloadIdentity) => void;
@@ -139,17 +156,30 @@ export class IdentityManager {
 
   /**
    * Replaces the trusted roots (from the snapshot); servers and new
-   * connections pick them up through onChange. A changed bundle also renews
-   * the certificate, so that it chains to a root the peers trust (after a
-   * root rotation, or a control plane that came back with a new CA).
+   * connections pick them up through onChange. With `signingCa` (the
+   * snapshot's mesh.signingCa): a certificate that CA did not sign is renewed
+   * soon, with jitter (after a root rotation, the snapshot brings the new
+   * bundle first and the renewal follows). Without it (an older control
+   * plane): a changed bundle renews at once.
    */
-  setTrustBundle(pems: string[]): void {
-    if (pems.length === 0 || sameList(pems, this.trust)) return;
+  setTrustBundle(pems: string[], signingCa?: string): void {
+    const bundleChanged = pems.length > 0 && !sameList(pems, this.trust);
     const hadTrust = this.trust.length > 0;
-    this.setTrust(pems);
-    if (!this.identity) return;
-    this.install(this.identity);
-    if (hadTrust && !this.stopped) void this.renewNow();
+    if (bundleChanged) {
+      this.setTrust(pems);
+      if (this.identity) this.install(this.identity);
+    }
+    if (signingCa !== undefined) {
+      this.signingCa = signingCa;
+      if (this.identity && !this.stopped && !this.signedByCurrentCa(this.identity)) this.renewSoon();
+      return;
+    }
+    if (bundleChanged && hadTrust && this.identity && !this.stopped) void this.renewNow();
+  }
+
+  /** Whether the current certificate is signed by the CA the snapshot names as signing (true when nothing says). */
+  get signedBySigningCa(): boolean {
+    return this.identity === undefined || this.signedByCurrentCa(this.identity);
   }
 
   /**
@@ -201,7 +231,15 @@ export class IdentityManager {
       this.install(identity);
       this.logger.info({ spiffeId: identity.spiffeId, notAfter: new Date(identity.notAfter).toISOString() }, 'workload certificate installed');
       this.firstIdentity.resolve(identity);
-      this.schedule(identity.issuedAt + (identity.notAfter - identity.issuedAt) * this.renewAtFraction - this.clock.now());
+      let delay = identity.issuedAt + (identity.notAfter - identity.issuedAt) * this.renewAtFraction - this.clock.now();
+      if (this.signedByCurrentCa(identity)) {
+        this.signerMismatches = 0;
+      } else {
+        // Another replica may not have taken the rotation yet: ask again soon, backing off.
+        this.signerMismatches++;
+        delay = Math.min(delay, this.signerDelay() * 2 ** Math.min(this.signerMismatches - 1, 5));
+      }
+      this.schedule(delay);
       return true;
     } catch (e) {
       this.failures++;
@@ -259,13 +297,54 @@ export class IdentityManager {
     this.timer?.cancel();
     if (this.stopped) return;
     // Never a tight loop, even if the CA hands out certificates that are (nearly) expired.
+    const delay = Math.max(this.retryInitialMs / 2, delayMs);
+    this.timerDueAt = this.clock.now() + delay;
     this.timer = this.clock
       .setTimeout(() => {
         this.timer = undefined;
         void this.attempt();
-      }, Math.max(this.retryInitialMs / 2, delayMs))
+      }, delay)
       .unref();
   }
+
+  private signerDelay(): number {
+    return this.signerMinMs + this.signerJitterMs * this.random();
+  }
+
+  /** Brings the next renewal forward to the signer-change delay, unless one is in flight or due sooner. */
+  private renewSoon(): void {
+    if (this.inFlight) return;
+    const delay = this.signerDelay();
+    if (this.timer && this.timerDueAt <= this.clock.now() + delay) return;
+    this.logger.info({ signingCa: this.signingCa, inMs: Math.round(delay) }, 'the mesh CA rotated: renewing the workload certificate under the new CA');
+    this.schedule(delay);
+  }
+
+  /** Whether `identity`'s certificate was signed by the snapshot's signing CA (found among the trusted roots and the certificate's own chain). */
+  private signedByCurrentCa(identity: WorkloadIdentity): boolean {
+    const signingCa = this.signingCa;
+    if (signingCa === undefined) return true;
+    const cached = this.signerCheck;
+    if (cached && cached.identity === identity && cached.signingCa === signingCa && cached.trust === this.trust) return cached.signed;
+    let signed = false;
+    try {
+      const leaf = new X509Certificate(identity.certPem);
+      for (const pem of [...splitCertificates(identity.chainPem), ...this.trust]) {
+        const candidate = new X509Certificate(pem);
+        if (candidate.fingerprint256 !== signingCa) continue;
+        signed = leaf.checkIssued(candidate) && leaf.verify(candidate.publicKey);
+        break;
+      }
+    } catch {
+      signed = false;
+    }
+    this.signerCheck = { identity, signingCa, trust: this.trust, signed };
+    return signed;
+  }
+}
+
+function splitCertificates(bundle: string): string[] {
+  return bundle.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
 }
 
 function sameList(a: readonly string[], b: readonly string[]): boolean {

@@ -1,5 +1,6 @@
 // The mesh tunnel listener (mesh → app): mTLS from peer proxies (plaintext too in PERMISSIVE), then HTTP requests naming a target port, and CONNECT for opaque TCP.
 import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -8,12 +9,15 @@ import type { MtlsMode } from '../../api/snapshot.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
 import type { IdentityManager } from '../identity/manager.ts';
-import { TARGET_PORT_HEADER } from '../layers/mesh-headers/index.ts';
+import { APP_PROTOCOL_HEADER, TARGET_PORT_HEADER } from '../layers/mesh-headers/index.ts';
 import { parseAuthority } from '../transport/authority.ts';
+import { detect } from '../transport/detect.ts';
+import { H2Front } from '../transport/h2-server.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
-import { refuse, TLS_HANDSHAKE_RECORD, TUNNEL_ALPN, verifyTunnelClient, XFCC_HEADER, xfccElement, type TunnelMetrics, type VerifiedPeer } from '../transport/mtls.ts';
+import { refuse, TLS_HANDSHAKE_RECORD, TUNNEL_H2_ALPN, TUNNEL_SERVER_ALPNS, verifyTunnelClient, XFCC_HEADER, xfccElement, type TunnelMetrics, type VerifiedPeer } from '../transport/mtls.ts';
 import { splice } from '../transport/tcp.ts';
+import { serveUpgrades } from '../transport/upgrade.ts';
 import type { ListenerContext } from '../listener-context.ts';
 
 export interface TunnelListenerOptions extends ListenerContext {
@@ -44,6 +48,8 @@ export class TunnelListener {
   /** The listening socket. */
   readonly server: Server;
   private readonly http: HttpServer;
+  /** HTTP/2 and gRPC from peers: TLS connections that negotiated h2, and (PERMISSIVE) plaintext ones opening with the preface. */
+  private readonly h2: H2Front;
   private tls: TlsServer | undefined;
   private readonly options: TunnelListenerOptions;
   private readonly peers = new WeakMap<Duplex, PeerRecord>();
@@ -59,11 +65,13 @@ export class TunnelListener {
     // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it
     // listens; this one never listens, it is handed connections, so it is told it does.
     this.http.emit('listening');
+    this.h2 = new H2Front(
+      (req, res) => this.onRequest(req, res),
+      (req) => this.onConnectStream(req),
+    );
     this.http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
-    this.http.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-      socket.on('error', () => socket.destroy());
-      options.responder.tunnel(socket, proxyError(ErrorCodes.BAD_REQUEST, `protocol upgrades (${String(req.headers.upgrade)}) are not supported yet`, 501));
-    });
+    // Upgrades (WebSocket) from peer proxies are served as requests, then spliced with the app (transport/upgrade.ts).
+    serveUpgrades(this.http, options, (req, res) => this.onRequest(req, res));
     this.http.on('clientError', (_error: Error, socket: Duplex) => socket.destroy());
     this.stopIdentity = options.identity.onChange(() => this.refreshTls());
     this.refreshTls();
@@ -78,6 +86,7 @@ export class TunnelListener {
   stop(): void {
     this.stopIdentity();
     this.server.close();
+    this.h2.stop();
     this.http.close();
     this.http.closeIdleConnections();
   }
@@ -96,7 +105,7 @@ export class TunnelListener {
       return;
     }
     this.tls = new TlsServer(
-      { ...context, requestCert: true, rejectUnauthorized: true, ALPNProtocols: [TUNNEL_ALPN], handshakeTimeout: this.handshakeTimeoutMs },
+      { ...context, requestCert: true, rejectUnauthorized: true, ALPNProtocols: TUNNEL_SERVER_ALPNS, handshakeTimeout: this.handshakeTimeoutMs },
       (socket) => this.onSecure(socket),
     );
     this.tls.on('tlsClientError', (error: Error, socket: TLSSocket) => {
@@ -142,7 +151,16 @@ export class TunnelListener {
       return;
     }
     this.count('plaintext');
-    this.http.emit('connection', raw);
+    detect(raw, Buffer.alloc(0), this.handshakeTimeoutMs, this.options.clock).then(
+      (kind) => {
+        if (raw.destroyed) return;
+        if (kind === 'http2') this.h2.accept(raw, undefined);
+        else this.http.emit('connection', raw);
+        raw.resume();
+      },
+      () => raw.destroy(),
+    );
+    // onConnection paused it after peeking at the first byte; detection reads on from there.
     raw.resume();
   }
 
@@ -157,8 +175,13 @@ export class TunnelListener {
       return;
     }
     this.count('ok');
-    this.peers.set(socket, { peer, xfcc: xfccElement(this.options.identity.current?.spiffeId, peer) });
+    const record: PeerRecord = { peer, xfcc: xfccElement(this.options.identity.current?.spiffeId, peer) };
     socket.on('error', () => socket.destroy());
+    if (socket.alpnProtocol === TUNNEL_H2_ALPN) {
+      this.h2.accept(socket, record);
+      return;
+    }
+    this.peers.set(socket, record);
     this.http.emit('connection', socket);
   }
 
@@ -166,19 +189,26 @@ export class TunnelListener {
     this.options.tunnelMetrics.handshakes.labels('server', result).inc();
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  private onRequest(req: IncomingMessage | Http2ServerRequest, anyRes: ServerResponse | Http2ServerResponse): void {
     const { clock, activity, metrics, responder } = this.options;
     const started = clock.monotonic();
+    // The HTTP/2 compatibility response has what the request path uses of a ServerResponse.
+    const res = anyRes as ServerResponse;
     activity.trackRequest(res);
     // forwardableRequestHeaders drops any x-forwarded-client-cert the caller sent: only ours reaches the app.
     const headers = forwardableRequestHeaders(req.headers);
-    const record = this.peers.get(req.socket);
+    const h2 = req.httpVersionMajor === 2;
+    const authority = req.headers[':authority'];
+    if (h2 && headers.host === undefined && typeof authority === 'string') headers.host = authority;
+    const record = h2 ? H2Front.tagOf<PeerRecord>(req as Http2ServerRequest) : this.peers.get(req.socket as Duplex);
     if (record) headers[XFCC_HEADER] = record.xfcc;
-    const ex = new HttpExchange('inbound', req, res, req.url ?? '/', headers, started);
+    const ex = new HttpExchange('inbound', req as IncomingMessage, res, req.url ?? '/', headers, started);
     ex.peerIdentity = record?.peer.spiffeId;
+    const appProtocol = req.headers[APP_PROTOCOL_HEADER];
+    if (appProtocol === 'h2' || appProtocol === 'http1') ex.appProtocol = appProtocol;
     res.once('close', () => {
       if (!res.writableFinished) ex.abort(new Error('the peer closed the connection'));
-      metrics.recordRequest('inbound', ex.service, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
+      metrics.recordRequest(ex, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
     });
     const target = req.headers[TARGET_PORT_HEADER];
     ex.targetPort = typeof target === 'string' && /^\d{1,5}$/.test(target) ? Number(target) : 0;
@@ -186,6 +216,51 @@ export class TunnelListener {
       .config()
       .inboundHttp(ex)
       .catch((error: unknown) => responder.http(ex, error));
+  }
+
+  /**
+   * Opaque TCP as an HTTP/2 CONNECT stream on a shared tunnel session: the
+   * stream is handed to the inbound TCP stack like a CONNECT socket, answered
+   * 200 once the app connection is open, then spliced with it (END_STREAM ↔
+   * FIN, RST_STREAM ↔ reset, the stream's window as backpressure).
+   */
+  private onConnectStream(req: Http2ServerRequest): void {
+    const { responder, activity } = this.options;
+    const stream = req.stream;
+    stream.on('error', () => {});
+    if (activity.draining) {
+      responder.tunnelStream(stream, proxyError(ErrorCodes.DRAINING, 'the proxy is shutting down', 503));
+      return;
+    }
+    const record = H2Front.tagOf<PeerRecord>(req);
+    const authority = parseAuthority(String(req.headers[':authority'] ?? ''));
+    const ex = new TcpExchange('inbound', stream, (upstream) => {
+      if (stream.destroyed) {
+        upstream.destroy();
+        return;
+      }
+      stream.respond({ ':status': 200 });
+      splice(stream, upstream);
+      this.countTcp(ex, upstream);
+    });
+    ex.targetPort = authority?.port ?? 0;
+    ex.peerIdentity = record?.peer.spiffeId;
+    this.options
+      .config()
+      .inboundTcp(ex)
+      .catch((error: unknown) => responder.tunnelStream(stream, error));
+  }
+
+  /**
+   * Counts a tunnelled TCP connection on the app's socket, as Istio's
+   * reporter=destination does: what the app sent back is "sent", what it was
+   * given is "received".
+   */
+  private countTcp(ex: TcpExchange, app: Duplex): void {
+    const metrics = this.options.metrics;
+    const edge = metrics.recordTcpOpened(ex);
+    const socket = app as Partial<Pick<Socket, 'bytesRead' | 'bytesWritten'>>;
+    app.once('close', () => metrics.recordTcpClosed(edge, socket.bytesRead ?? 0, socket.bytesWritten ?? 0));
   }
 
   private onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
@@ -204,6 +279,7 @@ export class TunnelListener {
       socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
       if (head.length > 0) upstream.write(head);
       splice(socket, upstream);
+      this.countTcp(ex, upstream);
     });
     ex.targetPort = authority?.port ?? 0;
     ex.peerIdentity = this.peers.get(socket)?.peer.spiffeId;

@@ -1,15 +1,18 @@
 // The outbound listener (app → mesh): an HTTP forward proxy for absolute-form, Host-addressed and CONNECT requests, plus upstream ports.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
 import { proxyError } from '../errors.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
-import { detect } from '../transport/detect.ts';
+import { DEFAULT_DETECT_TIMEOUT_MS, detect, DetectMetrics } from '../transport/detect.ts';
 import { splitAbsoluteForm } from '../transport/authority.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { listen } from '../transport/listen.ts';
+import { H2Front } from '../transport/h2-server.ts';
 import { splice } from '../transport/tcp.ts';
+import { serveUpgrades } from '../transport/upgrade.ts';
 import { resolveTarget, targetByKey, type OutboundTarget } from './resolve.ts';
 import type { ListenerContext } from '../listener-context.ts';
 
@@ -17,7 +20,7 @@ export interface OutboundListenerOptions extends ListenerContext {
   host: string;
   port: number;
   /** How long a CONNECT tunnel to an HTTP port may stay silent before it is treated as opaque TCP. */
-  detectTimeoutMs: number;
+  detectTimeoutMs?: number;
 }
 
 /** A connection whose requests all go to one target (a CONNECT tunnel carrying HTTP, or an upstream port). */
@@ -30,33 +33,58 @@ interface Pin {
 const ESTABLISHED = 'HTTP/1.1 200 Connection Established\r\n\r\n';
 
 export class OutboundListener {
+  /** HTTP/1.1 on the outbound port (never listens itself: `front` hands it the connections that are not HTTP/2). */
   readonly server: Server;
+  /** The listening socket: tells HTTP/2 with prior knowledge (h2c) from HTTP/1.1 by the first bytes. */
+  private readonly front: NetServer;
+  /** HTTP/2 (h2c) on the outbound port, in CONNECT tunnels and on upstream ports; requests go to the same onRequest. */
+  private readonly h2: H2Front;
   /** Never listens: serves HTTP found inside CONNECT tunnels and on HTTP upstream ports. */
   private readonly inner: Server;
   private readonly pins = new WeakMap<Duplex, Pin>();
   private readonly options: OutboundListenerOptions;
+  private readonly detections: DetectMetrics;
   port = 0;
 
   private constructor(options: OutboundListenerOptions) {
     this.options = options;
+    this.detections = new DetectMetrics(options.metrics.registry);
     const serverOptions = { keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true };
     this.server = createServer(serverOptions, (req, res) => this.onRequest(req, res));
     this.inner = createServer(serverOptions, (req, res) => this.onRequest(req, res));
-    this.server.on('connection', (socket: Socket) => options.activity.trackSocket(socket, 'outbound'));
+    // Node tracks a server's connections (idle close on stop, timeouts) only once it listens; `front` listens for it.
+    this.server.emit('listening');
+    this.h2 = new H2Front((req, res) => this.onRequest(req, res));
+    this.front = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
     for (const server of [this.server, this.inner]) {
-      server.on('upgrade', (req: IncomingMessage, socket: Socket) => {
-        socket.on('error', () => socket.destroy());
-        options.responder.tunnel(socket, proxyError(ErrorCodes.BAD_REQUEST, `protocol upgrades (${String(req.headers.upgrade)}) are not supported yet`, 501));
-      });
+      // Upgrades (WebSocket) are routed as requests, then spliced (transport/upgrade.ts).
+      serveUpgrades(server, options, (req, res) => this.onRequest(req, res));
       server.on('clientError', (_error: Error, socket: Duplex) => socket.destroy());
     }
   }
 
   static async start(options: OutboundListenerOptions): Promise<OutboundListener> {
     const listener = new OutboundListener(options);
-    listener.port = await listen(listener.server, options.port, options.host);
+    listener.port = await listen(listener.front, options.port, options.host);
     return listener;
+  }
+
+  /** A client of the outbound port: HTTP/2 with prior knowledge, or (anything else) HTTP/1.1, as before. */
+  private onConnection(socket: Socket): void {
+    const { activity } = this.options;
+    activity.trackSocket(socket, 'outbound');
+    socket.on('error', () => socket.destroy());
+    // Real HTTP clients speak at once; a silent one still reaches the HTTP/1.1 server, whose timeouts apply.
+    detect(socket, Buffer.alloc(0), this.options.keepAliveTimeoutMs, this.options.clock).then(
+      (kind) => {
+        if (socket.destroyed) return;
+        if (kind === 'http2') this.h2.accept(socket, undefined);
+        else this.server.emit('connection', socket);
+        socket.resume();
+      },
+      () => socket.destroy(),
+    );
   }
 
   /** An upstream port's connection: HTTP is served as requests to its service, anything else is spliced through. */
@@ -82,20 +110,44 @@ export class OutboundListener {
       });
       return;
     }
-    this.pins.set(socket, { routeKey: entry.routeKey, defaultHost: upstream.host });
-    this.inner.emit('connection', socket);
+    // No declared protocol (or an HTTP one): HTTP clients speak first; a silent client is a server-first protocol.
+    detect(socket, Buffer.alloc(0), this.detectTimeoutMs(), this.options.clock, (outcome) => this.detections.record('upstream', outcome)).then(
+      (kind) => {
+        if (socket.destroyed) return;
+        if (kind === 'http2') {
+          this.h2.accept(socket, { routeKey: entry.routeKey, defaultHost: upstream.host } satisfies Pin);
+          socket.resume();
+          return;
+        }
+        if (kind === 'http1') {
+          this.pins.set(socket, { routeKey: entry.routeKey, defaultHost: upstream.host });
+          this.inner.emit('connection', socket);
+          socket.resume();
+          return;
+        }
+        this.openTcp(entry, socket, (upstreamSocket) => splice(socket, upstreamSocket), (error) => {
+          this.options.logger.debug({ service: entry.routeKey, localPort, err: error }, 'upstream port could not connect');
+          socket.destroy();
+        });
+      },
+      () => socket.destroy(),
+    );
   }
 
   /** Stops accepting; keep-alive connections close when idle. */
   stop(): void {
+    this.front.close();
+    this.h2.stop();
     this.server.close();
     this.server.closeIdleConnections();
     this.inner.closeIdleConnections();
   }
 
-  private onRequest(req: IncomingMessage, res: ServerResponse): void {
+  private onRequest(req: IncomingMessage | Http2ServerRequest, anyRes: ServerResponse | Http2ServerResponse): void {
     const { clock, activity, metrics, responder } = this.options;
     const started = clock.monotonic();
+    // The HTTP/2 compatibility response has what the request path uses of a ServerResponse (the gateway relies on it too).
+    const res = anyRes as ServerResponse;
     activity.trackRequest(res);
     const url = req.url ?? '/';
     let path = url;
@@ -111,24 +163,27 @@ export class OutboundListener {
       }
     }
     const headers = forwardableRequestHeaders(req.headers);
-    const ex = new HttpExchange('outbound', req, res, path, headers, started);
+    // HTTP/2 names the authority in a pseudo-header; HTTP/1.1 upstreams and routes read it as host.
+    const h2Authority = req.headers[':authority'];
+    if (headers.host === undefined && typeof h2Authority === 'string') headers.host = h2Authority;
+    const ex = new HttpExchange('outbound', req as IncomingMessage, res, path, headers, started);
     res.once('close', () => {
       if (!res.writableFinished) ex.abort(new Error('the client closed the connection'));
-      metrics.recordRequest('outbound', ex.service, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
+      metrics.recordRequest(ex, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
     });
 
     let entry: OutboundTarget;
     try {
       if (badTarget) throw proxyError(ErrorCodes.BAD_REQUEST, `cannot proxy "${url}": only http:// targets (https and other protocols go through CONNECT)`, 400);
       const config = this.options.config();
-      const pin = this.pins.get(req.socket);
+      const pin = req.httpVersionMajor === 2 ? H2Front.tagOf<Pin>(req as Http2ServerRequest) : this.pins.get(req.socket as Duplex);
       if (pin) {
         const pinned = targetByKey(config, pin.routeKey);
         if (!pinned) throw proxyError(ErrorCodes.NO_ROUTE, `${pin.routeKey} is no longer a mesh service port or endpoint`, 502);
         entry = pinned;
         if (headers.host === undefined) headers.host = pin.defaultHost ?? targetAuthority ?? pinned.routeKey;
       } else {
-        const authority = targetAuthority ?? req.headers.host;
+        const authority = targetAuthority ?? req.headers.host ?? (req.headers[':authority'] as string | undefined);
         if (!authority) throw proxyError(ErrorCodes.BAD_REQUEST, 'the request names no host (no Host header, no absolute URL)', 400);
         entry = resolveTarget(config, authority);
         if (headers.host === undefined) headers.host = authority;
@@ -158,23 +213,36 @@ export class OutboundListener {
       return;
     }
     if (entry.port.protocol === 'tcp') {
-      // Connect first, so that a failure can still be answered with a status and a reason.
+      // Connect first, so that a failure can still be answered with a status and a reason; unless the
+      // route must hear the client first (TLSRoutes route by SNI), and the tunnel is answered before.
+      let answered = false;
+      const answer = () => {
+        if (answered) return;
+        answered = true;
+        socket.write(ESTABLISHED);
+      };
+      if (head.length > 0) socket.unshift(head);
       this.openTcp(
         entry,
         socket,
         (upstream) => {
-          socket.write(ESTABLISHED);
-          if (head.length > 0) upstream.write(head);
+          answer();
           splice(socket, upstream);
         },
-        (error) => responder.tunnel(socket, error),
+        (error) => (answered ? socket.destroy() : responder.tunnel(socket, error)),
+        answer,
       );
       return;
     }
     socket.write(ESTABLISHED);
-    detect(socket, head, this.options.detectTimeoutMs, this.options.clock).then(
+    detect(socket, head, this.detectTimeoutMs(), this.options.clock, (outcome) => this.detections.record('outbound', outcome)).then(
       (kind) => {
         if (socket.destroyed) return;
+        if (kind === 'http2') {
+          this.h2.accept(socket, { routeKey: entry.routeKey } satisfies Pin);
+          socket.resume();
+          return;
+        }
         if (kind === 'http1') {
           this.pins.set(socket, { routeKey: entry.routeKey });
           this.inner.emit('connection', socket);
@@ -190,14 +258,30 @@ export class OutboundListener {
     );
   }
 
-  private openTcp(entry: OutboundTarget, socket: Socket, connected: (upstream: Duplex) => void, failed: (error: unknown) => void): void {
+  /** The proxy's own setting (--detect-timeout), else the mesh's (MeshConfig protocolDetectionTimeout), else the default. */
+  private detectTimeoutMs(): number {
+    return this.options.detectTimeoutMs ?? this.options.config().snapshot?.mesh.protocolDetectionTimeoutMs ?? DEFAULT_DETECT_TIMEOUT_MS;
+  }
+
+  private openTcp(
+    entry: OutboundTarget,
+    socket: Socket,
+    connected: (upstream: Duplex) => void,
+    failed: (error: unknown) => void,
+    beforeClientRead?: () => void,
+  ): void {
     const ex = new TcpExchange('outbound', socket, (upstream) => {
       if (socket.destroyed) {
         upstream.destroy();
         return;
       }
       connected(upstream);
+      // The client's socket counts both ways: what it sent is what the upstream received, and back.
+      const edge = this.options.metrics.recordTcpOpened(ex);
+      const sentBefore = socket.bytesWritten;
+      socket.once('close', () => this.options.metrics.recordTcpClosed(edge, socket.bytesWritten - sentBefore, socket.bytesRead));
     });
+    ex.beforeClientRead = beforeClientRead;
     ex.service = entry.routeKey;
     ex.targetPort = entry.port.port;
     entry.tcp(ex).catch(failed);

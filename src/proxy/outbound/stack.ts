@@ -6,7 +6,13 @@ import { weightedBackends, type BackendTarget } from '../layers/backend/index.ts
 import { balance } from '../layers/balancer/index.ts';
 import type { BalancerRegistry } from '../layers/balancer/balancers.ts';
 import { bufferBody, DEFAULT_BUFFER_LIMIT_BYTES } from '../layers/body-buffer/index.ts';
+import { circuitBreaker } from '../layers/circuit-breaker/index.ts';
+import { outlierDetection } from '../layers/outlier/index.ts';
+import { retryBudget } from '../layers/retry-budget/index.ts';
 import { cors } from '../layers/cors/index.ts';
+import { faultInjection } from '../layers/fault/index.ts';
+import { rateLimit, RateLimiterRegistry } from '../layers/rate-limit/index.ts';
+import type { ProxyMetrics } from '../metrics.ts';
 import { pinEndpoint } from '../layers/endpoint/index.ts';
 import { forwardHttp, forwardTcp, type ForwardContext } from '../layers/forward/index.ts';
 import { forwardedHeaders } from '../layers/forwarded-headers/index.ts';
@@ -14,7 +20,8 @@ import { requestHeaderModifier, responseHeaderModifier } from '../layers/header-
 import { DEFAULT_MIRRORS_IN_FLIGHT, MirrorBudget, requestMirror, type MirrorContext } from '../layers/mirror/index.ts';
 import { requestRedirect } from '../layers/redirect/index.ts';
 import { retryConnectFailures, routeRetry } from '../layers/retry/index.ts';
-import { route, routeTcp } from '../layers/route/index.ts';
+import { route } from '../layers/route/index.ts';
+import { routeBySni } from '../layers/sni-route/index.ts';
 import { sessionPersistence } from '../layers/session/index.ts';
 import { backendRequestTimeout, requestTimeout } from '../layers/timeout/index.ts';
 import { urlRewrite } from '../layers/url-rewrite/index.ts';
@@ -30,6 +37,20 @@ export interface OutboundContext {
   clock: Clock;
   /** Mirror copies in flight, shared by every snapshot of one proxy; one per balancer registry when absent. */
   mirrors?: MirrorBudget;
+  /** Rate limit buckets (and the global quota client), kept across snapshots; one local-only registry per balancer registry when absent. */
+  rateLimits?: RateLimiterRegistry;
+  /** Counts the responses layers answer themselves without throwing (gRPC fault aborts). */
+  metrics?: ProxyMetrics;
+}
+
+const limiters = new WeakMap<BalancerRegistry, RateLimiterRegistry>();
+
+/** The proxy's rate limit registry; a local-only one per balancer registry for contexts built without one (tests). */
+export function rateLimiterRegistry(context: Pick<OutboundContext, 'rateLimits' | 'balancers'>): RateLimiterRegistry {
+  if (context.rateLimits) return context.rateLimits;
+  let registry = limiters.get(context.balancers);
+  if (!registry) limiters.set(context.balancers, (registry = new RateLimiterRegistry()));
+  return registry;
 }
 
 const budgets = new WeakMap<BalancerRegistry, MirrorBudget>();
@@ -44,10 +65,12 @@ function mirrorContext(context: OutboundContext): MirrorContext {
  * HTTP to one service port: route table → rule → backend → endpoint. A rule
  * and a backendRef run the same filters, in the same order: CORS (answers
  * preflights), request headers, URL rewrite, response headers, redirect
- * (answers), mirrors.
+ * (answers), fault injection, mirrors. A rule's rate limits come first, before
+ * any of them.
  */
 export function buildOutboundHttp(table: RouteTable, context: OutboundContext): Step<HttpExchange> {
   const mirrors = mirrorContext(context);
+  const faults = faultInjection({ clock: context.clock, metrics: context.metrics });
   const backendStack = (target: BackendTarget): Step<HttpExchange> =>
     stack(target, [
       cors, // the backendRef's own filters
@@ -55,20 +78,26 @@ export function buildOutboundHttp(table: RouteTable, context: OutboundContext): 
       urlRewrite,
       responseHeaderModifier,
       requestRedirect,
+      faults, // the backendRef's FaultInjection ExtensionRefs
       requestMirror(mirrors),
+      retryBudget(context.balancers), // BackendTrafficPolicy: the retry budget and parallel-retry limit the retry layer asks
       routeRetry({ clock: context.clock, connectAttempts: CONNECT_ATTEMPTS }), // the rule's retry policy, else refused connections only
       backendRequestTimeout(context.clock), // per attempt
       balance(context.balancers),
+      circuitBreaker(context.balancers), // 503 at once over the backend's limits
+      outlierDetection(context.balancers), // ejects endpoints that fail in a row
       forwardHttp(context.forward),
     ]);
 
   const ruleStack = (rule: HttpRouteRule): Step<HttpExchange> =>
     stack(rule, [
+      rateLimit({ registry: rateLimiterRegistry(context), clock: context.clock, source: context.forward.source }), // before any work is spent on the request
       cors,
       requestHeaderModifier,
       urlRewrite,
       responseHeaderModifier,
       requestRedirect,
+      faults, // FaultInjection ExtensionRefs: after the rule's filters, before the backends (the delay is not counted in the request timeout, as in Envoy)
       requestTimeout(context.clock), // the whole exchange, retries and backoffs included
       bufferBody(DEFAULT_BUFFER_LIMIT_BYTES), // only for rules that retry or mirror
       requestMirror(mirrors),
@@ -88,12 +117,14 @@ export function buildOutboundTcp(table: RouteTable, context: OutboundContext): S
     stack(target, [
       retryConnectFailures(CONNECT_ATTEMPTS),
       balance(context.balancers),
+      circuitBreaker(context.balancers),
+      outlierDetection(context.balancers),
       forwardTcp(context.forward),
     ]);
 
   const ruleStack = (rule: HttpRouteRule): Step<TcpExchange> => stack(rule, [weightedBackends(context.backends, backendStack)]);
 
-  return stack(table, [routeTcp(ruleStack)]);
+  return stack(table, [routeBySni(ruleStack, context.clock)]); // TLSRoutes: by the ClientHello's SNI; else the catch-all rule
 }
 
 /** HTTP addressed to one endpoint (a pod address): straight to it, no route and no filters, as a mesh does for pod-IP traffic. */

@@ -1,6 +1,7 @@
 // What is open and in flight across every listener: client connections and requests, for the gauge and for draining.
 import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import type { Clock } from '../../telemetry/clock.ts';
 import type { Gauge, GaugeChild } from '../../telemetry/metrics.ts';
 
 export class Activity {
@@ -10,6 +11,9 @@ export class Activity {
   private readonly gauge: Gauge;
   private readonly children = new Map<string, GaugeChild>();
   private idleWaiters: (() => void)[] = [];
+  /** Upgraded connections (WebSocket...), each with how to close it gracefully. */
+  private readonly upgraded = new Set<() => void>();
+  private upgradedGone: (() => void) | undefined;
 
   constructor(gauge: Gauge) {
     this.gauge = gauge;
@@ -60,6 +64,34 @@ export class Activity {
   whenIdle(): Promise<void> {
     if (this.responses.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /** Counts an upgraded connection until the returned function is called; `closeGracefully` ends it when a drain runs out. */
+  trackUpgraded(closeGracefully: () => void): () => void {
+    this.upgraded.add(closeGracefully);
+    return () => {
+      this.upgraded.delete(closeGracefully);
+      if (this.upgraded.size === 0) this.upgradedGone?.();
+    };
+  }
+
+  /**
+   * The end of a drain for upgraded connections: each is ended with a FIN
+   * both ways (its peers see a clean close, not a reset); resolves when they
+   * have all closed, or after `lingerMs`.
+   */
+  endUpgraded(lingerMs: number, clock: Clock): Promise<void> {
+    if (this.upgraded.size === 0) return Promise.resolve();
+    for (const close of [...this.upgraded]) close();
+    return new Promise((resolve) => {
+      const done = () => {
+        timer.cancel();
+        this.upgradedGone = undefined;
+        resolve();
+      };
+      const timer = clock.setTimeout(done, lingerMs);
+      this.upgradedGone = done;
+    });
   }
 
   /** Ends every client connection still open (tunnels, keep-alive connections, stragglers past the drain). */

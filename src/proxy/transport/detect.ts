@@ -1,8 +1,40 @@
 // Protocol detection on a fresh byte stream: HTTP/1, the HTTP/2 preface, a TLS ClientHello, or opaque. Reads a few bytes and puts them back.
 import type { Socket } from 'node:net';
 import type { Clock } from '../../telemetry/clock.ts';
+import type { Counter, CounterChild, MetricsRegistry } from '../../telemetry/metrics.ts';
 
 export type Detected = 'http1' | 'http2' | 'tls' | 'opaque';
+
+/**
+ * How detection ended: what the bytes said, or why it gave up without them
+ * ("timeout": the client stayed silent, as server-first clients do; "closed":
+ * the client ended or closed first). Both give-ups are treated as opaque.
+ */
+export type DetectOutcome = Detected | 'timeout' | 'closed';
+
+/** The default detection timeout: short enough that a server-first client (MySQL, SMTP) barely notices it. */
+export const DEFAULT_DETECT_TIMEOUT_MS = 1_000;
+
+/** Counts every detection by listener and outcome (weft_protocol_detect_total). */
+export class DetectMetrics {
+  private readonly counter: Counter;
+  private readonly children = new Map<string, CounterChild>();
+
+  constructor(registry: MetricsRegistry) {
+    this.counter = registry.counter(
+      'weft_protocol_detect_total',
+      'Protocol detections on ports with no declared protocol, by listener and result (http1, http2, tls, opaque; timeout and closed are give-ups).',
+      ['listener', 'result'],
+    );
+  }
+
+  record(listener: string, outcome: DetectOutcome): void {
+    const key = `${listener} ${outcome}`;
+    let child = this.children.get(key);
+    if (!child) this.children.set(key, (child = this.counter.labels(listener, outcome)));
+    child.inc();
+  }
+}
 
 /** Bytes enough to see "METHOD " for every registered method name. */
 const ENOUGH = 24;
@@ -40,21 +72,23 @@ export function classify(bytes: Buffer): Detected | undefined {
  * reader sees the stream from its start. Gives "opaque" when the client stays
  * silent for `timeoutMs` or ends, since only a server-first protocol would.
  */
-export function detect(socket: Socket, head: Buffer, timeoutMs: number, clock: Clock): Promise<Detected> {
+export function detect(socket: Socket, head: Buffer, timeoutMs: number, clock: Clock, onOutcome?: (outcome: DetectOutcome) => void): Promise<Detected> {
   const now = head.length > 0 ? classify(head) : undefined;
   if (now) {
     socket.unshift(head);
+    onOutcome?.(now);
     return Promise.resolve(now);
   }
   return new Promise((resolve) => {
     let buffered = head;
-    const finish = (result: Detected) => {
+    const finish = (result: Detected, outcome: DetectOutcome = result) => {
       timer.cancel();
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('close', onEnd);
       socket.pause();
       if (buffered.length > 0) socket.unshift(buffered);
+      onOutcome?.(outcome);
       resolve(result);
     };
     const onData = (chunk: Buffer) => {
@@ -62,10 +96,12 @@ export function detect(socket: Socket, head: Buffer, timeoutMs: number, clock: C
       const result = classify(buffered);
       if (result) finish(result);
     };
-    const onEnd = () => finish('opaque');
-    const timer = clock.setTimeout(() => finish('opaque'), timeoutMs);
+    const onEnd = () => finish('opaque', 'closed');
+    const timer = clock.setTimeout(() => finish('opaque', 'timeout'), timeoutMs);
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('close', onEnd);
+    // A socket paused by an earlier reader would otherwise never emit the bytes we wait for.
+    socket.resume();
   });
 }

@@ -34,12 +34,16 @@ function connectionTokens(value: string | string[] | undefined): Set<string> | u
   return tokens;
 }
 
-/** A copy of a request's headers without the hop-by-hop and proxy-owned ones (names are lower-case already). */
+/**
+ * A copy of a request's headers without the hop-by-hop and proxy-owned ones
+ * (names are lower-case already), nor HTTP/2 pseudo-headers (the listener
+ * turns :authority into host; the transport rebuilds them for an HTTP/2 upstream).
+ */
 export function forwardableRequestHeaders(incoming: IncomingHttpHeaders): Headers {
   const listed = connectionTokens(incoming.connection);
   const out: Headers = {};
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || PROXY_OWNED.has(name) || listed?.has(name)) continue;
+    if (name.charCodeAt(0) === 0x3a || HOP_BY_HOP.has(name) || PROXY_OWNED.has(name) || listed?.has(name)) continue;
     const value = incoming[name];
     if (value !== undefined) out[name] = value;
   }

@@ -1,9 +1,10 @@
 // Sends one HTTP exchange over an undici dispatcher and streams the response back, with backpressure both ways.
 import type { Dispatcher } from 'undici';
-import { ErrorCodes, REASON_HEADER, WeftError } from '../../api/errors.ts';
+import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import type { Headers, HttpExchange } from '../exchange.ts';
 import { stripResponseHopByHop } from './headers.ts';
+import { isPeerConnectFailure, resetResponse, responseGone, writeResponseHead } from './response.ts';
 
 /**
  * Resolves when the response has been written in full (or the client is
@@ -23,6 +24,8 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
     let settled = false;
     let responding = false;
     let waitingForDrain = false;
+    /** A gRPC trailers-only answer was written with the head: nothing more goes to the client. */
+    let headOnly = false;
     let controller: Dispatcher.DispatchController | undefined;
 
     const giveUp = (reason: Error): void => {
@@ -58,7 +61,7 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
           reject(refused);
           return;
         }
-        if (peer && statusCode === 503 && upstreamHeaders[REASON_HEADER] === ErrorCodes.UPSTREAM_CONNECT && ex.replayable) {
+        if (peer && ex.replayable && isPeerConnectFailure(statusCode, upstreamHeaders as Headers)) {
           settled = true;
           ex.onAbort = undefined;
           const refused = new WeftError(ErrorCodes.UPSTREAM_CONNECT, `${where}: the peer proxy could not connect to its app`);
@@ -68,15 +71,23 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
         }
         responding = true;
         const out = upstreamHeaders as Headers;
+        if (typeof out['grpc-status'] === 'string') ex.upstreamGrpcStatus = out['grpc-status'];
         stripResponseHopByHop(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
-        if (res.destroyed) {
+        if (responseGone(ex)) {
           c.abort(new Error('client closed the connection'));
           return;
         }
-        res.writeHead(statusCode, statusMessage || undefined, out as Record<string, string | string[]>);
+        if (ex.req.httpVersionMajor === 2) {
+          // gRPC status in the head means trailers-only: the HTTP/2 client must get it as one HEADERS frame ending the stream.
+          headOnly = out['grpc-status'] !== undefined;
+          writeResponseHead(ex, statusCode, out, headOnly);
+        } else {
+          res.writeHead(statusCode, statusMessage || undefined, out as Record<string, string | string[]>);
+        }
       },
       onResponseData(c, chunk) {
+        if (headOnly) return;
         if (res.write(chunk) || waitingForDrain) return;
         waitingForDrain = true;
         c.pause();
@@ -85,11 +96,17 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
           c.resume();
         });
       },
-      onResponseEnd() {
+      onResponseEnd(_c, trailers) {
         if (settled) return;
         settled = true;
+        const grpcStatus = (trailers as Headers | undefined)?.['grpc-status'];
+        if (typeof grpcStatus === 'string') ex.upstreamGrpcStatus = grpcStatus;
         ex.onAbort = undefined;
-        res.end();
+        if (!headOnly) {
+          // HTTP/1.1 clients get them only on a chunked response; HTTP/2 clients always.
+          if (trailers && Object.keys(trailers).length > 0) res.addTrailers(trailers as Record<string, string>);
+          res.end();
+        }
         resolve();
       },
       onResponseError(_c, error) {
@@ -97,7 +114,7 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
         settled = true;
         ex.onAbort = undefined;
         if (responding) {
-          res.destroy(error);
+          resetResponse(ex);
           resolve();
         } else {
           reject(classifyUpstreamError(error, where));

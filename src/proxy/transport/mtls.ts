@@ -14,6 +14,12 @@ import { hostPort } from './pools.ts';
 
 /** What both ends of the tunnel must agree on: HTTP/1.1 requests and CONNECT, spoken by weft proxies. */
 export const TUNNEL_ALPN = 'weft-tunnel/1';
+/** HTTP/2 on the tunnel (HTTP/2 and gRPC requests as streams): negotiated per connection beside TUNNEL_ALPN. */
+export const TUNNEL_H2_ALPN = 'h2';
+/** What the tunnel server accepts, in its order of preference. */
+export const TUNNEL_SERVER_ALPNS = [TUNNEL_ALPN, TUNNEL_H2_ALPN];
+/** Idle time before TCP keep-alive probes start on a client tunnel connection. */
+const TUNNEL_KEEPALIVE_MS = 30_000;
 /** The first byte of a TLS handshake record: how PERMISSIVE tells mTLS from plaintext. */
 export const TLS_HANDSHAKE_RECORD = 0x16;
 /** The header that carries the verified caller to the app (Envoy's format). */
@@ -24,6 +30,8 @@ export interface TunnelMetrics {
   readonly handshakes: Counter;
   /** Client side: TCP connect plus TLS handshake plus the peer check, per new tunnel connection. */
   readonly handshakeSeconds: Histogram;
+  /** Client side: HTTP/2 tunnel sessions opened and closed, by reason (see h2.ts SessionObserver). */
+  readonly sessions: Counter;
 }
 
 export function createTunnelMetrics(registry: MetricsRegistry): TunnelMetrics {
@@ -34,6 +42,11 @@ export function createTunnelMetrics(registry: MetricsRegistry): TunnelMetrics {
       ['side', 'result'],
     ),
     handshakeSeconds: registry.histogram('weft_tunnel_handshake_seconds', 'Time to open one mTLS tunnel connection to a peer (TCP connect, TLS 1.3 handshake, identity check).', ['side']),
+    sessions: registry.counter(
+      'weft_tunnel_sessions_total',
+      'HTTP/2 tunnel sessions to peers by event (opened, closed) and reason: dial; goaway, ping_timeout, error, peer_closed, retired, shutdown.',
+      ['event', 'reason'],
+    ),
   };
 }
 
@@ -62,6 +75,15 @@ export class TunnelTls {
     this.options = options;
   }
 
+  get metrics(): TunnelMetrics {
+    return this.options.metrics;
+  }
+
+  /** Dials the tunnel at host:port for HTTP/2 sessions (ALPN h2). */
+  h2Dialer(host: string, port: number, expected: string | undefined): (timeoutMs: number) => Promise<TLSSocket> {
+    return (timeoutMs) => this.connect(host, port, expected, timeoutMs, TUNNEL_H2_ALPN);
+  }
+
   /** An undici connector for one peer: every connection it opens must present `expected`. */
   connector(expected: string | undefined, timeoutMs: number): buildConnector.connector {
     return (target, callback) => {
@@ -81,7 +103,7 @@ export class TunnelTls {
    * SPIFFE ID exactly `expected`, the ALPN protocol agreed. Waits (within
    * the timeout) for this proxy's first certificate if it has none yet.
    */
-  async connect(host: string, port: number, expected: string | undefined, timeoutMs: number): Promise<TLSSocket> {
+  async connect(host: string, port: number, expected: string | undefined, timeoutMs: number, alpn: string = TUNNEL_ALPN): Promise<TLSSocket> {
     const where = hostPort(host, port);
     if (expected === undefined) {
       this.count('client', 'refused');
@@ -105,7 +127,7 @@ export class TunnelTls {
         // SNI must be a host name; the peer is identified by its SPIFFE ID, not by it.
         ...(isIP(host) === 0 ? { servername: host } : {}),
         secureContext: this.options.identity.secureContext(),
-        ALPNProtocols: [TUNNEL_ALPN],
+        ALPNProtocols: [alpn],
         minVersion: 'TLSv1.3',
         rejectUnauthorized: true,
         checkServerIdentity: spiffeServerIdentityCheck(expected),
@@ -119,8 +141,8 @@ export class TunnelTls {
       socket.once('error', onError);
       socket.once('secureConnect', () => {
         if (settled) return;
-        if (socket.alpnProtocol !== TUNNEL_ALPN) {
-          fail(proxyError(ErrorCodes.PEER_IDENTITY, `${where} does not speak ${TUNNEL_ALPN}`, 503), 'refused');
+        if (socket.alpnProtocol !== alpn) {
+          fail(proxyError(ErrorCodes.PEER_IDENTITY, `${where} does not speak ${alpn}`, 503), 'refused');
           return;
         }
         settled = true;
@@ -128,6 +150,8 @@ export class TunnelTls {
         // The caller attaches its own handlers before any later I/O can emit.
         socket.off('error', onError);
         socket.setNoDelay(true);
+        // Kept tunnel connections (HTTP/1.1 pools, HTTP/2 sessions) to a peer that vanished without a FIN are found by the kernel and replaced.
+        socket.setKeepAlive(true, TUNNEL_KEEPALIVE_MS);
         this.count('client', 'ok');
         this.options.metrics.handshakeSeconds.labels('client').observe((this.options.clock.monotonic() - started) / 1000);
         resolve(socket);
@@ -170,7 +194,9 @@ export class TunnelTls {
  */
 export function verifyTunnelClient(socket: TLSSocket, trustDomain: string | undefined): VerifiedPeer {
   if (!socket.authorized) throw new WeftError(ErrorCodes.PEER_IDENTITY, `the client certificate was not verified: ${String(socket.authorizationError ?? 'none presented')}`);
-  if (socket.alpnProtocol !== TUNNEL_ALPN) throw new WeftError(ErrorCodes.PEER_IDENTITY, `the client did not ask for ${TUNNEL_ALPN}`);
+  if (socket.alpnProtocol !== TUNNEL_ALPN && socket.alpnProtocol !== TUNNEL_H2_ALPN) {
+    throw new WeftError(ErrorCodes.PEER_IDENTITY, `the client did not ask for ${TUNNEL_ALPN} or ${TUNNEL_H2_ALPN}`);
+  }
   const certificate = socket.getPeerX509Certificate();
   const spiffeId = peerSpiffeId(certificate);
   if (trustDomain !== undefined && parseSpiffeId(spiffeId)?.trustDomain !== trustDomain) {

@@ -4,6 +4,7 @@ import { Pool, type buildConnector } from 'undici';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { SnapshotEndpoint } from '../../api/snapshot.ts';
 import type { Logger } from '../../telemetry/logger.ts';
+import { DEFAULT_H2_SETTINGS, H2Sessions, type Lease } from './h2.ts';
 import type { TunnelTls } from './mtls.ts';
 import type { TunnelDialer } from './tcp.ts';
 
@@ -13,6 +14,11 @@ export interface PoolSettings {
   /** Idle keep-alive, capped by what the peer advertises. */
   keepAliveTimeoutMs: number;
   connectTimeoutMs: number;
+  /** A connection is closed after this many requests (BackendTrafficPolicy connection.maxRequestsPerConnection). */
+  maxRequestsPerConnection?: number;
+  /** HTTP/2 sessions (tunnel and h2c): PING a session silent this long, and replace it when the answer takes longer than pingTimeoutMs. */
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
 }
 
 export const DEFAULT_POOL_SETTINGS: PoolSettings = { connections: 64, keepAliveTimeoutMs: 60_000, connectTimeoutMs: 5_000 };
@@ -38,12 +44,36 @@ export class Pools implements TunnelDialer {
   private readonly settings: PoolSettings;
   private readonly logger: Logger;
   private readonly tls: TunnelTls | undefined;
+  /** Per-peer settings (BackendTrafficPolicy), by pool id. */
+  private readonly overrides = new Map<string, Partial<PoolSettings>>();
+  /** HTTP/2 sessions, by the same ids as the HTTP/1.1 pools: h2c to apps, h2 on peers' tunnels. */
+  readonly h2: H2Sessions;
 
   /** With `tls`, the pools can also reach peer proxies' tunnels (tunnel()). */
   constructor(settings: PoolSettings, logger: Logger, tls?: TunnelTls) {
     this.settings = settings;
     this.logger = logger;
     this.tls = tls;
+    const h2Settings = {
+      ...DEFAULT_H2_SETTINGS,
+      connectTimeoutMs: settings.connectTimeoutMs,
+      ...(settings.pingIntervalMs !== undefined ? { pingIntervalMs: settings.pingIntervalMs } : {}),
+      ...(settings.pingTimeoutMs !== undefined ? { pingTimeoutMs: settings.pingTimeoutMs } : {}),
+    };
+    const sessions = tls?.metrics.sessions;
+    this.h2 = new H2Sessions(h2Settings, logger, sessions ? (event, reason) => sessions.labels(event, reason).inc() : undefined);
+  }
+
+  /** A stream's share of an h2c session to host:port (`key` = hostPort(host, port)). */
+  h2Plain(key: string): Promise<Lease> {
+    return this.h2.lease(key, key, undefined);
+  }
+
+  /** A stream's share of an HTTP/2 session on the mTLS tunnel of the peer at `host`:`port` that must present `identity`. */
+  h2Tunnel(host: string, port: number, identity: string | undefined): Promise<Lease> {
+    if (!this.tls) return Promise.reject(new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS'));
+    const key = hostPort(host, port);
+    return this.h2.lease(tunnelPoolId(key, identity), key, this.tls.h2Dialer(host, port, identity));
   }
 
   /** The plaintext pool for host:port, opened on first use. `key` must be hostPort(host, port). */
@@ -61,7 +91,7 @@ export class Pools implements TunnelDialer {
     const existing = this.pools.get(id);
     if (existing) return existing;
     if (!this.tls) throw new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS');
-    return this.open(id, key, this.tls.connector(identity, this.settings.connectTimeoutMs));
+    return this.open(id, key, this.tls.connector(identity, this.settingsFor(id).connectTimeoutMs));
   }
 
   /** One mTLS connection to a peer's tunnel, outside any pool (CONNECT tunnels are not reused). */
@@ -70,15 +100,37 @@ export class Pools implements TunnelDialer {
     return this.tls.connect(host, port, identity, timeoutMs);
   }
 
+  /**
+   * Per-peer settings from a BackendTrafficPolicy (pool id as endpointPoolId
+   * gives it), or undefined for the defaults. A pool already open with other
+   * settings is closed gracefully; the next request opens one with these.
+   */
+  configure(id: string, settings: Partial<PoolSettings> | undefined): void {
+    const before = JSON.stringify(this.settingsFor(id));
+    if (settings) this.overrides.set(id, settings);
+    else this.overrides.delete(id);
+    const pool = this.pools.get(id);
+    if (!pool || JSON.stringify(this.settingsFor(id)) === before) return;
+    this.pools.delete(id);
+    pool.close().catch((error: unknown) => this.logger.debug({ peer: id, err: error }, 'closing a pool failed'));
+  }
+
+  private settingsFor(id: string): PoolSettings {
+    const override = this.overrides.get(id);
+    return override ? { ...this.settings, ...override } : this.settings;
+  }
+
   private open(id: string, key: string, connector: buildConnector.connector | undefined): Pool {
+    const settings = this.settingsFor(id);
     const pool = new Pool(`http://${key}`, {
-      connections: this.settings.connections,
+      connections: settings.connections,
       // One request at a time per connection: no head-of-line blocking behind a slow response.
       pipelining: 1,
-      keepAliveTimeout: this.settings.keepAliveTimeoutMs,
-      keepAliveMaxTimeout: this.settings.keepAliveTimeoutMs,
+      keepAliveTimeout: settings.keepAliveTimeoutMs,
+      keepAliveMaxTimeout: settings.keepAliveTimeoutMs,
+      ...(settings.maxRequestsPerConnection !== undefined ? { maxRequestsPerClient: settings.maxRequestsPerConnection } : {}),
       // A connector of ours (mTLS) enforces its own connect timeout.
-      connect: connector ?? { timeout: this.settings.connectTimeoutMs },
+      connect: connector ?? { timeout: settings.connectTimeoutMs },
       // Route timeouts govern how long a request may take; a stream may stay quiet for long.
       headersTimeout: 0,
       bodyTimeout: 0,
@@ -94,6 +146,7 @@ export class Pools implements TunnelDialer {
 
   /** Closes, gracefully, the pools whose ids (hostPort, or tunnelPoolId) are not in `keep`; their in-flight requests finish first. */
   retain(keep: ReadonlySet<string>): void {
+    this.h2.retain(keep);
     for (const [key, pool] of this.pools) {
       if (keep.has(key)) continue;
       this.pools.delete(key);
@@ -105,6 +158,7 @@ export class Pools implements TunnelDialer {
   async destroy(): Promise<void> {
     const all = [...this.pools.values()];
     this.pools.clear();
+    this.h2.destroy();
     await Promise.all(all.map((pool) => pool.destroy().catch(() => {})));
   }
 }

@@ -1,10 +1,13 @@
 // Body buffering: reads a small request body in full, so that retries and mirrors can send it again.
 //
 // The proxy streams bodies; one that is streamed is gone once sent. A rule
-// that retries or mirrors therefore reads bodies up to `limitBytes` with a
-// declared Content-Length first. A larger body, or one sent chunked, is still
-// streamed: such a request is not retried (not even after a refused
-// connection) and is not mirrored.
+// that retries or mirrors therefore reads bodies up to `limitBytes` first:
+// at once when a Content-Length says it fits, and otherwise (HTTP/1.1
+// chunked, HTTP/2 without content-length, as every gRPC call is) by reading
+// until the body ends or passes the limit. A larger body is still streamed
+// (what was read is put back in front of the rest): such a request is not
+// retried (not even after a refused connection) and is not mirrored. A body
+// that announces trailers is streamed too, since a buffered body drops them.
 import { ErrorCodes } from '../../../api/errors.ts';
 import type { HttpFilter, RetryPolicy } from '../../../api/snapshot.ts';
 import { proxyError } from '../../errors.ts';
@@ -29,9 +32,12 @@ export function bufferBody(limitBytes: number): Layer<BufferTarget, HttpExchange
     return async (ex) => {
       if (ex.bufferedBody === undefined && ex.hasBody) {
         const h = ex.req.headers;
-        const length = Number(h['content-length']);
-        if (h['transfer-encoding'] === undefined && Number.isInteger(length) && length >= 0 && length <= limitBytes) {
-          ex.bufferedBody = await readBody(ex, length);
+        const declared = h['content-length'];
+        const length = Number(declared);
+        if (declared !== undefined && h['transfer-encoding'] === undefined) {
+          if (Number.isInteger(length) && length >= 0 && length <= limitBytes) ex.bufferedBody = await readBody(ex, length);
+        } else if (h.trailer === undefined) {
+          ex.bufferedBody = await readBody(ex, undefined, limitBytes);
         }
       }
       return next(ex);
@@ -39,26 +45,42 @@ export function bufferBody(limitBytes: number): Layer<BufferTarget, HttpExchange
   };
 }
 
-/** The whole body; rejects when the client goes away or the exchange is given up (a request timeout) first. */
-function readBody(ex: HttpExchange, length: number): Promise<Buffer> {
+/**
+ * The whole body: `length` bytes when declared, else up to `limitBytes`;
+ * undefined (the bytes read put back, the request paused for whoever pipes
+ * it on) when an undeclared body turns out longer. Rejects when the client
+ * goes away or the exchange is given up (a request timeout) first.
+ */
+function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Infinity): Promise<Buffer | undefined> {
   const req = ex.req;
-  return new Promise<Buffer>((resolve, reject) => {
+  return new Promise<Buffer | undefined>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
-    const done = (error: Error | undefined) => {
+    const stop = () => {
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
       req.off('close', onClose);
       if (ex.onAbort === onAbort) ex.onAbort = undefined;
+    };
+    const done = (error: Error | undefined) => {
+      stop();
       if (error) reject(error);
       else resolve(Buffer.concat(chunks, size));
     };
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.length;
+      if (length === undefined && size > limitBytes) {
+        // Too long to keep: hand the body on as a stream, starting with what was read.
+        stop();
+        req.pause();
+        req.unshift(Buffer.concat(chunks, size));
+        resolve(undefined);
+      }
     };
-    const onEnd = () => done(size === length ? undefined : proxyError(ErrorCodes.BAD_REQUEST, `the request body had ${size} bytes, not ${length}`, 400));
+    const onEnd = () =>
+      done(length === undefined || size === length ? undefined : proxyError(ErrorCodes.BAD_REQUEST, `the request body had ${size} bytes, not ${length}`, 400));
     const onError = (error: Error) => done(proxyError(ErrorCodes.BAD_REQUEST, `reading the request body failed: ${error.message}`, 400));
     const onClose = () => done(proxyError(ErrorCodes.BAD_REQUEST, 'the client closed the connection before sending its body', 400));
     const onAbort = (reason: Error) => done(reason);

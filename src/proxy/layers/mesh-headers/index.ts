@@ -6,6 +6,12 @@ import type { Layer } from '../../stack.ts';
 export const TARGET_PORT_HEADER = 'weft-target-port';
 /** The caller, "<namespace>/<workload>"; informational until mTLS identities replace it. */
 export const SOURCE_HEADER = 'weft-source';
+/**
+ * The protocol the receiving proxy speaks to its app: "h2" or "http1". The
+ * sending proxy decides (it knows the Service port's declared protocol; the
+ * receiver knows only app ports), so both hops agree.
+ */
+export const APP_PROTOCOL_HEADER = 'weft-app-protocol';
 
 const MESH_PREFIX = 'weft-';
 

@@ -57,6 +57,8 @@ export function requestMirror(context: MirrorContext): Layer<{ filters: readonly
     if (mirrors.length === 0) return next;
     const timeoutMs = target.timeouts?.backendRequestMs ?? target.timeouts?.requestMs ?? DEFAULT_MIRROR_TIMEOUT_MS;
     return (ex) => {
+      // An Upgrade (WebSocket) is one long-lived connection, not a request a copy could stand for.
+      if (ex.upgrade) return next(ex);
       for (const mirror of mirrors) {
         if (mirror.percent >= 100 || random() * 100 < mirror.percent) sendCopy(ex, mirror, context, timeoutMs);
       }

@@ -20,11 +20,21 @@
 // the last failing status is passed on; a connection failure answers 503
 // (WEFT_ERR_UPSTREAM_CONNECT or WEFT_ERR_UPSTREAM_RESET) and a timeout 504.
 // The rule's request timeout bounds every attempt and every backoff.
+//
+// gRPC: a call's answer is HTTP 200 with a grpc-status. A trailers-only
+// answer (the status in the head, as errors are sent) is matched against
+// `codes` through the HTTP status its gRPC status stands for (UNAVAILABLE
+// 14 → 503, DEADLINE_EXCEEDED 4 → 504, RESOURCE_EXHAUSTED 8 → 429, INTERNAL
+// 13 → 500, ...), so `codes: [503]` retries UNAVAILABLE as Envoy's
+// `retry_on: unavailable` does. A status in trailers comes after the body
+// started, when nothing can be retried any more.
 import { ErrorCodes, REASON_HEADER, WeftError, isWeftError } from '../../../api/errors.ts';
 import type { RetryPolicy, SnapshotBackend } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import type { Exchange, Headers, HttpExchange } from '../../exchange.ts';
 import type { Layer, Step } from '../../stack.ts';
+import { httpStatusForGrpc } from '../../errors.ts';
+import { retryPermitted } from '../retry-budget/index.ts';
 
 export function retryConnectFailures<X extends Exchange>(maxAttempts: number): Layer<{ backend: SnapshotBackend }, X> {
   return (target, next) => {
@@ -83,7 +93,9 @@ function withPolicy(policy: RetryPolicy, next: Step<HttpExchange>, clock: Clock,
       ex.refuseResponse = (status, headers, fromPeer) => {
         const peerFailure = fromPeer ? peerConnectionFailure(status, headers) : undefined;
         if (peerFailure) return peerFailure;
-        if (!last && codes.has(status) && ex.replayable) return new RetryableResponse(status);
+        const grpcStatus = headers['grpc-status'];
+        const effective = typeof grpcStatus === 'string' && grpcStatus !== '0' ? (httpStatusForGrpc(grpcStatus) ?? status) : status;
+        if (!last && codes.has(effective) && ex.replayable && retryPermitted(ex)) return new RetryableResponse(effective);
         return undefined;
       };
       let failure: unknown;
@@ -97,6 +109,8 @@ function withPolicy(policy: RetryPolicy, next: Step<HttpExchange>, clock: Clock,
       }
       if (ex.aborted) throw ex.aborted;
       if (last || !ex.replayable || !retryable(failure, ex)) throw finalError(failure, attempt);
+      // A refused response already asked the BackendTrafficPolicy's retry budget; other failures ask now.
+      if (!(failure instanceof RetryableResponse) && !retryPermitted(ex)) throw finalError(failure, attempt);
       await backoff(ex, backoffMs(policy.backoffMs, attempt, random), clock);
       ex.avoid = ex.endpoint;
     }
@@ -124,6 +138,8 @@ function finalError(error: unknown, attempts: number): unknown {
 /** A peer proxy's own answer that its app could not be reached, or reset: a connection failure of this attempt. */
 function peerConnectionFailure(status: number, headers: Headers): WeftError | undefined {
   const reason = headers[REASON_HEADER];
+  // A peer's proxy-made answer to a gRPC call is 200 with grpc-status UNAVAILABLE and the same reason.
+  if (status === 200 && headers['grpc-status'] === '14') status = reason === ErrorCodes.UPSTREAM_CONNECT ? 503 : 502;
   if (status === 503 && reason === ErrorCodes.UPSTREAM_CONNECT) return new WeftError(ErrorCodes.UPSTREAM_CONNECT, 'the peer proxy could not connect to its app');
   if (status === 502 && reason === ErrorCodes.UPSTREAM_RESET) return new WeftError(ErrorCodes.UPSTREAM_RESET, 'the app behind the peer proxy closed the connection before answering');
   return undefined;

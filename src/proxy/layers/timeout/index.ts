@@ -1,10 +1,13 @@
-// Route timeouts (Gateway API `timeouts.request` and `timeouts.backendRequest`): give up with 504 WEFT_ERR_TIMEOUT.
+// Route timeouts (Gateway API `timeouts.request` and `timeouts.backendRequest`) and gRPC's grpc-timeout: give up with 504 WEFT_ERR_TIMEOUT (DEADLINE_EXCEEDED to gRPC callers).
 import { ErrorCodes } from '../../../api/errors.ts';
 import type { HttpRouteRule } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
 import type { HttpExchange } from '../../exchange.ts';
 import type { Layer, Step } from '../../stack.ts';
+import { grpcTimeoutMs } from '../../../api/http-filters.ts';
+
+export { grpcTimeoutMs } from '../../../api/http-filters.ts';
 
 type Timeouts = { timeouts?: HttpRouteRule['timeouts'] };
 
@@ -23,11 +26,20 @@ function withDeadline(ms: number, what: string, clock: Clock, next: Step<HttpExc
   };
 }
 
-/** The whole request, from the route match to the end of the response. */
+/**
+ * The whole request, from the route match to the end of the response. A
+ * gRPC call's grpc-timeout is a deadline too: the earlier of the two wins,
+ * and the header travels on unchanged so the app sees the caller's deadline.
+ */
 export function requestTimeout(clock: Clock): Layer<Timeouts, HttpExchange> {
   return (target, next) => {
     const ms = target.timeouts?.requestMs;
-    return ms ? withDeadline(ms, 'request', clock, next) : next;
+    const routeDeadline = ms ? withDeadline(ms, 'request', clock, next) : next;
+    return (ex) => {
+      const grpcMs = grpcTimeoutMs(ex.req.headers['grpc-timeout']);
+      if (grpcMs === undefined || (ms && ms <= grpcMs)) return routeDeadline(ex);
+      return withDeadline(grpcMs, 'grpc-timeout', clock, next)(ex);
+    };
   };
 }
 
