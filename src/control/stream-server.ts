@@ -1,6 +1,6 @@
 // The config stream server: proxies open one HTTP/2 stream each, get snapshots pushed as NDJSON, and register their workload under a lease.
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCodes, isWeftError } from '../api/errors.ts';
@@ -84,6 +84,8 @@ export class StreamServer {
   readonly options: StreamServerOptions;
   private readonly server: http2.Http2Server;
   private readonly sessions = new Set<http2.ServerHttp2Session>();
+  /** The raw connections under the sessions, so that shutdown can drop the ones a destroyed session leaves behind. */
+  private readonly sockets = new Set<Socket>();
   readonly connections = new Set<ProxyConnection>();
   private readonly records = new Map<string, ProxyRecord>();
   /** The last certificate issued to each proxy id, for `weft status` (a proxy may ask before its hello). */
@@ -104,6 +106,10 @@ export class StreamServer {
       session.on('close', () => this.sessions.delete(session));
       session.on('error', (error) => options.logger.debug({ err: error }, 'stream session error'));
       if (this.closing) session.close();
+    });
+    this.server.on('connection', (socket: Socket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
     });
     this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
     this.server.on('sessionError', (error) => options.logger.debug({ err: error }, 'stream session error'));
@@ -166,6 +172,10 @@ export class StreamServer {
     const grace = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref());
     await Promise.race([closed, grace]);
     for (const session of this.sessions) session.destroy();
+    // A destroyed session still ends its socket politely and waits for that to finish, which never happens
+    // when the proxy's host vanished (no FIN comes back, a full send buffer never drains): server.close()
+    // would wait until TCP gives up, minutes later. Those sockets go now.
+    for (const socket of this.sockets) socket.destroy();
     await closed;
     // Let the connections' close handlers run their queued work (they do not revoke while closing).
     await Promise.all([...this.connections].map((c) => c.settled()));
