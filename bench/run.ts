@@ -18,12 +18,14 @@ import { runDataplane } from './suites/dataplane.ts';
 import { runControlplane } from './suites/controlplane.ts';
 import { runFraming } from './suites/framing.ts';
 import { runMetrics } from './suites/metrics.ts';
+import { runScaleEtcd } from './suites/scale-etcd.ts';
 
 const SUITES: Record<string, (ctx: SuiteContext) => Promise<SuiteOutcome>> = {
   dataplane: runDataplane,
   controlplane: runControlplane,
   framing: runFraming,
   metrics: runMetrics,
+  'scale-etcd': runScaleEtcd,
 };
 
 /** The budget: each suite under 10 minutes on this machine. */

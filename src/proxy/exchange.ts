@@ -133,8 +133,8 @@ export class HttpExchange implements Exchange {
     return this.req.httpVersionMajor === 2 ? 'h2' : 'http1';
   }
 
-  /** The grpc-status the upstream answered with (in a trailers-only head or in the trailers), for outlier detection. */
-  upstreamGrpcStatus: string | undefined = undefined;
+  /** The grpc-status the client was answered with (the upstream's, in a trailers-only head or the trailers, or the proxy's own), for outlier detection and metrics. */
+  answeredGrpcStatus: string | undefined = undefined;
 
   /** A gRPC call (content-type application/grpc, +proto, +json, ...): proxy errors are answered as gRPC statuses. */
   get grpc(): boolean {

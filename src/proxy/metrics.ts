@@ -337,7 +337,7 @@ export function createProxyMetrics(registry: MetricsRegistry, options: ProxyMetr
       const res = ex.res;
       let grpcStatus = NO_GRPC;
       if (grpc) {
-        const answered = ex.upstreamGrpcStatus ?? res.getHeader('grpc-status');
+        const answered = ex.answeredGrpcStatus ?? res.getHeader('grpc-status');
         const code = answered === undefined ? NaN : Number(answered);
         grpcStatus = code >= 0 && code < NO_GRPC ? code : NO_GRPC;
       }

@@ -6,6 +6,7 @@ import { request, Agent } from 'node:http';
 import { freePort } from '../../src/testing/ports.ts';
 import { startWeft, runWeft, type RunningProcess, type RunResult } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { startEtcd, type RunningEtcd } from '../../src/testing/etcd.ts';
 import type { ProxySnapshot } from '../../src/api/snapshot.ts';
 import type { ProxyStatus } from '../../src/api/stream.ts';
 
@@ -73,46 +74,118 @@ export interface WorkloadProcesses {
   ports: { outbound: number; tunnel: number; admin: number };
 }
 
-/** A control plane with its data dir, and helpers to add sidecars and echo apps beside it. */
+/** Where the control plane keeps its config: SQLite under the mesh's dir (one replica), or a real etcd shared by every replica. */
+export type MeshStore = 'sqlite' | 'etcd';
+
+export interface TestMeshOptions {
+  leaseTtl?: string;
+  proxyMode?: ProxyMode;
+  /** Default 'sqlite'. With 'etcd' the harness starts its own single-member etcd and stops it on close. */
+  store?: MeshStore;
+  /** How many `weft control-plane` processes serve the mesh; more than one needs the etcd store. Default 1. */
+  replicas?: number;
+}
+
+/** A control plane (one or several replicas) with its store, and helpers to add sidecars and echo apps beside it. */
 export class TestMesh {
   readonly dir: string;
+  /** The first replica's stream port (every replica keeps its port across restarts: `streamPorts`). */
   readonly streamPort: number;
+  readonly streamPorts: readonly number[];
+  /** The first replica: the one `api` points at. */
   cp!: RunningProcess;
+  /** Every running replica, the first one first. */
+  replicas: RunningProcess[] = [];
+  /** The first replica's REST API (apply and get work through any replica). */
   api = '';
+  /** What proxies are given as --control-plane: every replica's stream URL, comma-separated. */
   stream = '';
+  readonly store: MeshStore;
+  etcd: RunningEtcd | undefined;
+  private readonly etcdPrefix: string;
   private readonly started: RunningProcess[] = [];
   private readonly leaseTtl: string;
   readonly proxyMode: ProxyMode;
   private hosts = 0;
+  private proxiesStarted = 0;
 
-  private constructor(dir: string, streamPort: number, leaseTtl: string, proxyMode: ProxyMode) {
+  private constructor(dir: string, streamPorts: number[], leaseTtl: string, proxyMode: ProxyMode, store: MeshStore) {
     this.dir = dir;
-    this.streamPort = streamPort;
+    this.streamPorts = streamPorts;
+    this.streamPort = streamPorts[0]!;
     this.leaseTtl = leaseTtl;
     this.proxyMode = proxyMode;
+    this.store = store;
+    this.etcdPrefix = `/weft-e2e-${Math.random().toString(36).slice(2, 10)}`;
   }
 
-  static async start(options: { leaseTtl?: string; proxyMode?: ProxyMode } = {}): Promise<TestMesh> {
+  static async start(options: TestMeshOptions = {}): Promise<TestMesh> {
+    const replicas = options.replicas ?? 1;
+    const store = options.store ?? 'sqlite';
+    if (replicas < 1 || (replicas > 1 && store !== 'etcd')) throw new Error(`${replicas} control-plane replicas need the etcd store`);
     const dir = mkdtempSync(join(tmpdir(), 'weft-e2e-'));
-    const mesh = new TestMesh(dir, await freePort(), options.leaseTtl ?? '3s', options.proxyMode ?? 'sidecar');
-    await mesh.startControlPlane();
+    const streamPorts = await Promise.all(Array.from({ length: replicas }, () => freePort()));
+    const mesh = new TestMesh(dir, streamPorts, options.leaseTtl ?? '3s', options.proxyMode ?? 'sidecar', store);
+    try {
+      if (store === 'etcd') mesh.etcd = await startEtcd();
+      await mesh.startControlPlane();
+    } catch (error) {
+      await mesh.close();
+      throw error;
+    }
     return mesh;
   }
 
-  /** Starts (or restarts) the control plane on the same data dir and stream port, so proxies find it again. */
+  /**
+   * Starts (or restarts) every replica on the same store and stream ports, so
+   * proxies find them again. On etcd the replicas share the mesh CA, sealed
+   * in etcd with WEFT_CA_ENCRYPTION_KEY, so that any of them can sign.
+   */
   async startControlPlane(): Promise<void> {
-    this.cp = await startWeft([
-      'control-plane',
-      '--data-dir', join(this.dir, 'cp'),
-      '--api-port', '0',
-      '--stream-port', String(this.streamPort),
-      '--lease-ttl', this.leaseTtl,
-      // Local mode: the harness creates each proxy's bootstrap token with `weft token create`.
-      '--insecure-local-tokens',
-    ]);
-    this.started.push(this.cp);
+    const storeArgs =
+      this.store === 'etcd'
+        ? ['--store', `etcd://${this.etcd!.endpoint.replace(/^http:\/\//, '')}`, '--etcd-prefix', this.etcdPrefix]
+        : ['--data-dir', join(this.dir, 'cp')];
+    const env = this.store === 'etcd' ? { WEFT_CA_ENCRYPTION_KEY: 'weft-e2e-shared-ca-sealing-key' } : undefined;
+    const start = (streamPort: number) =>
+      startWeft(
+        [
+          'control-plane',
+          ...storeArgs,
+          '--api-port', '0',
+          '--stream-port', String(streamPort),
+          '--lease-ttl', this.leaseTtl,
+          // Local mode: the harness creates each proxy's bootstrap token with `weft token create`.
+          '--insecure-local-tokens',
+        ],
+        env ? { env } : {},
+      );
+    // One after the other: the first replica creates the shared CA, the others load it.
+    this.replicas = [];
+    for (const port of this.streamPorts) {
+      const replica = await start(port);
+      this.started.push(replica);
+      this.replicas.push(replica);
+    }
+    this.cp = this.replicas[0]!;
     this.api = String(this.cp.ready.api);
-    this.stream = String(this.cp.ready.stream);
+    this.stream = this.replicas.map((r) => String(r.ready.stream)).join(',');
+  }
+
+  /** SIGKILLs every replica: an outage of the whole control plane. */
+  async stopControlPlane(): Promise<void> {
+    await Promise.all(this.replicas.map((r) => r.stop({ signal: 'SIGKILL' })));
+  }
+
+  /**
+   * The --control-plane list for the next proxy: with several replicas, each
+   * proxy starts from a different one (it tries them in order), so the
+   * proxies spread over every replica.
+   */
+  private controlPlaneList(): string {
+    const urls = this.stream.split(',');
+    const first = this.proxiesStarted++ % urls.length;
+    return [...urls.slice(first), ...urls.slice(0, first)].join(',');
   }
 
   weft(args: string[], input?: string): Promise<RunResult> {
@@ -157,12 +230,12 @@ export class TestMesh {
         return { ...spec, namespace, app, appPort, token: await this.token(namespace, spec.workload) };
       }),
     );
-    const common = ['--control-plane', this.stream, '--admin-port', '0', '--drain', '2s'];
+    const common = ['--admin-port', '0', '--drain', '2s'];
     if (this.proxyMode === 'node') {
       const host = `host-${this.hosts++}`;
       const proxy = await startWeft(
         [
-          'proxy', '--mode', 'node', '--node-name', host, ...common,
+          'proxy', '--mode', 'node', '--node-name', host, '--control-plane', this.controlPlaneList(), ...common,
           ...instances.flatMap((i) => ['--workload', `${i.namespace}/${i.workload}@${i.instance}${i.appPort ? `=8080:${i.appPort}` : ''}`]),
           '--data-dir', join(this.dir, 'proxies', host),
         ],
@@ -181,7 +254,7 @@ export class TestMesh {
       instances.map(async (i) => {
         const proxy = await startWeft(
           [
-            'proxy', '--mode', 'sidecar', ...common,
+            'proxy', '--mode', 'sidecar', '--control-plane', this.controlPlaneList(), ...common,
             '--namespace', i.namespace,
             '--workload', i.workload,
             '--instance', i.instance,
@@ -215,10 +288,34 @@ export class TestMesh {
     return result.stdout.trim();
   }
 
+  /** The proxies every replica knows (each lists those connected to it), a connected entry winning over a stale one. */
   async proxies(): Promise<ProxyStatus[]> {
-    const res = await fetch(`${this.api}/weft/v1/proxies`);
-    if (!res.ok) throw new Error(`GET /weft/v1/proxies: ${res.status}`);
-    return (await res.json()) as ProxyStatus[];
+    const lists = await Promise.all(
+      this.replicas.map(async (replica) => {
+        const res = await fetch(`${String(replica.ready.api)}/weft/v1/proxies`);
+        if (!res.ok) throw new Error(`GET /weft/v1/proxies on ${String(replica.ready.api)}: ${res.status}`);
+        return (await res.json()) as ProxyStatus[];
+      }),
+    );
+    const byId = new Map<string, ProxyStatus>();
+    for (const proxy of lists.flat()) {
+      const known = byId.get(proxy.id);
+      if (!known || (!known.connected && proxy.connected)) byId.set(proxy.id, proxy);
+    }
+    return [...byId.values()];
+  }
+
+  /** `weft status` as an operator would run it against each replica in turn (each shows the proxies connected to it), outputs joined. */
+  async status(): Promise<RunResult> {
+    const results = await Promise.all(
+      this.replicas.map((replica) => runWeft(['status'], { env: { WEFT_SERVER: String(replica.ready.api) } })),
+    );
+    return {
+      ...results[0]!,
+      code: results.find((r) => r.code !== 0)?.code ?? results[0]!.code,
+      stdout: results.map((r) => r.stdout).join('\n'),
+      stderr: results.map((r) => r.stderr).join('\n'),
+    };
   }
 
   /** Names of the registered (address-carrying) Workload instances. */
@@ -242,6 +339,7 @@ export class TestMesh {
 
   async close(): Promise<void> {
     await Promise.all(this.started.reverse().map((p) => p.stop({ timeoutMs: 5000 })));
+    await this.etcd?.stop();
     rmSync(this.dir, { recursive: true, force: true });
   }
 }

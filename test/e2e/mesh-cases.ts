@@ -7,7 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
 import type { ProxySnapshot } from '../../src/api/snapshot.ts';
-import { TestMesh, viaProxy, podOf, percentile, type ProxyMode, type WorkloadProcesses } from './harness.ts';
+import { TestMesh, viaProxy, podOf, percentile, type MeshStore, type ProxyMode, type WorkloadProcesses } from './harness.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { freePort } from '../../src/testing/ports.ts';
 
@@ -88,11 +88,18 @@ function xfccOf(result: { body: string }): { by: string; uri: string } {
  * leaves out what does not depend on the proxy mode (CLI validation, the
  * weighted split, which the node-mode demo also checks) and the 30 s
  * control-plane outage.
+ *
+ * With `store: 'etcd'` and several `replicas` (mesh-etcd.test.ts) the same
+ * cases run against control-plane replicas sharing one etcd, the proxies
+ * spread over them; the outage case then takes every replica down at once.
  */
-export function meshSuite(proxyMode: ProxyMode): void {
-  // Node mode runs every case too; its control-plane outage is shorter, since the stream code it exercises is the sidecar's.
-  const outageSeconds = proxyMode === 'sidecar' ? 30 : 10;
-  describe(`a mesh of real processes (${proxyMode} proxies)`, { timeout: 240_000 }, () => {
+export function meshSuite(proxyMode: ProxyMode, options: { store?: MeshStore; replicas?: number } = {}): void {
+  const store = options.store ?? 'sqlite';
+  const replicas = options.replicas ?? 1;
+  // Node mode and the etcd run go through every case too, with a shorter outage: the long one is the single-machine sidecar run's.
+  const outageSeconds = proxyMode === 'sidecar' && store === 'sqlite' ? 30 : 10;
+  const setup = store === 'sqlite' ? `${proxyMode} proxies` : `${proxyMode} proxies, ${replicas} control-plane replicas on ${store}`;
+  describe(`a mesh of real processes (${setup})`, { timeout: 240_000 }, () => {
     let mesh: TestMesh;
     let client: WorkloadProcesses;
     let v1a: WorkloadProcesses;
@@ -100,7 +107,7 @@ export function meshSuite(proxyMode: ProxyMode): void {
     const agent = new Agent({ keepAlive: true, maxSockets: 16 });
 
     before(async () => {
-      mesh = await TestMesh.start({ leaseTtl: '3s', proxyMode });
+      mesh = await TestMesh.start({ leaseTtl: '3s', proxyMode, store, replicas });
       await mesh.apply(services + '---' + clientWorkload() + '---' + splitRoute(90, 10));
       [client, v1a] = (await mesh.addHost([
         { workload: 'client', instance: 'client-0' },
@@ -219,7 +226,7 @@ export function meshSuite(proxyMode: ProxyMode): void {
           message: 'a NACK from client-0',
         });
         assert.match(nacked.lastNack!.message, new RegExp(String(taken)));
-        const status = await mesh.weft(['status']);
+        const status = await mesh.status();
         assert.equal(status.code, 0, status.stderr);
         assert.match(status.stdout, /client-0/);
         assert.match(status.stdout, /NACK|nack|EADDRINUSE|in use/i);
@@ -288,7 +295,8 @@ export function meshSuite(proxyMode: ProxyMode): void {
 
     it(`loses no request for ${outageSeconds} s while the control plane is down, and recovers when it returns`, { timeout: 90_000 }, async () => {
       const before = await (await fetch(`${mesh.api}/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/echo-split`)).json();
-      await mesh.cp.stop({ signal: 'SIGKILL' });
+      // Every replica: an outage of the whole control plane.
+      await mesh.stopControlPlane();
       const until = performance.now() + outageSeconds * 1000;
       let ok = 0;
       const failures: string[] = [];
@@ -309,12 +317,20 @@ export function meshSuite(proxyMode: ProxyMode): void {
       assert.ok(ok > outageSeconds * 3, `only ${ok} requests in ${outageSeconds} s`);
 
       await mesh.startControlPlane();
-      const proxies = await mesh.converged(3, 15_000);
+      // Returning proxies re-register one by one, each a new version; with several replicas, each learns of it through its own store watch,
+      // so converged and `weft status` agree once the versions settle, not necessarily on the first look.
+      let status: Awaited<ReturnType<TestMesh['status']>> | undefined;
+      const proxies = await waitFor(
+        async () => {
+          const converged = await mesh.converged(3, 15_000);
+          const shown = (status = await mesh.status()).stdout;
+          return converged.every((p) => p.ackedVersion && shown.includes(p.ackedVersion.slice(0, 8))) ? converged : undefined;
+        },
+        { timeoutMs: 20_000, message: "weft status showing every proxy's acked version" },
+      );
       const versions = new Set(proxies.map((p) => p.ackedVersion));
       assert.ok(proxies.every((p) => p.connected && p.ready), JSON.stringify(proxies, null, 1));
-      const status = await mesh.weft(['status']);
-      assert.equal(status.code, 0);
-      for (const p of proxies) assert.ok(p.ackedVersion && status.stdout.includes(p.ackedVersion.slice(0, 8)), `weft status shows ${p.id}'s acked version`);
+      assert.equal(status?.code, 0, status?.stderr);
       assert.ok(versions.size >= 1);
       const afterRestart = await (await fetch(`${mesh.api}/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/echo-split`)).json();
       assert.deepEqual((afterRestart as { spec: unknown }).spec, (before as { spec: unknown }).spec, 'the applied route survived the restart');

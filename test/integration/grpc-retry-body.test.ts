@@ -7,14 +7,22 @@ import { buildSnapshot, endpoint, startTestProxy, type TestProxy } from './proxy
 
 const FLAKY = 9300;
 const METHOD = '/weft.test.Flaky/Call';
+const CHAT = '/weft.test.Flaky/Chat';
 const identity = (b: Buffer) => b;
 
 /** A grpc-js server whose method fails every odd call with UNAVAILABLE and echoes the request bytes on the others. */
 async function startFlaky(calls: { count: number; sizes: number[] }): Promise<{ port: number; close(): Promise<void> }> {
   const server = new grpc.Server();
   server.addService(
-    { Call: { path: METHOD, requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity } },
     {
+      Call: { path: METHOD, requestStream: false, responseStream: false, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+      Chat: { path: CHAT, requestStream: true, responseStream: true, requestSerialize: identity, requestDeserialize: identity, responseSerialize: identity, responseDeserialize: identity },
+    },
+    {
+      Chat: (stream: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+        stream.on('data', (message: Buffer) => stream.write(message));
+        stream.on('end', () => stream.end());
+      },
       Call: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
         calls.sizes.push(call.request.length);
         if (++calls.count % 2 === 1) callback({ code: grpc.status.UNAVAILABLE, details: 'odd call' });
@@ -103,5 +111,25 @@ describe('a route retry with codes [503] and a real grpc-js client', () => {
     assert.equal(again.error, undefined, again.error?.message);
     assert.ok(again.reply!.equals(body));
     assert.deepEqual(calls.sizes.slice(-2), [body.length, body.length]);
+  });
+
+  it('a bidi call that waits for an answer before sending more is streamed on, not held until its deadline', async () => {
+    const stream = client.makeBidiStreamRequest(CHAT, identity, identity, new grpc.Metadata(), { deadline: Date.now() + 10_000 });
+    const replies: Buffer[] = [];
+    const next = () => new Promise<Buffer>((resolve, reject) => {
+      stream.once('data', resolve);
+      stream.once('error', reject);
+    });
+    const started = performance.now();
+    const first = next();
+    stream.write(Buffer.from('ping 1'));
+    replies.push(await first);
+    const waited = performance.now() - started;
+    const second = next();
+    stream.write(Buffer.from('ping 2'));
+    replies.push(await second);
+    stream.end();
+    assert.deepEqual(replies.map(String), ['ping 1', 'ping 2']);
+    assert.ok(waited < 3000, `the first answer came after ${Math.round(waited)} ms: the body buffer gave up waiting for the end`);
   });
 });

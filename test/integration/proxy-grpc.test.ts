@@ -341,6 +341,11 @@ describe('HTTP/2 and gRPC through two sidecars', () => {
     assert.equal(noRoute.headers['grpc-status'], String(grpc.status.UNIMPLEMENTED));
     assert.equal(noRoute.headers['weft-reason'], 'WEFT_ERR_NO_ROUTE');
     assert.ok(noRoute.endedWithHeaders);
+    // The proxy's own gRPC answers are counted as what they are: HTTP 200 with a failing grpc-status, by reason.
+    const metrics = (await adminGet(client.proxy.ports.admin, '/metrics')).body;
+    assert.match(metrics, /^weft_requests_total\{(?=[^}]*response_code="200")(?=[^}]*grpc_response_status="12")(?=[^}]*weft_reason="WEFT_ERR_NO_ROUTE")[^}]*\} 1$/m);
+    // The peer's UNAVAILABLE (its app refused) is relayed: a failing grpc-status, the reason the peer's.
+    assert.match(metrics, /^weft_requests_total\{(?=[^}]*destination_service="default\/dead")(?=[^}]*grpc_response_status="14")[^}]*\} [1-9]/m);
 
     const started = Date.now();
     const h1Only = await unary(viaHttpProxy('web-as-grpc:8080'), { message: 'x' }, { deadlineMs: 5000 });

@@ -53,6 +53,13 @@ test("a gateway limit of 40 requests/s holds within 5 % over 10 s under 100 requ
 
 test('a per-header limit on a route gives each header value its own bucket; bad input is reported and the rest keeps working', async () => {
   await edge.apply([
+    // The gateway-wide limit of the test before is lifted, so that only the per-user buckets decide here.
+    {
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'RateLimitPolicy',
+      metadata: { name: 'edge-limit', namespace: NS },
+      spec: { targetRefs: [{ kind: 'Gateway', name: 'gw' }], limits: [{ name: 'all', requests: 100_000, interval: '1s' }] },
+    },
     {
       apiVersion: 'weft.dev/v1alpha1',
       kind: 'RateLimitPolicy',

@@ -179,7 +179,7 @@ test('outlier detection reads a gRPC answer by its grpc-status: UNAVAILABLE, DEA
     const res = new ServerResponse(req);
     res.statusCode = 200;
     const ex = new HttpExchange('outbound', req, res, '/svc/Method', {}, 0);
-    ex.upstreamGrpcStatus = grpcStatus;
+    ex.answeredGrpcStatus = grpcStatus;
     return ex;
   };
   assert.equal(answeredStatus(exchange(undefined)), 200);

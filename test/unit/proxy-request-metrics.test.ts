@@ -22,7 +22,7 @@ function exchange(fields: Partial<Record<string, unknown>> = {}): HttpExchange {
     service: 'shop/catalog:80',
     peerIdentity: undefined,
     proxyReason: undefined,
-    upstreamGrpcStatus: undefined,
+    answeredGrpcStatus: undefined,
     bufferedBody: undefined,
     req: { headers, httpVersionMajor: 2, socket: null },
     res: { getHeader: (name: string) => (name === 'content-length' ? '12' : undefined) },
@@ -57,7 +57,7 @@ test('gRPC statuses and inbound callers (mTLS identity, weft-source) are labels;
   metrics.setLocal({ namespace: 'shop', workload: 'catalog-v1', principal: 'spiffe://cluster.local/ns/shop/sa/catalog' });
   const inbound = (source: string, fields: Record<string, unknown> = {}) =>
     exchange({ direction: 'inbound', service: 'shop/catalog-v1:8080', peerIdentity: 'spiffe://cluster.local/ns/shop/sa/frontend', headers: { 'weft-source': source }, ...fields });
-  metrics.recordRequest(inbound('shop/frontend', { grpc: true, upstreamGrpcStatus: '14' }), 200, 0.01);
+  metrics.recordRequest(inbound('shop/frontend', { grpc: true, answeredGrpcStatus: '14' }), 200, 0.01);
   metrics.recordRequest(inbound('shop/frontend'), 200, 0.01);
   for (const made of ['x/a', 'x/b', 'x/c', 'x/d']) metrics.recordRequest(inbound(made), 200, 0.01);
   const text = registry.render();

@@ -61,6 +61,8 @@ export class TunnelListener {
     this.options = options;
     this.handshakeTimeoutMs = options.handshakeTimeoutMs ?? DEFAULT_HANDSHAKE_TIMEOUT_MS;
     this.server = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    // Accept failures (EMFILE when descriptors run out) come as 'error' on the listening server: logged, never fatal.
+    this.server.on('error', (error) => options.logger.warn({ err: error }, 'tunnel listener error'));
     this.http = createHttpServer({ keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true }, (req, res) => this.onRequest(req, res));
     // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it
     // listens; this one never listens, it is handed connections, so it is told it does.

@@ -56,6 +56,8 @@ export class OutboundListener {
     this.server.emit('listening');
     this.h2 = new H2Front((req, res) => this.onRequest(req, res));
     this.front = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    // Accept failures (EMFILE when descriptors run out) come as 'error' on the listening server: logged, never fatal.
+    this.front.on('error', (error) => options.logger.warn({ err: error }, 'outbound listener error'));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
     for (const server of [this.server, this.inner]) {
       // Upgrades (WebSocket) are routed as requests, then spliced (transport/upgrade.ts).

@@ -99,7 +99,7 @@ export function buildOutboundHttp(table: RouteTable, context: OutboundContext): 
       requestRedirect,
       faults, // FaultInjection ExtensionRefs: after the rule's filters, before the backends (the delay is not counted in the request timeout, as in Envoy)
       requestTimeout(context.clock), // the whole exchange, retries and backoffs included
-      bufferBody(DEFAULT_BUFFER_LIMIT_BYTES), // only for rules that retry or mirror
+      bufferBody(DEFAULT_BUFFER_LIMIT_BYTES, context.clock), // only for rules that retry or mirror
       requestMirror(mirrors),
       sessionPersistence(context.clock), // back to the session's backend and endpoint
       weightedBackends(context.backends, backendStack),

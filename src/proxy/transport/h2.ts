@@ -370,7 +370,16 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
       try {
         stream = session.request(outgoing, { endStream: body === undefined && !streamed, waitForTrailers: trailersAnnounced });
       } catch (error) {
-        finish(new WeftError(ErrorCodes.BAD_REQUEST, `cannot forward the request: ${error instanceof Error ? error.message : String(error)}`));
+        // A session that got GOAWAY or closed between its lease and this request (a draining peer) is a
+        // connect failure of this attempt, which another endpoint can take; anything else is the request's fault.
+        const code = (error as NodeJS.ErrnoException).code;
+        const sessionGone = session.closed || session.destroyed || code === 'ERR_HTTP2_GOAWAY_SESSION' || code === 'ERR_HTTP2_INVALID_SESSION';
+        const message = error instanceof Error ? error.message : String(error);
+        finish(
+          sessionGone
+            ? new WeftError(ErrorCodes.UPSTREAM_CONNECT, `${where}: the HTTP/2 session closed before the request could start (${message})`)
+            : new WeftError(ErrorCodes.BAD_REQUEST, `cannot forward the request: ${message}`),
+        );
         return;
       }
       const upstream = stream;
@@ -409,7 +418,7 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
           finish(new WeftError(ErrorCodes.UPSTREAM_CONNECT, `${where}: the peer proxy could not connect to its app`));
           return;
         }
-        if (typeof out['grpc-status'] === 'string') ex.upstreamGrpcStatus = out['grpc-status'];
+        if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
         stripResponseHopByHop(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
         responding = true;
@@ -430,7 +439,7 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
       });
       upstream.on('trailers', (received) => {
         trailers = plainHeaders(received);
-        if (typeof trailers['grpc-status'] === 'string') ex.upstreamGrpcStatus = trailers['grpc-status'];
+        if (typeof trailers['grpc-status'] === 'string') ex.answeredGrpcStatus = trailers['grpc-status'];
       });
       upstream.on('end', () => {
         if (settled || !responding) return;

@@ -71,7 +71,7 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
         }
         responding = true;
         const out = upstreamHeaders as Headers;
-        if (typeof out['grpc-status'] === 'string') ex.upstreamGrpcStatus = out['grpc-status'];
+        if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
         stripResponseHopByHop(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
         if (responseGone(ex)) {
@@ -100,7 +100,7 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
         if (settled) return;
         settled = true;
         const grpcStatus = (trailers as Headers | undefined)?.['grpc-status'];
-        if (typeof grpcStatus === 'string') ex.upstreamGrpcStatus = grpcStatus;
+        if (typeof grpcStatus === 'string') ex.answeredGrpcStatus = grpcStatus;
         ex.onAbort = undefined;
         if (!headOnly) {
           // HTTP/1.1 clients get them only on a chunked response; HTTP/2 clients always.

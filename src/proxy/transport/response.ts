@@ -18,6 +18,8 @@ export function responseGone(ex: HttpExchange): boolean {
  */
 export function writeResponseHead(ex: HttpExchange, status: number, headers: Headers, endStream: boolean): boolean {
   if (responseGone(ex)) return false;
+  const grpcStatus = headers['grpc-status'];
+  if (typeof grpcStatus === 'string') ex.answeredGrpcStatus = grpcStatus;
   const res = ex.res as unknown as Http2ServerResponse & { stream?: Http2ServerResponse['stream'] };
   if (endStream && ex.req.httpVersionMajor === 2 && res.stream) {
     const block: Record<string, string | string[] | number> = {};
@@ -27,6 +29,8 @@ export function writeResponseHead(ex: HttpExchange, status: number, headers: Hea
       if (value !== undefined) block[name] = value;
     }
     block[':status'] = status;
+    // Written on the stream itself, so the response object is told the status: metrics read it from there.
+    res.statusCode = status;
     res.stream.respond(block, { endStream: true });
     return true;
   }

@@ -8,14 +8,21 @@
 // (what was read is put back in front of the rest): such a request is not
 // retried (not even after a refused connection) and is not mirrored. A body
 // that announces trailers is streamed too, since a buffered body drops them.
+// An undeclared body that pauses (a gRPC bidi or client-streaming call
+// waiting for an answer before it sends more, a slow chunked upload) is
+// streamed on after `idleMs` without new bytes, rather than held until a
+// timeout: it is then not replayable, as a long body is not.
 import { ErrorCodes } from '../../../api/errors.ts';
 import type { HttpFilter, RetryPolicy } from '../../../api/snapshot.ts';
 import { proxyError } from '../../errors.ts';
 import type { HttpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
+import type { Clock, Timer } from '../../../telemetry/clock.ts';
 
 /** The largest body a retrying or mirroring rule keeps in memory per request. */
 export const DEFAULT_BUFFER_LIMIT_BYTES = 64 * 1024;
+/** How long an undeclared body may pause before it is streamed on instead of kept. */
+export const DEFAULT_BUFFER_IDLE_MS = 100;
 
 /** What tells whether a rule needs bodies kept: a retry policy, or a mirror on the rule or on one of its backendRefs. */
 export interface BufferTarget {
@@ -24,7 +31,7 @@ export interface BufferTarget {
   retry?: RetryPolicy;
 }
 
-export function bufferBody(limitBytes: number): Layer<BufferTarget, HttpExchange> {
+export function bufferBody(limitBytes: number, clock: Clock, idleMs = DEFAULT_BUFFER_IDLE_MS): Layer<BufferTarget, HttpExchange> {
   return (target, next) => {
     const mirrors = (filters: readonly HttpFilter[]) => filters.some((f) => f.type === 'RequestMirror');
     const needed = target.retry !== undefined || mirrors(target.filters) || (target.backends ?? []).some((b) => mirrors(b.filters));
@@ -37,7 +44,7 @@ export function bufferBody(limitBytes: number): Layer<BufferTarget, HttpExchange
         if (declared !== undefined && h['transfer-encoding'] === undefined) {
           if (Number.isInteger(length) && length >= 0 && length <= limitBytes) ex.bufferedBody = await readBody(ex, length);
         } else if (h.trailer === undefined) {
-          ex.bufferedBody = await readBody(ex, undefined, limitBytes);
+          ex.bufferedBody = await readBody(ex, undefined, limitBytes, { clock, idleMs });
         }
       }
       return next(ex);
@@ -51,12 +58,26 @@ export function bufferBody(limitBytes: number): Layer<BufferTarget, HttpExchange
  * it on) when an undeclared body turns out longer. Rejects when the client
  * goes away or the exchange is given up (a request timeout) first.
  */
-function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Infinity): Promise<Buffer | undefined> {
+function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Infinity, pause?: { clock: Clock; idleMs: number }): Promise<Buffer | undefined> {
   const req = ex.req;
   return new Promise<Buffer | undefined>((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    let idle: Timer | undefined;
+    /** Hands the body on as a stream, starting with what was read: too long or too slow to keep. */
+    const streamOn = () => {
+      stop();
+      req.pause();
+      if (size > 0) req.unshift(Buffer.concat(chunks, size));
+      resolve(undefined);
+    };
+    const armIdle = () => {
+      if (!pause) return;
+      idle?.cancel();
+      idle = pause.clock.setTimeout(streamOn, pause.idleMs);
+    };
     const stop = () => {
+      idle?.cancel();
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);
@@ -71,13 +92,8 @@ function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Inf
     const onData = (chunk: Buffer) => {
       chunks.push(chunk);
       size += chunk.length;
-      if (length === undefined && size > limitBytes) {
-        // Too long to keep: hand the body on as a stream, starting with what was read.
-        stop();
-        req.pause();
-        req.unshift(Buffer.concat(chunks, size));
-        resolve(undefined);
-      }
+      if (length === undefined && size > limitBytes) streamOn();
+      else armIdle();
     };
     const onEnd = () =>
       done(length === undefined || size === length ? undefined : proxyError(ErrorCodes.BAD_REQUEST, `the request body had ${size} bytes, not ${length}`, 400));
@@ -89,6 +105,7 @@ function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Inf
       return;
     }
     ex.onAbort = onAbort;
+    armIdle();
     req.on('data', onData);
     req.once('end', onEnd);
     req.once('error', onError);

@@ -51,7 +51,7 @@ export function outlierDetection<X extends Exchange>(registry: BalancerRegistry)
  * say nothing about the endpoint's health.
  */
 export function answeredStatus(ex: HttpExchange): number {
-  const grpcStatus = ex.upstreamGrpcStatus;
+  const grpcStatus = ex.answeredGrpcStatus;
   if (grpcStatus === undefined || grpcStatus === '0') return ex.res.statusCode;
   const mapped = httpStatusForGrpc(grpcStatus);
   return mapped !== undefined && mapped >= 500 ? mapped : ex.res.statusCode;
