@@ -366,7 +366,7 @@ describe('HTTP/2 and gRPC through two sidecars', () => {
     assert.equal(flakyCalls - before, 2, 'one retry');
   });
 
-  it('curl --http2-prior-knowledge through the outbound port and an upstream port, to HTTP/1.1 and HTTP/2 apps', async () => {
+  it('curl --http2-prior-knowledge and curl --http2 through the outbound port and an upstream port, to HTTP/1.1 and HTTP/2 apps', async () => {
     // h2c to the outbound port itself (the authority names the service), and inside a CONNECT tunnel (curl -p).
     for (const args of [['--connect-to', `web:8080:127.0.0.1:${out}`], ['-p', '-x', `http://127.0.0.1:${out}`]]) {
       const viaOutbound = await run('curl', ['-sS', '--http2-prior-knowledge', ...args, 'http://web:8080/curl?x=1', '-w', '\n%{http_version}'], { timeout: 10_000 });
@@ -380,6 +380,14 @@ describe('HTTP/2 and gRPC through two sidecars', () => {
     const viaPort = await run('curl', ['-sS', '--http2-prior-knowledge', `http://127.0.0.1:${webUpstream}/up`, '-w', '\n%{http_version}'], { timeout: 10_000 });
     assert.match(viaPort.stdout, /"url":"\/up"/);
     assert.match(viaPort.stdout, /\n2$/);
+
+    // curl --http2 on http:// asks for an h2c upgrade; the sidecar answers over HTTP/1.1 (as Envoy does), through the
+    // forward proxy and on an upstream port alike.
+    for (const args of [['-x', `http://127.0.0.1:${out}`, 'http://web:8080/upgrade-asked'], [`http://127.0.0.1:${webUpstream}/upgrade-asked`]]) {
+      const upgradeAsked = await run('curl', ['-sS', '--http2', ...args, '-w', '\n%{http_code} %{http_version}'], { timeout: 10_000 });
+      assert.match(upgradeAsked.stdout, /"url":"\/upgrade-asked"/, args.join(' '));
+      assert.match(upgradeAsked.stdout, /\n200 1\.1$/, args.join(' '));
+    }
 
     // HTTP/1.1 in, HTTP/2 to the app (declared http2): :authority from Host.
     const toH2 = await viaProxy(out, 'http://h2web:9002/h1-in');
