@@ -15,9 +15,6 @@ import type { Headers, HttpExchange } from '../exchange.ts';
 import { stripResponseHopByHop } from './headers.ts';
 import { isPeerConnectFailure, resetResponse, resetStream, writeResponseHead } from './response.ts';
 
-/** The ALPN protocol HTTP/2 streams use on the mesh tunnel (HTTP/1.1 keeps TUNNEL_ALPN). */
-export const H2_ALPN = 'h2';
-
 export interface H2Settings {
   /** Sessions per peer at most; streams beyond maxStreamsPerSession × this queue on the least busy session. */
   maxSessionsPerPeer: number;
@@ -96,8 +93,6 @@ export class H2Sessions {
   private readonly settings: H2Settings;
   private readonly logger: Logger;
   private readonly observe: SessionObserver | undefined;
-  /** Sessions ever opened (tests and metrics read it). */
-  opened = 0;
 
   constructor(settings: H2Settings, logger: Logger, observe?: SessionObserver) {
     this.settings = settings;
@@ -151,7 +146,6 @@ export class H2Sessions {
     let connected = false;
     slot.ready = (async () => {
       const socket = dial ? await dial(timeoutMs) : undefined;
-      this.opened++;
       return new Promise<ClientHttp2Session>((resolve, reject) => {
         const session = h2connect(`http://${authority}`, { ...H2_SESSION_OPTIONS, ...(socket ? { createConnection: () => socket } : {}) });
         slot.session = session;
