@@ -76,7 +76,7 @@ function sleep(ex: HttpExchange, clock: Clock, ms: number): Promise<void> {
 
 function answerAbort(ex: HttpExchange, name: string, abort: NonNullable<FaultInjection['abort']>, metrics: ProxyMetrics | undefined): Promise<void> {
   const message = `aborted by FaultInjection ${name}`;
-  if (abort.grpcStatus !== undefined && isGrpc(ex)) {
+  if (abort.grpcStatus !== undefined && ex.grpc) {
     // gRPC: HTTP 200 and the status in a trailers-only response (one HEADERS frame that ends the stream).
     metrics?.proxyResponses.labels(ErrorCodes.FAULT_INJECTED).inc();
     writeResponseHead(
@@ -89,12 +89,6 @@ function answerAbort(ex: HttpExchange, name: string, abort: NonNullable<FaultInj
   }
   const status = abort.httpStatus ?? HTTP_STATUS_OF_GRPC[abort.grpcStatus ?? 2] ?? 500;
   return Promise.reject(proxyError(ErrorCodes.FAULT_INJECTED, message, status));
-}
-
-/** A gRPC call: content-type application/grpc, +proto, +json, ... */
-function isGrpc(ex: HttpExchange): boolean {
-  const type = ex.req.headers['content-type'];
-  return typeof type === 'string' && type.startsWith('application/grpc');
 }
 
 /** gRPC's percent-encoding of grpc-message: printable ASCII stays as it is, except "%"; everything else goes as UTF-8 %XX. */
