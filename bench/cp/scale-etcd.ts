@@ -91,16 +91,17 @@ class SimulatedProxy {
         clearInterval(this.heartbeat);
         resolve();
       };
-      const session = http2.connect(this.url);
+      // The same windows as a real proxy's config stream (src/proxy/discovery.ts).
+      const session = http2.connect(this.url, { settings: { initialWindowSize: 4 * 1024 * 1024 } });
+      session.once('connect', () => session.setLocalWindowSize(4 * 1024 * 1024));
       this.session = session;
       session.on('error', gone);
       session.on('close', () => gone());
       const stream = session.request({ ':method': 'POST', ':path': '/weft.v1/stream', 'content-type': 'application/x-ndjson' }, { endStream: false });
       this.stream = stream;
-      stream.setEncoding('utf8');
       stream.on('error', gone);
       stream.on('close', () => gone());
-      stream.on('data', (chunk: string) => this.onData(chunk, resolve));
+      stream.on('data', (chunk: Buffer) => this.onData(chunk, resolve));
       const node = {
         id: `default/scale-sim-${this.index}`,
         mode: 'sidecar',
@@ -116,15 +117,15 @@ class SimulatedProxy {
   }
 
   /**
-   * Only a line's head is kept and read (type, version and nonce come first):
-   * joining and parsing 2,000 endpoints per proxy per change would measure
-   * this simulator, not the control plane.
+   * Only a line's head is kept and read (type, version and nonce come first),
+   * as raw bytes: decoding and parsing 2,000 endpoints per proxy per change
+   * would measure this simulator, not the control plane.
    */
-  private onData(chunk: string, firstSnapshot: () => void): void {
+  private onData(chunk: Buffer, firstSnapshot: () => void): void {
     let start = 0;
     let newline: number;
-    while ((newline = chunk.indexOf('\n', start)) !== -1) {
-      if (this.head.length < 200) this.head += chunk.slice(start, Math.min(newline, start + 200));
+    while ((newline = chunk.indexOf(0x0a, start)) !== -1) {
+      if (this.head.length < 200) this.head += chunk.toString('latin1', start, Math.min(newline, start + 200));
       this.lineBytes += newline - start + 1;
       this.onLine(this.head, firstSnapshot);
       this.head = '';
@@ -132,7 +133,7 @@ class SimulatedProxy {
       start = newline + 1;
     }
     if (start < chunk.length) {
-      if (this.head.length < 200) this.head += chunk.slice(start, start + 200);
+      if (this.head.length < 200) this.head += chunk.toString('latin1', start, Math.min(chunk.length, start + 200));
       this.lineBytes += chunk.length - start;
     }
   }

@@ -25,6 +25,14 @@ export const ErrorCodes = {
   RATE_LIMITED: 'WEFT_ERR_RATE_LIMITED',
   /** Proxy: a BackendTrafficPolicy circuit breaker limit (requests, pending requests) is reached: 503 at once. */
   CIRCUIT_OPEN: 'WEFT_ERR_CIRCUIT_OPEN',
+  /** Proxy: the request's JWT failed verification (RequestAuthentication): 401 with WWW-Authenticate. */
+  JWT_INVALID: 'WEFT_ERR_JWT_INVALID',
+  /** Proxy: a JWT could not be verified because its issuer's keys (JWKS) cannot be fetched and none are cached: 401 (fail closed). */
+  JWKS_UNAVAILABLE: 'WEFT_ERR_JWKS_UNAVAILABLE',
+  /** Proxy: an AuthorizationPolicy denies the request (403; gRPC PERMISSION_DENIED; a TCP connection is closed). */
+  RBAC_DENIED: 'WEFT_ERR_RBAC_DENIED',
+  /** Proxy: the request's path cannot be normalised (invalid percent-encoding, NUL, not origin-form): 400. */
+  INVALID_PATH: 'WEFT_ERR_INVALID_PATH',
   /** Proxy: shutting down. */
   DRAINING: 'WEFT_ERR_DRAINING',
   /** Proxy: the snapshot could not be applied (NACK). */

@@ -37,8 +37,10 @@ export type ExplainOutcome =
   | 'redirected'
   /** The proxy answers a CORS preflight itself. */
   | 'preflight'
-  /** A policy refuses it: an exhausted rate limit, a FaultInjection abort at 100 %. (AuthorizationPolicy, issue #5, will add its own.) */
+  /** A policy refuses it: an exhausted rate limit, a FaultInjection abort at 100 %, an AuthorizationPolicy (403 WEFT_ERR_RBAC_DENIED). */
   | 'denied'
+  /** The proxy refuses the request as malformed (a path that cannot be normalised: 400 WEFT_ERR_INVALID_PATH). */
+  | 'bad-request'
   | 'no-route'
   /** The backend has no ready endpoint registered with the control plane. */
   | 'no-healthy-endpoint'
@@ -220,11 +222,79 @@ export interface ExplainTrace {
     faults: FaultInjection[];
   };
   backends: ExplainBackend[];
+  /** AuthorizationPolicies met on the way: at the gateway (when entering there), then at each destination workload. */
+  authorization?: ExplainAuthorization[];
+  /** RequestAuthentications met on the way (before the AuthorizationPolicies of the same proxy): their rules and the request's tokens, unverified. */
+  authentication?: ExplainAuthentication[];
   timeouts?: ExplainTimeouts;
   retry?: ExplainRetry;
   /** Whether the calling proxy's live state was used. */
   live: { used: boolean; source?: string; why?: string };
   notes: string[];
+}
+
+/** What the AuthorizationPolicies of one enforcing proxy decide for the request. */
+export interface ExplainAuthorization {
+  /** "gateway <ns>/<name>" or "workload <ns>/<name>". */
+  at: string;
+  /** The caller's identity as that proxy sees it (the SPIFFE ID of the sending proxy); absent at a gateway (external clients have none). */
+  principal?: string;
+  allowed: boolean;
+  /** The deciding policy, "ns/name", when one decided. */
+  policy?: string;
+  why: string;
+  /** AUDIT policies that would log the request. */
+  audited: string[];
+  /**
+   * "<iss>/<sub>" of the request's token, which requestPrincipals and JWT
+   * conditions were evaluated with: read from the token WITHOUT verifying its
+   * signature (explain has no keys), so the decision holds only for a genuine token.
+   */
+  unverifiedRequestPrincipal?: string;
+}
+
+/** The RequestAuthentication rules one proxy verifies tokens with, and the tokens the request carries where they look. */
+export interface ExplainAuthentication {
+  /** "gateway <ns>/<name>" or "workload <ns>/<name>". */
+  at: string;
+  rules: ExplainJwtRule[];
+  /** In the order the proxy finds them; the first gives the request principal. */
+  tokens: ExplainToken[];
+}
+
+export interface ExplainJwtRule {
+  /** "<ns>/<policy>/<rule index>". */
+  id: string;
+  issuer: string;
+  /** Empty: `aud` is not checked. */
+  audiences: string[];
+  /** Where tokens are looked for: 'header authorization (prefix "Bearer ")', "query parameter access_token", "cookie session". */
+  from: string[];
+  /** The jwksUri, or "inline jwks". */
+  keys: string;
+}
+
+/** A token as the request carries it, decoded but never verified. */
+export interface ExplainToken {
+  /** Where it was found ('header authorization (prefix "Bearer ")'). */
+  foundIn: string;
+  /** Always false: explain does not verify signatures; the claims are what the token says. */
+  verified: false;
+  iss?: string;
+  sub?: string;
+  aud?: string[];
+  /** `exp` as an ISO time. */
+  expiresAt?: string;
+  /** Whether `exp` (with the rule's clock skew) is past. */
+  expired?: boolean;
+  /** Whether a rule reading the place it was found names its issuer. */
+  issuerAccepted: boolean;
+  /** Those rules' ids. */
+  acceptedBy?: string[];
+  /** Why the proxy answers 401 whatever the signature. */
+  problem?: string;
+  /** The decoded payload (unverified). */
+  claims?: Record<string, unknown>;
 }
 
 /** One endpoint as the calling proxy's balancer registry holds it. */

@@ -54,6 +54,20 @@ export function trustDomainId(trustDomain: string): string {
   return `${PREFIX}${trustDomain}`;
 }
 
+/** The control plane's own identity on its stream port: spiffe://<td>/ns/weft-system/sa/weft-control-plane. The CA never grants it to a workload. */
+export const CONTROL_PLANE_NAMESPACE = 'weft-system';
+export const CONTROL_PLANE_SERVICE_ACCOUNT = 'weft-control-plane';
+
+export function controlPlaneSpiffeId(trustDomain: string): string {
+  return spiffeId(trustDomain, CONTROL_PLANE_NAMESPACE, CONTROL_PLANE_SERVICE_ACCOUNT);
+}
+
+/** Whether a (parsed) ID is a control plane's, in any trust domain: what a proxy accepts on the stream port. */
+export function isControlPlaneId(id: string): boolean {
+  const parsed = parseSpiffeId(id);
+  return parsed?.namespace === CONTROL_PLANE_NAMESPACE && parsed.serviceAccount === CONTROL_PLANE_SERVICE_ACCOUNT;
+}
+
 function invalid(message: string): WeftError {
   return new WeftError(ErrorCodes.IDENTITY_INVALID, message);
 }

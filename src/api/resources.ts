@@ -1,6 +1,10 @@
 // zod schemas for every kind weft accepts, and the kind registry (group, version, plural, scope).
 import { z } from 'zod';
 import { ObjectMeta, dnsLabel, type Resource } from './meta.ts';
+import { AuthorizationPolicySpec } from './authorization-policy.ts';
+import { PeerAuthenticationSpec } from './peer-authentication.ts';
+import { PATH_NORMALIZATIONS } from './path-normalize.ts';
+import { ACCESS_LOG_FIELDS } from './access-log.ts';
 
 const port = z.number().int().min(1).max(65535);
 const labels = z.record(z.string(), z.string());
@@ -77,6 +81,25 @@ function dnsSubdomain() {
   return z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'must be a DNS subdomain (lower-case letters, digits, "-" and ".")');
 }
 
+/**
+ * What every proxy's listeners take from clients (docs/hardening.md). Each
+ * field left out keeps the proxy's default; a proxy's own --limit wins.
+ */
+export const MeshLimits = z.strictObject({
+  maxHeaderCount: z.number().int().min(8).max(10_000).optional(),
+  maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).optional(),
+  maxUriBytes: z.number().int().min(256).max(1024 * 1024).optional(),
+  headersTimeout: gatewayDuration.optional(),
+  requestTimeout: gatewayDuration.optional(),
+  idleTimeout: gatewayDuration.optional(),
+  h2SessionIdleTimeout: gatewayDuration.optional(),
+  maxConnections: z.number().int().min(1).max(1_000_000).optional(),
+  h2MaxConcurrentStreams: z.number().int().min(1).max(100_000).optional(),
+  h2MaxPrematureResets: z.number().int().min(1).max(1_000_000).optional(),
+  h2MaxControlFramesPerSecond: z.number().int().min(1).max(1_000_000).optional(),
+});
+export type MeshLimits = z.infer<typeof MeshLimits>;
+
 export const MeshConfigSpec = z.strictObject({
   /** The SPIFFE trust domain of every identity in the mesh. */
   trustDomain: z
@@ -91,6 +114,46 @@ export const MeshConfigSpec = z.strictObject({
    * wait this long for their greeting). Default 1s; a proxy's --detect-timeout wins.
    */
   protocolDetectionTimeout: gatewayDuration.optional(),
+  /** Listener limits for every proxy (sizes, counts, timeouts, HTTP/2 abuse, connections); defaults when absent. */
+  limits: MeshLimits.optional(),
+  /** ALLOW (the default): a workload with no ALLOW AuthorizationPolicy takes every request no DENY refuses. DENY: it takes none (mesh-wide default-deny). */
+  authorization: z.strictObject({ defaultAction: z.enum(['ALLOW', 'DENY']).default('ALLOW') }).optional(),
+  /** How request paths are normalised before routing and authorization (Istio's options); BASE when absent. */
+  pathNormalization: z.enum(PATH_NORMALIZATIONS as ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES']).optional(),
+  /** AuthorizationPolicies in this namespace apply mesh-wide (Istio's root namespace); default "weft-system". */
+  rootNamespace: dnsLabel.optional(),
+  /** Distributed tracing (W3C and B3 propagation, OTLP/HTTP export); absent: trace headers pass through untouched. */
+  tracing: z
+    .strictObject({
+      /** Traces started by the mesh that are recorded, 0-100 (Istio's default is 1); a caller's sampled flag wins. */
+      samplingPercent: z.number().min(0).max(100).default(1),
+      collector: z
+        .strictObject({
+          /** OTLP/HTTP base URL (http://collector:4318; /v1/traces is added) or the full traces URL. */
+          endpoint: z.url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL' }),
+          timeout: gatewayDuration.optional(),
+        })
+        .optional(),
+      /** Spans per export request (default 512), spans waiting at most (default 2048; more are dropped and counted), time between exports (default 1s). */
+      batchSize: z.number().int().min(1).max(10_000).optional(),
+      maxQueueSize: z.number().int().min(1).max(1_000_000).optional(),
+      exportInterval: gatewayDuration.optional(),
+    })
+    .optional(),
+  /** One JSON line per request or TCP connection (docs/observability.md lists the fields). */
+  accessLog: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      samplingPercent: z.number().min(0).max(100).default(100),
+      /** "stdout" (the default) or an absolute file path, appended to. */
+      path: z
+        .string()
+        .refine((path) => path === 'stdout' || (path.startsWith('/') && path.length > 1 && !path.includes('\0')), 'must be "stdout" or an absolute file path')
+        .default('stdout'),
+      /** The fields each line carries, in this order; absent: all of them. */
+      fields: z.array(z.enum(ACCESS_LOG_FIELDS)).min(1).optional(),
+    })
+    .optional(),
 });
 export type MeshConfigSpec = z.infer<typeof MeshConfigSpec>;
 
@@ -630,6 +693,149 @@ export const BackendTrafficPolicySpec = z.strictObject({
 });
 export type BackendTrafficPolicySpec = z.infer<typeof BackendTrafficPolicySpec>;
 
+// ---------------------------------------------------------------- weft.dev/v1alpha1 (RequestAuthentication)
+
+/** JWT signature algorithms weft verifies. `none` is never one of them. */
+export const JWT_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'HS256', 'HS384', 'HS512'] as const;
+/** The default: every asymmetric algorithm (a public key can only verify; an HMAC secret could also sign). */
+export const ASYMMETRIC_JWT_ALGORITHMS = JWT_ALGORITHMS.filter((alg) => !alg.startsWith('HS'));
+const HMAC_JWT_ALGORITHMS: readonly string[] = ['HS256', 'HS384', 'HS512'];
+
+/** Headers a claim may not be copied into: framing, routing and the mesh's own. */
+const RESERVED_OUTPUT_HEADERS = new Set(['host', 'content-length', 'transfer-encoding', 'connection', 'te', 'upgrade', 'keep-alive', 'proxy-connection', 'x-forwarded-client-cert']);
+const outputHeaderName = headerName.refine((name) => !RESERVED_OUTPUT_HEADERS.has(name.toLowerCase()) && !name.toLowerCase().startsWith('weft-'), {
+  message: 'must not be a framing header (host, content-length, ...), x-forwarded-client-cert or a weft-* header',
+});
+
+export const JWTHeader = z.strictObject({
+  name: headerName,
+  /** Stripped before decoding ("Bearer "); compared case-insensitively. A header not starting with it carries no token. */
+  prefix: z.string().max(64).optional(),
+});
+
+/** An inline JWKS: what `jwks` must hold, checked here so that a bad key set is refused when applied. */
+function checkInlineJwks(text: string, algorithms: readonly string[], ctx: z.RefinementCtx): void {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', path: ['jwks'], message: `must be a JSON Web Key Set (JSON): ${error instanceof Error ? error.message : String(error)}` });
+    return;
+  }
+  const keys = (parsed as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['jwks'], message: 'must be a JSON Web Key Set: an object with a non-empty "keys" array' });
+    return;
+  }
+  const hmac = algorithms.some((alg) => HMAC_JWT_ALGORITHMS.includes(alg));
+  keys.forEach((key: unknown, i) => {
+    const jwk = key as Record<string, unknown> | null;
+    const kty = jwk?.kty;
+    if (typeof kty !== 'string' || !['RSA', 'EC', 'OKP', 'oct'].includes(kty)) {
+      ctx.addIssue({ code: 'custom', path: ['jwks'], message: `keys[${i}]: kty must be RSA, EC, OKP or oct` });
+      return;
+    }
+    if (kty === 'oct') {
+      if (!hmac) ctx.addIssue({ code: 'custom', path: ['jwks'], message: `keys[${i}] is an HMAC secret (kty oct): it is only used when algorithms lists HS256, HS384 or HS512` });
+      if (typeof jwk?.k !== 'string' || jwk.k === '') ctx.addIssue({ code: 'custom', path: ['jwks'], message: `keys[${i}]: an oct key needs "k"` });
+      return;
+    }
+    if (hmac) ctx.addIssue({ code: 'custom', path: ['jwks'], message: `keys[${i}] (kty ${kty}) is a public key: HMAC algorithms are never mixed with public keys (key confusion)` });
+    if (jwk?.d !== undefined) ctx.addIssue({ code: 'custom', path: ['jwks'], message: `keys[${i}] carries private key material ("d"): give public keys only` });
+  });
+}
+
+export const JWTRule = z
+  .strictObject({
+    /** Must equal the token's `iss`. */
+    issuer: z.string().min(1).max(1024),
+    /** The token's `aud` must hold one of these; empty: `aud` is not checked (as Istio and Envoy). */
+    audiences: z.array(z.string().min(1).max(1024)).max(64).optional(),
+    /** Where the public keys are fetched from (cached, refreshed); exactly one of jwksUri and jwks. */
+    jwksUri: z
+      .string()
+      .max(2048)
+      .refine((uri) => {
+        try {
+          const url = new URL(uri);
+          return (url.protocol === 'https:' || url.protocol === 'http:') && url.hostname !== '';
+        } catch {
+          return false;
+        }
+      }, 'must be an http:// or https:// URL')
+      .optional(),
+    /** An inline JSON Web Key Set (a JSON string); exactly one of jwksUri and jwks. */
+    jwks: z.string().min(1).max(262_144).optional(),
+    /** Where tokens are looked for; none of fromHeaders, fromParams, fromCookies: `Authorization: Bearer <token>` and `?access_token=`. */
+    fromHeaders: z.array(JWTHeader).max(8).optional(),
+    fromParams: z.array(z.string().min(1).max(256)).max(8).optional(),
+    fromCookies: z
+      .array(z.string().min(1).max(256).regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a cookie name'))
+      .max(8)
+      .optional(),
+    /** The verified token's payload (base64url, as in the token) is sent on in this header. */
+    outputPayloadToHeader: outputHeaderName.optional(),
+    /** Claims of the verified token sent on as headers ("a.b" reaches a nested claim); a request's own such headers are removed. */
+    outputClaimToHeaders: z
+      .array(z.strictObject({ header: outputHeaderName, claim: z.string().min(1).max(256) }))
+      .max(32)
+      .optional(),
+    /** false (default): the token is removed from the request once verified. */
+    forwardOriginalToken: z.boolean().default(false),
+    /** Accepted signature algorithms; default every asymmetric one. HS* only with an inline jwks of oct keys. */
+    algorithms: z
+      .array(
+        z.string().superRefine((alg, ctx) => {
+          if (alg.toLowerCase() === 'none') ctx.addIssue({ code: 'custom', message: 'alg "none" is never accepted: an unsigned token proves nothing' });
+          else if (!(JWT_ALGORITHMS as readonly string[]).includes(alg)) ctx.addIssue({ code: 'custom', message: `"${alg}" is not one of ${JWT_ALGORITHMS.join(', ')}` });
+        }),
+      )
+      .min(1)
+      .max(JWT_ALGORITHMS.length)
+      .optional(),
+    /** Leeway for exp and nbf. */
+    clockSkew: gatewayDuration.default('60s'),
+    /** How long fetched keys are used before they are fetched again (Envoy's remote_jwks default). */
+    jwksCacheDuration: gatewayDuration.default('10m'),
+    /** How long a JWKS fetch may take (Istio's JWTRule timeout default). */
+    timeout: gatewayDuration.default('5s'),
+  })
+  .superRefine((rule, ctx) => {
+    if (rule.jwksUri === undefined && rule.jwks === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['jwksUri'], message: 'a jwtRule needs jwksUri or jwks (the keys its tokens are verified with)' });
+    }
+    if (rule.jwksUri !== undefined && rule.jwks !== undefined) ctx.addIssue({ code: 'custom', path: ['jwks'], message: 'set jwksUri or jwks, not both' });
+    const algorithms = rule.algorithms ?? ASYMMETRIC_JWT_ALGORITHMS;
+    const hmac = algorithms.filter((alg) => HMAC_JWT_ALGORITHMS.includes(alg));
+    if (hmac.length > 0 && hmac.length < algorithms.length) {
+      ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'HMAC algorithms (HS*) cannot be mixed with asymmetric ones: a public key would be accepted as an HMAC secret' });
+    }
+    if (hmac.length > 0 && rule.jwksUri !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['algorithms'], message: 'HMAC algorithms (HS*) need their secret inline in jwks, never fetched from jwksUri' });
+    }
+    if (rule.jwks !== undefined) checkInlineJwks(rule.jwks, algorithms, ctx);
+  });
+export type JWTRule = z.infer<typeof JWTRule>;
+
+export const RequestAuthenticationTargetReference = z.strictObject({
+  /** Left out: the kind's own group ("" for Service, gateway.networking.k8s.io for Gateway). */
+  group: z.string().optional(),
+  kind: z.enum(['Service', 'Gateway']),
+  name: z.string().min(1),
+});
+
+export const RequestAuthenticationSpec = z
+  .strictObject({
+    /** The Gateways, and the sidecars of the workloads behind the Services, that verify tokens; or selector; or neither: every workload and Gateway of the namespace. */
+    targetRefs: z.array(RequestAuthenticationTargetReference).min(1).max(16).optional(),
+    selector: z.strictObject({ matchLabels: labels }).optional(),
+    jwtRules: z.array(JWTRule).max(16).default([]),
+  })
+  .superRefine((spec, ctx) => {
+    if (spec.targetRefs !== undefined && spec.selector !== undefined) ctx.addIssue({ code: 'custom', path: ['selector'], message: 'use targetRefs or selector, not both' });
+  });
+export type RequestAuthenticationSpec = z.infer<typeof RequestAuthenticationSpec>;
+
 // ---------------------------------------------------------------- registry
 
 export interface KindInfo {
@@ -654,6 +860,9 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true, spec: BackendTrafficPolicySpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'FaultInjection', plural: 'faultinjections', namespaced: true, spec: FaultInjectionSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RateLimitPolicy', plural: 'ratelimitpolicies', namespaced: true, spec: RateLimitPolicySpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RequestAuthentication', plural: 'requestauthentications', namespaced: true, spec: RequestAuthenticationSpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', namespaced: true, spec: AuthorizationPolicySpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'PeerAuthentication', plural: 'peerauthentications', namespaced: true, spec: PeerAuthenticationSpec },
   {
     group: 'gateway.networking.k8s.io',
     versions: ['v1', 'v1beta1'],
@@ -717,6 +926,11 @@ export type MeshConfig = Resource<MeshConfigSpec>;
 export type BackendTrafficPolicy = Resource<BackendTrafficPolicySpec>;
 export type FaultInjection = Resource<FaultInjectionSpec>;
 export type RateLimitPolicy = Resource<RateLimitPolicySpec>;
+export type RequestAuthentication = Resource<RequestAuthenticationSpec>;
+export type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
+export { AuthorizationPolicySpec };
+export type PeerAuthentication = Resource<PeerAuthenticationSpec>;
+export { PeerAuthenticationSpec };
 export type HTTPRoute = Resource<HTTPRouteSpec>;
 export type TCPRoute = Resource<TCPRouteSpec>;
 export type TLSRoute = Resource<TLSRouteSpec>;

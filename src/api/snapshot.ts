@@ -343,6 +343,97 @@ export interface SnapshotInbound {
   ports: number[];
   /** RateLimitPolicies on the Services this workload serves, enforced on arrival (keyed by the caller's verified identity, ...). */
   rateLimits?: SnapshotRateLimit[];
+  /** RequestAuthentication rules that apply to this workload: tokens are verified on arrival (before authorization). */
+  requestAuthentication?: SnapshotJwtRule[];
+  /** AuthorizationPolicies this workload enforces on arrival; absent when none applies and the mesh default is ALLOW. */
+  authorization?: SnapshotAuthorization;
+}
+
+/**
+ * The AuthorizationPolicies one proxy enforces, by action. Evaluated as
+ * Istio does: every matching AUDIT policy is logged; any matching DENY
+ * policy denies; then, when `allow` is present (some ALLOW policy applies),
+ * a request no ALLOW policy matches is denied; when it is absent, the request
+ * is allowed unless `defaultDeny` (MeshConfig authorization.defaultAction DENY).
+ */
+/**
+ * One jwtRule of a RequestAuthentication, compiled (durations in ms, defaults
+ * filled in, header names lower-case). A request may carry no token; a token
+ * it carries must verify against a rule with its issuer, else 401.
+ */
+export interface SnapshotJwtRule {
+  /** "<ns>/<policy>/<rule index>", for logs. */
+  id: string;
+  issuer: string;
+  /** Empty: `aud` is not checked. */
+  audiences: string[];
+  /** Exactly one of jwksUri and jwks (an inline JSON Web Key Set). */
+  jwksUri?: string;
+  jwks?: string;
+  /** Where tokens are looked for: headers (prefix stripped), query parameters, cookies. */
+  fromHeaders: { name: string; prefix: string }[];
+  fromParams: string[];
+  fromCookies: string[];
+  outputPayloadToHeader?: string;
+  outputClaimToHeaders: { header: string; claim: string }[];
+  forwardOriginalToken: boolean;
+  algorithms: string[];
+  clockSkewMs: number;
+  jwksCacheMs: number;
+  jwksTimeoutMs: number;
+}
+
+export interface SnapshotAuthorization {
+  deny: SnapshotAuthzPolicy[];
+  /** Absent: no ALLOW policy applies. Present and empty cannot happen; an ALLOW policy without rules is listed with `rules: []`. */
+  allow?: SnapshotAuthzPolicy[];
+  audit: SnapshotAuthzPolicy[];
+  defaultDeny?: boolean;
+}
+
+export interface SnapshotAuthzPolicy {
+  /** "<ns>/<name>". */
+  name: string;
+  /** Any rule may match; none (empty): the policy matches nothing. */
+  rules: SnapshotAuthzRule[];
+}
+
+/** Every part present must match: one of `from`, one of `to`, all of `when`. String values use Istio's matches: "abc", "abc*", "*abc", "*". */
+export interface SnapshotAuthzRule {
+  from?: SnapshotAuthzSource[];
+  to?: SnapshotAuthzOperation[];
+  when?: SnapshotAuthzCondition[];
+}
+
+/** Principals without "spiffe://" ("<td>/ns/<ns>/sa/<sa>"); every field present must match. */
+export interface SnapshotAuthzSource {
+  principals?: string[];
+  notPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+  ipBlocks?: string[];
+  notIpBlocks?: string[];
+  requestPrincipals?: string[];
+  notRequestPrincipals?: string[];
+}
+
+/** Hosts are lower-case; paths match the normalised path without its query. */
+export interface SnapshotAuthzOperation {
+  hosts?: string[];
+  notHosts?: string[];
+  methods?: string[];
+  notMethods?: string[];
+  paths?: string[];
+  notPaths?: string[];
+  ports?: number[];
+  notPorts?: number[];
+}
+
+/** An Istio `when` condition: key "request.headers[name]", "source.ip", "request.auth.claims[a][b]", ... */
+export interface SnapshotAuthzCondition {
+  key: string;
+  values?: string[];
+  notValues?: string[];
 }
 
 /**
@@ -368,6 +459,51 @@ export interface SnapshotMesh {
   mtls?: { mode: MtlsMode };
   /** MeshConfig protocolDetectionTimeout; absent: the proxy's own default. */
   protocolDetectionTimeoutMs?: number;
+  /** MeshConfig limits, durations in ms; absent fields keep the proxy's defaults (its --limit flags win). */
+  limits?: SnapshotLimits;
+  /** MeshConfig pathNormalization; absent: BASE. */
+  pathNormalization?: 'NONE' | 'MERGE_SLASHES' | 'DECODE_AND_MERGE_SLASHES';
+  /** MeshConfig tracing; absent: trace headers pass through untouched and no span is made. */
+  tracing?: SnapshotTracing;
+  /** MeshConfig accessLog; absent or disabled: no access log. */
+  accessLog?: SnapshotAccessLog;
+}
+
+/** Listener limits as the proxy applies them (src/proxy/transport/hardening.ts ListenerLimits, whose field names these are). */
+export interface SnapshotLimits {
+  maxHeaderCount?: number;
+  maxHeaderBytes?: number;
+  maxUriBytes?: number;
+  headersTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  idleTimeoutMs?: number;
+  h2SessionIdleTimeoutMs?: number;
+  maxConnections?: number;
+  h2MaxConcurrentStreams?: number;
+  h2MaxPrematureResets?: number;
+  h2MaxControlFramesPerSecond?: number;
+}
+
+/** Tracing as the proxy applies it (src/proxy/tracing/). */
+export interface SnapshotTracing {
+  /** Traces this proxy starts that are recorded, 0-100; a caller's own decision (sampled flag) wins. */
+  samplingPercent: number;
+  /** The OTLP/HTTP collector; absent: context is propagated, spans go nowhere. */
+  collector?: { endpoint: string; timeoutMs?: number };
+  batchSize?: number;
+  maxQueueSize?: number;
+  exportIntervalMs?: number;
+}
+
+/** Access logging as the proxy applies it (src/proxy/access-log.ts). */
+export interface SnapshotAccessLog {
+  enabled: boolean;
+  /** Requests and connections logged, 0-100. */
+  samplingPercent: number;
+  /** 'stdout' or an absolute file path (appended to). */
+  path: string;
+  /** The fields of each line, in order; absent: all of them. */
+  fields?: string[];
 }
 
 /**
@@ -380,6 +516,10 @@ export interface SnapshotGateway {
   name: string;
   /** Ports with at least one listener that can be served, sorted by port. */
   ports: SnapshotGatewayPort[];
+  /** RequestAuthentication rules on this Gateway: tokens are verified before routing. */
+  requestAuthentication?: SnapshotJwtRule[];
+  /** AuthorizationPolicies targeting this Gateway (and mesh-wide ones), enforced on every HTTP request and TCP connection it accepts. */
+  authorization?: SnapshotAuthorization;
 }
 
 export interface SnapshotGatewayPort {

@@ -6,6 +6,7 @@
 // snapshot carries a version and a nonce, and the proxy answers each with an
 // ACK or a NACK naming both.
 import type { NodeInfo, ProxySnapshot } from './snapshot.ts';
+import type { TapEvent, TapFilter } from './tap.ts';
 import type { TelemetryReport } from './topology.ts';
 
 export const STREAM_PATH = '/weft.v1/stream';
@@ -55,12 +56,17 @@ export type ProxyMessage =
   /** Sent every leaseTtl/3; keeps the registration's lease alive. */
   | { type: 'heartbeat' }
   /** Every few seconds: what the proxy counted per edge since its previous report (control/telemetry aggregates it). */
-  | ({ type: 'telemetry' } & TelemetryReport);
+  | ({ type: 'telemetry' } & TelemetryReport)
+  /** Requests a running tap matched (api/tap.ts), batched; `dropped` counts those past the rate cap; `ended` says the proxy stopped (refused or capped). */
+  | { type: 'tap'; id: string; events: TapEvent[]; dropped?: number; ended?: string };
 
 export type ControlMessage =
   | { type: 'welcome'; leaseTtlMs: number; heartbeatMs: number }
   | { type: 'snapshot'; version: string; nonce: string; snapshot: ProxySnapshot }
-  | { type: 'error'; code: string; message: string };
+  | { type: 'error'; code: string; message: string }
+  /** Start sending `tap` messages for requests matching the filter (at most eventsPerSecond), until `tap-stop`. */
+  | { type: 'tap-start'; id: string; filter: TapFilter; eventsPerSecond?: number }
+  | { type: 'tap-stop'; id: string };
 
 /** One proxy as the control plane sees it; what `weft status` lists. */
 export interface ProxyStatus {

@@ -68,6 +68,8 @@ export interface TrafficRoute extends TrafficStats {
   route: string;
   source: TrafficPeer;
   destination: { namespace: string; service: string };
+  /** The Service the caller addressed when the rule sent the request to another (a split's backend). */
+  via?: { namespace: string; service: string };
 }
 
 export interface ServiceTraffic {
@@ -82,6 +84,16 @@ export interface ServiceTraffic {
   outbound: TrafficEdge[];
   /** Per route rule into the Service. */
   routes: TrafficRoute[];
+  /** The Service's golden metrics step by step over the window, oldest first (additive: the dashboard's charts). */
+  series?: TrafficSample[];
+  /** How long each step of `series` is, in milliseconds. */
+  seriesStepMs?: number;
+}
+
+/** One step of a Service's traffic: what its callers counted in the step that ends at `t`. */
+export interface TrafficSample extends TrafficStats {
+  /** The end of the step (epoch milliseconds). */
+  t: number;
 }
 
 /**

@@ -39,6 +39,14 @@ export function caCommand(): Command {
       const client = new WeftClient(resolveServer(command.optsWithGlobals<{ server?: string }>().server));
       process.stdout.write(describeState(await client.caState()));
     });
+  ca.command('bundle')
+    .description('print the trust bundle (PEM): give it to proxies on other hosts as --ca-bundle, to verify the control plane over TLS')
+    .action(async (_flags: unknown, command: Command) => {
+      const client = new WeftClient(resolveServer(command.optsWithGlobals<{ server?: string }>().server));
+      const state = await client.caState();
+      if (!state.trustBundle || state.trustBundle.length === 0) throw new CliError('error: this control plane does not publish its trust bundle (an older version?)');
+      process.stdout.write(state.trustBundle.map((pem) => (pem.endsWith('\n') ? pem : `${pem}\n`)).join(''));
+    });
   ca.command('rotate')
     .description(
       'rotate the mesh root: a new one signs from now on, the old one stays trusted for --overlap; proxies adopt the new bundle, then renew their certificates within seconds',

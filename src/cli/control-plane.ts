@@ -27,6 +27,7 @@ interface ControlPlaneFlags {
   certTtl: number;
   trustDomain?: string;
   insecureLocalTokens?: boolean;
+  insecurePlaintextStream?: boolean;
 }
 
 function readPem(file: string, what: string): string {
@@ -99,6 +100,7 @@ export function controlPlaneCommand(): Command {
     .option('--cert-ttl <duration>', 'lifetime of workload certificates; proxies renew them at half life', parseDuration, 24 * 3_600_000)
     .option('--trust-domain <domain>', "trust domain of a newly generated root (default: the stored MeshConfig's, else cluster.local)")
     .option('--insecure-local-tokens', 'local mode: anyone on this host may create proxy bootstrap tokens with "weft token create" (the API has no authentication yet)')
+    .option('--insecure-plaintext-stream', 'the stream port also takes cleartext HTTP/2 from other hosts (it always serves TLS, and cleartext to this host); tokens then cross the network in the clear')
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (harnesses use it so nothing outlives them)').hideHelp())
     .action(async (flags: ControlPlaneFlags) => {
       const [{ startControlPlane }, { createLogger }, { systemClock }] = await Promise.all([
@@ -136,6 +138,7 @@ export function controlPlaneCommand(): Command {
         certTtlMs: flags.certTtl,
         ...(flags.trustDomain !== undefined ? { trustDomain: flags.trustDomain } : {}),
         localTokens: flags.insecureLocalTokens === true,
+        ...(flags.insecurePlaintextStream ? { plaintextStreamFromAnyHost: true } : {}),
         logger,
         clock: systemClock,
       });

@@ -147,6 +147,29 @@ export function formatTrace(trace: ExplainTrace): string {
     out.push('Backends:');
     for (const b of trace.backends) out.push(...backendLines(b, trace.backends.length > 1));
   }
+  if (trace.authentication?.length) {
+    out.push('');
+    out.push('Authentication (RequestAuthentication; tokens NOT verified by explain):');
+    for (const a of trace.authentication) {
+      out.push(`  at ${a.at}:`);
+      for (const r of a.rules) out.push(`    issuer ${r.issuer} (${r.id}): token from ${r.from.join(', ')}${r.audiences.length ? `; audiences ${r.audiences.join(', ')}` : ''}; keys ${r.keys}`);
+      if (a.tokens.length === 0) out.push('    the request carries no token there: it passes with no request principal');
+      for (const t of a.tokens) {
+        const claims = [t.iss !== undefined ? `iss ${t.iss}` : 'no iss', t.sub !== undefined ? `sub ${t.sub}` : 'no sub', ...(t.aud ? [`aud ${t.aud.join(', ')}`] : []), ...(t.expiresAt ? [`exp ${t.expiresAt}${t.expired ? ' (EXPIRED)' : ''}`] : [])];
+        out.push(`    token in ${t.foundIn}, unverified: ${claims.join(', ')}`);
+        out.push(`      ${t.problem ? `✗ ${t.problem} → 401` : `issuer accepted (${(t.acceptedBy ?? []).join(', ')}); the proxy still verifies its signature`}`);
+      }
+    }
+  }
+  if (trace.authorization?.length) {
+    out.push('');
+    out.push('Authorization:');
+    for (const a of trace.authorization) {
+      const caller = [...(a.principal ? [`caller ${a.principal}`] : []), ...(a.unverifiedRequestPrincipal ? [`request principal ${a.unverifiedRequestPrincipal} UNVERIFIED`] : [])];
+      out.push(`  ${a.allowed ? '✓ allowed' : '✗ DENIED'} at ${a.at}${caller.length ? ` (${caller.join(', ')})` : ''}: ${a.why}`);
+      for (const audit of a.audited) out.push(`    audited by ${audit}`);
+    }
+  }
   if (trace.timeouts || trace.retry) {
     out.push('');
     if (trace.timeouts) out.push(`Timeouts: ${trace.timeouts.summary}`);

@@ -18,6 +18,7 @@ import { proxyCommand } from './proxy.ts';
 import { statusCommand } from './status.ts';
 import { tokenCommand } from './token.ts';
 import { topCommand } from './top.ts';
+import { tapCommand } from './tap.ts';
 import { upCommand } from './up.ts';
 import { schemaCommand } from './schema.ts';
 
@@ -41,6 +42,7 @@ const program = new Command('weft')
   .addCommand(statusCommand())
   .addCommand(checkCommand())
   .addCommand(topCommand())
+  .addCommand(tapCommand())
   .addCommand(prometheusConfigCommand())
   .addCommand(explainCommand())
   .addCommand(dashboardCommand())

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { gatewayWorkloadName, type ProxyMode } from '../api/snapshot.ts';
 import type { GatewayProxyOptions } from '../proxy/main.ts';
+import { limitNames, parseLimit, type ListenerLimits } from '../proxy/transport/hardening.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
 import { CliError, collect, collectAppPort, parseDuration, parsePort, type AppPort } from './options.ts';
@@ -27,10 +28,16 @@ export interface ProxyFlags {
   drain: number;
   detectTimeout?: number;
   upgradeIdleTimeout?: number;
+  /** --limit NAME=VALUE (transport/hardening.ts ListenerLimits). */
+  limit?: Partial<ListenerLimits>;
   /** commander's --no-request-metrics: false turns request/TCP metrics off. */
   requestMetrics?: boolean;
   telemetryInterval?: number;
+  auditLog: string;
   tokenFile?: string;
+  /** PEM roots to verify https:// control planes with (the mesh trust bundle). */
+  caBundle?: string;
+  insecurePlaintextControlPlane?: boolean;
   exitOnStdinClose?: boolean;
   gateway?: string;
   listenerPort?: ListenerPort[];
@@ -63,6 +70,19 @@ export function parseGatewayName(value: string, defaultNamespace: string): { nam
     throw new CliError(`error: --gateway ${value}: must be NAMESPACE/NAME of a Gateway`);
   }
   return { namespace, name };
+}
+
+/** --ca-bundle: the PEM certificates in the file; refuses a file without one. */
+export function readCaBundle(file: string): string[] {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new CliError(`error: cannot read the CA bundle ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  const pems = text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  if (pems.length === 0) throw new CliError(`error: the CA bundle ${file} holds no PEM certificate`);
+  return pems.map((pem) => `${pem}\n`);
 }
 
 /** The bootstrap token: from --token-file, else $WEFT_TOKEN; undefined when neither is given. */
@@ -101,8 +121,17 @@ export function proxyCommand(): Command {
     .option('--data-dir <dir>', 'keep the last good config here, to start from it when the control plane is away')
     .option('--drain <duration>', 'on SIGTERM, how long in-flight requests may take to finish', parseDuration, 5000)
     .option('--detect-timeout <duration>', 'protocol detection: a client on a port with no declared protocol that stays silent this long is carried as opaque TCP (default 1s)', parseDuration)
+    .option('--limit <name=value>', `a listener limit (repeatable): ${limitNames().join(', ')}; sizes in bytes, times in ms`, (value: string, previous?: Partial<ListenerLimits>) => {
+      try {
+        return parseLimit(value, previous);
+      } catch (error) {
+        throw new InvalidArgumentError((error as Error).message);
+      }
+    })
     .option('--upgrade-idle-timeout <duration>', 'an upgraded connection (WebSocket) silent both ways this long is closed (default 1h; 0s = never)', parseDuration)
     .option('--token-file <file>', 'the bootstrap token (from "weft token create") that gets this proxy its workload certificate (default: $WEFT_TOKEN)')
+    .option('--ca-bundle <file>', 'the mesh trust bundle (PEM, e.g. "weft ca bundle"): verify the control plane over TLS; addresses without a scheme become https://')
+    .option('--insecure-plaintext-control-plane', 'send the bootstrap token over http:// to a control plane on another host (refused by default: cleartext on the network)')
     .option('--gateway <ns/name>', 'mode gateway: the Gateway to serve')
     .option('--listener-port <port[=local]>', 'mode gateway: listen for the Gateway port PORT on LOCAL (0 = any free port; repeatable); the ready line reports where', collectListenerPort)
     .addOption(
@@ -112,6 +141,7 @@ export function proxyCommand(): Command {
     )
     .option('--listener-host <host>', 'mode gateway: listen address of the Gateway ports (default: --host)')
     .option('--no-request-metrics', 'record no request or TCP metrics (health metrics stay); the overhead benchmark compares with it')
+    .option('--audit-log <file|stdout|stderr|none>', 'where AuthorizationPolicy AUDIT and DENY decisions are written, one JSON line each (stderr keeps them off stdout, where access logs go)', 'stderr')
     .option('--telemetry-interval <duration>', 'how often per-edge traffic deltas are pushed to the control plane (default 5s)', parseDuration)
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (weft up uses it so proxies never outlive it)').hideHelp())
     .action(async (flags: ProxyFlags, command: Command) => {
@@ -153,6 +183,8 @@ export function proxyCommand(): Command {
 export function processOptions(flags: ProxyFlags) {
   return {
     controlPlane: flags.controlPlane,
+    ...(flags.caBundle !== undefined ? { controlPlaneCa: readCaBundle(flags.caBundle) } : {}),
+    ...(flags.insecurePlaintextControlPlane ? { insecurePlaintextControlPlane: true } : {}),
     ...(flags.host !== undefined ? { host: flags.host } : {}),
     ...(flags.address !== undefined ? { address: flags.address } : {}),
     ...(flags.tunnelHost !== undefined ? { tunnelHost: flags.tunnelHost } : {}),
@@ -161,8 +193,10 @@ export function processOptions(flags: ProxyFlags) {
     drainMs: flags.drain,
     ...(flags.detectTimeout !== undefined ? { detectTimeoutMs: flags.detectTimeout } : {}),
     ...(flags.upgradeIdleTimeout !== undefined ? { upgradeIdleTimeoutMs: flags.upgradeIdleTimeout } : {}),
+    ...(flags.limit !== undefined ? { limits: flags.limit } : {}),
     ...(flags.requestMetrics === false ? { requestMetrics: false } : {}),
     ...(flags.telemetryInterval !== undefined ? { telemetryIntervalMs: flags.telemetryInterval } : {}),
+    auditLog: flags.auditLog,
   };
 }
 

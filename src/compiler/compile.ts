@@ -5,6 +5,7 @@ import {
   type NodeInfo,
   type ProxySnapshot,
   type RouteTable,
+  type SnapshotLimits,
   type SnapshotService,
 } from '../api/snapshot.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';
@@ -16,6 +17,10 @@ import { resolveUpstreams } from './upstreams.ts';
 import { parseGatewayDuration } from './duration.ts';
 import { applyL4Gateway, meshL4Table } from './l4-routes.ts';
 import { inboundRateLimits } from './rate-limit.ts';
+import { gatewayAuthorization, indexAuthorizationPolicies, workloadAuthorization } from './authorization.ts';
+import { observability } from './observability.ts';
+import { indexPeerAuthentications, workloadMtlsMode } from './peer-authentication.ts';
+import { gatewayRequestAuthentication, inboundRequestAuthentication } from './request-authentication.ts';
 
 /**
  * The snapshot for one proxy. Everything in it depends only on the input and
@@ -49,6 +54,9 @@ export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
 
   // RateLimitPolicies on the Services this workload serves are enforced here, on arrival.
   const inboundLimits = template && node.mode === 'sidecar' ? inboundRateLimits(prepared.services, prepared.rateLimits, template) : [];
+  // AuthorizationPolicies are enforced where the request arrives: the destination's sidecar (or node proxy), or the gateway.
+  const authorization = indexAuthorizationPolicies(input);
+  const inboundAuthorization = template && node.mode !== 'gateway' ? workloadAuthorization(authorization, prepared.services, template) : undefined;
   const snapshotNode: ProxySnapshot['node'] = { mode: node.mode, namespace: node.namespace };
   if (node.workload !== undefined) snapshotNode.workload = node.workload;
   if (template?.spec.locality) snapshotNode.locality = { ...template.spec.locality };
@@ -59,19 +67,43 @@ export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
       clusterDomain: prepared.clusterDomain,
       trustBundle: [...(input.trustBundle ?? [])],
       ...(input.signingCa !== undefined ? { signingCa: input.signingCa } : {}),
-      mtls: { mode: input.meshConfig?.spec?.mtls?.mode ?? 'STRICT' },
+      // PeerAuthentication overrides MeshConfig for a sidecar's workload or namespace; other proxies follow MeshConfig.
+      mtls: {
+        mode:
+          node.mode === 'sidecar'
+            ? workloadMtlsMode(indexPeerAuthentications(input), node.namespace, template?.metadata.labels ?? (template ? {} : undefined), input.meshConfig?.spec?.mtls?.mode ?? 'STRICT')
+            : (input.meshConfig?.spec?.mtls?.mode ?? 'STRICT'),
+      },
       ...detectionTimeout(input),
+      ...meshLimits(input),
+      ...pathNormalization(input),
+      ...observability(input),
     },
     services,
     routes,
     backends: prepared.backends,
-    inbound: inboundLimits.length > 0 ? { ports: inboundPorts, rateLimits: inboundLimits } : { ports: inboundPorts },
+    inbound: {
+      ports: inboundPorts,
+      ...(inboundLimits.length > 0 ? { rateLimits: inboundLimits } : {}),
+      ...(inboundAuthorization ? { authorization: inboundAuthorization } : {}),
+    },
     upstreams,
   };
   // Gateway proxies serve one Gateway instead of the mesh's service ports.
   if (node.mode === 'gateway') {
     applyGateway(snapshot, input, node);
     applyL4Gateway(snapshot, input, node);
+    if (snapshot.gateway) {
+      const gatewayAuthz = gatewayAuthorization(authorization, snapshot.gateway.namespace, snapshot.gateway.name);
+      if (gatewayAuthz) snapshot.gateway.authorization = gatewayAuthz;
+    }
+  }
+  // RequestAuthentication: JWT rules verified on arrival at a workload's proxy (sidecar or node), or at the Gateway.
+  const jwtRules = node.mode === 'gateway' ? undefined : template ? inboundRequestAuthentication(input, template) : undefined;
+  if (jwtRules && jwtRules.length > 0) snapshot.inbound = { ...snapshot.inbound, requestAuthentication: jwtRules };
+  if (snapshot.gateway) {
+    const gatewayRules = gatewayRequestAuthentication(input, snapshot.gateway.namespace, snapshot.gateway.name);
+    if (gatewayRules.length > 0) snapshot.gateway = { ...snapshot.gateway, requestAuthentication: gatewayRules };
   }
   return { version: sha256Hex(canonicalJson(snapshot, prepared.sharedJson)), ...snapshot };
 }
@@ -92,11 +124,36 @@ export function snapshotInputKey(node: NodeInfo): string {
   return canonicalJson(key);
 }
 
+/** MeshConfig's limits for the snapshot's mesh part, durations in ms; nothing when unset (proxies keep their defaults). */
+function meshLimits(input: CompilerInput): { limits?: SnapshotLimits } {
+  const spec = input.meshConfig?.spec?.limits;
+  if (!spec) return {};
+  const { headersTimeout, requestTimeout, idleTimeout, h2SessionIdleTimeout, ...counts } = spec;
+  const limits: SnapshotLimits = { ...counts };
+  const durations: [keyof SnapshotLimits, string | undefined][] = [
+    ['headersTimeoutMs', headersTimeout],
+    ['requestTimeoutMs', requestTimeout],
+    ['idleTimeoutMs', idleTimeout],
+    ['h2SessionIdleTimeoutMs', h2SessionIdleTimeout],
+  ];
+  for (const [key, text] of durations) {
+    const ms = text === undefined ? undefined : parseGatewayDuration(text);
+    if (ms !== undefined) limits[key] = ms;
+  }
+  return Object.keys(limits).length > 0 ? { limits } : {};
+}
+
 /** MeshConfig's protocolDetectionTimeout for the snapshot's mesh part; nothing when unset (proxies keep their default). */
 function detectionTimeout(input: CompilerInput): { protocolDetectionTimeoutMs?: number } {
   const text = input.meshConfig?.spec?.protocolDetectionTimeout;
   const ms = text === undefined ? undefined : parseGatewayDuration(text);
   return ms === undefined ? {} : { protocolDetectionTimeoutMs: ms };
+}
+
+/** MeshConfig's pathNormalization; nothing for BASE (the proxies' default), so that snapshots without it keep their versions. */
+function pathNormalization(input: CompilerInput): Pick<ProxySnapshot['mesh'], 'pathNormalization'> {
+  const mode = input.meshConfig?.spec?.pathNormalization;
+  return mode === undefined || mode === 'BASE' ? {} : { pathNormalization: mode };
 }
 
 function sortedUnique(ports: readonly number[]): number[] {
@@ -107,13 +164,22 @@ function isPort(n: unknown): boolean {
   return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
 }
 
+export interface CheckSnapshotOptions {
+  /**
+   * The version was computed from this very object a moment ago (the control
+   * plane, right after compile): hashing a large snapshot a second time was a
+   * fifth of a compile pass, and can only find what compile already did.
+   */
+  versionTrusted?: boolean;
+}
+
 /**
  * Consistency problems of a snapshot; empty when it is consistent. The
  * control plane runs it before publishing, the proxy before applying.
  */
-export function checkSnapshot(s: ProxySnapshot): string[] {
+export function checkSnapshot(s: ProxySnapshot, options: CheckSnapshotOptions = {}): string[] {
   const problems: string[] = [];
-  if (snapshotVersion(s) !== s.version) problems.push(`version ${s.version} is not the content hash of the snapshot`);
+  if (!options.versionTrusted && snapshotVersion(s) !== s.version) problems.push(`version ${s.version} is not the content hash of the snapshot`);
 
   for (const [key, backend] of Object.entries(s.backends)) {
     if (backend.key !== key) problems.push(`backends["${key}"] has key "${backend.key}"`);

@@ -21,6 +21,7 @@ import type {
   LiveProxyState,
 } from '../api/explain.ts';
 import { hostMatches, normalHost } from '../api/hostnames.ts';
+import { normalizePath } from '../api/path-normalize.ts';
 import { compileLocation, compilePathModifier, grpcTimeoutMs } from '../api/http-filters.ts';
 import { compileMatch, compileMatchConditions, defaultServicePort, firstHostMatch, routesBySni, tcpRuleOf, type MatchableRequest } from '../api/route-match.ts';
 import {
@@ -102,6 +103,22 @@ export function explainRequest(snapshot: ProxySnapshot, request: ExplainRequest,
     notes: [],
   };
   if (req.sni !== undefined) trace.request.sni = req.sni;
+  // The proxy normalises the path where it makes the exchange, before routing and authorization (MeshConfig pathNormalization).
+  if (req.scheme === 'http' || req.scheme === 'https') {
+    const mode = snapshot.mesh.pathNormalization ?? 'BASE';
+    const normalized = normalizePath(req.path, mode);
+    if (!normalized.ok) {
+      trace.verdict = { outcome: 'bad-request', status: 400, reason: ErrorCodes.INVALID_PATH, summary: `the proxy cannot normalise the path: ${normalized.why}` };
+      return trace;
+    }
+    if (normalized.path !== req.path) {
+      trace.notes.push(`The path ${req.path} is normalised to ${normalized.path} (pathNormalization ${mode}) before routing and authorization.`);
+      req.path = normalized.path;
+      const q = normalized.path.indexOf('?');
+      req.match = { ...req.match, pathname: q === -1 ? normalized.path : normalized.path.slice(0, q) };
+      trace.request.path = normalized.path;
+    }
+  }
   const table = source.kind === 'gateway' ? enterGateway(snapshot, req, trace) : enterSidecar(snapshot, req, source, trace);
   if (!table) return trace;
   // An app's https:// goes through its sidecar as a CONNECT tunnel with TLS inside: opaque, routed by port (and SNI), never by HTTP rules.

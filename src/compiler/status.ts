@@ -9,6 +9,9 @@ import { CONTROLLER_NAME, type HTTPRouteStatus, type ObjectStatus, type Compiler
 import { resolveUpstreams } from './upstreams.ts';
 import { indexFaultInjections } from './fault.ts';
 import { applyFallBacks } from './last-good.ts';
+import { indexAuthorizationPolicies } from './authorization.ts';
+import { indexRequestAuthentications } from './request-authentication.ts';
+import { indexPeerAuthentications } from './peer-authentication.ts';
 
 /**
  * The `status` each object should have, keyed by objectKey(). No timestamps:
@@ -79,6 +82,22 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
   }
   for (const policy of input.rateLimitPolicies ?? []) {
     const status = prepared.rateLimits.statuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
+    if (status) statuses.set(keyOf(policy), status);
+  }
+  // RequestAuthentications: Accepted, or per targetRef TargetNotFound (request-authentication.ts).
+  const requestAuthn = indexRequestAuthentications(input).statuses;
+  for (const policy of input.requestAuthentications ?? []) {
+    const status = requestAuthn.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
+    if (status) statuses.set(keyOf(policy), status);
+  }
+  const authorization = indexAuthorizationPolicies(input);
+  for (const policy of input.authorizationPolicies ?? []) {
+    const status = authorization.statuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
+    if (status) statuses.set(keyOf(policy), status);
+  }
+  const peerAuthn = indexPeerAuthentications(input).statuses;
+  for (const policy of input.peerAuthentications ?? []) {
+    const status = peerAuthn.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
     if (status) statuses.set(keyOf(policy), status);
   }
   // Objects whose previous version stays in force: their statuses speak of the version in the store.

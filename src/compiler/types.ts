@@ -1,5 +1,6 @@
 // The compiler's input: a read-only view of the objects it needs, as the control plane's index holds them.
 import type {
+  AuthorizationPolicy,
   BackendTrafficPolicy,
   EndpointSlice,
   FaultInjection,
@@ -9,8 +10,10 @@ import type {
   HTTPRoute,
   MeshConfig,
   ParentReference,
+  PeerAuthentication,
   RateLimitPolicy,
   ReferenceGrant,
+  RequestAuthentication,
   Secret,
   Service,
   TCPRoute,
@@ -29,6 +32,12 @@ export interface CompilerInput {
   faultInjections?: readonly FaultInjection[] | undefined;
   /** RateLimitPolicies (weft.dev), attached to HTTPRoutes, Services and Gateways. */
   rateLimitPolicies?: readonly RateLimitPolicy[] | undefined;
+  /** AuthorizationPolicies (weft.dev): enforced by the workloads and gateways they select or target. */
+  authorizationPolicies?: readonly AuthorizationPolicy[] | undefined;
+  /** PeerAuthentications (weft.dev): per-namespace and per-workload mTLS modes (peer-authentication.ts). */
+  peerAuthentications?: readonly PeerAuthentication[] | undefined;
+  /** RequestAuthentications (weft.dev): JWT rules for sidecars and Gateways. */
+  requestAuthentications?: readonly RequestAuthentication[] | undefined;
   /** TCPRoutes and TLSRoutes (l4-routes.ts); optional, so that inputs built without them stay valid. */
   tcpRoutes?: readonly TCPRoute[] | undefined;
   tlsRoutes?: readonly TLSRoute[] | undefined;

@@ -4,12 +4,15 @@ import type { ExplainRequest, ExplainTrace } from '../api/explain.ts';
 import { gatewayWorkloadName, type NodeInfo, type ProxySnapshot } from '../api/snapshot.ts';
 import type { ProxyStatus } from '../api/stream.ts';
 import { explainRequest, type ExplainSource } from '../compiler/explain.ts';
+import { explainAuthorization } from '../compiler/explain-authorization.ts';
 import type { CompilerInput } from '../compiler/types.ts';
 
 export interface ExplainContext {
   input(): CompilerInput;
   compile(input: CompilerInput, node: NodeInfo): ProxySnapshot;
   proxies(): ProxyStatus[];
+  /** Epoch ms, to judge a token's `exp`; without it expiry is shown, not judged. */
+  now?: () => number;
 }
 
 function splitName(text: string, field: string): { namespace: string; name: string } {
@@ -40,6 +43,8 @@ export function explainFromConfig(request: ExplainRequest, context: ExplainConte
   }
   const snapshot = context.compile(input, node);
   const trace = explainRequest(snapshot, request, source);
+  // RequestAuthentications and AuthorizationPolicies are enforced at the gateway and at the destination: their decisions join the trace.
+  explainAuthorization(trace, input, snapshot, source, context.now?.());
   // The proxies that would send it: whether they run the config the trace was made from.
   const serving = context.proxies().filter((p) => p.namespace === node.namespace && p.workload === node.workload);
   if (serving.length === 0) trace.notes.push(`No proxy of ${source.name} is connected to this control plane: the trace is what it would do once it runs.`);

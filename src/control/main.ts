@@ -16,10 +16,12 @@ import { StatusWriter } from './status-writer.ts';
 import { LastGoodVersions } from './last-good.ts';
 import { LeaderElection } from './leader.ts';
 import { StreamServer } from './stream-server.ts';
+import { StreamIdentity } from './ca/stream-identity.ts';
 import { ApiServer } from './api/server.ts';
 import { TelemetryAggregator } from './telemetry/aggregator.ts';
 import type { CompilerFunctions } from './compiler-functions.ts';
 import { explainFromConfig } from './explain.ts';
+import { TapHub } from './api/tap.ts';
 import type { CompilerInput } from '../compiler/types.ts';
 import type { MeshConfig } from '../api/resources.ts';
 import { CertificateAuthority, DEFAULT_CERT_TTL_MS } from './ca/authority.ts';
@@ -75,6 +77,12 @@ export interface ControlPlaneOptions {
   certTtlMs?: number;
   /** Local mode: callers on this host may create bootstrap tokens through the API without authenticating. */
   localTokens?: boolean;
+  /**
+   * The stream port also takes cleartext HTTP/2 from other hosts (it always
+   * serves TLS, with a certificate of the mesh CA, and cleartext to this host).
+   * Off by default: a proxy's bootstrap token would cross the network in the clear.
+   */
+  plaintextStreamFromAnyHost?: boolean;
   logger: Logger;
   clock: Clock;
 }
@@ -82,6 +90,8 @@ export interface ControlPlaneOptions {
 export interface RunningControlPlane {
   apiUrl: string; // http://127.0.0.1:<port>
   streamUrl: string; // http://127.0.0.1:<port>
+  /** The same port over TLS (https://), for proxies on other hosts; they verify it with the trust bundle. */
+  streamTlsUrl: string;
   store: Store;
   /** Creates (and verifies, revokes) the bootstrap tokens proxies present. */
   tokens: TokenAuthority;
@@ -203,8 +213,23 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
 
     // Proxies push per-edge metric deltas on their config stream; the API serves the merged window.
     const telemetry = new TelemetryAggregator(clock);
+    // `weft tap`: asked of the proxies over their streams (control/api/tap.ts); the hub needs the stream server, which needs the hub.
+    let tapHub: TapHub | undefined;
+    // TLS on the stream port: a certificate of the mesh CA for the control plane's own SPIFFE ID.
+    const streamIdentity = await StreamIdentity.start({
+      ca,
+      // The CA signs only in its own trust domain (an operator CA may have none: then the mesh's).
+      trustDomain: () => ca.trustDomain ?? ((index.input().meshConfig as MeshConfig | undefined)?.spec?.trustDomain ?? 'cluster.local'),
+      ttlMs: options.certTtlMs ?? DEFAULT_CERT_TTL_MS,
+      clock,
+      logger,
+    });
+    cleanup.push(() => streamIdentity.stop());
     const stream = await StreamServer.start({
+      tls: streamIdentity,
+      plaintextFromAnyHost: options.plaintextStreamFromAnyHost,
       onTelemetry: (proxy, report) => telemetry.record(proxy, report),
+      onTap: (proxy, message) => tapHub?.onProxyMessage(proxy, message),
       cache,
       store,
       index,
@@ -216,8 +241,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       port: options.streamPort ?? DEFAULT_STREAM_PORT,
     });
     cleanup.push(() => stream.close());
+    tapHub = new TapHub({ logger, proxies: () => stream.proxies(), input: () => index.input(), send: (proxy, message) => stream.sendTo(proxy, message) });
 
     const api = await ApiServer.start({
+      tap: tapHub,
       store,
       logger,
       host: options.apiHost ?? '127.0.0.1',
@@ -227,7 +254,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       serviceTraffic: async (namespace, name, window) => telemetry.service(namespace, name, window),
       tokens: { tokens, localMode: options.localTokens === true },
       ca: { ca, localMode: options.localTokens === true, clock },
-      explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => stream.proxies() }),
+      explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => stream.proxies(), now: () => clock.now() }),
       now: () => clock.now(),
       status: async () => ({
         store: store.kind,
@@ -252,6 +279,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     return {
       apiUrl: api.url,
       streamUrl: stream.url,
+      streamTlsUrl: stream.secureUrl!,
       store,
       tokens,
       get trustBundle() {

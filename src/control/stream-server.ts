@@ -1,6 +1,6 @@
 // The config stream server: proxies open one HTTP/2 stream each, get snapshots pushed as NDJSON, and register their workload under a lease.
 import http2 from 'node:http2';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { z } from 'zod';
 import { ErrorCodes, isWeftError } from '../api/errors.ts';
@@ -42,7 +42,27 @@ export interface StreamServerOptions {
   issuer: CertificateIssuer;
   /** Receives the per-edge metric deltas proxies push (control/telemetry); absent: they are ignored. */
   onTelemetry?: ((proxyId: string, report: TelemetryReport) => void) | undefined;
+  /** Receives the proxies' tap batches (control/api/tap.ts); absent: they are ignored. */
+  onTap?: ((proxyId: string, message: Extract<ProxyMessage, { type: 'tap' }>) => void) | undefined;
+  /**
+   * TLS on the stream port (the control plane's certificate from the mesh CA,
+   * ca/stream-identity.ts). With it, the port takes TLS from anyone and
+   * cleartext HTTP/2 only from loopback peers (unless `plaintextFromAnyHost`),
+   * so bootstrap tokens never cross hosts in the clear. Without it: cleartext only, as before.
+   */
+  tls?: StreamTlsSource | undefined;
+  /** With `tls`: also take cleartext from other hosts (a migration aid; tokens then travel in the clear). */
+  plaintextFromAnyHost?: boolean | undefined;
 }
+
+/** The stream port's certificate, and news of its renewals. */
+export interface StreamTlsSource {
+  readonly current: { keyPem: string; certPem: string };
+  onChange(listener: () => void): () => void;
+}
+
+/** The first byte of a TLS handshake record: how the stream port tells TLS from cleartext HTTP/2. */
+const TLS_HANDSHAKE_RECORD = 0x16;
 
 /** "host:port" of a proxy's admin listener: its bind host, or its mesh address when it binds every interface. */
 function adminAddress(node: NodeInfo): string | undefined {
@@ -93,6 +113,10 @@ export class StreamServer {
   private readonly forgetTimer: Timer;
   private readonly stopIndex: () => void;
   private boundPort = 0;
+  /** With TLS: the TLS side of the port, and the listener that hands each connection to it or to the cleartext side. */
+  private readonly secure: http2.Http2SecureServer | undefined;
+  private readonly front: NetServer | undefined;
+  private readonly stopTls: (() => void) | undefined;
   /** Global rate limits: every proxy's demand and share (ratelimit.ts). */
   readonly quotas: GlobalRateLimitLedger;
   closing = false;
@@ -101,18 +125,28 @@ export class StreamServer {
     this.options = options;
     this.quotas = new GlobalRateLimitLedger(options.clock);
     this.server = http2.createServer();
-    this.server.on('session', (session) => {
-      this.sessions.add(session);
-      session.on('close', () => this.sessions.delete(session));
-      session.on('error', (error) => options.logger.debug({ err: error }, 'stream session error'));
-      if (this.closing) session.close();
-    });
-    this.server.on('connection', (socket: Socket) => {
-      this.sockets.add(socket);
-      socket.once('close', () => this.sockets.delete(socket));
-    });
-    this.server.on('stream', (stream, headers) => this.onStream(stream, headers));
-    this.server.on('sessionError', (error) => options.logger.debug({ err: error }, 'stream session error'));
+    const { tls } = options;
+    if (tls) {
+      this.secure = http2.createSecureServer({ key: tls.current.keyPem, cert: tls.current.certPem, minVersion: 'TLSv1.3' });
+      this.secure.on('tlsClientError', (error) => options.logger.debug({ err: error }, 'stream port TLS handshake failed'));
+      const secure = this.secure;
+      this.stopTls = tls.onChange(() => secure.setSecureContext({ key: tls.current.keyPem, cert: tls.current.certPem, minVersion: 'TLSv1.3' }));
+      this.front = createNetServer((socket) => this.onFrontConnection(socket));
+    }
+    for (const server of this.secure ? [this.server, this.secure] : [this.server]) {
+      server.on('session', (session) => {
+        this.sessions.add(session);
+        session.on('close', () => this.sessions.delete(session));
+        session.on('error', (error) => options.logger.debug({ err: error }, 'stream session error'));
+        if (this.closing) session.close();
+      });
+      server.on('connection', (socket: Socket) => {
+        this.sockets.add(socket);
+        socket.once('close', () => this.sockets.delete(socket));
+      });
+      server.on('stream', (stream, headers) => this.onStream(stream, headers));
+      server.on('sessionError', (error) => options.logger.debug({ err: error }, 'stream session error'));
+    }
     const forgetAfterMs = options.forgetAfterMs ?? 5 * 60_000;
     this.forgetTimer = options.clock.setInterval(() => this.forget(forgetAfterMs), Math.min(forgetAfterMs, 10_000)).unref();
     this.stopIndex = options.index.onChange((changes) => this.onIndexChange(changes));
@@ -120,16 +154,50 @@ export class StreamServer {
 
   static async start(options: StreamServerOptions): Promise<StreamServer> {
     const server = new StreamServer(options);
+    const listening = server.front ?? server.server;
     await new Promise<void>((resolve, reject) => {
-      server.server.once('error', reject);
-      server.server.listen(options.port, options.host, () => {
-        server.server.off('error', reject);
+      listening.once('error', reject);
+      listening.listen(options.port, options.host, () => {
+        listening.off('error', reject);
         resolve();
       });
     });
-    server.boundPort = (server.server.address() as AddressInfo).port;
-    server.server.on('error', (error) => options.logger.error({ err: error }, 'stream server error'));
+    server.boundPort = (listening.address() as AddressInfo).port;
+    listening.on('error', (error) => options.logger.error({ err: error }, 'stream server error'));
     return server;
+  }
+
+  /** With TLS: a handshake goes to the TLS side; cleartext only from this host (or anywhere, if allowed). */
+  private onFrontConnection(socket: Socket): void {
+    socket.on('error', () => socket.destroy());
+    if (this.closing) {
+      socket.destroy();
+      return;
+    }
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    const timer = setTimeout(() => socket.destroy(), 10_000).unref();
+    socket.once('data', (chunk: Buffer) => {
+      clearTimeout(timer);
+      socket.pause();
+      socket.unshift(chunk);
+      // Both servers take the peeked bytes from the socket's buffer themselves; resuming here would spill them.
+      if (chunk[0] === TLS_HANDSHAKE_RECORD) {
+        this.secure!.emit('connection', socket);
+      } else if (this.options.plaintextFromAnyHost || isLoopback(socket.remoteAddress)) {
+        this.server.emit('connection', socket);
+      } else {
+        this.options.logger.warn({ remote: socket.remoteAddress }, 'refused a cleartext connection from another host on the stream port: use https:// and --ca-bundle');
+        socket.destroy();
+      }
+    });
+  }
+
+  /** The port's URL for proxies on other hosts: https when it serves TLS. */
+  get secureUrl(): string | undefined {
+    if (!this.secure) return undefined;
+    const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
+    return `https://${host}:${this.boundPort}`;
   }
 
   get port(): number {
@@ -168,7 +236,11 @@ export class StreamServer {
     this.stopIndex();
     for (const connection of this.connections) connection.shutdown();
     for (const session of this.sessions) session.close();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.stopTls?.();
+    const front = this.front;
+    const closed = front
+      ? new Promise<void>((resolve) => front.close(() => resolve()))
+      : new Promise<void>((resolve) => this.server.close(() => resolve()));
     const grace = new Promise<void>((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref());
     await Promise.race([closed, grace]);
     for (const session of this.sessions) session.destroy();
@@ -179,6 +251,12 @@ export class StreamServer {
     await closed;
     // Let the connections' close handlers run their queued work (they do not revoke while closing).
     await Promise.all([...this.connections].map((c) => c.settled()));
+  }
+
+  /** Sends a message on a proxy's config stream (a tap); false when the proxy has no stream to this control plane now. */
+  sendTo(proxyId: string, message: ControlMessage): boolean {
+    const connection = this.records.get(proxyId)?.connection;
+    return connection ? connection.tell(message) : false;
   }
 
   /** Binds a connection's proxy to its status record, replacing an older stream of the same proxy. */
@@ -524,6 +602,9 @@ export class ProxyConnection {
         return;
       case 'heartbeat':
         return this.heartbeat();
+      case 'tap':
+        this.server.options.onTap?.(this.node.id, message);
+        return;
       case 'telemetry':
         // Counted by the proxy; a malformed report is dropped by the aggregator, never fatal to the stream.
         this.server.options.onTelemetry?.(this.node.id, { intervalMs: Number(message.intervalMs), edges: Array.isArray(message.edges) ? message.edges : [] });
@@ -596,10 +677,12 @@ export class ProxyConnection {
     }
     if (version === this.status.sentVersion) return;
     const nonce = randomBytes(8).toString('hex');
-    const line = `{"type":"snapshot","version":${JSON.stringify(version)},"nonce":"${nonce}","snapshot":${published.json()}}\n`;
+    // The per-stream head, then the shared bytes of the snapshot itself (encoded once for every stream).
+    const head = `{"type":"snapshot","version":${JSON.stringify(version)},"nonce":"${nonce}","snapshot":`;
     this.sentNonce = nonce;
     this.status.sentVersion = version;
-    if (!this.write(line)) {
+    this.write(head);
+    if (!this.write(published.lineTail())) {
       this.blocked = true;
       this.stream.once('drain', () => {
         this.blocked = false;
@@ -714,7 +797,14 @@ export class ProxyConnection {
     this.write(`${JSON.stringify(message)}\n`);
   }
 
-  private write(line: string): boolean {
+  /** Sends a message from outside the stream's own work (a tap); false once the stream has ended. */
+  tell(message: ControlMessage): boolean {
+    if (this.ended || !this.node || this.stream.destroyed || !this.stream.writable) return false;
+    this.send(message);
+    return true;
+  }
+
+  private write(line: string | Buffer): boolean {
     if (this.stream.destroyed || !this.stream.writable) return true;
     try {
       return this.stream.write(line);

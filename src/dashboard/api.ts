@@ -1,6 +1,8 @@
 // The dashboard's client of the control-plane API: the same paths the CLI uses, plus /weft/v1/kinds, apply with dry run, delete, topology.
 import type { Resource } from '../api/meta.ts';
-import type { TopologyTraffic } from '../api/topology.ts';
+import type { ExplainRequest, ExplainTrace, LiveProxyState } from '../api/explain.ts';
+import type { TapLine } from '../api/tap.ts';
+import type { ServiceTraffic, TopologyTraffic } from '../api/topology.ts';
 
 export interface KindEntry {
   group: string;
@@ -111,4 +113,78 @@ export async function topology(window: string): Promise<TopologyTraffic | undefi
     if (error instanceof ApiFailure && error.status.code === 404) return undefined;
     throw error;
   }
+}
+
+/** GET /api/v1/services/<ns>/<name>: one Service's traffic with its series; undefined while nothing is collected (or on a server without it). */
+export async function serviceTraffic(namespace: string, name: string, window: string): Promise<ServiceTraffic | undefined> {
+  try {
+    const data = await request<ServiceTraffic>('GET', `/api/v1/services/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}?window=${encodeURIComponent(window)}`);
+    return data && typeof data === 'object' && 'inbound' in data ? data : undefined;
+  } catch (error) {
+    if (error instanceof ApiFailure && error.status.code === 404) return undefined;
+    throw error;
+  }
+}
+
+/** POST /weft/v1/explain. The browser cannot read a proxy's admin, so the trace is of the configuration alone. */
+export function explain(body: ExplainRequest): Promise<ExplainTrace> {
+  return request('POST', '/weft/v1/explain', JSON.stringify(body), 'application/json');
+}
+
+export interface TapQuery {
+  target: string;
+  namespace: string;
+  pathPrefix?: string;
+  method?: string;
+  status?: string;
+  showHeaders?: string[];
+}
+
+/** GET /api/v1/tap (NDJSON): calls `onLine` per line until the server ends the tap or `signal` aborts it. */
+export async function tap(query: TapQuery, onLine: (line: TapLine) => void, signal: AbortSignal): Promise<void> {
+  const params = new URLSearchParams({ target: query.target, namespace: query.namespace });
+  if (query.pathPrefix) params.set('pathPrefix', query.pathPrefix);
+  if (query.method) params.set('method', query.method);
+  if (query.status) params.set('status', query.status);
+  for (const header of query.showHeaders ?? []) params.append('showHeader', header);
+  const response = await fetch(`/api/v1/tap?${params.toString()}`, { headers: { accept: 'application/x-ndjson' }, signal });
+  if (!response.ok || !response.body) {
+    const text = await response.text();
+    let status: ApiStatus | undefined;
+    try {
+      status = JSON.parse(text) as ApiStatus;
+    } catch {
+      status = undefined;
+    }
+    throw new ApiFailure(status?.message ? status : { message: `tap: ${response.status} ${response.statusText}`, code: response.status });
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffered = '';
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffered += decoder.decode(value, { stream: true });
+    let newline: number;
+    while ((newline = buffered.indexOf('\n')) !== -1) {
+      const text = buffered.slice(0, newline).trim();
+      buffered = buffered.slice(newline + 1);
+      if (text) onLine(JSON.parse(text) as TapLine);
+    }
+  }
+}
+
+/** The path of a proxy's views the control plane relays from its admin listener (src/control/api/proxy-admin.ts). */
+function proxyAdminPath(id: string, view: 'config' | 'backends'): string {
+  return `/weft/v1/proxies/${id.split('/').map(encodeURIComponent).join('/')}/${view}`;
+}
+
+/** The config a proxy runs (its admin /config), as JSON. */
+export function proxyConfig(id: string): Promise<unknown> {
+  return request('GET', proxyAdminPath(id, 'config'));
+}
+
+/** A proxy's balancers as it sees them now: endpoints, ejections, health (its admin /debug/backends). */
+export function proxyBackends(id: string, workload?: string): Promise<LiveProxyState> {
+  return request('GET', proxyAdminPath(id, 'backends') + (workload ? `?workload=${encodeURIComponent(workload)}` : ''));
 }

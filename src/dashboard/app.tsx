@@ -6,6 +6,8 @@ import { ConfigPage } from './pages/config.tsx';
 import { ProxiesPage } from './pages/proxies.tsx';
 import { ServicePage } from './pages/service.tsx';
 import { TopologyPage } from './pages/topology.tsx';
+import { TrafficPage } from './pages/traffic.tsx';
+import { ExplainPage } from './pages/explain.tsx';
 import { href, parseRoute, type Route } from './router.ts';
 
 const NAMESPACE_KEY = 'weft.namespace';
@@ -28,7 +30,7 @@ function readNamespace(): string | undefined {
   }
 }
 
-const TITLES: Record<Route['page'], string> = { topology: 'Topology', service: 'Service', proxies: 'Workloads and proxies', config: 'Config' };
+const TITLES: Record<Route['page'], string> = { topology: 'Topology', service: 'Service', proxies: 'Workloads and proxies', config: 'Config', traffic: 'Live traffic', explain: 'Explain' };
 
 export function App() {
   const route = useRoute();
@@ -53,6 +55,8 @@ export function App() {
     { page: 'topology', label: 'Topology', to: { page: 'topology' } },
     { page: 'proxies', label: 'Workloads and proxies', to: { page: 'proxies' } },
     { page: 'config', label: 'Config', to: { page: 'config' } },
+    { page: 'traffic', label: 'Live traffic', to: { page: 'traffic' } },
+    { page: 'explain', label: 'Explain', to: { page: 'explain' } },
   ];
   const current = route.page === 'service' ? 'topology' : route.page;
 
@@ -97,8 +101,10 @@ export function App() {
       <main id="main" class="main" tabIndex={-1}>
         {route.page === 'topology' && <TopologyPage namespace={namespace} />}
         {route.page === 'service' && <ServicePage namespace={route.namespace} name={route.name} />}
-        {route.page === 'proxies' && <ProxiesPage namespace={namespace} />}
+        {route.page === 'proxies' && <ProxiesPage namespace={namespace} selectedId={route.id} />}
         {route.page === 'config' && <ConfigPage namespace={namespace} route={route} />}
+        {route.page === 'traffic' && <TrafficPage route={route} namespace={namespace} />}
+        {route.page === 'explain' && <ExplainPage namespace={namespace} />}
       </main>
     </div>
   );

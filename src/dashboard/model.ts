@@ -214,3 +214,52 @@ export function age(iso: string | undefined, now: number): string {
 export function shortVersion(version: string | undefined): string {
   return version ? version.slice(0, 12) : '-';
 }
+
+/** The policy kinds the Service page lists, with how each one picks what it applies to. */
+export const POLICY_KINDS = ['BackendTrafficPolicy', 'RateLimitPolicy', 'RequestAuthentication', 'AuthorizationPolicy', 'PeerAuthentication'] as const;
+
+export interface AppliedPolicy {
+  policy: Resource;
+  /** In words: "targets Service catalog (port http)", "selects app=catalog", "namespace-wide". */
+  why: string;
+}
+
+interface PolicyTarget {
+  kind?: string;
+  name?: string;
+  sectionName?: string;
+}
+
+/**
+ * The policies that apply to a Service, as the compiler attaches them: by
+ * targetRefs (the Service, or a route attached to it), by a label selector
+ * that picks one of its workloads, or namespace-wide when a policy kind that
+ * allows it names neither. Policies live in the Service's namespace.
+ */
+export function policiesOf(namespace: string, name: string, all: readonly Resource[], workloads: readonly Resource<WorkloadSpec>[], attachedRoutes: readonly Resource<HTTPRouteSpec>[]): AppliedPolicy[] {
+  const routeNames = new Set(attachedRoutes.map((r) => `${r.kind}/${r.metadata.name}`));
+  const behind = workloads.filter((w) => (w.metadata.namespace ?? 'default') === namespace);
+  const out: AppliedPolicy[] = [];
+  for (const policy of all) {
+    if (!(POLICY_KINDS as readonly string[]).includes(policy.kind) || (policy.metadata.namespace ?? 'default') !== namespace) continue;
+    const spec = (policy.spec ?? {}) as { targetRefs?: PolicyTarget[]; selector?: { matchLabels?: Record<string, string> } };
+    if (spec.targetRefs) {
+      for (const ref of spec.targetRefs) {
+        if (ref.kind === 'Service' && ref.name === name) out.push({ policy, why: `targets Service ${name}${ref.sectionName ? ` (${ref.sectionName})` : ''}` });
+        else if ((ref.kind === 'HTTPRoute' || ref.kind === 'GRPCRoute') && routeNames.has(`${ref.kind}/${ref.name}`)) out.push({ policy, why: `targets ${ref.kind} ${ref.name}${ref.sectionName ? ` (rule ${ref.sectionName})` : ''}, attached to it` });
+        else continue;
+        break;
+      }
+      continue;
+    }
+    const matchLabels = spec.selector?.matchLabels;
+    if (matchLabels) {
+      const picked = behind.filter((w) => selects(matchLabels, w.metadata.labels));
+      if (picked.length) out.push({ policy, why: `selects ${Object.entries(matchLabels).map(([k, v]) => `${k}=${v}`).join(', ')} (${picked.map((w) => w.metadata.name).join(', ')})` });
+      continue;
+    }
+    // Targeted kinds need a target; the others without one cover the namespace.
+    if (policy.kind === 'RequestAuthentication' || policy.kind === 'AuthorizationPolicy' || policy.kind === 'PeerAuthentication') out.push({ policy, why: `namespace-wide (every workload in ${namespace})` });
+  }
+  return out;
+}

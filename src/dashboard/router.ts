@@ -1,4 +1,4 @@
-// Hash routes of the dashboard: #/topology, #/services/<ns>/<name>, #/proxies, #/config[/<kind>/<ns>/<name>]. Pure: no DOM.
+// Hash routes of the dashboard: #/topology, #/services/<ns>/<name>, #/proxies[/<ns>/<instance>], #/config[/<kind>/<ns>/<name>], #/traffic[/<ns>/<target>], #/explain. Pure: no DOM.
 //
 // Hash routing needs nothing from the server but index.html at /, so that the
 // control plane serves plain files and every deep link still works.
@@ -6,8 +6,12 @@
 export type Route =
   | { page: 'topology' }
   | { page: 'service'; namespace: string; name: string }
-  | { page: 'proxies' }
-  | { page: 'config'; kind?: string; namespace?: string; name?: string };
+  /** With a proxy's id ("default/frontend-0"): its running config and live backends under the table. */
+  | { page: 'proxies'; id?: string }
+  | { page: 'config'; kind?: string; namespace?: string; name?: string }
+  /** Live traffic (tap); a target ("svc/catalog", "workload/frontend") in a namespace starts tapping it. */
+  | { page: 'traffic'; namespace?: string; target?: string }
+  | { page: 'explain' };
 
 export function parseRoute(hash: string): Route {
   const parts = hash
@@ -27,7 +31,13 @@ export function parseRoute(hash: string): Route {
       if (parts[1] && parts[2]) return { page: 'service', namespace: parts[1], name: parts[2] };
       return { page: 'topology' };
     case 'proxies':
-      return { page: 'proxies' };
+      return parts[1] && parts[2] ? { page: 'proxies', id: `${parts[1]}/${parts[2]}` } : { page: 'proxies' };
+    case 'traffic':
+      // #/traffic/<ns>/<kind>/<name>: the target keeps its kind ("svc/catalog").
+      if (parts[1] && parts[2]) return { page: 'traffic', namespace: parts[1], target: parts.slice(2).join('/') };
+      return { page: 'traffic' };
+    case 'explain':
+      return { page: 'explain' };
     case 'config': {
       const [, kind, namespaceOrName, name] = parts;
       if (!kind) return { page: 'config' };
@@ -50,7 +60,11 @@ export function href(route: Route): string {
     case 'service':
       return `#/services/${enc(route.namespace)}/${enc(route.name)}`;
     case 'proxies':
-      return '#/proxies';
+      return route.id ? `#/proxies/${route.id.split('/').map(enc).join('/')}` : '#/proxies';
+    case 'traffic':
+      return route.namespace && route.target ? `#/traffic/${enc(route.namespace)}/${route.target.split('/').map(enc).join('/')}` : '#/traffic';
+    case 'explain':
+      return '#/explain';
     case 'config':
       if (!route.kind) return '#/config';
       if (!route.name) return `#/config/${enc(route.kind)}`;

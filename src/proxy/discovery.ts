@@ -7,10 +7,20 @@ import type { TelemetryReport } from '../api/topology.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ProxyMetrics } from './metrics.ts';
+import { connectControlPlane, type ControlPlaneTls } from './identity/control-plane-tls.ts';
+
+/**
+ * Receive window for the config stream. A snapshot of a large mesh is
+ * hundreds of KiB; with HTTP/2's default 64 KiB window each push waited for
+ * several window updates from a busy proxy (issue #8's scale check).
+ */
+const CONFIG_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 
 export interface DiscoveryOptions {
   /** The control planes' stream URLs, e.g. http://127.0.0.1:15010; any one of them serves this proxy. */
   urls: readonly string[];
+  /** For https:// control planes: the roots to verify them with. */
+  controlPlaneTls?: ControlPlaneTls | undefined;
   node: NodeInfo;
   /** The bootstrap token, sent in every hello (the control plane requires it of proxies on other hosts). */
   token?: string | undefined;
@@ -28,6 +38,11 @@ export interface DiscoveryOptions {
   /** The longest line the control plane may send. Default 64 MiB. */
   maxLineBytes?: number;
   random?: () => number;
+  /**
+   * A tap was asked for or stopped (proxy/tap.ts). `reply` sends on the stream
+   * that asked and returns false once that stream is gone, which ends the tap.
+   */
+  onTap?: (message: Extract<ControlMessage, { type: 'tap-start' | 'tap-stop' }>, reply: (message: Extract<ProxyMessage, { type: 'tap' }>) => boolean) => void;
 }
 
 type SnapshotMessage = Extract<ControlMessage, { type: 'snapshot' }>;
@@ -39,21 +54,23 @@ const DEFAULT_WELCOME_TIMEOUT_MS = 5000;
  * a URL (http://host:port) or a bare host:port. Throws a WeftError naming the
  * item that is not an address.
  */
-export function parseControlPlanes(spec: string): string[] {
+export function parseControlPlanes(spec: string, defaultScheme: 'http' | 'https' = 'http'): string[] {
   const items = spec
     .split(',')
     .map((item) => item.trim())
     .filter((item) => item.length > 0);
   if (items.length === 0) throw new WeftError(ErrorCodes.INVALID, 'no control plane address given');
   return items.map((item) => {
-    const url = item.includes('://') ? item : `http://${item}`;
+    const url = item.includes('://') ? item : `${defaultScheme}://${item}`;
     let parsed: URL;
     try {
       parsed = new URL(url);
     } catch {
-      throw new WeftError(ErrorCodes.INVALID, `"${item}" is not a control plane address (want http://host:port or host:port)`);
+      throw new WeftError(ErrorCodes.INVALID, `"${item}" is not a control plane address (want http://host:port, https://host:port or host:port)`);
     }
-    if (parsed.protocol !== 'http:' || !parsed.port) throw new WeftError(ErrorCodes.INVALID, `"${item}" is not a control plane address (want http://host:port or host:port)`);
+    if ((parsed.protocol !== 'http:' && parsed.protocol !== 'https:') || !parsed.port) {
+      throw new WeftError(ErrorCodes.INVALID, `"${item}" is not a control plane address (want http://host:port, https://host:port or host:port)`);
+    }
     return `${parsed.protocol}//${parsed.host}`;
   });
 }
@@ -161,7 +178,9 @@ export class DiscoveryClient {
     this.next = (this.next + 1) % urls.length;
     let session: http2.ClientHttp2Session;
     try {
-      session = http2.connect(url);
+      session = connectControlPlane(url, this.options.controlPlaneTls, { settings: { initialWindowSize: CONFIG_STREAM_WINDOW_BYTES } });
+      // The connection's own window too: HTTP/2's 64 KiB default paces a large snapshot through a window update per 64 KiB.
+      session.once('connect', () => session.setLocalWindowSize(CONFIG_STREAM_WINDOW_BYTES));
     } catch (error) {
       logger.warn({ err: error, url }, 'invalid control plane URL');
       this.failures++;
@@ -303,6 +322,14 @@ export class DiscoveryClient {
         return;
       case 'error':
         this.options.logger.warn({ code: message.code, message: message.message }, 'the control plane reported an error');
+        return;
+      case 'tap-start':
+      case 'tap-stop':
+        this.options.onTap?.(message, (reply) => {
+          if (this.connection !== connection || connection.stream.destroyed || !connection.stream.writable) return false;
+          this.send(connection, reply);
+          return true;
+        });
         return;
       default:
         this.options.logger.debug({ type: (message as { type?: unknown }).type }, 'ignoring an unknown control message');

@@ -4,6 +4,8 @@ import { ErrorCodes, WeftError, isWeftError, type ErrorCode } from '../api/error
 /** `details` of a proxy WeftError: a status that differs from the code's usual one. */
 export interface ProxyErrorDetails {
   status?: number;
+  /** The gRPC status a gRPC caller is answered with, when the error names its own (a FaultInjection abort's grpcStatus). */
+  grpcStatus?: number;
 }
 
 const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
@@ -18,9 +20,14 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.DRAINING]: 503,
   [ErrorCodes.CIRCUIT_OPEN]: 503,
   [ErrorCodes.RATE_LIMITED]: 429,
+  [ErrorCodes.RBAC_DENIED]: 403,
+  [ErrorCodes.INVALID_PATH]: 400,
+  [ErrorCodes.JWT_INVALID]: 401,
+  [ErrorCodes.JWKS_UNAVAILABLE]: 401,
 };
 
-export function proxyError(code: ErrorCode, message: string, status?: number): WeftError {
+export function proxyError(code: ErrorCode, message: string, status?: number, grpcStatus?: number): WeftError {
+  if (grpcStatus !== undefined) return new WeftError(code, message, { ...(status === undefined ? {} : { status }), grpcStatus } satisfies ProxyErrorDetails);
   return new WeftError(code, message, status === undefined ? undefined : ({ status } satisfies ProxyErrorDetails));
 }
 
@@ -61,7 +68,10 @@ const GRPC_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.NO_ROUTE]: GrpcStatus.UNIMPLEMENTED,
   [ErrorCodes.INBOUND_PORT]: GrpcStatus.UNIMPLEMENTED,
   [ErrorCodes.FORBIDDEN]: GrpcStatus.PERMISSION_DENIED,
+  [ErrorCodes.RBAC_DENIED]: GrpcStatus.PERMISSION_DENIED,
   [ErrorCodes.UNAUTHORIZED]: GrpcStatus.UNAUTHENTICATED,
+  [ErrorCodes.JWT_INVALID]: GrpcStatus.UNAUTHENTICATED,
+  [ErrorCodes.JWKS_UNAVAILABLE]: GrpcStatus.UNAUTHENTICATED,
   // Limits of the mesh's own (not the app's): the caller should back off, as for a server's RESOURCE_EXHAUSTED.
   [ErrorCodes.RATE_LIMITED]: GrpcStatus.RESOURCE_EXHAUSTED,
   [ErrorCodes.CIRCUIT_OPEN]: GrpcStatus.RESOURCE_EXHAUSTED,
@@ -80,11 +90,11 @@ const GRPC_BY_STATUS: Record<number, number> = {
 
 /**
  * The gRPC status a proxy-made answer to a gRPC caller carries: by the
- * error's code where it says more than its status, else by its HTTP status,
- * else INTERNAL. Codes added later (rate limits, breakers: 429/503) map by status.
+ * error's own (details.grpcStatus), else by its code where it says more than
+ * its status, else by its HTTP status, else INTERNAL. Codes added later (rate limits, breakers: 429/503) map by status.
  */
 export function grpcStatusOf(error: WeftError, status = statusOf(error)): number {
-  return GRPC_BY_CODE[error.code] ?? GRPC_BY_STATUS[status] ?? GrpcStatus.INTERNAL;
+  return (error.details as ProxyErrorDetails | undefined)?.grpcStatus ?? GRPC_BY_CODE[error.code] ?? GRPC_BY_STATUS[status] ?? GrpcStatus.INTERNAL;
 }
 
 /** The HTTP status a gRPC status stands for, so that a route's retry `codes` can match gRPC answers (14 → 503, 4 → 504, ...). */

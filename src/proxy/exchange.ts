@@ -2,6 +2,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { SnapshotBackend, SnapshotEndpoint } from '../api/snapshot.ts';
+import type { Span } from './tracing/span.ts';
 
 export type Direction = 'outbound' | 'inbound';
 /** How a request travels on one hop: HTTP/1.1 or HTTP/2. */
@@ -69,6 +70,8 @@ export class HttpExchange implements Exchange {
   routeId: string | undefined = undefined;
   /** The weft-reason of a response this proxy made itself (respond.ts), for metrics. */
   proxyReason: string | undefined = undefined;
+  /** Its short human text (the body's), for the span and the access log. */
+  proxyReasonText: string | undefined = undefined;
   method: string;
   /** Origin-form target: path and query. Rewrites go through setPath(). */
   path: string;
@@ -96,6 +99,19 @@ export class HttpExchange implements Exchange {
   readonly upgrade: UpgradeRequest | undefined;
   /** Inbound: the protocol the calling proxy decided the app speaks (weft-app-protocol); undefined when it did not say. */
   appProtocol: HttpVersion | undefined = undefined;
+  /** The trace this exchange belongs to (tracing/tracer.ts), when tracing is on; its span when the trace is sampled. */
+  traceId: string | undefined = undefined;
+  span: Span | undefined = undefined;
+  /** Upstream attempts sent (the forward layers count them): retries are attempts − 1. */
+  attempts = 0;
+  /** Set at the start of an exchange the access log will write (access-log.ts): what it measures on the way. */
+  accessLogMark: { writtenBefore: number; respondedAt: number } | undefined = undefined;
+  /** RequestAuthentication: the verified JWT's "<iss>/<sub>"; undefined when the request carried no token (AuthorizationPolicy requestPrincipals). */
+  requestPrincipal: string | undefined = undefined;
+  /** The verified JWT's claims (request.auth.claims); undefined without a verified token. */
+  jwtClaims: Readonly<Record<string, unknown>> | undefined = undefined;
+  /** The verified JWT's `aud`, always as a list (request.auth.audiences); undefined without a verified token. */
+  jwtAudiences: readonly string[] | undefined = undefined;
   private pathEnd = -1;
   private query: URLSearchParams | undefined = undefined;
 

@@ -1,5 +1,6 @@
 // Starts one proxy in this process: workload identity, discovery client, listeners, admin server, drain on close.
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ErrorCodes, WeftError } from '../api/errors.ts';
@@ -15,18 +16,27 @@ import { DiscoveryClient, parseControlPlanes } from './discovery.ts';
 import { withoutPrivateKeys } from './gateway/config.ts';
 import { GatewayListeners } from './gateway/listener.ts';
 import { controlPlaneIssuer } from './identity/client.ts';
+import { checkTokenTransport } from './identity/control-plane-tls.ts';
 import { IdentityManager, type RenewFunction } from './identity/manager.ts';
 import { TunnelListener } from './inbound/listener.ts';
 import { BalancerRegistry } from './layers/balancer/balancers.ts';
 import { healthProbe } from './layers/health-check/probe.ts';
 import { createProxyMetrics, registerProxyHealth, SWEEP_EVERY_MS } from './metrics.ts';
 import { TelemetryPusher } from './telemetry.ts';
+import { ProxyTap } from './tap.ts';
+import { AccessLog } from './access-log.ts';
+import { OtlpExporter } from './tracing/exporter.ts';
+import { attribute } from './tracing/otlp.ts';
+import { Tracer } from './tracing/tracer.ts';
 import { QuotaClient, RateLimiterRegistry } from './layers/rate-limit/index.ts';
+import { JwksCache } from './layers/request-authn/jwks.ts';
 import { OutboundListener } from './outbound/listener.ts';
 import { UpstreamListeners } from './outbound/upstreams.ts';
 import { AppReadiness } from './readiness.ts';
 import { ErrorResponder } from './respond.ts';
+import { NO_AUDIT_LOG, openAuditLog, type AuditSink } from './audit-log.ts';
 import { Activity } from './transport/activity.ts';
+import { DEFAULT_LISTENER_LIMITS, gatewayLimits, liveLimits, type ListenerLimits } from './transport/hardening.ts';
 import { UPGRADE_CLOSE_LINGER_MS } from './transport/upgrade.ts';
 import { DEFAULT_POOL_SETTINGS, endpointPoolId, Pools } from './transport/pools.ts';
 import { createTunnelMetrics, TunnelTls } from './transport/mtls.ts';
@@ -71,6 +81,13 @@ export interface ProxyOptions {
   /** The bootstrap token: the control plane's CA signs this proxy's certificate only for it. */
   token?: string;
   /**
+   * The mesh trust bundle (PEM roots) to verify https:// control planes with
+   * (`--ca-bundle`); with it, a control plane address without a scheme is https.
+   */
+  controlPlaneCa?: readonly string[] | undefined;
+  /** Send the bootstrap token over http:// to another host (refused by default: it would cross the network in cleartext). */
+  insecurePlaintextControlPlane?: boolean | undefined;
+  /**
    * Where certificates come from instead of the control plane's CA (tests,
    * or a certificate source of the operator's): CSR in, certificate out.
    */
@@ -81,10 +98,14 @@ export interface ProxyOptions {
   detectTimeoutMs?: number;
   /** An upgraded connection (WebSocket) silent both ways this long is closed. Default 1 h (DEFAULT_UPGRADE_IDLE_TIMEOUT_MS); 0: never. */
   upgradeIdleTimeoutMs?: number;
+  /** What clients may send every listener (transport/hardening.ts); each field left out keeps its default. */
+  limits?: Partial<ListenerLimits>;
   /** false: no admin listener of its own (a node proxy serves one admin for all its workloads, from `state`). Default true. */
   admin?: boolean;
   /** false: no request/TCP metrics (the overhead benchmark's baseline); health metrics stay. Default true. */
   requestMetrics?: boolean;
+  /** Where AuthorizationPolicy AUDIT and DENY decisions are written: "stdout", "stderr", "none", a file path, or a sink. Default none (the CLI's default is stderr). */
+  auditLog?: string | AuditSink;
   /** How often per-edge metric deltas are pushed to the control plane. Default 5000 (DEFAULT_TELEMETRY_INTERVAL_MS). */
   telemetryIntervalMs?: number;
   /** Request series of an edge unused this long are dropped. Default 5 minutes. */
@@ -117,9 +138,14 @@ export interface RunningProxy {
   state: Pick<AdminState, 'ready' | 'config'> & { backends(): LiveProxyState };
   /** Gateway mode: Gateway port → the local port it listens on, as bound now. */
   gatewayPorts(): Record<string, number>;
+  /** How many `weft tap`s this proxy serves now (proxy/tap.ts). */
+  tapsRunning(): number;
   /** Stops accepting, finishes in-flight requests (up to drainMs), closes everything. */
   close(): Promise<void>;
 }
+
+/** The instrumentation scope version spans carry: weft's own (package.json), read once. */
+const WEFT_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 /** Idle client keep-alive: long enough that callers (and peer pools, which honour the hint) rarely race a close. */
 const KEEP_ALIVE_MS = 65_000;
@@ -132,7 +158,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const instance = options.instance ?? `${options.workload ?? 'proxy'}-${randomBytes(3).toString('hex')}`;
   const id = `${namespace}/${instance}`;
   const logger = options.logger.child({ proxy: id });
+  const tap = new ProxyTap({ clock, proxy: id, source: `${namespace}/${options.workload ?? options.gateway?.name.split('/').pop() ?? instance}` });
   const metrics = createProxyMetrics(options.metrics ?? new MetricsRegistry(), {
+    tap,
     ...(options.requestMetrics !== undefined ? { requestMetrics: options.requestMetrics } : {}),
     ...(options.idleSeriesMs !== undefined ? { idleSeriesMs: options.idleSeriesMs } : {}),
   });
@@ -147,14 +175,18 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     ...(options.tunnelPingIntervalMs !== undefined ? { pingIntervalMs: options.tunnelPingIntervalMs } : {}),
     ...(options.tunnelPingTimeoutMs !== undefined ? { pingTimeoutMs: options.tunnelPingTimeoutMs } : {}),
   };
-  const controlPlanes = parseControlPlanes(options.controlPlane);
+  const controlPlanes = parseControlPlanes(options.controlPlane, options.controlPlaneCa?.length ? 'https' : 'http');
+  const controlPlaneTls = options.controlPlaneCa?.length
+    ? { roots: () => [...new Set([...(options.controlPlaneCa ?? []), ...(identity.trustBundle ?? [])])] }
+    : undefined;
+  checkTokenTransport(controlPlanes, options.token !== undefined, options.insecurePlaintextControlPlane === true);
   const appPorts = new Map(options.appPorts.map((p) => [p.declared, p.actual] as const));
   const declaredPorts = [...appPorts.keys()].sort((a, b) => a - b);
 
   const renew: RenewFunction | undefined =
     options.issueCertificate ??
     (options.token
-      ? controlPlaneIssuer({ urls: controlPlanes, token: options.token, namespace, workload: options.workload, proxy: id, timeoutMs: connectTimeoutMs })
+      ? controlPlaneIssuer({ urls: controlPlanes, controlPlaneTls, token: options.token, namespace, workload: options.workload, proxy: id, timeoutMs: connectTimeoutMs })
       : undefined);
   const identity = new IdentityManager({
     renew: renew ?? (() => Promise.reject(new WeftError(ErrorCodes.UNAUTHORIZED, 'no bootstrap token'))),
@@ -169,6 +201,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const tunnelMetrics = createTunnelMetrics(metrics.registry);
 
   const activity = new Activity(metrics.activeConnections);
+  // Defaults, then MeshConfig limits (from the snapshot in force), then this proxy's --limit flags.
+  const meshLimits = () => manager.current.snapshot?.mesh.limits;
+  const limits = liveLimits(DEFAULT_LISTENER_LIMITS, meshLimits, options.limits);
   const peerPools = new Pools(poolSettings, logger, new TunnelTls({ identity, metrics: tunnelMetrics, clock }));
   const appPools = new Pools(poolSettings, logger);
   // BackendTrafficPolicy state per backend; health checks probe the way requests go, pools take per-peer settings.
@@ -178,23 +213,32 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     configurePeer: (endpoint, settings) => peerPools.configure(endpointPoolId(endpoint), settings),
   });
   // Rate limit buckets live as long as the proxy; Global limits lease their shares from the control plane.
-  const quota = new QuotaClient({ urls: controlPlanes, proxy: id, namespace, workload: options.workload, token: options.token, clock, logger });
+  const quota = new QuotaClient({ urls: controlPlanes, controlPlaneTls, proxy: id, namespace, workload: options.workload, token: options.token, clock, logger });
   const rateLimits = new RateLimiterRegistry(quota);
+  // RequestAuthentication key sets by URI, shared by every snapshot and listener (inbound and gateway).
+  const jwks = new JwksCache({ clock, logger });
+  const audit = typeof options.auditLog === 'string' ? openAuditLog(options.auditLog) : (options.auditLog ?? NO_AUDIT_LOG);
   let outbound: OutboundListener | undefined;
-  const upstreams = new UpstreamListeners(host, (port, socket) => (outbound ? outbound.acceptUpstream(port, socket) : socket.destroy()), logger);
+  const upstreams = new UpstreamListeners(
+    host,
+    (port, socket) => (outbound ? outbound.acceptUpstream(port, socket) : socket.destroy()),
+    logger,
+    (server) => outbound?.limitConnections(server),
+  );
   const manager = new ConfigManager({
     compile: {
       outbound: {
         balancers,
         clock,
         rateLimits,
-        metrics,
+        jwks,
         forward: { pools: peerPools, source: `${namespace}/${options.workload ?? instance}`, connectTimeoutMs },
       },
       app: { pools: appPools, connectTimeoutMs },
       appPorts,
       localName: `${namespace}/${options.workload ?? instance}`,
       declaredPorts,
+      audit,
     },
     upstreams,
     peerPools,
@@ -205,6 +249,22 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     clock,
   });
   const config = () => manager.current;
+  // Tracing and the access log read their settings from the snapshot's mesh part; they export and write off the request path.
+  const spanExporter = new OtlpExporter({
+    resource: [
+      attribute('service.name', localWorkload),
+      attribute('service.namespace', namespace),
+      attribute('service.instance.id', instance),
+      attribute('weft.proxy', id),
+      attribute('weft.proxy.mode', options.mode),
+    ],
+    registry: metrics.registry,
+    clock,
+    logger,
+    version: WEFT_VERSION,
+  });
+  const tracer = new Tracer({ mesh: () => manager.current.snapshot?.mesh, clock, exporter: spanExporter });
+  const accessLog = new AccessLog({ mesh: () => manager.current.snapshot?.mesh, clock, registry: metrics.registry, logger, local: `${namespace}/${localWorkload}` });
 
   let tunnel: TunnelListener | undefined;
   let admin: RunningAdmin | undefined;
@@ -221,6 +281,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       ...(options.detectTimeoutMs !== undefined ? { detectTimeoutMs: options.detectTimeoutMs } : {}),
       keepAliveTimeoutMs: KEEP_ALIVE_MS,
       upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs,
+      limits,
+      tracer,
+      accessLog,
     });
     tunnel = await TunnelListener.start({
       host: tunnelHost,
@@ -232,6 +295,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       clock,
       keepAliveTimeoutMs: KEEP_ALIVE_MS,
       upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs,
+      limits,
+      tracer,
+      accessLog,
       identity,
       tunnelMetrics,
       logger,
@@ -258,6 +324,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         logger,
         keepAliveTimeoutMs: KEEP_ALIVE_MS,
         upgradeIdleTimeoutMs: options.upgradeIdleTimeoutMs,
+        limits: liveLimits(gatewayLimits(undefined), meshLimits, options.limits),
+        tracer,
+        accessLog,
         ...(options.gateway.onPortsChanged ? { onPortsChanged: options.gateway.onPortsChanged } : {}),
       });
     } catch (error) {
@@ -304,6 +373,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   if (options.gateway) node.gateway = options.gateway.name;
   const discovery = new DiscoveryClient({
     urls: controlPlanes,
+    controlPlaneTls,
     node,
     token: options.token,
     runningVersion: () => manager.current.version || undefined,
@@ -323,6 +393,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     clock,
     logger,
     metrics,
+    onTap: (message, reply) => tap.handle(message, reply),
     ...(options.reconnectBackoff ? { backoff: options.reconnectBackoff } : {}),
   });
   const readiness = new AppReadiness({
@@ -355,7 +426,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
       appliedAt: manager.hasSnapshot ? new Date(manager.current.appliedAt).toISOString() : null,
       controlPlane: { url: discovery.url ?? null, all: controlPlanes, connected: discovery.connected },
       appReady: readiness.ready,
-      identity: identity.current ? { spiffeId: identity.current.spiffeId, expiresAt: new Date(identity.current.notAfter).toISOString() } : null,
+      identity: identity.current ? { spiffeId: identity.current.spiffeId, expiresAt: new Date(identity.current.notAfter).toISOString(), serialNumber: identity.current.serialNumber } : null,
       upstreamPorts: upstreams.ports,
       ...(gatewayListeners ? { gatewayPorts: gatewayListeners.ports } : {}),
       snapshot: withoutPrivateKeys(manager.current.snapshot) ?? null,
@@ -405,9 +476,11 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     activity.beginDrain();
     identity.stop();
     telemetry.stop();
+    tap.stopAll();
     sweeper.cancel();
     stopHealth();
     quota.stop();
+    jwks.close();
     listeners.outbound.stop();
     listeners.tunnel.stop();
     gatewayListeners?.stop();
@@ -428,7 +501,9 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     await activity.endUpgraded(UPGRADE_CLOSE_LINGER_MS, clock);
     activity.destroyAll();
     balancers.close();
-    await Promise.all([peerPools.destroy(), appPools.destroy(), discovery.close()]);
+    accessLog.close();
+    await spanExporter.close().catch(() => {});
+    await Promise.all([peerPools.destroy(), appPools.destroy(), discovery.close(), typeof options.auditLog === 'string' ? audit.close() : Promise.resolve()]);
     await new Promise<void>((resolve) => {
       if (!listeners.admin) return resolve();
       listeners.admin.server.close(() => resolve());
@@ -443,6 +518,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     ports: { outbound: outbound.port, tunnel: tunnel.port, admin: admin?.port ?? 0 },
     state,
     gatewayPorts: () => gatewayListeners?.ports ?? {},
+    tapsRunning: () => tap.running,
     close: () => (closing ??= close()),
   };
 }

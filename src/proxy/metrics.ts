@@ -60,6 +60,8 @@ export interface ProxyMetricsOptions {
   idleSeriesMs?: number;
   /** Edges an inbound proxy keeps per (caller identity): caps what a caller can create with made-up weft-source values. Default 200. */
   maxSourcesPerPeer?: number;
+  /** `weft tap` (proxy/tap.ts): told of every finished request while `active`; one boolean read otherwise. */
+  tap?: { readonly active: boolean; record(ex: HttpExchange, status: number, seconds: number): void } | undefined;
 }
 
 /** One response kind on one edge: the counter and histograms of its label set. */
@@ -167,6 +169,7 @@ export function createProxyMetrics(registry: MetricsRegistry, options: ProxyMetr
   const enabled = options.requestMetrics !== false;
   const idleMs = options.idleSeriesMs ?? 5 * 60_000;
   const maxSourcesPerPeer = options.maxSourcesPerPeer ?? 200;
+  const tap = options.tap;
 
   let local: LocalIdentity = { namespace: 'unknown', workload: 'unknown' };
   /** Canonical edges by their label values: nested lookups of another snapshot's objects land on the same edge. */
@@ -326,6 +329,7 @@ export function createProxyMetrics(registry: MetricsRegistry, options: ProxyMetr
       inbound = new Map();
     },
     recordRequest(ex, status, seconds) {
+      if (tap?.active) tap.record(ex, status, seconds);
       if (!enabled) return;
       const grpc = ex.grpc;
       const protocol = grpc ? 'grpc' : 'http';

@@ -6,6 +6,7 @@ import { MetricsRegistry } from '../telemetry/metrics.ts';
 import { startAdmin, type RunningAdmin } from './admin.ts';
 import type { RenewFunction } from './identity/manager.ts';
 import { startProxy, type ProxyOptions, type RunningProxy } from './main.ts';
+import { openAuditLog } from './audit-log.ts';
 
 /** One workload the node proxy serves: what a sidecar would be told about its own. */
 export interface HostedWorkload {
@@ -76,6 +77,9 @@ export async function startNodeProxy(options: NodeProxyOptions): Promise<Running
     seen.add(key);
   }
   const registry = givenMetrics ?? new MetricsRegistry();
+  // One audit stream for the node: its workloads' lines interleave whole, never from several handles on one file.
+  const audit = typeof shared.auditLog === 'string' ? openAuditLog(shared.auditLog) : shared.auditLog;
+  if (audit !== undefined) shared.auditLog = audit;
   const logger = options.logger.child({ node: name });
 
   const settled = await Promise.allSettled(
@@ -104,6 +108,7 @@ export async function startNodeProxy(options: NodeProxyOptions): Promise<Running
   const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (failed) {
     await Promise.all(started.map((w) => w.proxy.close()));
+    await audit?.close();
     throw failed.reason;
   }
 
@@ -125,6 +130,7 @@ export async function startNodeProxy(options: NodeProxyOptions): Promise<Running
     });
   } catch (error) {
     await Promise.all(started.map((w) => w.proxy.close()));
+    await audit?.close();
     throw error;
   }
   logger.info({ admin: admin.port, workloads: started.map((w) => ({ id: w.id, outbound: w.proxy.ports.outbound, tunnel: w.proxy.ports.tunnel })) }, 'node proxy started');
@@ -132,6 +138,7 @@ export async function startNodeProxy(options: NodeProxyOptions): Promise<Running
   let closing: Promise<void> | undefined;
   const close = async (): Promise<void> => {
     await Promise.all(started.map((w) => w.proxy.close()));
+    await audit?.close();
     await new Promise<void>((resolve) => {
       admin.server.close(() => resolve());
       admin.server.closeAllConnections();

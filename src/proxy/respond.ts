@@ -31,6 +31,7 @@ export class ErrorResponder {
     const status = statusOf(error);
     this.note(error, status);
     ex.proxyReason = error.code;
+    ex.proxyReasonText = error.message;
     if (ex.grpc) {
       // A gRPC caller understands only gRPC statuses: HTTP 200, trailers-only, the reason beside them.
       writeResponseHead(
@@ -39,7 +40,7 @@ export class ErrorResponder {
         {
           'content-type': 'application/grpc',
           'grpc-status': String(grpcStatusOf(error, status)),
-          'grpc-message': encodeURIComponent(`${error.code}: ${error.message}`),
+          'grpc-message': grpcMessage(`${error.code}: ${error.message}`),
           [REASON_HEADER]: error.code,
         },
         true,
@@ -89,4 +90,13 @@ export class ErrorResponder {
     if (error.code === ErrorCodes.INTERNAL) this.logger.error({ err: error, direction: this.direction }, 'proxy error');
     else this.logger.debug({ direction: this.direction, status, code: error.code, message: error.message }, 'proxy answered with an error');
   }
+}
+
+/** gRPC's percent-encoding of grpc-message: printable ASCII stays as it is, except "%"; everything else goes as UTF-8 %XX. */
+export function grpcMessage(text: string): string {
+  let out = '';
+  for (const byte of Buffer.from(text, 'utf8')) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return out;
 }

@@ -15,6 +15,19 @@ export interface EchoOptions {
   logger?: Logger;
   /** Speak HTTP/2 with prior knowledge (h2c) instead of HTTP/1.1, as echo-basic's port 3001 does. */
   h2c?: boolean;
+  /** Told of every request once its body has ended (or the request was cut): what the backend really received, for the attack suite. */
+  record?: (request: ReceivedRequest) => void;
+}
+
+/** One request as the echo received it. */
+export interface ReceivedRequest {
+  method: string;
+  url: string;
+  /** Raw name/value pairs, in order, as they arrived. */
+  rawHeaders: string[];
+  body: Buffer;
+  /** false: the client (the proxy) cut the request before its body ended. */
+  complete: boolean;
 }
 
 export interface RunningEcho {
@@ -108,6 +121,24 @@ function setRequestedHeaders(req: IncomingMessage, res: ServerResponse): void {
   for (const { name, values } of wanted.values()) res.setHeader(name, values.join(','));
 }
 
+function recordRequest(req: IncomingMessage, record: (request: ReceivedRequest) => void): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let done = false;
+  const finish = (complete: boolean) => {
+    if (done) return;
+    done = true;
+    record({ method: req.method ?? '', url: req.url ?? '', rawHeaders: [...req.rawHeaders], body: Buffer.concat(chunks), complete });
+  };
+  req.on('data', (chunk: Buffer) => {
+    // Kept up to 1 MiB: enough to compare, bounded whatever a test sends.
+    if (size < 1024 * 1024) chunks.push(chunk);
+    size += chunk.length;
+  });
+  req.once('end', () => finish(true));
+  req.once('close', () => finish(req.complete));
+}
+
 function sendText(res: ServerResponse, status: number, text: string): void {
   res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
@@ -159,6 +190,7 @@ export function startEcho(options: EchoOptions): Promise<RunningEcho> {
   const handle = (req: IncomingMessage, res: ServerResponse) => {
     const uri = req.url ?? '/';
     logger?.info(`Echoing back request made to ${uri} to client (${remoteOf(req)})`);
+    if (options.record) recordRequest(req, options.record);
     req.resume();
     const url = new URL(uri, 'http://echo.invalid');
     const path = url.pathname;

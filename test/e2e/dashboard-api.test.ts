@@ -2,7 +2,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { createServer, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -273,6 +273,42 @@ describe('the API server, as the dashboard uses it', () => {
     traffic = { available: true, window: '5m', generatedAt: new Date().toISOString(), services: [], edges: [] };
     assert.equal(((await (await fetch(`${base}/api/v1/topology`)).json()) as TopologyTraffic).available, true);
     assert.equal((await fetch(`${base}/api/v1/topology`, { method: 'POST' })).status, 405);
+  });
+
+  it("relays a proxy's running config and live backends from the admin listener it announced, and says why when it cannot", async (t) => {
+    const admin = createServer((req, res) => {
+      const body = req.url === '/config' ? { id: 'default/frontend-0', version: 'v1' } : req.url === '/debug/backends?workload=default%2Ffrontend' ? { backends: [], rateLimits: [], readAt: 'now' } : undefined;
+      res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
+      res.end(body ? JSON.stringify(body) : 'no');
+    });
+    await new Promise<void>((resolve) => admin.listen(0, '127.0.0.1', resolve));
+    t.after(() => admin.close());
+    const adminPort = (admin.address() as { port: number }).port;
+    const closed = await freePort();
+    const common = { namespace: 'default', address: '127.0.0.1', tunnelPort: 1, connected: true, ready: true, lastSeen: new Date().toISOString() } as const;
+    proxies.push({ ...common, id: 'default/frontend-0', mode: 'sidecar', workload: 'frontend', admin: `127.0.0.1:${adminPort}` }, { ...common, id: 'default/gone-0', mode: 'sidecar', admin: `127.0.0.1:${closed}` }, { ...common, id: 'default/quiet-0', mode: 'sidecar' });
+    t.after(() => proxies.splice(0));
+
+    const config = await fetch(`${base}/weft/v1/proxies/default/frontend-0/config`);
+    assert.equal(config.status, 200);
+    assert.equal(config.headers.get('cache-control'), 'no-store');
+    assert.deepEqual(await config.json(), { id: 'default/frontend-0', version: 'v1' });
+    const backends = await fetch(`${base}/weft/v1/proxies/default/frontend-0/backends?workload=default/frontend`);
+    assert.equal(backends.status, 200);
+    assert.deepEqual(((await backends.json()) as { backends: unknown[] }).backends, []);
+
+    const unknown = await fetch(`${base}/weft/v1/proxies/default/nobody-0/config`);
+    assert.equal(unknown.status, 404);
+    assert.match(((await unknown.json()) as { message: string }).message, /no proxy default\/nobody-0/);
+    const quiet = await fetch(`${base}/weft/v1/proxies/default/quiet-0/config`);
+    assert.equal(quiet.status, 404);
+    assert.match(((await quiet.json()) as { message: string }).message, /announced no admin listener/);
+    const gone = await fetch(`${base}/weft/v1/proxies/default/gone-0/config`);
+    assert.equal(gone.status, 502);
+    assert.match(((await gone.json()) as { message: string }).message, /not reachable from the control plane/);
+    assert.equal((await fetch(`${base}/weft/v1/proxies/default/frontend-0/secrets`)).status, 404, 'only the two views');
+    assert.equal((await fetch(`${base}/weft/v1/proxies/default/frontend-0/config`, { method: 'POST' })).status, 405);
+    assert.equal((await fetch(`${base}/weft/v1/proxies`)).status, 200, 'the list is still the list');
   });
 
   it('weft dashboard prints the URL, warns when there is nothing built, and opens a browser only where there is one', async () => {

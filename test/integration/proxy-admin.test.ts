@@ -1,11 +1,44 @@
-// The admin listener (/live, /ready, /config, /metrics) and draining on close.
+// The admin listener (/live, /ready, /config, /metrics), what /config leaves out, and draining on close.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { isListening } from '../../src/testing/ports.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { adminGet, buildSnapshot, endpoint, FakeControlPlane, startBackend, startTestProxy, viaProxy } from './proxy-helpers.ts';
+import type { SnapshotJwtRule } from '../../src/api/snapshot.ts';
+import { adminGet, buildSnapshot, endpoint, FakeControlPlane, reversion, startBackend, startTestProxy, viaProxy } from './proxy-helpers.ts';
 
 describe('admin and drain', () => {
+  it('/config leaves out inline JWKS secrets (HMAC k, private key parts) and keeps the public keys', async (t) => {
+    const secret = Buffer.from('an HMAC secret nobody may read back').toString('base64url');
+    const rule = (id: string, jwks: string): SnapshotJwtRule => ({
+      id,
+      issuer: 'https://issuer.example',
+      audiences: [],
+      jwks,
+      fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }],
+      fromParams: [],
+      fromCookies: [],
+      outputClaimToHeaders: [],
+      forwardOriginalToken: false,
+      algorithms: ['HS256'],
+      clockSkewMs: 60_000,
+      jwksCacheMs: 300_000,
+      jwksTimeoutMs: 5_000,
+    });
+    const built = buildSnapshot({ inboundPorts: [] });
+    built.inbound.requestAuthentication = [
+      rule('default/hmac/0', JSON.stringify({ keys: [{ kty: 'oct', kid: 'hs-1', alg: 'HS256', k: secret }] })),
+      { ...rule('default/rsa/0', JSON.stringify({ keys: [{ kty: 'RSA', kid: 'rsa-1', n: 'public-modulus', e: 'AQAB', d: 'private-exponent', p: 'prime-p', q: 'prime-q' }] })), algorithms: ['RS256'] },
+    ];
+    const p = await startTestProxy({ snapshot: reversion(built) });
+    t.after(() => p.close());
+    const body = (await adminGet(p.proxy.ports.admin, '/config')).body;
+    for (const hidden of [secret, 'private-exponent', 'prime-p', 'prime-q']) assert.ok(!body.includes(hidden), `${hidden} is not shown`);
+    const config = JSON.parse(body) as { snapshot: { inbound: { requestAuthentication: SnapshotJwtRule[] } } };
+    const [hmac, rsa] = config.snapshot.inbound.requestAuthentication.map((r) => JSON.parse(r.jwks ?? '{}') as { keys: Record<string, string>[] });
+    assert.deepEqual(hmac?.keys, [{ kty: 'oct', kid: 'hs-1', alg: 'HS256', k: '(not shown)' }]);
+    assert.deepEqual(rsa?.keys, [{ kty: 'RSA', kid: 'rsa-1', n: 'public-modulus', e: 'AQAB', d: '(not shown)', p: '(not shown)', q: '(not shown)' }]);
+  });
+
   it('serves /live, /ready, /config and /metrics', async (t) => {
     const a = await startBackend('a');
     t.after(() => a.close());

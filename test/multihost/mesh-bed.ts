@@ -173,6 +173,11 @@ export class MeshBed {
     if (token.code !== 0) throw new Error(`weft token create on e1 failed (${token.code}): ${token.stderr}`);
     const tokenFile = join(this.dir, `${instance}.token`);
     writeFileSync(tokenFile, token.stdout.trim(), { mode: 0o600 });
+    // The mesh's roots, as an operator hands them out with the token: the proxy verifies the control planes over TLS with them.
+    const bundleFile = join(this.dir, 'trust-bundle.pem');
+    const bundle = await this.bed.runWeft(this.bed.host('e1'), ['ca', 'bundle'], { env: { WEFT_SERVER: `http://127.0.0.1:${API_PORT}` } });
+    if (bundle.code !== 0) throw new Error(`weft ca bundle on e1 failed (${bundle.code}): ${bundle.stderr}`);
+    writeFileSync(bundleFile, bundle.stdout);
     const app = echo
       ? await this.bed.startWeft(host, ['echo', '--port', String(APP_PORT), '--namespace', 'default', '--pod', instance], {
           isReady: (line) => line.includes('"ready"') || line.includes('listening'),
@@ -188,6 +193,7 @@ export class MeshBed {
         // Outbound and admin ports face the bridge, so the test process reaches them (the client's outbound, every /config).
         '--host', '0.0.0.0',
         '--token-file', tokenFile,
+        '--ca-bundle', bundleFile,
         '--data-dir', join(this.dir, `proxy-${instance}`),
         '--drain', '1s',
         ...(echo ? ['--app-port', `8080=${APP_PORT}`] : []),

@@ -8,7 +8,7 @@ import { buildGraph, edgeLabel, healthOf, mergeStats } from '../../src/dashboard
 import { layeredLayout, placeNewcomers } from '../../src/dashboard/topology/layout.ts';
 import { diffLines, withContext } from '../../src/dashboard/components/diff.ts';
 import { href, parseRoute } from '../../src/dashboard/router.ts';
-import { endpointsOf, partition } from '../../src/dashboard/model.ts';
+import { endpointsOf, partition, policiesOf } from '../../src/dashboard/model.ts';
 
 function service(name: string, namespace = 'default', selector: Record<string, string> = { app: name }): Resource<ServiceSpec> {
   return { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace }, spec: { selector, ports: [{ name: 'http', port: 8080, protocol: 'TCP' }] } };
@@ -195,6 +195,7 @@ describe('dashboard helpers', () => {
     for (const route of [
       { page: 'topology' },
       { page: 'proxies' },
+      { page: 'proxies', id: 'default/frontend-0' },
       { page: 'service', namespace: 'default', name: 'catalog' },
       { page: 'config' },
       { page: 'config', kind: 'HTTPRoute' },
@@ -204,5 +205,31 @@ describe('dashboard helpers', () => {
       assert.deepEqual(parseRoute(href(route)), route);
     }
     assert.deepEqual(parseRoute('#/nonsense'), { page: 'topology' });
+  });
+
+  it('lists the policies that apply to a service: by targetRef, through an attached route, by selector, namespace-wide', () => {
+    const policy = (kind: string, name: string, spec: unknown, namespace = 'default'): Resource => ({ apiVersion: 'weft.dev/v1alpha1', kind, metadata: { name, namespace }, spec });
+    const route = split('catalog-split', 'catalog', [['catalog-v1', 90]]);
+    const all = [
+      policy('BackendTrafficPolicy', 'by-service', { targetRefs: [{ kind: 'Service', name: 'catalog', sectionName: 'http' }] }),
+      policy('RateLimitPolicy', 'by-route', { targetRefs: [{ kind: 'HTTPRoute', name: 'catalog-split' }] }),
+      policy('RateLimitPolicy', 'other-route', { targetRefs: [{ kind: 'HTTPRoute', name: 'cart-route' }] }),
+      policy('AuthorizationPolicy', 'by-selector', { selector: { matchLabels: { app: 'catalog' } } }),
+      policy('AuthorizationPolicy', 'other-selector', { selector: { matchLabels: { app: 'cart' } } }),
+      policy('PeerAuthentication', 'namespace-wide', {}),
+      policy('PeerAuthentication', 'elsewhere', {}, 'other'),
+      policy('BackendTrafficPolicy', 'no-target-is-nothing', { targetRefs: [{ kind: 'Service', name: 'cart' }] }),
+      route,
+    ];
+    const applied = policiesOf('default', 'catalog', all, [workload('catalog-v1', { app: 'catalog', version: 'v1' })], [route]);
+    assert.deepEqual(
+      applied.map((p) => `${p.policy.metadata.name}: ${p.why}`),
+      [
+        'by-service: targets Service catalog (http)',
+        'by-route: targets HTTPRoute catalog-split, attached to it',
+        'by-selector: selects app=catalog (catalog-v1)',
+        'namespace-wide: namespace-wide (every workload in default)',
+      ],
+    );
   });
 });

@@ -82,11 +82,13 @@ test('heartbeats at the rate the control plane asks for, and sends readiness onc
   );
 });
 
-test('parses --control-plane lists: URLs or host:port, comma-separated; names a bad item', () => {
+test('parses --control-plane lists: http(s) URLs or host:port, comma-separated; names a bad item', () => {
   assert.deepEqual(parseControlPlanes('http://a:15010, b:15011,,[::1]:15012'), ['http://a:15010', 'http://b:15011', 'http://[::1]:15012']);
   assert.throws(() => parseControlPlanes(''), /no control plane address/);
   assert.throws(() => parseControlPlanes('a:15010,b'), /"b" is not a control plane address/);
-  assert.throws(() => parseControlPlanes('https://a:15010'), /"https:\/\/a:15010" is not a control plane address/);
+  // https:// is TLS on the stream port (verified with --ca-bundle); with the bundle given, a bare host:port means https.
+  assert.deepEqual(parseControlPlanes('https://a:15010,b:15011', 'https'), ['https://a:15010', 'https://b:15011']);
+  assert.throws(() => parseControlPlanes('ftp://a:15010'), /"ftp:\/\/a:15010" is not a control plane address/);
 });
 
 function failoverClient(urls: string[], welcomeTimeoutMs = 5000): DiscoveryClient {

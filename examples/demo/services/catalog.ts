@@ -10,9 +10,9 @@ const PRODUCTS = [
   { id: 'scissors', name: 'Thread scissors', rating: 3.9 },
 ];
 
-serve(`catalog ${version}`, async (_req, url, res) => {
+serve(`catalog ${version}`, async (req, url, res) => {
   if (url.pathname === '/products') {
-    const pricing = await call(`http://pricing:8080/prices?ids=${PRODUCTS.map((p) => p.id).join(',')}`);
+    const pricing = await call(`http://pricing:8080/prices?ids=${PRODUCTS.map((p) => p.id).join(',')}`, {}, req);
     const prices = pricing.ok ? (pricing.body as { prices: Record<string, number>; instance: string; currency: string }) : undefined;
     const products = PRODUCTS.map(({ rating, ...p }) => ({
       ...p,

@@ -59,16 +59,20 @@ serve('frontend', async (req, url, res) => {
     return void res.end(PAGE);
   }
   if (url.pathname === '/api/shop') {
-    const [catalog, cart] = await Promise.all([call('http://catalog:8080/products'), call('http://cart:8080/cart')]);
+    const [catalog, cart] = await Promise.all([call('http://catalog:8080/products', {}, req), call('http://cart:8080/cart', {}, req)]);
     return sendJson(res, 200, { frontend: { instance }, catalog, cart });
   }
   if (url.pathname === '/api/cart' && req.method === 'POST') {
     const body = await readJson(req);
-    const result = await call('http://cart:8080/cart/items', {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-    });
+    const result = await call(
+      'http://cart:8080/cart/items',
+      {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      },
+      req,
+    );
     return sendJson(res, result.ok ? 200 : 502, result);
   }
   if (url.pathname === '/api/split') {
@@ -76,7 +80,7 @@ serve('frontend', async (req, url, res) => {
     const versions: Record<string, number> = {};
     let errors = 0;
     for (let i = 0; i < n; i++) {
-      const result = await call('http://catalog:8080/products');
+      const result = await call('http://catalog:8080/products', {}, req);
       const version = (result.body as { version?: string } | undefined)?.version;
       if (result.ok && version) versions[version] = (versions[version] ?? 0) + 1;
       else errors++;

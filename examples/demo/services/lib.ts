@@ -29,12 +29,30 @@ export interface CallResult {
 }
 
 /**
+ * The trace context headers (W3C and B3). The mesh makes the spans; an app's
+ * only part is to copy these from the request it serves to the calls that
+ * request causes, so that the proxies can join them into one trace.
+ */
+const TRACE_HEADERS = ['traceparent', 'tracestate', 'b3', 'x-b3-traceid', 'x-b3-spanid', 'x-b3-parentspanid', 'x-b3-sampled', 'x-b3-flags'];
+
+export function traceHeaders(from: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const name of TRACE_HEADERS) {
+    const value = from.headers[name];
+    if (typeof value === 'string') headers[name] = value;
+  }
+  return headers;
+}
+
+/**
  * Calls another service by its mesh name. Plain fetch: HTTP_PROXY and
  * NODE_USE_ENV_PROXY=1 (set by weft up) send it through this app's sidecar.
+ * `from`: the request being served, whose trace headers the call carries on.
  */
-export async function call(url: string, init: RequestInit = {}): Promise<CallResult> {
+export async function call(url: string, init: RequestInit = {}, from?: IncomingMessage): Promise<CallResult> {
   try {
-    const response = await fetch(url, { ...init, signal: AbortSignal.timeout(3000) });
+    const headers = from ? { ...traceHeaders(from), ...(init.headers as Record<string, string> | undefined) } : init.headers;
+    const response = await fetch(url, { ...init, ...(headers ? { headers } : {}), signal: AbortSignal.timeout(3000) });
     const text = await response.text();
     let body: unknown = text;
     try {

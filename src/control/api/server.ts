@@ -15,7 +15,9 @@ import { indexPage } from './index-page.ts';
 import { handleResource, parseResourcePath } from './resources.ts';
 import { DEFAULT_DASHBOARD_DIR, staticFiles, type StaticFiles } from './static.ts';
 import { handleCreateToken, TOKENS_PATH, type TokenPolicy } from './tokens.ts';
+import { TAP_PATH, type TapHub } from './tap.ts';
 import { CA_PATH, CA_ROTATE_PATH, handleCaRotate, handleCaState, type CaPolicy } from './ca.ts';
+import { handleProxyAdmin, parseProxyAdminPath } from './proxy-admin.ts';
 
 export const PROXIES_PATH = '/weft/v1/proxies';
 export const STATUS_PATH = '/weft/v1/status';
@@ -64,6 +66,8 @@ export interface ApiServerOptions {
   serviceTraffic?: ((namespace: string, name: string, window: string) => Promise<ServiceTraffic>) | undefined;
   /** `weft explain`: the trace of a hypothetical request (POST /weft/v1/explain); absent = the path does not exist. */
   explain?: ((request: ExplainRequest) => ExplainTrace) | undefined;
+  /** `weft tap` (GET /api/v1/tap, NDJSON); absent = the path does not exist. */
+  tap?: TapHub | undefined;
   /** The built dashboard; default dist/dashboard in this checkout. Without an index.html there, / is a page of links. */
   dashboardDir?: string | undefined;
 }
@@ -129,11 +133,20 @@ export class ApiServer {
         const window = url.searchParams.get('window') || '5m';
         return sendJson(res, 200, this.options.topology ? await this.options.topology(window) : noTrafficYet(window), { 'cache-control': 'no-store' });
       }
+      if (url.pathname === TAP_PATH && this.options.tap) {
+        if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+        return this.options.tap.handle(res, url);
+      }
       const trafficOf = this.options.serviceTraffic ? serviceTrafficTarget(url.pathname) : undefined;
       if (trafficOf && this.options.serviceTraffic) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
         const window = url.searchParams.get('window') || '5m';
         return sendJson(res, 200, await this.options.serviceTraffic(trafficOf.namespace, trafficOf.name, window), { 'cache-control': 'no-store' });
+      }
+      const proxyAdmin = parseProxyAdminPath(url.pathname);
+      if (proxyAdmin) {
+        if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+        return await handleProxyAdmin(res, proxyAdmin, this.options.proxies(), url.searchParams);
       }
       const resourcePath = parseResourcePath(url.pathname);
       if (resourcePath) return await handleResource(req, res, url, resourcePath, { store, logger });

@@ -1,5 +1,6 @@
 // Who gets which certificate: authenticates a proxy by its bootstrap token, takes the identity from the template Workload, and has the CA sign it.
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import { isControlPlaneId } from '../../api/identity.ts';
 import { dnsLabel, dnsSubdomain, type Resource } from '../../api/meta.ts';
 import type { WorkloadSpec } from '../../api/resources.ts';
 import type { CertificateResponse } from '../../api/stream.ts';
@@ -79,6 +80,8 @@ export class CertificateIssuer {
       { namespace: request.namespace, ...(request.workload !== undefined ? { workload: request.workload } : {}), serviceAccount },
       this.options.trustDomain(),
     );
+    // The stream port's identity: a workload holding it could pose as the control plane to every proxy.
+    if (isControlPlaneId(spiffeId)) throw new WeftError(ErrorCodes.FORBIDDEN, `${spiffeId} is the control plane's identity; no workload gets it`);
     const signed = await this.options.ca.signCsr(request.csrPem, { spiffeId, ttlMs: this.options.certTtlMs });
     this.options.logger.info({ spiffeId, namespace: request.namespace, workload: request.workload, notAfter: new Date(signed.notAfter).toISOString(), serial: signed.serialNumber }, 'workload certificate issued');
     return { spiffeId, certPem: signed.certPem, chainPem: signed.chainPem, notAfter: signed.notAfter, trustBundle: this.options.ca.trustBundle() };

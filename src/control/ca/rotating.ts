@@ -36,6 +36,8 @@ export interface CaState {
   /** The signing CA first, then every root of the trust bundle. */
   certificates: CaCertificateInfo[];
   rotatedAt?: string;
+  /** The roots proxies trust (PEM), as snapshots carry them: what `weft ca bundle` prints for `weft proxy --ca-bundle`. */
+  trustBundle?: string[];
 }
 
 /** Where a rotation is written: files in the data dir, the shared store record (CAS), or nowhere (memory, operator CA without a data dir). */
@@ -149,6 +151,7 @@ export class MeshCa {
     const state: CaState = { source: this.source, signingCa: signing.fingerprint256, certificates };
     if (this.authority.trustDomain !== undefined) state.trustDomain = this.authority.trustDomain;
     if (this.rotatedAt !== undefined) state.rotatedAt = new Date(this.rotatedAt).toISOString();
+    state.trustBundle = this.trustBundle();
     return state;
   }
 

@@ -17,6 +17,7 @@ import {
   type TrafficEdge,
   type TrafficRoute,
   type TrafficService,
+  type TrafficSample,
   type TrafficStats,
 } from '../../api/topology.ts';
 import type { Clock } from '../../telemetry/clock.ts';
@@ -26,6 +27,9 @@ const RETAIN_MS = 60 * 60_000;
 /** Reports a proxy may keep: an hour at one per second. */
 const MAX_REPORTS_PER_PROXY = 3600;
 const MAX_EDGES_PER_REPORT = 5000;
+/** A Service's `series`: about this many steps over the window, none shorter than the shortest step. */
+const SERIES_POINTS = 60;
+const SERIES_MIN_STEP_MS = 1000;
 
 interface StoredReport {
   start: number;
@@ -125,8 +129,64 @@ export class TelemetryAggregator {
       service,
       inbound: all.edges.filter((e) => mine(e.destination) || mine(e.via)),
       outbound: all.edges.filter((e) => mine(e.source)),
-      routes: (all.routes ?? []).filter((r) => mine(r.destination)),
+      routes: (all.routes ?? []).filter((r) => mine(r.destination) || mine(r.via)),
+      ...this.serviceSeries(namespace, name, window),
     };
+  }
+
+  /**
+   * The Service's golden metrics per step over the window (the dashboard's
+   * charts), from the reports kept anyway: each report's counts are spread
+   * over the steps its interval overlaps, so steps shorter than the push
+   * interval do not alternate between empty and double. The last step ends
+   * at the newest report, not now, so that it is never half counted.
+   */
+  private serviceSeries(namespace: string, name: string, window: string): { series?: TrafficSample[]; seriesStepMs?: number } {
+    const windowMs = parseWindow(window);
+    if (windowMs === undefined || !this.reporting) return {};
+    const stepMs = Math.max(SERIES_MIN_STEP_MS, Math.ceil(windowMs / SERIES_POINTS / 1000) * 1000);
+    const steps = Math.max(1, Math.floor(windowMs / stepMs));
+    let end = 0;
+    for (const list of this.reports.values()) end = Math.max(end, list[list.length - 1]?.end ?? 0);
+    const start = end - steps * stepMs;
+    const requests = new Float64Array(steps);
+    const failures = new Float64Array(steps);
+    const buckets = Array.from({ length: steps }, () => new Float64Array(LATENCY_SECONDS_BUCKETS.length + 1));
+    const mine = (peer: { namespace: string; service: string } | undefined) => peer !== undefined && peer.namespace === namespace && peer.service === name;
+    for (const list of this.reports.values()) {
+      for (const report of list) {
+        if (report.end <= start) continue;
+        const span = Math.max(1, report.end - report.start);
+        for (const e of report.edges) {
+          if (e.reporter !== 'source' || !(mine(e.destination) || mine(e.via))) continue;
+          for (let i = Math.max(0, Math.floor((report.start - start) / stepMs)); i < steps; i++) {
+            const from = start + i * stepMs;
+            if (from >= report.end) break;
+            const share = (Math.min(report.end, from + stepMs) - Math.max(report.start, from)) / span;
+            if (share <= 0) continue;
+            requests[i]! += e.requests * share;
+            failures[i]! += e.failures * share;
+            const latency = e.latency;
+            for (let j = 0; j + 1 < latency.length; j += 2) {
+              const index = latency[j]!;
+              if (index >= 0 && index < buckets[i]!.length) buckets[i]![index]! += latency[j + 1]! * share;
+            }
+          }
+        }
+      }
+    }
+    const series: TrafficSample[] = [];
+    for (let i = 0; i < steps; i++) {
+      const sample: TrafficSample = { t: start + (i + 1) * stepMs, requestsPerSecond: round(requests[i]! / (stepMs / 1000), 3) };
+      if (requests[i]! > 0) {
+        sample.successRate = round(1 - failures[i]! / requests[i]!, 4);
+        sample.p50Ms = quantileMs(buckets[i]!, 0.5);
+        sample.p90Ms = quantileMs(buckets[i]!, 0.9);
+        sample.p99Ms = quantileMs(buckets[i]!, 0.99);
+      }
+      series.push(sample);
+    }
+    return { series, seriesStepMs: stepMs };
   }
 
   private aggregate(windowMs: number): { services: TrafficService[]; edges: TrafficEdge[]; routes: TrafficRoute[] } {
@@ -185,7 +245,7 @@ export class TelemetryAggregator {
           const routeKey = `${edgeKey}>${e.route}`;
           let route = byRoute.get(routeKey);
           if (!route) {
-            route = { route: { route: e.route, source: edge.edge.source, destination: edge.edge.destination }, acc: new Accumulator() };
+            route = { route: { route: e.route, source: edge.edge.source, destination: edge.edge.destination, ...(edge.edge.via ? { via: edge.edge.via } : {}) }, acc: new Accumulator() };
             byRoute.set(routeKey, route);
           }
           route.acc.add(e, spanSeconds);

@@ -22,9 +22,11 @@ export interface ChartProps {
   series: Series[];
   unit: string;
   height?: number;
+  /** A fixed y range (a percentage: 0 to 100); left out, uPlot fits the data. */
+  range?: [number, number];
 }
 
-export function Chart({ title, times, series, unit, height = 180 }: ChartProps) {
+export function Chart({ title, times, series, unit, height = 180, range }: ChartProps) {
   const container = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | undefined>(undefined);
   const shape = series.map((s) => s.label).join('|');
@@ -39,7 +41,7 @@ export function Chart({ title, times, series, unit, height = 180 }: ChartProps) 
         width: Math.max(200, el.clientWidth),
         height,
         legend: { show: true },
-        scales: { x: { time: true } },
+        scales: { x: { time: true }, ...(range ? { y: { range: [range[0], range[1]] as uPlot.Range.MinMax } } : {}) },
         axes: [{}, { label: unit, size: 60 }],
         series: [{}, ...series.map((s) => ({ label: s.label, stroke: s.color, width: 2, spanGaps: true }))],
       };
@@ -54,7 +56,7 @@ export function Chart({ title, times, series, unit, height = 180 }: ChartProps) 
       plot.current = undefined;
     };
     // Rebuilt only when the series change; new points go through setData below.
-  }, [shape, height, unit]);
+  }, [shape, height, unit, range?.[0], range?.[1]]);
 
   useEffect(() => {
     plot.current?.setData([times, ...series.map((s) => s.values)] as uPlot.AlignedData);

@@ -1,5 +1,8 @@
-// Workloads and proxies page: every proxy with its mode, connection, readiness, config version acked or its last NACK and reason.
-import { useMemo, useState } from 'preact/hooks';
+// Workloads and proxies page: every proxy with its mode, connection, readiness, config version acked or its last NACK and reason; one proxy's running config and live backends.
+import { useEffect, useMemo, useState } from 'preact/hooks';
+import type { LiveProxyState } from '../../api/explain.ts';
+import { proxyBackends, proxyConfig } from '../api.ts';
+import { loadYaml } from '../components/yaml.ts';
 import { useNow } from '../hooks.ts';
 import type { ProxyStatus } from '../../api/stream.ts';
 import { useLive } from '../live.ts';
@@ -29,7 +32,7 @@ function problemOf(p: ProxyStatus): string | undefined {
   return undefined;
 }
 
-export function ProxiesPage({ namespace }: { namespace: string | undefined }) {
+export function ProxiesPage({ namespace, selectedId }: { namespace: string | undefined; selectedId?: string | undefined }) {
   const live = useLive();
   const [filter, setFilter] = useState<Filter>('all');
   const [search, setSearch] = useState('');
@@ -134,6 +137,11 @@ export function ProxiesPage({ namespace }: { namespace: string | undefined }) {
                           sent <code>{shortVersion(p.sentVersion)}</code>
                         </div>
                       )}
+                      {p.admin && p.connected && (
+                        <a class="small" href={href({ page: 'proxies', id: p.id })} aria-label={`Running config of ${p.id}`} aria-current={selectedId === p.id ? 'true' : undefined}>
+                          running config
+                        </a>
+                      )}
                     </td>
                     <td class="wrap nack" data-testid="nack">
                       {p.lastNack ? (
@@ -160,6 +168,109 @@ export function ProxiesPage({ namespace }: { namespace: string | undefined }) {
           </table>
         </div>
       )}
+      {selectedId && <ProxyDetail key={selectedId} proxy={live.proxies.find((p) => p.id === selectedId)} id={selectedId} />}
     </div>
+  );
+}
+
+type Loaded<T> = { state: 'loading' } | { state: 'ok'; value: T } | { state: 'failed'; message: string };
+
+/** One proxy's own account, relayed by the control plane from its admin listener: what it runs and how its balancers see their endpoints. */
+function ProxyDetail({ id, proxy }: { id: string; proxy: ProxyStatus | undefined }) {
+  const [config, setConfig] = useState<Loaded<string>>({ state: 'loading' });
+  const [backends, setBackends] = useState<Loaded<LiveProxyState>>({ state: 'loading' });
+  const [refreshed, setRefreshed] = useState(0);
+  const workload = proxy?.mode === 'node' && proxy.workload ? `${proxy.namespace}/${proxy.workload}` : undefined;
+  useEffect(() => {
+    let current = true;
+    const failed = (error: unknown) => ({ state: 'failed' as const, message: (error as Error).message });
+    proxyConfig(id)
+      .then(async (value) => {
+        const yaml = await loadYaml();
+        if (current) setConfig({ state: 'ok', value: yaml.stringify(value, { lineWidth: 0, aliasDuplicateObjects: false }) });
+      })
+      .catch((error: unknown) => current && setConfig(failed(error)));
+    proxyBackends(id, workload)
+      .then((value) => current && setBackends({ state: 'ok', value }))
+      .catch((error: unknown) => current && setBackends(failed(error)));
+    return () => {
+      current = false;
+    };
+  }, [id, workload, refreshed]);
+
+  useEffect(() => {
+    document.getElementById('proxy-detail')?.focus();
+  }, [id]);
+
+  return (
+    <section class="card proxy-detail" id="proxy-detail" tabIndex={-1} aria-labelledby="proxy-detail-title" data-testid="proxy-detail">
+      <div class="toolbar">
+        <h2 id="proxy-detail-title">Proxy {id}</h2>
+        <button type="button" onClick={() => setRefreshed((n) => n + 1)}>
+          Refresh
+        </button>
+        <a href={href({ page: 'proxies' })}>Close</a>
+      </div>
+      <p class="muted small">
+        What the proxy itself reports on its admin listener{proxy?.admin ? ` (${proxy.admin})` : ''}, relayed by the control plane: the config it runs (the last one it
+        accepted{proxy && nackIsCurrent(proxy) ? `; it refused version ${shortVersion(proxy.lastNack?.version)}` : ''}) and its balancers' view of their endpoints.
+      </p>
+      <h3>Endpoints as this proxy's balancers see them</h3>
+      {backends.state === 'loading' && <p class="muted">Loading…</p>}
+      {backends.state === 'failed' && <p class="bad-text">{backends.message}</p>}
+      {backends.state === 'ok' &&
+        (backends.value.backends.length === 0 ? (
+          <p class="muted">No backend has been called through this proxy yet (balancers are made on first use).</p>
+        ) : (
+          <div class="table-scroll">
+            <table class="table compact" data-testid="proxy-backends">
+              <thead>
+                <tr>
+                  <th scope="col">Backend</th>
+                  <th scope="col">Endpoint</th>
+                  <th scope="col">Health</th>
+                  <th scope="col">In flight</th>
+                  <th scope="col">Ejections</th>
+                  <th scope="col">Consecutive errors</th>
+                </tr>
+              </thead>
+              <tbody>
+                {backends.value.backends.flatMap((b) =>
+                  b.endpoints.map((e, i) => (
+                    <tr key={`${b.key}|${e.id}`}>
+                      <td>{i === 0 ? b.key : ''}</td>
+                      <td>
+                        <code>{e.id}</code>
+                      </td>
+                      <td>
+                        {e.ejectedForMs > 0 ? (
+                          <span class="badge bad">ejected {Math.ceil(e.ejectedForMs / 1000)} s more</span>
+                        ) : e.healthy ? (
+                          <span class="badge ok">{b.healthChecked ? 'passing checks' : 'in rotation'}</span>
+                        ) : (
+                          <span class="badge bad">failing checks</span>
+                        )}
+                      </td>
+                      <td>{e.inFlight}</td>
+                      <td>{e.ejections}</td>
+                      <td class="small">
+                        5xx {e.consecutive5xx}, gateway {e.consecutiveGatewayErrors}, connect {e.consecutiveConnectFailures}
+                      </td>
+                    </tr>
+                  )),
+                )}
+              </tbody>
+            </table>
+          </div>
+        ))}
+      <h3>Running config</h3>
+      {config.state === 'loading' && <p class="muted">Loading…</p>}
+      {config.state === 'failed' && <p class="bad-text">{config.message}</p>}
+      {config.state === 'ok' && (
+        <pre class="yaml" data-testid="proxy-config" tabIndex={0} aria-label={`Running config of ${id}`}>
+          {config.value}
+        </pre>
+      )}
+    </section>
   );
 }

@@ -4,7 +4,7 @@ import type { TopologyWindow } from '../../api/topology.ts';
 import { useLive } from '../live.ts';
 import { partition } from '../model.ts';
 import { href } from '../router.ts';
-import { buildGraph, formatPercent, statsLabel, type Graph, type GraphEdge, type GraphNode } from '../topology/graph.ts';
+import { buildGraph, formatMs, formatPercent, HEALTH_THRESHOLDS, statsLabel, type Graph, type GraphEdge, type GraphNode } from '../topology/graph.ts';
 import { useTraffic } from '../topology/traffic.ts';
 import { GraphView, type GraphControls } from '../topology/view.tsx';
 
@@ -159,7 +159,16 @@ export function TopologyPage({ namespace }: { namespace: string | undefined }) {
               ) : (
                 <ul class="pick-list" aria-label="Edges" data-testid="topology-edges">
                   {edgeList.map((e) => (
-                    <li key={e.id} data-edge-kind={e.kind} data-edge-id={e.id}>
+                    <li
+                      key={e.id}
+                      data-edge-kind={e.kind}
+                      data-edge-id={e.id}
+                      data-health={e.health}
+                      data-rps={e.stats?.requestsPerSecond}
+                      data-share={e.share}
+                      data-observed-share={e.observedShare}
+                      data-mtls={e.mtls === undefined ? undefined : String(e.mtls)}
+                    >
                       <button type="button" class={`pick ${selected === e.id ? 'selected' : ''}`} aria-pressed={selected === e.id} onClick={() => controls.current?.focus(e.id)}>
                         <span class={`dot ${e.health}`} aria-hidden="true" />
                         <span class="edge-ends">
@@ -287,9 +296,16 @@ function Legend() {
             failing
           </span>
           <span>
+            <span class="dot idle" aria-hidden="true" />
+            idle
+          </span>
+          <span>
             <span class="dot unknown" aria-hidden="true" />
             no data
           </span>
+        </li>
+        <li class="muted small">
+          Healthy: {HEALTH_THRESHOLDS.degradedSuccess * 100}% ok or more and p99 up to {formatMs(HEALTH_THRESHOLDS.degradedP99Ms)}; failing below {HEALTH_THRESHOLDS.failingSuccess * 100}% ok.
         </li>
         <li>■ at an edge's start: mTLS</li>
       </ul>

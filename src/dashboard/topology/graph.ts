@@ -273,6 +273,13 @@ export function buildGraph(input: GraphInput): Graph {
 
   if (input.traffic) addTraffic(input, nodes, edges, addService, addWorkload, addEdge);
 
+  // A node outside the filter is drawn for an edge that reaches it; one whose edges were all left out is not.
+  if (input.namespace !== undefined) {
+    const linked = new Set<string>();
+    for (const edge of edges.values()) linked.add(edge.source).add(edge.target);
+    for (const [id, node] of nodes) if (node.foreign && !linked.has(id)) nodes.delete(id);
+  }
+
   for (const node of nodes.values()) {
     if (node.kind !== 'service' || node.missing) continue;
     const service = serviceByKey.get(serviceKey(node.namespace, node.name));

@@ -5,9 +5,11 @@ import type { HttpExchange, TcpExchange } from '../exchange.ts';
 import { buildInboundHttp, buildInboundTcp } from '../inbound/stack.ts';
 import type { AppContext } from '../layers/forward/index.ts';
 import { endpointPoolId, hostPort } from '../transport/pools.ts';
-import { buildEndpointHttp, buildEndpointTcp, buildOutboundHttp, buildOutboundTcp, rateLimiterRegistry, type OutboundContext } from '../outbound/stack.ts';
+import { buildEndpointHttp, buildEndpointTcp, buildOutboundHttp, buildOutboundTcp, jwksCache, rateLimiterRegistry, type OutboundContext } from '../outbound/stack.ts';
 import type { Step } from '../stack.ts';
 import { compileGatewayConfig, type GatewayConfig } from '../gateway/config.ts';
+import { NO_AUDIT_LOG, type AuditSink } from '../audit-log.ts';
+import type { AuthorizationContext } from '../layers/authorization/index.ts';
 
 export type ConfigSource = 'control-plane' | 'disk' | 'none';
 
@@ -66,6 +68,8 @@ export interface CompileContext {
   localName: string;
   /** Inbound ports before any snapshot: the declared app ports. */
   declaredPorts: readonly number[];
+  /** Where AUDIT and DENY decisions of AuthorizationPolicies are written; nowhere when absent (the policies are enforced either way). */
+  audit?: AuditSink | undefined;
 }
 
 /**
@@ -118,7 +122,19 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     }
   }
 
-  const inboundPorts = { ports: snapshot?.inbound.ports ?? context.declaredPorts, appPorts: context.appPorts, name: context.localName, rateLimits: snapshot?.inbound.rateLimits };
+  const inboundPorts = {
+    ports: snapshot?.inbound.ports ?? context.declaredPorts,
+    appPorts: context.appPorts,
+    name: context.localName,
+    rateLimits: snapshot?.inbound.rateLimits,
+    authorization: snapshot?.inbound.authorization,
+    requestAuthentication: snapshot?.inbound.requestAuthentication,
+  };
+  const audit = context.audit ?? NO_AUDIT_LOG;
+  const inboundAuthz: AuthorizationContext = { audit, clock: context.outbound.clock, at: 'inbound', proxy: context.localName };
+  const gatewayAuthz: AuthorizationContext | undefined = snapshot?.gateway
+    ? { audit, clock: context.outbound.clock, at: 'gateway', proxy: `${snapshot.gateway.namespace}/${snapshot.gateway.name}` }
+    : undefined;
   const peers = new Set<string>();
   const backendKeys = new Set<string>();
   for (const [key, backend] of Object.entries(snapshot?.backends ?? {})) {
@@ -138,10 +154,10 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
       registry: rateLimiterRegistry(context.outbound),
       clock: context.outbound.clock,
       source: context.outbound.forward.source,
-    }),
-    inboundTcp: buildInboundTcp(inboundPorts, context.app),
+    }, inboundAuthz, { jwks: jwksCache(context.outbound), clock: context.outbound.clock }),
+    inboundTcp: buildInboundTcp(inboundPorts, context.app, inboundAuthz),
     peers,
     backendKeys,
-    gateway: compileGatewayConfig(snapshot, outbound),
+    gateway: compileGatewayConfig(snapshot, outbound, gatewayAuthz),
   };
 }

@@ -1,4 +1,4 @@
-// Applies snapshots atomically: validate, compile, open upstream ports, swap, then release what the old config held and save to disk.
+// Applies snapshots atomically: validate, compile (registries staged), open upstream ports, swap and commit the registries, then release what the old config held and save to disk.
 import { ErrorCodes, WeftError, isWeftError } from '../../api/errors.ts';
 import type { ProxySnapshot } from '../../api/snapshot.ts';
 import type { Clock } from '../../telemetry/clock.ts';
@@ -7,6 +7,7 @@ import type { BalancerRegistry } from '../layers/balancer/balancers.ts';
 import type { ProxyMetrics } from '../metrics.ts';
 import type { UpstreamListeners } from '../outbound/upstreams.ts';
 import type { Pools } from '../transport/pools.ts';
+import { jwksCache, rateLimiterRegistry } from '../outbound/stack.ts';
 import { compileConfig, type ActiveConfig, type CompileContext, type ConfigSource } from './compile.ts';
 import { writeSnapshotFile } from './disk.ts';
 import { validateSnapshot } from './validate.ts';
@@ -51,11 +52,15 @@ export class ConfigManager {
   private async applyNow(input: unknown, source: Exclude<ConfigSource, 'none'>): Promise<ActiveConfig> {
     const { metrics, logger } = this.options;
     let next: ActiveConfig;
+    // Layer factories reach these registries while compiling: what they would change waits for the swap.
+    const registries = [this.options.compile.outbound.balancers, rateLimiterRegistry(this.options.compile.outbound), jwksCache(this.options.compile.outbound)];
     try {
       const snapshot = validateSnapshot(input);
+      for (const registry of registries) registry.stage();
       next = compileConfig(snapshot, source, this.options.clock.now(), this.options.compile);
       await this.options.upstreams.open(next.upstreams.keys());
     } catch (error) {
+      for (const registry of registries) registry.rollback();
       metrics.snapshotApplies.labels('error').inc();
       const failure = isWeftError(error)
         ? error
@@ -65,6 +70,7 @@ export class ConfigManager {
     }
     const previous = this.current;
     this.current = next;
+    for (const registry of registries) registry.commit();
     this.options.upstreams.closeExcept(new Set(next.upstreams.keys()));
     this.options.balancers.retain(next.backendKeys);
     this.options.balancers.locality = next.snapshot?.node.locality;

@@ -3,11 +3,14 @@ import { createSecureContext, type SecureContext } from 'node:tls';
 import { z } from 'zod';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { firstHostMatch } from '../../api/route-match.ts';
-import type { ProxySnapshot, SnapshotGatewayListener } from '../../api/snapshot.ts';
+import type { ProxySnapshot, SnapshotGatewayListener, SnapshotJwtRule } from '../../api/snapshot.ts';
 import type { HttpExchange, TcpExchange } from '../exchange.ts';
-import { buildOutboundTcp, type OutboundContext } from '../outbound/stack.ts';
+import { buildOutboundTcp, jwksCache, type OutboundContext } from '../outbound/stack.ts';
+import { gatewayRequestAuthentication } from '../layers/request-authn/index.ts';
 import type { Step } from '../stack.ts';
 import { buildGatewayHttp } from './stack.ts';
+import { gatewayAuthorization, type AuthorizationContext } from '../layers/authorization/index.ts';
+import { NO_AUDIT_LOG } from '../audit-log.ts';
 
 export interface GatewayVirtualHost {
   hostname: string;
@@ -84,7 +87,8 @@ const GatewaySchema = z.looseObject({
   ),
 });
 
-export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, context: OutboundContext): GatewayConfig | undefined {
+/** `authz`: where the Gateway's AuthorizationPolicies write their audit lines; the policies are enforced on every virtual host either way. */
+export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, context: OutboundContext, authz?: AuthorizationContext): GatewayConfig | undefined {
   const gateway = snapshot?.gateway;
   if (!snapshot || !gateway) return undefined;
   const parsed = GatewaySchema.safeParse(gateway);
@@ -93,6 +97,8 @@ export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, contex
     throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `malformed snapshot: ${problems.join('; ')}`);
   }
   const problems: string[] = [];
+  const guard = gatewayAuthorization(gateway.authorization, authz ?? { audit: NO_AUDIT_LOG, clock: context.clock, at: 'gateway', proxy: `${gateway.namespace}/${gateway.name}` });
+  const authenticate = gatewayRequestAuthentication(gateway.requestAuthentication, { jwks: jwksCache(context), clock: context.clock });
   const ports = new Map<number, GatewayPortConfig>();
   for (const port of gateway.ports) {
     const listeners: GatewayListenerConfig[] = [];
@@ -107,8 +113,8 @@ export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, contex
         hosts: listener.hosts.map((host) => {
           const table = snapshot.routes[host.routeKey];
           if (!table) throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `gateway listener ${listener.name}: no route table ${host.routeKey}`);
-          const vhost: GatewayVirtualHost = { hostname: host.hostname, routeKey: host.routeKey, http: buildGatewayHttp(table, context) };
-          if (port.protocol === 'TCP' || port.protocol === 'TLS') vhost.tcp = buildOutboundTcp(table, context);
+          const vhost: GatewayVirtualHost = { hostname: host.hostname, routeKey: host.routeKey, http: buildGatewayHttp(table, context, guard.http, authenticate) };
+          if (port.protocol === 'TCP' || port.protocol === 'TLS') vhost.tcp = guard.tcp(table, buildOutboundTcp(table, context));
           return vhost;
         }),
       });
@@ -127,19 +133,48 @@ export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, contex
   return { namespace: gateway.namespace, name: gateway.name, ports, problems };
 }
 
-/** The snapshot as the admin listener shows it: listeners' private keys are left out. */
+/**
+ * The snapshot as the admin listener shows it: listeners' private keys and
+ * the secrets of inline JWKS (HMAC `k` of kty "oct" keys, private parts of
+ * asymmetric ones) are left out; public keys stay, to check which are there.
+ */
 export function withoutPrivateKeys(snapshot: ProxySnapshot | undefined): ProxySnapshot | undefined {
-  if (!snapshot?.gateway) return snapshot;
-  return {
-    ...snapshot,
-    gateway: {
-      ...snapshot.gateway,
-      ports: snapshot.gateway.ports.map((port) => ({
-        ...port,
-        listeners: port.listeners.map((listener) =>
-          listener.tls ? { ...listener, tls: { certificates: listener.tls.certificates.map((c) => ({ certPem: c.certPem, keyPem: '(not shown)' })) } } : listener,
-        ),
-      })),
-    },
+  if (!snapshot) return snapshot;
+  const shown: ProxySnapshot = { ...snapshot };
+  if (snapshot.inbound.requestAuthentication) shown.inbound = { ...snapshot.inbound, requestAuthentication: snapshot.inbound.requestAuthentication.map(withoutJwksSecrets) };
+  if (!snapshot.gateway) return shown;
+  shown.gateway = {
+    ...snapshot.gateway,
+    ports: snapshot.gateway.ports.map((port) => ({
+      ...port,
+      listeners: port.listeners.map((listener) =>
+        listener.tls ? { ...listener, tls: { certificates: listener.tls.certificates.map((c) => ({ certPem: c.certPem, keyPem: NOT_SHOWN })) } } : listener,
+      ),
+    })),
   };
+  if (snapshot.gateway.requestAuthentication) shown.gateway.requestAuthentication = snapshot.gateway.requestAuthentication.map(withoutJwksSecrets);
+  return shown;
+}
+
+const NOT_SHOWN = '(not shown)';
+/** JWK members that are secret: an oct key's `k`, RSA and EC/OKP private parts (RFC 7518 §6). */
+const SECRET_JWK_MEMBERS = ['k', 'd', 'p', 'q', 'dp', 'dq', 'qi', 'oth'];
+
+function withoutJwksSecrets(rule: SnapshotJwtRule): SnapshotJwtRule {
+  if (rule.jwks === undefined) return rule;
+  let keys: unknown;
+  try {
+    keys = (JSON.parse(rule.jwks) as { keys?: unknown } | null)?.keys;
+  } catch {
+    keys = undefined;
+  }
+  // Not a key set the proxy could read: shown not at all rather than guessed at.
+  if (!Array.isArray(keys)) return { ...rule, jwks: NOT_SHOWN };
+  const redacted = keys.map((key: unknown) => {
+    if (typeof key !== 'object' || key === null) return key;
+    const copy: Record<string, unknown> = { ...(key as Record<string, unknown>) };
+    for (const member of SECRET_JWK_MEMBERS) if (member in copy) copy[member] = NOT_SHOWN;
+    return copy;
+  });
+  return { ...rule, jwks: JSON.stringify({ keys: redacted }) };
 }

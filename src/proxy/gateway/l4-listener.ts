@@ -88,6 +88,12 @@ export class GatewayL4Listeners {
       this.count(port, 'routed');
       splice(socket, upstream);
       socket.resume();
+      const accessLog = this.options.accessLog;
+      if (accessLog) {
+        const openedAt = this.options.clock.monotonic();
+        // Everything the client sent is payload (a ClientHello read for SNI was passed on too).
+        socket.once('close', () => accessLog.tcp(ex, 'gateway', openedAt, socket.bytesRead, socket.bytesWritten));
+      }
     });
     ex.service = vhost.routeKey;
     ex.targetPort = port.port;

@@ -14,10 +14,12 @@ import type { SecureContext, TLSSocket } from 'node:tls';
 import { ErrorCodes } from '../../api/errors.ts';
 import { normalHost } from '../../api/hostnames.ts';
 import { proxyError } from '../errors.ts';
+import { normalizeExchangePath } from '../normalize-path.ts';
 import { HttpExchange } from '../exchange.ts';
 import { parseAuthority, splitAbsoluteForm } from '../transport/authority.ts';
-import { H2_SESSION_OPTIONS, widenSessionWindow } from '../transport/h2.ts';
-import { forwardableRequestHeaders } from '../transport/headers.ts';
+import { STREAM_WINDOW_BYTES } from '../transport/h2.ts';
+import { forwardableRequestHeaders, sanitizeEdgeHeaders } from '../transport/headers.ts';
+import { EDGE_CONNECTION_WINDOW_BYTES, EDGE_SESSION_MEMORY_MB, gatewayLimits, ListenerGuard } from '../transport/hardening.ts';
 import { listen } from '../transport/listen.ts';
 import { serveUpgrades } from '../transport/upgrade.ts';
 import { listenerFor, virtualHostFor, type GatewayListenerConfig, type GatewayPortConfig } from './config.ts';
@@ -48,8 +50,8 @@ interface BoundPort {
 type AnyRequest = IncomingMessage | Http2ServerRequest;
 type AnyResponse = ServerResponse | Http2ServerResponse;
 
-/** A client that opens a connection and says nothing for this long is dropped. */
-const SILENT_CLIENT_MS = 30_000;
+/** Why opensWithH2Preface gave up on a client that said nothing (the header timeout applies). */
+const SILENT_CLIENT = 'silent client';
 const H2_PREFACE_START = Buffer.from('PRI * HTTP/2.0');
 
 /**
@@ -60,7 +62,7 @@ const H2_PREFACE_START = Buffer.from('PRI * HTTP/2.0');
 function opensWithH2Preface(socket: Socket, timeoutMs: number): Promise<boolean> {
   return new Promise((resolve, reject) => {
     let buffered: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => finish(new Error('silent client')), timeoutMs);
+    const timer = setTimeout(() => finish(new Error(SILENT_CLIENT)), timeoutMs);
     const finish = (result: boolean | Error) => {
       clearTimeout(timer);
       socket.off('data', onData);
@@ -103,16 +105,21 @@ export class GatewayListeners {
   private readonly socketPorts = new WeakMap<object, number>();
   private syncing: Promise<void> = Promise.resolve();
   private stopped = false;
+  /** Limits on what clients may send (transport/hardening.ts). */
+  private readonly guard: ListenerGuard;
 
   private constructor(options: GatewayListenersOptions) {
     this.options = options;
     this.l4 = new GatewayL4Listeners(options);
-    this.http1 = createHttpServer({ keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true }, (req, res) =>
-      this.onRequest(req, res, 'http', this.socketPorts.get(req.socket)),
-    );
-    this.http1.on('clientError', (_error: Error, socket) => socket.destroy());
+    const guard = (this.guard = new ListenerGuard('gateway', options.limits ?? gatewayLimits(undefined), options.metrics.registry, options.logger));
+    const http1 = guard.wrap((req, res) => this.onRequest(req, res, 'http', this.socketPorts.get(req.socket)));
+    this.http1 = createHttpServer(guard.http1Options(options.keepAliveTimeoutMs), http1);
+    // Never listens itself (the ports' sockets are handed to it); node runs its header and request timeouts only for a listening server.
+    this.http1.emit('listening');
+    guard.hardenHttp1(this.http1);
+    this.http1.on('clientError', guard.clientError);
     // Upgrades (WebSocket) are routed as requests, then spliced (transport/upgrade.ts).
-    serveUpgrades(this.http1, options, (req, res) => this.onRequest(req, res, 'http', this.socketPorts.get(req.socket)));
+    serveUpgrades(this.http1, options, http1);
   }
 
   /** Binds every port of the port map; the config's other ports follow with sync(). */
@@ -173,9 +180,13 @@ export class GatewayListeners {
   }
 
   private async bind(gatewayPort: number, localPort: number, pinned: boolean): Promise<void> {
-    const h2c = createH2cServer(H2_SESSION_OPTIONS, (req, res) => this.onRequest(req, res, 'http', gatewayPort));
+    const h2c = createH2cServer(
+      this.h2Options(),
+      this.guard.wrap((req, res) => this.onRequest(req, res, 'http', gatewayPort)),
+    );
     h2c.on('session', (session: ServerHttp2Session) => this.trackSession(session));
     const server = createNetServer({ noDelay: true }, (socket) => this.onConnection(gatewayPort, socket, h2c));
+    this.guard.limitConnections(server);
     server.on('error', (error) => this.options.logger.warn({ err: error, gatewayPort }, 'gateway listener error'));
     const port = await listen(server, localPort, this.options.host);
     this.bound.set(gatewayPort, { gatewayPort, localPort: port, server, h2c, pinned });
@@ -185,8 +196,13 @@ export class GatewayListeners {
     this.sessions.add(session);
     session.on('close', () => this.sessions.delete(session));
     session.on('error', () => {});
-    widenSessionWindow(session);
+    this.guard.hardenH2Session(session, EDGE_CONNECTION_WINDOW_BYTES);
     if (this.stopped) session.close();
+  }
+
+  /** HTTP/2 settings for clients at the edge: a modest window and memory (the stream concurrency is gatewayLimits'). */
+  private h2Options() {
+    return this.guard.h2Options(STREAM_WINDOW_BYTES, EDGE_SESSION_MEMORY_MB);
   }
 
   /** Stops accepting; HTTP/2 clients are told to go away, idle HTTP/1.1 connections close. */
@@ -215,7 +231,7 @@ export class GatewayListeners {
       return;
     }
     // Plain HTTP (or no listener on this port yet: the request is answered with why): HTTP/1.x, or h2c if the client opens with the preface.
-    opensWithH2Preface(socket, SILENT_CLIENT_MS).then(
+    opensWithH2Preface(socket, this.guard.limits.headersTimeoutMs || this.options.keepAliveTimeoutMs).then(
       (h2) => {
         if (socket.destroyed) return;
         if (h2) h2c.emit('connection', socket);
@@ -225,7 +241,11 @@ export class GatewayListeners {
         }
         socket.resume();
       },
-      () => socket.destroy(),
+      (error: Error) => {
+        // Silent for the header timeout (slowloris), or gone.
+        if (error.message === SILENT_CLIENT) this.guard.refused('headers_timeout');
+        socket.destroy();
+      },
     );
   }
 
@@ -245,17 +265,22 @@ export class GatewayListeners {
     };
     server = createSecureServer(
       {
-        ...H2_SESSION_OPTIONS,
+        ...this.h2Options(),
+        ...this.guard.http1Options(this.options.keepAliveTimeoutMs),
         allowHTTP1: true,
         SNICallback: sni,
         ...(port.defaultCertificates ? { cert: port.defaultCertificates.cert, key: port.defaultCertificates.key } : {}),
       },
-      (req, res) => this.onRequest(req, res, 'https', port.port),
+      this.guard.wrap((req, res) => this.onRequest(req, res, 'https', port.port)),
     );
     server.on('session', (session: ServerHttp2Session) => this.trackSession(session));
     server.on('tlsClientError', (_error: Error, socket: TLSSocket) => socket.destroy());
+    // HTTP/1.1 over TLS: node's header and request timeouts run only for a server that listens (this one is handed sockets), its parse errors answered as on plain ports.
+    server.emit('listening');
+    (server as unknown as { maxHeadersCount: number }).maxHeadersCount = this.guard.limits.maxHeaderCount + 1;
+    server.on('clientError', this.guard.clientError);
     // HTTP/1.1 over TLS (wss://): Upgrades as on plain ports.
-    serveUpgrades(server, this.options, (req, res) => this.onRequest(req, res, 'https', port.port));
+    serveUpgrades(server, this.options, this.guard.wrap((req, res) => this.onRequest(req, res, 'https', port.port)));
     this.tlsServers.set(port, server);
     return server;
   }
@@ -279,17 +304,28 @@ export class GatewayListeners {
     }
     // Pseudo-headers are left out; HttpExchange.hasBody reads an HTTP/2 request's body from its stream.
     const headers = forwardableRequestHeaders(req.headers);
+    sanitizeEdgeHeaders(headers);
     if (authority !== undefined) headers.host = authority;
     const ex = new HttpExchange('outbound', req as IncomingMessage, response, path, headers, started);
     ex.scheme = scheme;
+    const { tracer, accessLog } = this.options;
+    tracer?.start(ex, 'gateway');
+    accessLog?.startHttp(ex);
     response.once('close', () => {
       if (!response.writableFinished) ex.abort(new Error('the client closed the connection'));
-      metrics.recordRequest(ex, response.headersSent ? response.statusCode : 499, (clock.monotonic() - started) / 1000);
+      const status = response.headersSent ? response.statusCode : 499;
+      metrics.recordRequest(ex, status, (clock.monotonic() - started) / 1000);
+      accessLog?.finishHttp(ex, 'gateway', status);
+      tracer?.finish(ex, status);
     });
 
     try {
       if (badTarget) throw proxyError(ErrorCodes.BAD_REQUEST, `cannot serve "${path}": not an origin-form or http:// target`, 400);
-      const gateway = this.options.config().gateway;
+      const config = this.options.config();
+      // Once, before routing and authorization: every layer after reads the normal form (MeshConfig pathNormalization).
+      const badPath = normalizeExchangePath(ex, config.snapshot?.mesh.pathNormalization);
+      if (badPath) throw badPath;
+      const gateway = config.gateway;
       const port = gatewayPort === undefined ? undefined : gateway?.ports.get(gatewayPort);
       if (!port) {
         const why = gateway ? `Gateway ${gateway.namespace}/${gateway.name} has no listener on port ${gatewayPort}` : 'the gateway has no Gateway to serve (yet)';

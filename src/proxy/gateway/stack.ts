@@ -31,10 +31,20 @@ function meshRoute(context: OutboundContext): Layer<RouteTable, HttpExchange> {
   return (table) => buildOutboundHttp(table, context);
 }
 
-/** HTTP through one virtual host of a Gateway listener. */
-export function buildGatewayHttp(table: RouteTable, context: OutboundContext): Step<HttpExchange> {
+/**
+ * HTTP through one virtual host of a Gateway listener; `authorize`: the Gateway's AuthorizationPolicies,
+ * `authenticate`: its RequestAuthentications (each compiled once for every host).
+ */
+export function buildGatewayHttp(
+  table: RouteTable,
+  context: OutboundContext,
+  authorize?: Layer<unknown, HttpExchange>,
+  authenticate?: Layer<unknown, HttpExchange>,
+): Step<HttpExchange> {
   return stack(table, [
     edgeForwardedHeaders,
+    authenticate ?? ((_target, next) => next), // 401 for an invalid JWT; a valid one gives the request its principal and claims, which authorization reads
+    authorize ?? ((_target, next) => next), // 403 WEFT_ERR_RBAC_DENIED when an AuthorizationPolicy on the Gateway denies the client
     meshRoute(context), // route → rule → backend → endpoint, shared with the sidecar's outbound: rate limits (Gateway and route RateLimitPolicies) and FaultInjection filters included
   ]);
 }

@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 import { ErrorCodes, WeftError, type ErrorCode } from '../../api/errors.ts';
 import { CERTIFICATE_PATH, type CertificateRequest, type CertificateResponse } from '../../api/stream.ts';
 import type { IssuedCertificate, RenewFunction } from './manager.ts';
+import { connectControlPlane, type ControlPlaneTls } from './control-plane-tls.ts';
 
 /** A certificate answer is a few kilobytes; a bigger one is not from our control plane. */
 const MAX_ANSWER_BYTES = 256 * 1024;
@@ -10,6 +11,8 @@ const MAX_ANSWER_BYTES = 256 * 1024;
 export interface CertificateClientOptions {
   /** The control planes' stream URLs, e.g. http://127.0.0.1:15010; any one of them can sign. */
   urls: readonly string[];
+  /** For https:// control planes: the roots to verify them with. */
+  controlPlaneTls?: ControlPlaneTls | undefined;
   token: string;
   namespace: string;
   workload?: string | undefined;
@@ -35,7 +38,7 @@ export function controlPlaneIssuer(options: CertificateClientOptions): RenewFunc
     for (let i = 0; i < urls.length && answer === undefined; i++) {
       const at = (preferred + i) % urls.length;
       try {
-        answer = await postCertificateRequest(urls[at]!, options.token, request, options.timeoutMs ?? 10_000);
+        answer = await postCertificateRequest(urls[at]!, options.token, request, options.timeoutMs ?? 10_000, options.controlPlaneTls);
         preferred = at;
       } catch (error) {
         if (!isUnreachable(error)) throw error;
@@ -49,11 +52,11 @@ export function controlPlaneIssuer(options: CertificateClientOptions): RenewFunc
   };
 }
 
-export function postCertificateRequest(url: string, token: string, request: CertificateRequest, timeoutMs: number): Promise<CertificateResponse> {
+export function postCertificateRequest(url: string, token: string, request: CertificateRequest, timeoutMs: number, tls?: ControlPlaneTls): Promise<CertificateResponse> {
   return new Promise((resolve, reject) => {
     let session: http2.ClientHttp2Session;
     try {
-      session = http2.connect(url);
+      session = connectControlPlane(url, tls);
     } catch (error) {
       reject(new WeftError(ErrorCodes.UPSTREAM_CONNECT, `invalid control plane URL ${url}: ${(error as Error).message}`));
       return;

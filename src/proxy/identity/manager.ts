@@ -30,6 +30,8 @@ export interface WorkloadIdentity {
   notAfter: number;
   /** When this proxy installed it (clock time), the start of its half life. */
   issuedAt: number;
+  /** The certificate's serial number (hex, as node:crypto gives it): what changes at every renewal. */
+  serialNumber: string;
 }
 
 export interface IdentityManagerOptions {
@@ -265,7 +267,7 @@ export class IdentityManager {
     if (notAfter <= now) throw new WeftError(ErrorCodes.CSR_INVALID, `the issued certificate expired at ${new Date(notAfter).toISOString()}`);
     const asked = this.identity?.spiffeId ?? this.options.spiffeId;
     if (asked !== undefined && spiffeId !== asked) this.logger.warn({ asked, granted: spiffeId }, 'the CA granted another identity than the one asked for');
-    return { spiffeId, keyPem, certPem: issued.certPem, chainPem: issued.chainPem, notAfter, issuedAt: now };
+    return { spiffeId, keyPem, certPem: issued.certPem, chainPem: issued.chainPem, notAfter, issuedAt: now, serialNumber: cert.serialNumber };
   }
 
   private install(identity: WorkloadIdentity): void {

@@ -7,6 +7,7 @@ import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
 import type { MtlsMode } from '../../api/snapshot.ts';
 import { proxyError } from '../errors.ts';
+import { normalizeExchangePath } from '../normalize-path.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
 import type { IdentityManager } from '../identity/manager.ts';
 import { APP_PROTOCOL_HEADER, TARGET_PORT_HEADER } from '../layers/mesh-headers/index.ts';
@@ -14,6 +15,8 @@ import { parseAuthority } from '../transport/authority.ts';
 import { detect } from '../transport/detect.ts';
 import { H2Front } from '../transport/h2-server.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
+import { SESSION_WINDOW_BYTES } from '../transport/h2.ts';
+import { DEFAULT_LISTENER_LIMITS, derivedLimits, ListenerGuard, tunnelLimits, type ListenerLimits } from '../transport/hardening.ts';
 import { listen } from '../transport/listen.ts';
 import { refuse, TLS_HANDSHAKE_RECORD, TUNNEL_H2_ALPN, TUNNEL_SERVER_ALPNS, verifyTunnelClient, XFCC_HEADER, xfccElement, type TunnelMetrics, type VerifiedPeer } from '../transport/mtls.ts';
 import { splice } from '../transport/tcp.ts';
@@ -63,18 +66,29 @@ export class TunnelListener {
     this.server = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
     // Accept failures (EMFILE when descriptors run out) come as 'error' on the listening server: logged, never fatal.
     this.server.on('error', (error) => options.logger.warn({ err: error }, 'tunnel listener error'));
-    this.http = createHttpServer({ keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true }, (req, res) => this.onRequest(req, res));
+    // Callers are peer proxies, yet limits still apply: a compromised workload's proxy is a client like any other.
+    const guard = new ListenerGuard(
+      'inbound',
+      derivedLimits(typeof options.limits === 'function' ? options.limits : () => (options.limits as ListenerLimits | undefined) ?? DEFAULT_LISTENER_LIMITS, tunnelLimits),
+      options.metrics.registry,
+      options.logger,
+    );
+    const serve = guard.wrap((req, res) => this.onRequest(req, res));
+    this.http = createHttpServer(guard.http1Options(options.keepAliveTimeoutMs), serve);
+    guard.hardenHttp1(this.http);
+    guard.limitConnections(this.server);
     // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it
     // listens; this one never listens, it is handed connections, so it is told it does.
     this.http.emit('listening');
     this.h2 = new H2Front(
-      (req, res) => this.onRequest(req, res),
+      guard.wrap((req, res) => this.onRequest(req, res)),
       (req) => this.onConnectStream(req),
+      { guard, connectionWindowBytes: SESSION_WINDOW_BYTES },
     );
     this.http.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
     // Upgrades (WebSocket) from peer proxies are served as requests, then spliced with the app (transport/upgrade.ts).
-    serveUpgrades(this.http, options, (req, res) => this.onRequest(req, res));
-    this.http.on('clientError', (_error: Error, socket: Duplex) => socket.destroy());
+    serveUpgrades(this.http, options, serve);
+    this.http.on('clientError', guard.clientError);
     this.stopIdentity = options.identity.onChange(() => this.refreshTls());
     this.refreshTls();
   }
@@ -208,16 +222,26 @@ export class TunnelListener {
     ex.peerIdentity = record?.peer.spiffeId;
     const appProtocol = req.headers[APP_PROTOCOL_HEADER];
     if (appProtocol === 'h2' || appProtocol === 'http1') ex.appProtocol = appProtocol;
+    const { tracer, accessLog } = this.options;
+    tracer?.start(ex, 'server');
+    accessLog?.startHttp(ex);
     res.once('close', () => {
       if (!res.writableFinished) ex.abort(new Error('the peer closed the connection'));
-      metrics.recordRequest(ex, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
+      const status = res.headersSent ? res.statusCode : 499;
+      metrics.recordRequest(ex, status, (clock.monotonic() - started) / 1000);
+      accessLog?.finishHttp(ex, 'inbound', status);
+      tracer?.finish(ex, status);
     });
     const target = req.headers[TARGET_PORT_HEADER];
     ex.targetPort = typeof target === 'string' && /^\d{1,5}$/.test(target) ? Number(target) : 0;
-    this.options
-      .config()
-      .inboundHttp(ex)
-      .catch((error: unknown) => responder.http(ex, error));
+    const config = this.options.config();
+    // Normalised here too, whatever the caller did: authorization must read the path the app will get (MeshConfig pathNormalization).
+    const badPath = normalizeExchangePath(ex, config.snapshot?.mesh.pathNormalization);
+    if (badPath) {
+      responder.http(ex, badPath);
+      return;
+    }
+    config.inboundHttp(ex).catch((error: unknown) => responder.http(ex, error));
   }
 
   /**
@@ -228,6 +252,7 @@ export class TunnelListener {
    */
   private onConnectStream(req: Http2ServerRequest): void {
     const { responder, activity } = this.options;
+    const startedAt = this.options.clock.monotonic();
     const stream = req.stream;
     stream.on('error', () => {});
     if (activity.draining) {
@@ -250,7 +275,10 @@ export class TunnelListener {
     this.options
       .config()
       .inboundTcp(ex)
-      .catch((error: unknown) => responder.tunnelStream(stream, error));
+      .catch((error: unknown) => {
+        this.options.accessLog?.tcpFailed(ex, 'inbound', startedAt, error);
+        responder.tunnelStream(stream, error);
+      });
   }
 
   /**
@@ -262,11 +290,16 @@ export class TunnelListener {
     const metrics = this.options.metrics;
     const edge = metrics.recordTcpOpened(ex);
     const socket = app as Partial<Pick<Socket, 'bytesRead' | 'bytesWritten'>>;
-    app.once('close', () => metrics.recordTcpClosed(edge, socket.bytesRead ?? 0, socket.bytesWritten ?? 0));
+    const openedAt = this.options.clock.monotonic();
+    app.once('close', () => {
+      metrics.recordTcpClosed(edge, socket.bytesRead ?? 0, socket.bytesWritten ?? 0);
+      this.options.accessLog?.tcp(ex, 'inbound', openedAt, socket.bytesWritten ?? 0, socket.bytesRead ?? 0);
+    });
   }
 
   private onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const { responder, activity } = this.options;
+    const startedAt = this.options.clock.monotonic();
     socket.on('error', () => socket.destroy());
     if (activity.draining) {
       responder.tunnel(socket, proxyError(ErrorCodes.DRAINING, 'the proxy is shutting down', 503));
@@ -288,6 +321,9 @@ export class TunnelListener {
     this.options
       .config()
       .inboundTcp(ex)
-      .catch((error: unknown) => responder.tunnel(socket, error));
+      .catch((error: unknown) => {
+        this.options.accessLog?.tcpFailed(ex, 'inbound', startedAt, error);
+        responder.tunnel(socket, error);
+      });
   }
 }

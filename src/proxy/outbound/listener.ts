@@ -5,10 +5,12 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
 import { proxyError } from '../errors.ts';
+import { normalizeExchangePath } from '../normalize-path.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
 import { DEFAULT_DETECT_TIMEOUT_MS, detect, DetectMetrics } from '../transport/detect.ts';
 import { splitAbsoluteForm } from '../transport/authority.ts';
-import { forwardableRequestHeaders } from '../transport/headers.ts';
+import { dropMeshHeaders, forwardableRequestHeaders } from '../transport/headers.ts';
+import { DEFAULT_LISTENER_LIMITS, EDGE_CONNECTION_WINDOW_BYTES, EDGE_SESSION_MEMORY_MB, ListenerGuard } from '../transport/hardening.ts';
 import { listen } from '../transport/listen.ts';
 import { H2Front } from '../transport/h2-server.ts';
 import { splice } from '../transport/tcp.ts';
@@ -44,25 +46,32 @@ export class OutboundListener {
   private readonly pins = new WeakMap<Duplex, Pin>();
   private readonly options: OutboundListenerOptions;
   private readonly detections: DetectMetrics;
+  /** Limits on what apps may send (transport/hardening.ts). */
+  private readonly guard: ListenerGuard;
   port = 0;
 
   private constructor(options: OutboundListenerOptions) {
     this.options = options;
     this.detections = new DetectMetrics(options.metrics.registry);
-    const serverOptions = { keepAliveTimeout: options.keepAliveTimeoutMs, noDelay: true };
-    this.server = createServer(serverOptions, (req, res) => this.onRequest(req, res));
-    this.inner = createServer(serverOptions, (req, res) => this.onRequest(req, res));
-    // Node tracks a server's connections (idle close on stop, timeouts) only once it listens; `front` listens for it.
+    const guard = (this.guard = new ListenerGuard('outbound', options.limits ?? DEFAULT_LISTENER_LIMITS, options.metrics.registry, options.logger));
+    const serverOptions = guard.http1Options(options.keepAliveTimeoutMs);
+    const serve = guard.wrap((req, res) => this.onRequest(req, res));
+    this.server = createServer(serverOptions, serve);
+    this.inner = createServer(serverOptions, serve);
+    // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it listens; `front` listens for them.
     this.server.emit('listening');
-    this.h2 = new H2Front((req, res) => this.onRequest(req, res));
+    this.inner.emit('listening');
+    this.h2 = new H2Front(guard.wrap((req, res) => this.onRequest(req, res)), undefined, { guard, connectionWindowBytes: EDGE_CONNECTION_WINDOW_BYTES, sessionMemoryMb: EDGE_SESSION_MEMORY_MB });
     this.front = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
+    guard.limitConnections(this.front);
     // Accept failures (EMFILE when descriptors run out) come as 'error' on the listening server: logged, never fatal.
     this.front.on('error', (error) => options.logger.warn({ err: error }, 'outbound listener error'));
     this.server.on('connect', (req: IncomingMessage, socket: Socket, head: Buffer) => this.onConnect(req, socket, head));
     for (const server of [this.server, this.inner]) {
       // Upgrades (WebSocket) are routed as requests, then spliced (transport/upgrade.ts).
-      serveUpgrades(server, options, (req, res) => this.onRequest(req, res));
-      server.on('clientError', (_error: Error, socket: Duplex) => socket.destroy());
+      serveUpgrades(server, options, serve);
+      guard.hardenHttp1(server);
+      server.on('clientError', guard.clientError);
     }
   }
 
@@ -77,8 +86,8 @@ export class OutboundListener {
     const { activity } = this.options;
     activity.trackSocket(socket, 'outbound');
     socket.on('error', () => socket.destroy());
-    // Real HTTP clients speak at once; a silent one still reaches the HTTP/1.1 server, whose timeouts apply.
-    detect(socket, Buffer.alloc(0), this.options.keepAliveTimeoutMs, this.options.clock).then(
+    // Real HTTP clients speak at once; a silent one (slowloris) is given the header timeout, then the HTTP/1.1 server's own.
+    detect(socket, Buffer.alloc(0), this.guard.limits.headersTimeoutMs || this.options.keepAliveTimeoutMs, this.options.clock).then(
       (kind) => {
         if (socket.destroyed) return;
         if (kind === 'http2') this.h2.accept(socket, undefined);
@@ -87,6 +96,11 @@ export class OutboundListener {
       },
       () => socket.destroy(),
     );
+  }
+
+  /** Caps the connections of another listening socket this listener serves (an upstream port) at the listener's limit, counted as its refusals. */
+  limitConnections(server: NetServer): void {
+    this.guard.limitConnections(server);
   }
 
   /** An upstream port's connection: HTTP is served as requests to its service, anything else is spliced through. */
@@ -165,19 +179,30 @@ export class OutboundListener {
       }
     }
     const headers = forwardableRequestHeaders(req.headers);
+    // weft-* headers are the proxies' to set: an app cannot pose as another caller or choose the peer's port.
+    dropMeshHeaders(headers);
     // HTTP/2 names the authority in a pseudo-header; HTTP/1.1 upstreams and routes read it as host.
     const h2Authority = req.headers[':authority'];
     if (headers.host === undefined && typeof h2Authority === 'string') headers.host = h2Authority;
     const ex = new HttpExchange('outbound', req as IncomingMessage, res, path, headers, started);
+    const { tracer, accessLog } = this.options;
+    tracer?.start(ex, 'client');
+    accessLog?.startHttp(ex);
     res.once('close', () => {
       if (!res.writableFinished) ex.abort(new Error('the client closed the connection'));
-      metrics.recordRequest(ex, res.headersSent ? res.statusCode : 499, (clock.monotonic() - started) / 1000);
+      const status = res.headersSent ? res.statusCode : 499;
+      metrics.recordRequest(ex, status, (clock.monotonic() - started) / 1000);
+      accessLog?.finishHttp(ex, 'outbound', status);
+      tracer?.finish(ex, status);
     });
 
     let entry: OutboundTarget;
     try {
       if (badTarget) throw proxyError(ErrorCodes.BAD_REQUEST, `cannot proxy "${url}": only http:// targets (https and other protocols go through CONNECT)`, 400);
       const config = this.options.config();
+      // Once, before routing: every layer after reads the normal form (MeshConfig pathNormalization).
+      const badPath = normalizeExchangePath(ex, config.snapshot?.mesh.pathNormalization);
+      if (badPath) throw badPath;
       const pin = req.httpVersionMajor === 2 ? H2Front.tagOf<Pin>(req as Http2ServerRequest) : this.pins.get(req.socket as Duplex);
       if (pin) {
         const pinned = targetByKey(config, pin.routeKey);
@@ -203,6 +228,7 @@ export class OutboundListener {
   private onConnect(req: IncomingMessage, socket: Socket, head: Buffer): void {
     const { responder, activity } = this.options;
     socket.on('error', () => socket.destroy());
+    if (this.guard.refuseTunnel(req, socket)) return;
     if (activity.draining) {
       responder.tunnel(socket, proxyError(ErrorCodes.DRAINING, 'the proxy is shutting down', 503));
       return;
@@ -281,11 +307,21 @@ export class OutboundListener {
       // The client's socket counts both ways: what it sent is what the upstream received, and back.
       const edge = this.options.metrics.recordTcpOpened(ex);
       const sentBefore = socket.bytesWritten;
-      socket.once('close', () => this.options.metrics.recordTcpClosed(edge, socket.bytesWritten - sentBefore, socket.bytesRead));
+      const openedAt = this.options.clock.monotonic();
+      // The access log counts payload only: not the CONNECT request head read before.
+      const readBefore = socket.bytesRead;
+      socket.once('close', () => {
+        this.options.metrics.recordTcpClosed(edge, socket.bytesWritten - sentBefore, socket.bytesRead);
+        this.options.accessLog?.tcp(ex, 'outbound', openedAt, socket.bytesRead - readBefore, socket.bytesWritten - sentBefore);
+      });
     });
     ex.beforeClientRead = beforeClientRead;
     ex.service = entry.routeKey;
     ex.targetPort = entry.port.port;
-    entry.tcp(ex).catch(failed);
+    const startedAt = this.options.clock.monotonic();
+    entry.tcp(ex).catch((error: unknown) => {
+      this.options.accessLog?.tcpFailed(ex, 'outbound', startedAt, error);
+      failed(error);
+    });
   }
 }

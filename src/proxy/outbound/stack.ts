@@ -12,7 +12,7 @@ import { retryBudget } from '../layers/retry-budget/index.ts';
 import { cors } from '../layers/cors/index.ts';
 import { faultInjection } from '../layers/fault/index.ts';
 import { rateLimit, RateLimiterRegistry } from '../layers/rate-limit/index.ts';
-import type { ProxyMetrics } from '../metrics.ts';
+import { JwksCache } from '../layers/request-authn/jwks.ts';
 import { pinEndpoint } from '../layers/endpoint/index.ts';
 import { forwardHttp, forwardTcp, type ForwardContext } from '../layers/forward/index.ts';
 import { forwardedHeaders } from '../layers/forwarded-headers/index.ts';
@@ -39,8 +39,8 @@ export interface OutboundContext {
   mirrors?: MirrorBudget;
   /** Rate limit buckets (and the global quota client), kept across snapshots; one local-only registry per balancer registry when absent. */
   rateLimits?: RateLimiterRegistry;
-  /** Counts the responses layers answer themselves without throwing (gRPC fault aborts). */
-  metrics?: ProxyMetrics;
+  /** JWKS by URI (RequestAuthentication at gateways and inbound), kept across snapshots; one per balancer registry when absent. */
+  jwks?: JwksCache;
 }
 
 const limiters = new WeakMap<BalancerRegistry, RateLimiterRegistry>();
@@ -51,6 +51,16 @@ export function rateLimiterRegistry(context: Pick<OutboundContext, 'rateLimits' 
   let registry = limiters.get(context.balancers);
   if (!registry) limiters.set(context.balancers, (registry = new RateLimiterRegistry()));
   return registry;
+}
+
+const jwksCaches = new WeakMap<BalancerRegistry, JwksCache>();
+
+/** The proxy's JWKS cache; one per balancer registry for contexts built without one (tests). */
+export function jwksCache(context: Pick<OutboundContext, 'jwks' | 'balancers' | 'clock'>): JwksCache {
+  if (context.jwks) return context.jwks;
+  let cache = jwksCaches.get(context.balancers);
+  if (!cache) jwksCaches.set(context.balancers, (cache = new JwksCache({ clock: context.clock })));
+  return cache;
 }
 
 const budgets = new WeakMap<BalancerRegistry, MirrorBudget>();
@@ -70,7 +80,7 @@ function mirrorContext(context: OutboundContext): MirrorContext {
  */
 export function buildOutboundHttp(table: RouteTable, context: OutboundContext): Step<HttpExchange> {
   const mirrors = mirrorContext(context);
-  const faults = faultInjection({ clock: context.clock, metrics: context.metrics });
+  const faults = faultInjection({ clock: context.clock });
   const backendStack = (target: BackendTarget): Step<HttpExchange> =>
     stack(target, [
       cors, // the backendRef's own filters

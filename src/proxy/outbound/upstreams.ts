@@ -9,11 +9,14 @@ export class UpstreamListeners {
   private readonly host: string;
   private readonly onConnection: (localPort: number, socket: Socket) => void;
   private readonly logger: Logger;
+  /** Told of each listening server before it listens (the outbound listener caps its connections). */
+  private readonly onServer: ((server: Server) => void) | undefined;
 
-  constructor(host: string, onConnection: (localPort: number, socket: Socket) => void, logger: Logger) {
+  constructor(host: string, onConnection: (localPort: number, socket: Socket) => void, logger: Logger, onServer?: (server: Server) => void) {
     this.host = host;
     this.onConnection = onConnection;
     this.logger = logger;
+    this.onServer = onServer;
   }
 
   /**
@@ -26,6 +29,7 @@ export class UpstreamListeners {
       if (this.servers.has(port)) continue;
       // Connections are handed over as they come; what they carry is decided per connection from the current config.
       const server = createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onConnection(port, socket));
+      this.onServer?.(server);
       try {
         await listen(server, port, this.host);
       } catch (error) {

@@ -1,7 +1,8 @@
 // The server side of HTTP/2 for the outbound and tunnel listeners: an h2 server that never listens, fed connections found to speak HTTP/2, with per-connection tags.
 import { createServer as createH2cServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { H2_SESSION_OPTIONS, widenSessionWindow } from './h2.ts';
+import { H2_SESSION_OPTIONS, SESSION_MEMORY_MB, STREAM_WINDOW_BYTES, widenSessionWindow } from './h2.ts';
+import type { ListenerGuard } from './hardening.ts';
 
 /**
  * Where a connection's tag lives: on the socket itself, because an HTTP/2
@@ -25,16 +26,23 @@ export class H2Front {
 
   /**
    * `onConnect` serves CONNECT streams (RFC 9113 §8.5: opaque TCP as one
-   * stream); without it node answers them 405.
+   * stream); without it node answers them 405. With `guard`, sessions get
+   * the listener's limits (concurrent streams, header list, floods, rapid
+   * reset, idleness) and a receive window of `connectionWindowBytes`.
    */
-  constructor(onRequest: (req: Http2ServerRequest, res: Http2ServerResponse) => void, onConnect?: (req: Http2ServerRequest, res: Http2ServerResponse) => void) {
-    this.server = createH2cServer(H2_SESSION_OPTIONS, onRequest);
+  constructor(
+    onRequest: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+    onConnect?: (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+    guard?: { guard: ListenerGuard; connectionWindowBytes: number; sessionMemoryMb?: number },
+  ) {
+    this.server = createH2cServer(guard ? guard.guard.h2Options(STREAM_WINDOW_BYTES, guard.sessionMemoryMb ?? SESSION_MEMORY_MB) : H2_SESSION_OPTIONS, onRequest);
     if (onConnect) this.server.on('connect', onConnect);
     this.server.on('session', (session: ServerHttp2Session) => {
       this.sessions.add(session);
       session.on('close', () => this.sessions.delete(session));
       session.on('error', () => {});
-      widenSessionWindow(session);
+      if (guard) guard.guard.hardenH2Session(session, guard.connectionWindowBytes);
+      else widenSessionWindow(session);
       if (this.stopped) session.close();
     });
   }

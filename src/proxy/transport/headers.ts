@@ -56,3 +56,30 @@ export function stripResponseHopByHop(headers: Headers): void {
   if (listed) for (const name of listed) delete headers[name];
   for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name];
 }
+
+/** Headers proxies set for each other (weft-source, weft-target-port, weft-app-protocol, ...). */
+const MESH_PREFIX = 'weft-';
+
+/**
+ * Removes, in place, the weft-* request headers a client outside the mesh
+ * sent (an app on the outbound port, a gateway client): only proxies set
+ * them, and the tunnel keeps the ones its peers send.
+ */
+export function dropMeshHeaders(headers: Headers): void {
+  for (const name in headers) if (name.startsWith(MESH_PREFIX)) delete headers[name];
+}
+
+/**
+ * At the edge (the gateway), proxy-owned headers a client sent are claims
+ * nobody checked: weft-* go, and so do x-forwarded-host, -port and -prefix
+ * (nothing in front of the gateway set them). x-forwarded-for and
+ * x-forwarded-proto are the gateway stack's (gateway/stack.ts: the client's
+ * address appended, the real scheme); x-forwarded-client-cert never passes
+ * forwardableRequestHeaders.
+ */
+export function sanitizeEdgeHeaders(headers: Headers): void {
+  dropMeshHeaders(headers);
+  delete headers['x-forwarded-host'];
+  delete headers['x-forwarded-port'];
+  delete headers['x-forwarded-prefix'];
+}

@@ -122,9 +122,17 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
       },
     };
 
+    const body = ex.bufferedBody ?? (ex.hasBody ? ex.req : null);
+    if (body === ex.req) {
+      // A client that goes away in the middle of its body (its response may be complete already, which ends
+      // onAbort) would leave the upstream connection waiting for the rest forever: the attempt is cut instead.
+      ex.req.once('close', () => {
+        if (!ex.req.readableEnded && controller && !controller.aborted) controller.abort(new WeftError(ErrorCodes.BAD_REQUEST, 'the client abandoned its request body'));
+      });
+    }
     try {
       dispatcher.dispatch(
-        { path: ex.path, method: ex.method, headers: headers as Record<string, string | string[]>, body: ex.bufferedBody ?? (ex.hasBody ? ex.req : null) },
+        { path: ex.path, method: ex.method, headers: headers as Record<string, string | string[]>, body },
         handler,
       );
     } catch (error) {

@@ -97,6 +97,15 @@ export interface PeerSettings {
   maxRequestsPerConnection?: number;
 }
 
+interface StagedChanges {
+  /** Backends the staged snapshot brings that the registry does not have yet. */
+  states: Map<string, BackendState>;
+  /** Per backend, the loads its staged balancers use. */
+  loads: Map<string, Map<string, Load>>;
+  /** Each staged balancerFor's changes to its backend's state, health checks and pools. */
+  actions: (() => void)[];
+}
+
 function findIn(picks: readonly Pick[], endpointId: string): Pick | undefined {
   for (const p of picks) if (p.endpoint.id === endpointId) return p;
   return undefined;
@@ -137,6 +146,13 @@ class TrafficBalancer implements Balancer {
     this.slowStartMs = traffic?.slowStartMs ?? 0;
     this.timed = traffic !== undefined && (traffic.outlierDetection !== undefined || traffic.healthCheck !== undefined || this.slowStartMs > 0);
     this.candidates = picks;
+    // Built with the snapshot, not by the first request after it; a change of candidates (ejections) rebuilds it on demand.
+    if (backend.lb === 'consistent-hash' && picks.length > 1) this.table = this.hashTable(picks);
+  }
+
+  private hashTable(candidates: readonly Pick[]): HashTable {
+    const ids = candidates.map((c) => c.endpoint.id);
+    return this.backend.traffic?.hash?.algorithm === 'ring-hash' ? ringTable(ids) : maglevTable(ids);
   }
 
   find(endpointId: string): Pick | undefined {
@@ -152,7 +168,7 @@ class TrafficBalancer implements Balancer {
     switch (this.backend.lb) {
       case 'consistent-hash': {
         if (hashKey === undefined) return candidates[Math.floor(this.random() * n)];
-        this.table ??= this.backend.traffic?.hash?.algorithm === 'ring-hash' ? ringTable(candidates.map((c) => c.endpoint.id)) : maglevTable(candidates.map((c) => c.endpoint.id));
+        this.table ??= this.hashTable(candidates);
         return candidates[this.table.lookup(hash32(hashKey))] ?? candidates[0];
       }
       case 'round-robin': {
@@ -217,7 +233,8 @@ class TrafficBalancer implements Balancer {
       }
       available.push(pick);
     }
-    let chosen = available.length > 0 ? available : this.picks;
+    // Every endpoint available: keep the snapshot's own list, so that its hash table stays valid.
+    let chosen = available.length > 0 && available.length < this.picks.length ? available : this.picks;
     if (this.backend.traffic?.localityFailover && this.registry.locality !== undefined) {
       let best = 4;
       for (const pick of chosen) best = Math.min(best, localityTier(this.registry.locality, pick.endpoint.locality));
@@ -243,6 +260,8 @@ export class BalancerRegistry {
   private readonly configured = new Map<string, { signature: string; settings: PeerSettings; endpoints: SnapshotEndpoint[] }>();
   /** The caller's own locality (its Workload's), from the snapshot. */
   locality: SnapshotLocality | undefined;
+  /** Between stage() and commit()/rollback(): what the snapshot being compiled would change, held back until it is applied. */
+  private staged: StagedChanges | undefined;
 
   constructor(options: BalancerRegistryOptions | (() => number) = {}) {
     const opts = typeof options === 'function' ? { random: options } : options;
@@ -252,9 +271,33 @@ export class BalancerRegistry {
     this.configurePeer = opts.configurePeer;
   }
 
-  /** The state of a backend, created on first use. */
+  /**
+   * From now until commit() or rollback(), balancerFor and stateOf change
+   * nothing the running config sees (new backends' state, loads, health
+   * checks, retry budgets, pool settings): a snapshot rejected after it was
+   * compiled (an upstream port that cannot be bound) leaves them as they were.
+   */
+  stage(): void {
+    this.staged = { states: new Map(), loads: new Map(), actions: [] };
+  }
+
+  /** Applies what was staged, in the order the balancers were built. */
+  commit(): void {
+    const staged = this.staged;
+    this.staged = undefined;
+    if (!staged) return;
+    for (const [key, state] of staged.states) if (!this.states.has(key)) this.states.set(key, state);
+    for (const action of staged.actions) action();
+  }
+
+  /** Forgets what was staged; the balancers built meanwhile are never used. */
+  rollback(): void {
+    this.staged = undefined;
+  }
+
+  /** The state of a backend, created on first use (kept apart while staging). */
   stateOf(key: string): BackendState {
-    let state = this.states.get(key);
+    let state = this.states.get(key) ?? this.staged?.states.get(key);
     if (!state) {
       // Start round-robin at a random place so that many proxies don't all begin on the same endpoint.
       state = {
@@ -269,7 +312,7 @@ export class BalancerRegistry {
         budgetConfig: '',
         checker: undefined,
       };
-      this.states.set(key, state);
+      (this.staged?.states ?? this.states).set(key, state);
     }
     return state;
   }
@@ -279,22 +322,32 @@ export class BalancerRegistry {
     const known = this.states.has(backend.key);
     const state = this.stateOf(backend.key);
     const now = this.clock.monotonic();
+    // Balancers built for the same backend in one snapshot share their endpoints' loads, staged or not.
+    const stagedLoads = this.staged?.loads.get(backend.key);
     const loads = new Map<string, Load>();
-    const health = new Map<string, EndpointHealth>();
     const picks = backend.endpoints.map((endpoint) => {
-      const load = state.loads.get(endpoint.id) ?? loads.get(endpoint.id) ?? { inFlight: 0, ewmaMs: DEFAULT_RTT_MS, sampledAt: now, addedAt: known ? now : -Infinity };
+      const load = stagedLoads?.get(endpoint.id) ?? state.loads.get(endpoint.id) ?? loads.get(endpoint.id) ?? { inFlight: 0, ewmaMs: DEFAULT_RTT_MS, sampledAt: now, addedAt: known ? now : -Infinity };
       loads.set(endpoint.id, load);
-      const h = state.health.get(endpoint.id);
-      if (h) health.set(endpoint.id, h);
       return { endpoint, load };
     });
-    if (state.health.size !== health.size) state.version++;
-    state.loads = loads;
-    state.health = health;
-    state.endpointCount = picks.length;
-    this.updateBudget(state, backend);
-    this.updateChecks(state, backend);
-    this.updatePeers(backend);
+    const adopt = () => {
+      const health = new Map<string, EndpointHealth>();
+      for (const endpoint of backend.endpoints) {
+        const h = state.health.get(endpoint.id);
+        if (h) health.set(endpoint.id, h);
+      }
+      if (state.health.size !== health.size) state.version++;
+      state.loads = loads;
+      state.health = health;
+      state.endpointCount = picks.length;
+      this.updateBudget(state, backend);
+      this.updateChecks(state, backend);
+      this.updatePeers(backend);
+    };
+    if (this.staged) {
+      this.staged.loads.set(backend.key, loads);
+      this.staged.actions.push(adopt);
+    } else adopt();
     return new TrafficBalancer(backend, picks, state, this);
   }
 

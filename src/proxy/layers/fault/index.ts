@@ -4,14 +4,12 @@
 // request then goes on, or is aborted after the delay, as Envoy's fault filter
 // does), then the abort. Percentages are probabilities, not a pattern, so that
 // no client sequence can line up with them.
-import { ErrorCodes, REASON_HEADER } from '../../../api/errors.ts';
+import { ErrorCodes, type WeftError } from '../../../api/errors.ts';
 import type { FaultInjection, HttpFilter } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
 import type { HttpExchange } from '../../exchange.ts';
-import type { ProxyMetrics } from '../../metrics.ts';
 import type { Layer, Step } from '../../stack.ts';
-import { writeResponseHead } from '../../transport/response.ts';
 import { compileMatch } from '../route/match.ts';
 import { filtersOf } from '../filters.ts';
 
@@ -19,13 +17,12 @@ export interface FaultContext {
   clock: Clock;
   /** Uniform in [0, 1); tests pass a seeded one. */
   random?: () => number;
-  /** Counts gRPC aborts, which this layer answers itself (HTTP aborts go through the ErrorResponder, which counts them). */
-  metrics?: ProxyMetrics | undefined;
 }
 
 /**
  * HTTP status for a gRPC code, for an HTTP caller of a fault that only names
- * a grpcStatus (the mapping Google's API design guide gives).
+ * a grpcStatus (the mapping Google's API design guide gives); a gRPC caller
+ * gets the grpcStatus itself.
  */
 const HTTP_STATUS_OF_GRPC: Record<number, number> = {
   1: 499, 2: 500, 3: 400, 4: 504, 5: 404, 6: 409, 7: 403, 8: 429, 9: 400, 10: 409, 11: 400, 12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
@@ -48,11 +45,11 @@ function oneFault(fault: FaultInjection, next: Step<HttpExchange>, context: Faul
   const delay = fault.delay && fault.delay.percent > 0 ? fault.delay : undefined;
   const abort = fault.abort && fault.abort.percent > 0 ? fault.abort : undefined;
   if (!delay && !abort) return next;
-  const { clock, metrics } = context;
+  const { clock } = context;
   return async (ex) => {
     if (applies && !applies(ex)) return next(ex);
     if (delay && random() * 100 < delay.percent) await sleep(ex, clock, delay.ms);
-    if (abort && random() * 100 < abort.percent) return answerAbort(ex, fault.name, abort, metrics);
+    if (abort && random() * 100 < abort.percent) throw abortError(fault.name, abort);
     return next(ex);
   };
 }
@@ -74,28 +71,8 @@ function sleep(ex: HttpExchange, clock: Clock, ms: number): Promise<void> {
   });
 }
 
-function answerAbort(ex: HttpExchange, name: string, abort: NonNullable<FaultInjection['abort']>, metrics: ProxyMetrics | undefined): Promise<void> {
-  const message = `aborted by FaultInjection ${name}`;
-  if (abort.grpcStatus !== undefined && ex.grpc) {
-    // gRPC: HTTP 200 and the status in a trailers-only response (one HEADERS frame that ends the stream).
-    metrics?.proxyResponses.labels(ErrorCodes.FAULT_INJECTED).inc();
-    writeResponseHead(
-      ex,
-      200,
-      { 'content-type': 'application/grpc', 'grpc-status': String(abort.grpcStatus), 'grpc-message': grpcMessage(message), [REASON_HEADER]: ErrorCodes.FAULT_INJECTED },
-      true,
-    );
-    return Promise.resolve();
-  }
+/** The abort as a typed error: the ErrorResponder answers it (HTTP status, or gRPC trailers-only with the fault's grpcStatus) and counts it. */
+function abortError(name: string, abort: NonNullable<FaultInjection['abort']>): WeftError {
   const status = abort.httpStatus ?? HTTP_STATUS_OF_GRPC[abort.grpcStatus ?? 2] ?? 500;
-  return Promise.reject(proxyError(ErrorCodes.FAULT_INJECTED, message, status));
-}
-
-/** gRPC's percent-encoding of grpc-message: printable ASCII stays as it is, except "%"; everything else goes as UTF-8 %XX. */
-function grpcMessage(text: string): string {
-  let out = '';
-  for (const byte of Buffer.from(text, 'utf8')) {
-    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
-  }
-  return out;
+  return proxyError(ErrorCodes.FAULT_INJECTED, `aborted by FaultInjection ${name}`, status, abort.grpcStatus);
 }

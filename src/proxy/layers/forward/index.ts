@@ -37,6 +37,7 @@ export function appProtocolFor(declared: PortProtocol | undefined, ex: HttpExcha
 export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchange> {
   const source = context.source;
   return () => (ex) => {
+    ex.attempts++;
     const endpoint = ex.endpoint!;
     const key = peerKey(endpoint);
     const where = `${endpoint.id} at ${key}`;
@@ -86,6 +87,7 @@ export interface AppContext {
 /** Inbound: HTTP/2 (h2c) or HTTP/1.1 to the app, as the calling proxy said (weft-app-protocol), else as appProtocolFor decides without a declaration. */
 export function forwardHttpToApp(context: AppContext): Layer<unknown, HttpExchange> {
   return () => (ex) => {
+    ex.attempts++;
     const key = hostPort('127.0.0.1', ex.appPort);
     const where = `the app at ${key}`;
     if (ex.upgrade) return sendUpgrade(ex, () => connectDirect('127.0.0.1', ex.appPort, context.connectTimeoutMs), ex.headers, where);

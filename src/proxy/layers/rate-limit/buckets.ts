@@ -103,6 +103,8 @@ export class LimitBuckets {
  */
 export class RateLimiterRegistry {
   private readonly limiters = new Map<string, { signature: string; buckets: LimitBuckets }>();
+  /** Between stage() and commit()/rollback(): limits the snapshot being compiled adds or changes, not live yet. */
+  private staged: Map<string, { signature: string; buckets: LimitBuckets }> | undefined;
   readonly quota: QuotaSource | undefined;
 
   constructor(quota?: QuotaSource) {
@@ -114,13 +116,33 @@ export class RateLimiterRegistry {
     return [...this.limiters.entries()].map(([id, { buckets }]) => ({ id, size: buckets.size, buckets: buckets.describe(now, maxKeys) }));
   }
 
+  /** From now until commit() or rollback(), new or changed limits replace nothing live and are not registered with the quota. */
+  stage(): void {
+    this.staged = new Map();
+  }
+
+  commit(): void {
+    const staged = this.staged;
+    this.staged = undefined;
+    for (const [id, entry] of staged ?? []) this.install(id, entry);
+  }
+
+  rollback(): void {
+    this.staged = undefined;
+  }
+
   buckets(limit: SnapshotRateLimit): LimitBuckets {
     const signature = `${limit.requests}/${limit.intervalMs}/${limit.burst}/${limit.scope}/${limit.maxKeys}/${JSON.stringify(limit.descriptors)}`;
-    const existing = this.limiters.get(limit.id);
+    const existing = this.staged?.get(limit.id) ?? this.limiters.get(limit.id);
     if (existing && existing.signature === signature) return existing.buckets;
-    const buckets = new LimitBuckets(limit, this.quota);
-    if (limit.scope === 'Global') this.quota?.register(limit);
-    this.limiters.set(limit.id, { signature, buckets });
-    return buckets;
+    const entry = { signature, buckets: new LimitBuckets(limit, this.quota) };
+    if (this.staged) this.staged.set(limit.id, entry);
+    else this.install(limit.id, entry);
+    return entry.buckets;
+  }
+
+  private install(id: string, entry: { signature: string; buckets: LimitBuckets }): void {
+    if (entry.buckets.limit.scope === 'Global') this.quota?.register(entry.buckets.limit);
+    this.limiters.set(id, entry);
   }
 }

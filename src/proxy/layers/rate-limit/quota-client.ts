@@ -5,6 +5,7 @@
 // Requests never wait for them. When the control plane cannot be reached the
 // leases run out after their TTL and every Global limit is enforced in full
 // by each proxy on its own: fail open to local limits, never closed.
+import { connectControlPlane, type ControlPlaneTls } from '../../identity/control-plane-tls.ts';
 import http2 from 'node:http2';
 import { RATE_LIMIT_QUOTA_PATH, QUOTA_LIMITS, type QuotaAnswer, type QuotaReport } from '../../../api/rate-limit-quota.ts';
 import type { SnapshotRateLimit } from '../../../api/snapshot.ts';
@@ -20,6 +21,8 @@ const REQUEST_TIMEOUT_MS = 2000;
 export interface QuotaClientOptions {
   /** Control plane stream URLs (http://host:port), tried in turn. */
   urls: readonly string[];
+  /** For https:// control planes: the roots to verify them with. */
+  controlPlaneTls?: ControlPlaneTls | undefined;
   proxy: string;
   namespace: string;
   /** The workload the proxy serves (its token may be scoped to it). */
@@ -174,7 +177,7 @@ export class QuotaClient implements QuotaSource {
     if (!this.session || this.session.destroyed || this.session.closed) {
       const url = urls[this.next % urls.length]!;
       this.next++;
-      this.session = http2.connect(url);
+      this.session = connectControlPlane(url, this.options.controlPlaneTls);
       this.session.on('error', () => undefined);
       this.session.unref();
     }

@@ -1,0 +1,123 @@
+// AuthorizationPolicy with real processes (`weft up`): a DENY at the gateway, a DENY by caller at a sidecar, the audit line on the proxy's stderr (the default --audit-log), and `weft explain` naming the policy.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { UpFile } from '../../src/cli/up.ts';
+import { runWeft, startWeft, weftBin } from '../../src/testing/process.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+
+const dir = await mkdtemp(join(tmpdir(), 'weft-authz-up-'));
+after(() => rm(dir, { recursive: true, force: true }));
+
+const app = (name: string) => `apiVersion: weft.dev/v1alpha1
+kind: Workload
+metadata: {name: ${name}, labels: {app: ${name}}}
+spec:
+  serviceAccount: ${name}
+  command: [node, ${JSON.stringify(weftBin)}, echo]
+  ports: [{name: http, port: 8080}]
+`;
+
+const mesh = `apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  selector: {app: echo}
+  ports: [{name: http, port: 8080, appProtocol: http}]
+---
+${app('echo')}---
+${app('client')}---
+${app('intruder')}---
+apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  gatewayClassName: weft
+  listeners: [{name: http, port: 80, protocol: HTTP}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: shop}
+spec:
+  parentRefs: [{name: edge}]
+  rules: [{backendRefs: [{name: echo, port: 8080}]}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: edge-deny}
+spec:
+  targetRefs: [{kind: Gateway, name: edge}]
+  action: DENY
+  rules: [{to: [{operation: {paths: ["/api/admin*"]}}]}]
+---
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: no-intruder}
+spec:
+  selector: {matchLabels: {app: echo}}
+  action: DENY
+  rules: [{from: [{source: {principals: ["*/sa/intruder"]}}]}]
+`;
+
+/** A GET to `port` with a raw target (origin-form at the gateway, absolute-form at a sidecar's outbound port). */
+function get(port: number, target: string, host: string): Promise<{ status: number; reason: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path: target, headers: { host }, agent: false, timeout: 15_000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: res.headers['weft-reason'] as string | undefined }));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('weft up: policies enforced at the gateway and at a sidecar, audited, and explained', async () => {
+  await writeFile(join(dir, 'mesh.yaml'), mesh);
+  const up = await startWeft(['up', '-f', 'mesh.yaml', '--api-port', '0'], {
+    cwd: dir,
+    isReady: (line) => line.startsWith('Ctrl-C stops everything'),
+    readyTimeoutMs: 30_000,
+  });
+  try {
+    const facts = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
+    const port = facts.gateways![0]!.listeners['80']!;
+    const outboundOf = (workload: string) => facts.workloads.find((w) => w.workload === workload)!.proxy.outbound;
+    await waitFor(async () => (await get(port, '/api/ready', 'shop.example')).status === 200, { timeoutMs: 20_000, intervalMs: 200, message: 'the echo to answer through the gateway' });
+
+    // At the gateway: a DENY on the normalised path.
+    for (const path of ['/api/admin', '/api/x/../admin/users', '/api/%61dmin']) assert.deepEqual(await get(port, path, 'shop.example'), { status: 403, reason: 'WEFT_ERR_RBAC_DENIED' }, path);
+    assert.equal((await get(port, '/api/items', 'shop.example')).status, 200);
+    assert.deepEqual(await get(port, '/api/bad%zz', 'shop.example'), { status: 400, reason: 'WEFT_ERR_INVALID_PATH' });
+
+    // At echo's sidecar: the intruder's identity is refused, the client's is not.
+    await waitFor(async () => (await get(outboundOf('client'), 'http://echo:8080/hello', 'echo:8080')).status === 200, { timeoutMs: 15_000, intervalMs: 200, message: 'client → echo' });
+    assert.deepEqual(await get(outboundOf('intruder'), 'http://echo:8080/hello', 'echo:8080'), { status: 403, reason: 'WEFT_ERR_RBAC_DENIED' });
+
+    // The audit lines come on the proxies' stderr (the default), which weft up passes on as they are.
+    await waitFor(() => /"policy":"default\/no-intruder"/.test(up.stdout()), { timeoutMs: 5000, message: 'the sidecar\'s audit line' });
+    const gatewayLine = up.stdout().split('\n').find((line) => line.includes('"policy":"default/edge-deny"'));
+    assert.ok(gatewayLine, up.stdout().slice(-2000));
+    const audit = JSON.parse(gatewayLine.slice(gatewayLine.indexOf('{'))) as Record<string, unknown>;
+    assert.equal(audit.action, 'DENY');
+    assert.equal(audit.decision, 'deny');
+    assert.equal(audit.at, 'gateway');
+    assert.equal(audit.principal, null);
+    assert.match(String(audit.path), /^\/api\/admin/);
+
+    // weft explain says which policy denies, by the caller's identity.
+    const denied = await runWeft(['explain', '--from', 'default/intruder', 'GET', 'http://echo:8080/hello'], { cwd: dir });
+    assert.equal(denied.code, 0, denied.stderr);
+    assert.match(denied.stdout, /Verdict: DENIED — the proxy answers 403, weft-reason: WEFT_ERR_RBAC_DENIED/);
+    assert.match(denied.stdout, /denied by policy default\/no-intruder at workload default\/echo/);
+    const allowed = await runWeft(['explain', '--from', 'default/client', 'GET', 'http://echo:8080/hello'], { cwd: dir });
+    assert.match(allowed.stdout, /Verdict: FORWARDED/);
+    const atEdge = await runWeft(['explain', '--gateway', 'default/edge', 'GET', 'http://shop.example/api/x/../admin'], { cwd: dir });
+    assert.match(atEdge.stdout, /denied by policy default\/edge-deny at gateway default\/edge/);
+  } finally {
+    await up.stop();
+  }
+});

@@ -1,0 +1,207 @@
+// Unit tests of `weft explain` with AuthorizationPolicies: "denied by policy ns/name" at the destination (by the caller's identity) and at a gateway, path normalisation in the trace, and RequestAuthentication rules with the request's unverified token.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ErrorCodes } from '../../src/api/errors.ts';
+import type { Resource } from '../../src/api/meta.ts';
+import { validateResource } from '../../src/api/validate.ts';
+import { formatTrace } from '../../src/cli/explain.ts';
+import { compile } from '../../src/compiler/compile.ts';
+import type { CompilerInput } from '../../src/compiler/types.ts';
+import { explainFromConfig } from '../../src/control/explain.ts';
+
+const FIELDS: Record<string, keyof CompilerInput> = {
+  Service: 'services',
+  Workload: 'workloads',
+  AuthorizationPolicy: 'authorizationPolicies',
+  RequestAuthentication: 'requestAuthentications',
+  Gateway: 'gateways',
+  GatewayClass: 'gatewayClasses',
+  HTTPRoute: 'httpRoutes',
+};
+
+const NS = 'shop';
+
+function load(objects: Record<string, unknown>[], meshConfig?: Record<string, unknown>): CompilerInput {
+  const input: Record<string, unknown> = { services: [], workloads: [], httpRoutes: [], namespaces: [] };
+  const base = [
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'client', namespace: NS }, spec: { serviceAccount: 'client' } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'intruder', namespace: NS }, spec: { serviceAccount: 'intruder' } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'reviews', namespace: NS, labels: { app: 'reviews' } }, spec: { serviceAccount: 'reviews', ports: [{ port: 9080 }] } },
+    {
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'Workload',
+      metadata: { name: 'reviews-abc', namespace: NS, labels: { app: 'reviews', 'weft.dev/workload': 'reviews' } },
+      spec: { serviceAccount: 'reviews', address: '10.0.0.1', tunnelPort: 15008, ports: [{ port: 9080 }] },
+    },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: NS }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
+  ];
+  for (const raw of [...base, ...objects]) {
+    const result = validateResource(raw);
+    if (!result.ok) assert.fail(JSON.stringify(result.issues));
+    const resource = result.resource as Resource;
+    resource.metadata.generation = 1;
+    ((input[FIELDS[resource.kind]!] ??= []) as unknown[]).push(resource);
+  }
+  if (meshConfig) {
+    const result = validateResource({ apiVersion: 'weft.dev/v1alpha1', kind: 'MeshConfig', metadata: { name: 'default' }, spec: meshConfig });
+    assert.ok(result.ok);
+    input.meshConfig = result.resource;
+  }
+  return input as unknown as CompilerInput;
+}
+
+const policy = (name: string, spec: unknown) => ({ apiVersion: 'weft.dev/v1alpha1', kind: 'AuthorizationPolicy', metadata: { name, namespace: NS }, spec });
+
+function explain(input: CompilerInput, from: string, url: string, method = 'GET') {
+  const trace = explainFromConfig({ from, method, url }, { input: () => input, compile, proxies: () => [] });
+  assert.match(formatTrace(trace), /Verdict: /);
+  return trace;
+}
+
+test('the destination\'s ALLOW policy lets the named caller through and denies another, naming why', () => {
+  const input = load([policy('callers', { selector: { matchLabels: { app: 'reviews' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/shop/sa/client'] } }] }] })]);
+  const ok = explain(input, 'shop/client', 'http://reviews:9080/x');
+  assert.equal(ok.verdict.outcome, 'forwarded');
+  assert.deepEqual(ok.authorization, [
+    { at: 'workload shop/reviews', principal: 'spiffe://cluster.local/ns/shop/sa/client', allowed: true, policy: 'shop/callers', why: 'allowed by ALLOW policy shop/callers', audited: [] },
+  ]);
+  const no = explain(input, 'shop/intruder', 'http://reviews:9080/x');
+  assert.equal(no.verdict.outcome, 'denied');
+  assert.equal(no.verdict.status, 403);
+  assert.equal(no.verdict.reason, ErrorCodes.RBAC_DENIED);
+  assert.match(no.verdict.summary, /denied at workload shop\/reviews: no ALLOW policy matches \(shop\/callers\)/);
+  assert.match(formatTrace(no), /✗ DENIED at workload shop\/reviews \(caller spiffe:\/\/cluster\.local\/ns\/shop\/sa\/intruder\)/);
+});
+
+test('"denied by policy ns/name" for a DENY policy, on the normalised path', () => {
+  const input = load([policy('no-admin', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin*'] } }] }] })]);
+  const trace = explain(input, 'shop/client', 'http://reviews:9080/public/%2e%2e/admin');
+  assert.equal(trace.verdict.outcome, 'denied');
+  assert.equal(trace.verdict.summary, 'denied by policy shop/no-admin at workload shop/reviews');
+  assert.equal(trace.request.path, '/admin');
+  assert.ok(trace.notes.some((n) => /normalised to \/admin/.test(n)));
+  assert.equal(explain(input, 'shop/client', 'http://reviews:9080/public').verdict.outcome, 'forwarded');
+});
+
+test('a path the proxy cannot normalise is a 400 in the trace', () => {
+  const trace = explain(load([]), 'shop/client', 'http://reviews:9080/a%zz');
+  assert.equal(trace.verdict.outcome, 'bad-request');
+  assert.equal(trace.verdict.reason, ErrorCodes.INVALID_PATH);
+});
+
+test('the mesh default deny shows as a denial at the destination; no policy means no authorization section', () => {
+  assert.equal(explain(load([]), 'shop/client', 'http://reviews:9080/').authorization?.[0]?.why, 'no AuthorizationPolicy applies');
+  const trace = explain(load([], { authorization: { defaultAction: 'DENY' } }), 'shop/client', 'http://reviews:9080/');
+  assert.equal(trace.verdict.outcome, 'denied');
+  assert.match(trace.verdict.summary, /mesh default is DENY/);
+});
+
+const ISSUER = 'https://issuer.example';
+const NOW = Date.parse('2026-01-01T00:00:00Z');
+const jwtPolicy = { apiVersion: 'weft.dev/v1alpha1', kind: 'RequestAuthentication', metadata: { name: 'jwt', namespace: NS }, spec: { selector: { matchLabels: { app: 'reviews' } }, jwtRules: [{ issuer: ISSUER, audiences: ['reviews'], jwksUri: 'https://issuer.example/jwks' }] } };
+
+/** A JWT-shaped token with these claims; its signature is junk, which explain never checks. */
+function unsignedToken(claims: Record<string, unknown>): string {
+  const part = (value: unknown) => Buffer.from(JSON.stringify(value)).toString('base64url');
+  return `${part({ alg: 'RS256', kid: 'k1' })}.${part(claims)}.not-a-signature`;
+}
+
+function explainWith(input: CompilerInput, url: string, headers: Record<string, string>) {
+  const trace = explainFromConfig({ from: 'shop/client', method: 'GET', url, headers }, { input: () => input, compile, proxies: () => [], now: () => NOW });
+  return { trace, text: formatTrace(trace) };
+}
+
+test('the destination\'s RequestAuthentication rules are listed: issuer, audiences, where the token is looked for', () => {
+  const { trace, text } = explainWith(load([jwtPolicy]), 'http://reviews:9080/x', {});
+  assert.equal(trace.verdict.outcome, 'forwarded');
+  assert.deepEqual(trace.authentication, [
+    {
+      at: 'workload shop/reviews',
+      rules: [{ id: 'shop/jwt/0', issuer: ISSUER, audiences: ['reviews'], from: ['header authorization (prefix "Bearer ")', 'query parameter access_token'], keys: 'https://issuer.example/jwks' }],
+      tokens: [],
+    },
+  ]);
+  assert.match(text, /issuer https:\/\/issuer\.example \(shop\/jwt\/0\): token from header authorization \(prefix "Bearer "\), query parameter access_token; audiences reviews/);
+  assert.match(text, /carries no token there: it passes with no request principal/);
+});
+
+test('a Bearer token is shown unverified (iss, sub, aud, exp), its issuer accepted, and requestPrincipals evaluated with it, marked unverified', () => {
+  const onlyAlice = policy('alice-only', { selector: { matchLabels: { app: 'reviews' } }, rules: [{ from: [{ source: { requestPrincipals: [`${ISSUER}/alice`] } }] }] });
+  const input = load([jwtPolicy, onlyAlice]);
+  const exp = NOW / 1000 + 3600;
+  const alice = explainWith(input, 'http://reviews:9080/x', { Authorization: `Bearer ${unsignedToken({ iss: ISSUER, sub: 'alice', aud: 'reviews', exp })}` });
+  assert.equal(alice.trace.verdict.outcome, 'forwarded');
+  const token = alice.trace.authentication?.[0]?.tokens[0];
+  assert.equal(token?.verified, false);
+  assert.equal(token?.foundIn, 'header authorization (prefix "Bearer ")');
+  assert.deepEqual([token?.iss, token?.sub, token?.aud, token?.expiresAt, token?.expired], [ISSUER, 'alice', ['reviews'], '2026-01-01T01:00:00.000Z', false]);
+  assert.equal(token?.issuerAccepted, true);
+  assert.deepEqual(token?.acceptedBy, ['shop/jwt/0']);
+  assert.equal(alice.trace.authorization?.[0]?.allowed, true);
+  assert.equal(alice.trace.authorization?.[0]?.unverifiedRequestPrincipal, `${ISSUER}/alice`);
+  assert.ok(alice.trace.notes.some((n) => /does not verify JWT signatures/.test(n)));
+  assert.ok(alice.trace.risks.some((r) => r.status === 401 && r.reason === ErrorCodes.JWT_INVALID));
+  assert.match(alice.text, /Authentication \(RequestAuthentication; tokens NOT verified by explain\)/);
+  assert.match(alice.text, /token in header authorization \(prefix "Bearer "\), unverified: iss https:\/\/issuer\.example, sub alice, aud reviews, exp 2026-01-01T01:00:00\.000Z/);
+  assert.match(alice.text, /✓ allowed at workload shop\/reviews \(caller spiffe:\/\/cluster\.local\/ns\/shop\/sa\/client, request principal https:\/\/issuer\.example\/alice UNVERIFIED\)/);
+
+  // The same token for bob, in the default query parameter: found there, and the ALLOW policy does not match him.
+  const bob = explainWith(input, `http://reviews:9080/x?access_token=${unsignedToken({ iss: ISSUER, sub: 'bob', aud: ['reviews'], exp })}`, {});
+  assert.equal(bob.trace.authentication?.[0]?.tokens[0]?.foundIn, 'query parameter access_token');
+  assert.equal(bob.trace.verdict.outcome, 'denied');
+  assert.equal(bob.trace.verdict.status, 403);
+  assert.equal(bob.trace.authorization?.[0]?.unverifiedRequestPrincipal, `${ISSUER}/bob`);
+
+  // No token: no request principal, so the ALLOW policy on requestPrincipals denies.
+  assert.equal(explainWith(input, 'http://reviews:9080/x', {}).trace.verdict.status, 403);
+});
+
+test('a token the destination refuses whatever its signature is a 401: unknown issuer, expired, wrong audience, not a JWT', () => {
+  const input = load([jwtPolicy]);
+  const exp = NOW / 1000 + 3600;
+  const cases: [string, RegExp][] = [
+    [unsignedToken({ iss: 'https://evil.example', sub: 'alice', aud: 'reviews', exp }), /issuer \("https:\/\/evil\.example"\) is not configured/],
+    [unsignedToken({ iss: ISSUER, sub: 'alice', aud: 'reviews', exp: NOW / 1000 - 3600 }), /the token expired/],
+    [unsignedToken({ iss: ISSUER, sub: 'alice', aud: 'ratings', exp }), /not for an allowed audience \(reviews\)/],
+    ['opaque-session-id', /not a JWT/],
+  ];
+  for (const [token, why] of cases) {
+    const { trace, text } = explainWith(input, 'http://reviews:9080/x', { authorization: `Bearer ${token}` });
+    assert.equal(trace.verdict.outcome, 'denied', String(why));
+    assert.equal(trace.verdict.status, 401);
+    assert.equal(trace.verdict.reason, ErrorCodes.JWT_INVALID);
+    assert.match(trace.verdict.summary, /^refused at workload shop\/reviews: /);
+    assert.match(trace.verdict.summary, why);
+    assert.match(text, /→ 401/);
+  }
+  assert.equal(explainWith(input, 'http://reviews:9080/x', { authorization: `Bearer ${unsignedToken({ iss: 'https://evil.example' })}` }).trace.authentication?.[0]?.tokens[0]?.issuerAccepted, false);
+});
+
+test('without a RequestAuthentication at the destination a token is not read, and the trace says so', () => {
+  const { trace } = explainWith(load([]), 'http://reviews:9080/x', { authorization: `Bearer ${unsignedToken({ iss: ISSUER, sub: 'alice' })}` });
+  assert.equal(trace.authentication, undefined);
+  assert.equal(trace.authorization?.[0]?.unverifiedRequestPrincipal, undefined);
+  assert.ok(trace.notes.some((n) => /No RequestAuthentication applies/.test(n)));
+});
+
+test('at a gateway: its RequestAuthentication reads the token first and removes it; an issuer it does not accept is a 401 there', () => {
+  const input = load([
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'weft' }, spec: { controllerName: 'weft.dev/gateway-controller' } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: NS }, spec: { gatewayClassName: 'weft', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }] } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'site', namespace: NS }, spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'reviews', port: 9080 }] }] } },
+    { ...jwtPolicy, metadata: { name: 'edge-jwt', namespace: NS }, spec: { targetRefs: [{ kind: 'Gateway', name: 'edge' }], jwtRules: [{ issuer: 'https://edge-issuer.example', jwksUri: 'https://edge-issuer.example/jwks', fromHeaders: [{ name: 'x-token' }] }] } },
+    { ...jwtPolicy, spec: { selector: { matchLabels: { app: 'reviews' } }, jwtRules: [{ issuer: 'https://edge-issuer.example', jwksUri: 'https://edge-issuer.example/jwks', fromHeaders: [{ name: 'x-token' }] }] } },
+  ]);
+  const at = (headers: Record<string, string>) => explainFromConfig({ gateway: `${NS}/edge`, method: 'GET', url: 'http://shop.example.com/', headers }, { input: () => input, compile, proxies: () => [], now: () => NOW });
+  const good = at({ 'x-token': unsignedToken({ iss: 'https://edge-issuer.example', sub: 'carol' }) });
+  assert.equal(good.verdict.outcome, 'forwarded');
+  assert.deepEqual(good.authentication?.map((a) => [a.at, a.rules.map((r) => r.from.join()), a.tokens.map((t) => `${t.iss}/${t.sub} accepted ${t.issuerAccepted}`)]), [
+    [`gateway ${NS}/edge`, ['header x-token'], ['https://edge-issuer.example/carol accepted true']],
+    // The gateway removed the token it verified (forwardOriginalToken false): the destination sees none.
+    [`workload ${NS}/reviews`, ['header x-token'], []],
+  ]);
+  assert.equal(good.authorization?.[0]?.unverifiedRequestPrincipal, 'https://edge-issuer.example/carol');
+  const bad = at({ 'x-token': unsignedToken({ iss: ISSUER, sub: 'carol' }) });
+  assert.equal(bad.verdict.status, 401);
+  assert.match(bad.verdict.summary, /^refused at gateway shop\/edge: the token's issuer \("https:\/\/issuer\.example"\) is not configured/);
+});
