@@ -176,4 +176,34 @@ describe('weft proxy --mode node', { timeout: 60_000 }, () => {
       await impostor.close();
     }
   });
+
+  it('enforces an AuthorizationPolicy on a hosted workload as a sidecar would: its own caller identities, 403 with weft-reason', async () => {
+    const policy = `
+apiVersion: weft.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: {name: alpha-from-gamma-only}
+spec:
+  selector: {matchLabels: {app: alpha}}
+  action: ALLOW
+  rules:
+  - from: [{source: {principals: ["cluster.local/ns/default/sa/gamma-sa"]}}]
+`;
+    const applied = await api(cp.apiUrl, 'POST', '/weft/v1/apply', policy, 'application/yaml');
+    assert.equal(applied.status, 200, applied.text);
+    try {
+      // beta shares alpha's node proxy, yet calls with its own identity: refused; gamma (a sidecar) is allowed.
+      const denied = await waitFor(async () => {
+        const res = await viaProxy(outbound.get('beta')!, `http://alpha:8080/who`);
+        return res.status === 403 ? res : undefined;
+      }, 'beta → alpha to be denied', 10_000);
+      assert.equal(denied.headers['weft-reason'], 'WEFT_ERR_RBAC_DENIED');
+      const allowed = await viaProxy(outbound.get('gamma')!, `http://alpha:8080/who`);
+      assert.equal(allowed.status, 200, allowed.body);
+      // beta itself is not selected: alpha (on the same node) still reaches it.
+      assert.equal((await viaProxy(outbound.get('alpha')!, `http://beta:8080/who`)).status, 200);
+    } finally {
+      const removed = await api(cp.apiUrl, 'DELETE', '/apis/weft.dev/v1alpha1/namespaces/default/authorizationpolicies/alpha-from-gamma-only');
+      assert.equal(removed.status, 200, removed.text);
+    }
+  });
 });
