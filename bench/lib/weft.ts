@@ -62,8 +62,12 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
     const api = String(controlPlane.ready!.api);
     const stream = String(controlPlane.ready!.stream);
 
-    const [oneHopPort, twoHopPort] = await freePorts(2);
-    const yamlFile = renderConfig('weft/mesh.yaml', { UPSTREAM_PORT: ctx.upstreamPort, ONE_HOP_PORT: oneHopPort!, TWO_HOP_PORT: twoHopPort! }, join(dir, 'mesh.yaml'));
+    const [oneHopPort, twoHopPort, twoHopL4Port] = await freePorts(3);
+    const yamlFile = renderConfig(
+      'weft/mesh.yaml',
+      { UPSTREAM_PORT: ctx.upstreamPort, ONE_HOP_PORT: oneHopPort!, TWO_HOP_PORT: twoHopPort!, TWO_HOP_TCP_PORT: twoHopL4Port! },
+      join(dir, 'mesh.yaml'),
+    );
     const res = await fetch(`${api}/weft/v1/apply`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: readFileSync(yamlFile, 'utf8') });
     if (!res.ok) throw new Error(`applying ${yamlFile}: ${res.status} ${await res.text()}`);
 
@@ -93,6 +97,7 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
         async () => {
           last.oneHop = await probe(oneHopPort!, '/');
           last.twoHops = await probe(twoHopPort!, '/');
+          last.twoHopsL4 = await probe(twoHopL4Port!, '/');
           last.forward = await probe(outboundPort, forwardPath);
           return Object.values(last).every((status) => status === '200');
         },
@@ -133,6 +138,16 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
         path: '/',
         proxies: [client, server],
         description: 'weft: client sidecar upstream port → server sidecar mesh tunnel (mutual TLS, STRICT) → upstream',
+      },
+      {
+        id: 'weft-2hop-mtls-l4',
+        system: 'weft',
+        hops: 2,
+        mtls: true,
+        port: twoHopL4Port!,
+        path: '/',
+        proxies: [client, server],
+        description: 'weft at L4: the same two sidecars, the Service port declared appProtocol tcp: bytes over the mutual-TLS tunnel (a CONNECT stream), no HTTP handling (TCP metrics only)',
       },
     ];
     if (options.variant) for (const t of topologies) t.id = t.id.replace(/^weft-/, `weft-${options.variant}-`);

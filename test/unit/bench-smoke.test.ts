@@ -11,6 +11,7 @@ const runner = fileURLToPath(new URL('../../bench/run.ts', import.meta.url));
 const REQUIRED: Record<string, string[]> = {
   dataplane: [
     'two-hop-mtls-throughput',
+    'two-hop-mtls-l4-throughput',
     'one-hop-throughput',
     'one-hop-forward-proxy-throughput',
     'added-p50-1000rps',
@@ -80,6 +81,7 @@ test('npm run bench -- --quick --json runs every suite and prints their figures'
   if (installed('wrk')) {
     assert.ok(figures.get('one-hop-throughput')!.weft! > 0, 'weft carried traffic through one hop');
     assert.ok(figures.get('two-hop-mtls-throughput')!.weft! > 0, 'weft carried traffic through two hops with mTLS');
+    assert.ok(figures.get('two-hop-mtls-l4-throughput')!.weft! > 0, 'weft carried traffic through two hops at L4 with mTLS');
     assert.ok(figures.get('framing-mtls-throughput')!.weft! > 0 && figures.get('framing-mtls-throughput')!.peerValue! > 0, 'both framings carried traffic');
     if (installed('haproxy')) assert.ok(figures.get('two-hop-mtls-throughput')!.peerValue! > 0, 'HAProxy carried traffic over mTLS');
     if (installed('nginx')) assert.ok(figures.get('one-hop-throughput')!.peerValue! > 0, 'nginx carried traffic');
