@@ -4,7 +4,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
-import { proxyError } from '../errors.ts';
+import { asProxyError, proxyError } from '../errors.ts';
 import { normalizeExchangePath } from '../normalize-path.ts';
 import { HttpExchange, TcpExchange } from '../exchange.ts';
 import { DEFAULT_DETECT_TIMEOUT_MS, detect, DetectMetrics } from '../transport/detect.ts';
@@ -122,6 +122,8 @@ export class OutboundListener {
       // A TCP client would not understand an HTTP error: it sees the connection close.
       this.openTcp(entry, socket, (upstreamSocket) => splice(socket, upstreamSocket), (error) => {
         this.options.logger.debug({ service: entry.routeKey, localPort, err: error }, 'upstream port could not connect');
+        // Counted as a CONNECT's refusal would be (by weft-reason), though a TCP client only sees the close.
+        this.options.metrics.proxyResponses.labels(asProxyError(error).code).inc();
         socket.destroy();
       });
       return;
@@ -143,6 +145,7 @@ export class OutboundListener {
         }
         this.openTcp(entry, socket, (upstreamSocket) => splice(socket, upstreamSocket), (error) => {
           this.options.logger.debug({ service: entry.routeKey, localPort, err: error }, 'upstream port could not connect');
+          this.options.metrics.proxyResponses.labels(asProxyError(error).code).inc();
           socket.destroy();
         });
       },

@@ -49,11 +49,25 @@ export const H2_SESSION_OPTIONS = { settings: { initialWindowSize: STREAM_WINDOW
 /** Opens the connection an HTTP/2 session runs on (the mTLS tunnel dial, negotiated for h2). */
 export type SessionDialer = (timeoutMs: number) => Promise<Socket>;
 
+/** A peer's own bounds (BackendTrafficPolicy), over the H2Settings defaults. */
+export interface PeerSessionLimits {
+  /** Sessions to the peer at most (circuitBreaker.maxConnections): beyond them, streams share the least busy one. */
+  maxSessions?: number;
+  /** Streams a session carries in its life (connection.maxRequestsPerConnection); then it takes no more and closes once they end. */
+  maxStreamsPerSession?: number;
+}
+
 interface Slot {
   ready: Promise<ClientHttp2Session>;
   session: ClientHttp2Session | undefined;
   active: number;
+  /** Streams leased on it so far, for maxStreamsPerSession (lifetime). */
+  leased: number;
   closed: boolean;
+  /** Retired (maxStreamsPerSession, a lowered maxSessions): the session closes when its last stream is released. */
+  retiring: boolean;
+  /** Takes the slot out of its peer's list: no new streams. */
+  drop: () => void;
   /** Why the session ended, once known (the first cause wins). */
   reason: string | undefined;
 }
@@ -74,6 +88,11 @@ export function widenSessionWindow(session: { setLocalWindowSize(size: number): 
   }
 }
 
+/** Closes a slot's session gracefully once it exists. */
+function closeWhenReady(slot: Slot): void {
+  slot.ready.then((session) => session.close(), () => {});
+}
+
 /** A stream handed out by H2Sessions: release() when it is done, so that the session's load is known. */
 export interface Lease {
   session: ClientHttp2Session;
@@ -90,6 +109,7 @@ export interface Lease {
  */
 export class H2Sessions {
   private readonly peers = new Map<string, Slot[]>();
+  private readonly limits = new Map<string, PeerSessionLimits>();
   private readonly settings: H2Settings;
   private readonly logger: Logger;
   private readonly observe: SessionObserver | undefined;
@@ -102,13 +122,18 @@ export class H2Sessions {
 
   /** A session to `id` (opened with `dial`, or as h2c to `authority` when dial is undefined), with one stream counted against it. */
   async lease(id: string, authority: string, dial: SessionDialer | undefined): Promise<Lease> {
-    const slot = this.pick(id, authority, dial);
+    const limits = this.limits.get(id);
+    const slot = this.pick(id, authority, dial, limits?.maxSessions ?? this.settings.maxSessionsPerPeer);
     slot.active++;
+    slot.leased++;
+    // Its last stream: no more on this session, which ends gracefully once the streams it carries are done.
+    if (limits?.maxStreamsPerSession !== undefined && slot.leased >= limits.maxStreamsPerSession) this.retire(slot);
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
       slot.active--;
+      if (slot.retiring && slot.active === 0) closeWhenReady(slot);
     };
     try {
       const session = await slot.ready;
@@ -119,19 +144,43 @@ export class H2Sessions {
     }
   }
 
-  private pick(id: string, authority: string, dial: SessionDialer | undefined): Slot {
+  /**
+   * Bounds of the peer `id` (BackendTrafficPolicy), or undefined for the
+   * defaults. Sessions beyond a lowered maxSessions take no new streams and
+   * close once theirs are done.
+   */
+  configure(id: string, limits: PeerSessionLimits | undefined): void {
+    if (limits && (limits.maxSessions !== undefined || limits.maxStreamsPerSession !== undefined)) this.limits.set(id, limits);
+    else this.limits.delete(id);
+    const max = limits?.maxSessions;
+    const slots = this.peers.get(id);
+    if (max === undefined || !slots || slots.length <= max) return;
+    // The least busy go first: they have the fewest streams to finish.
+    const surplus = [...slots].sort((a, b) => a.active - b.active).slice(0, slots.length - max);
+    for (const slot of surplus) this.retire(slot);
+  }
+
+  /** No new streams on the slot's session; it closes once the streams leased on it are released. */
+  private retire(slot: Slot): void {
+    if (slot.retiring) return;
+    slot.retiring = true;
+    slot.reason ??= 'retired';
+    slot.drop();
+    if (slot.active === 0) closeWhenReady(slot);
+  }
+
+  private pick(id: string, authority: string, dial: SessionDialer | undefined, maxSessions: number): Slot {
     let slots = this.peers.get(id);
     if (!slots) this.peers.set(id, (slots = []));
     let best: Slot | undefined;
     for (const slot of slots) if (!slot.closed && (best === undefined || slot.active < best.active)) best = slot;
-    if (best && (best.active < this.settings.maxStreamsPerSession || slots.length >= this.settings.maxSessionsPerPeer)) return best;
+    if (best && (best.active < this.settings.maxStreamsPerSession || slots.length >= maxSessions)) return best;
     const slot = this.open(id, authority, dial, slots);
     slots.push(slot);
     return slot;
   }
 
   private open(id: string, authority: string, dial: SessionDialer | undefined, slots: Slot[]): Slot {
-    const slot: Slot = { ready: undefined as unknown as Promise<ClientHttp2Session>, session: undefined, active: 0, closed: false, reason: undefined };
     // No new streams from here on; the session itself may still finish the ones it carries (GOAWAY, retain).
     const drop = () => {
       if (slot.closed) return;
@@ -140,6 +189,7 @@ export class H2Sessions {
       if (i !== -1) slots.splice(i, 1);
       if (slots.length === 0 && this.peers.get(id) === slots) this.peers.delete(id);
     };
+    const slot: Slot = { ready: undefined as unknown as Promise<ClientHttp2Session>, session: undefined, active: 0, leased: 0, closed: false, retiring: false, drop, reason: undefined };
     const timeoutMs = this.settings.connectTimeoutMs;
     // Only tunnel sessions (dialled by us) are counted; h2c sessions to apps are not the mesh's.
     const observe = dial ? this.observe : undefined;

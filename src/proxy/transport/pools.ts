@@ -104,8 +104,11 @@ export class Pools implements TunnelDialer {
    * Per-peer settings from a BackendTrafficPolicy (pool id as endpointPoolId
    * gives it), or undefined for the defaults. A pool already open with other
    * settings is closed gracefully; the next request opens one with these.
+   * The peer's HTTP/2 sessions (h2c, or the tunnel's) get the same bounds.
    */
   configure(id: string, settings: Partial<PoolSettings> | undefined): void {
+    // HTTP/2 sessions to the same peer keep to the same bounds: maxConnections sessions, maxRequestsPerConnection streams each.
+    this.h2.configure(id, settings ? { maxSessions: settings.connections, maxStreamsPerSession: settings.maxRequestsPerConnection } : undefined);
     const before = JSON.stringify(this.settingsFor(id));
     if (settings) this.overrides.set(id, settings);
     else this.overrides.delete(id);

@@ -19,6 +19,8 @@ import { hash32, maglevTable, ringTable, type HashTable } from './hashing.ts';
 /** In-flight requests and latency of one endpoint; shared by every balancer built for its backend, old or new. */
 export interface Load {
   inFlight: number;
+  /** Opaque TCP connections open to the endpoint now, for the circuit breaker's maxConnections (inFlight counts only their connecting). */
+  connections: number;
   /** Peak-EWMA of response time (ms): jumps up to a slower sample at once, decays towards faster ones. */
   ewmaMs: number;
   /** When ewmaMs was last updated (monotonic ms). */
@@ -326,7 +328,7 @@ export class BalancerRegistry {
     const stagedLoads = this.staged?.loads.get(backend.key);
     const loads = new Map<string, Load>();
     const picks = backend.endpoints.map((endpoint) => {
-      const load = stagedLoads?.get(endpoint.id) ?? state.loads.get(endpoint.id) ?? loads.get(endpoint.id) ?? { inFlight: 0, ewmaMs: DEFAULT_RTT_MS, sampledAt: now, addedAt: known ? now : -Infinity };
+      const load = stagedLoads?.get(endpoint.id) ?? state.loads.get(endpoint.id) ?? loads.get(endpoint.id) ?? { inFlight: 0, connections: 0, ewmaMs: DEFAULT_RTT_MS, sampledAt: now, addedAt: known ? now : -Infinity };
       loads.set(endpoint.id, load);
       return { endpoint, load };
     });

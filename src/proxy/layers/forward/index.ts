@@ -34,6 +34,18 @@ export function appProtocolFor(declared: PortProtocol | undefined, ex: HttpExcha
   return ex.grpc && !String(ex.req.headers['content-type']).startsWith('application/grpc-web') ? 'h2' : 'http1';
 }
 
+/**
+ * Whether forwardHttp sends the exchange as a stream on a shared HTTP/2
+ * session (many requests per connection) rather than on a connection of its
+ * own for the time of the request: between proxies the client's framing is
+ * kept, to an app its port's protocol decides. An Upgrade always gets its own.
+ */
+export function sendsAsHttp2(ex: HttpExchange, endpoint: SnapshotEndpoint): boolean {
+  if (ex.upgrade) return false;
+  if (endpoint.tunnelPort !== undefined && ex.downstream === 'h2') return true;
+  return appProtocolFor(ex.backend?.protocol, ex) === 'h2';
+}
+
 export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchange> {
   const source = context.source;
   return () => (ex) => {
