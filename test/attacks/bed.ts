@@ -1,6 +1,6 @@
 // The attack suite's test bed: a control plane, a sidecar (its outbound port) and a gateway in real processes, a recording echo behind both, and the tools the attacks share.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { startEcho, type ReceivedRequest, type RunningEcho } from '../../src/testing/echo.ts';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { applyObjects, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from '../integration/gateway-helpers.ts';
 
 export const NS = 'attack';
 /** The mesh name the sidecar's outbound port resolves. */
@@ -51,38 +52,19 @@ export async function startBed(limits: Record<string, number> = {}): Promise<Bed
   };
   try {
     const echo = (started.echo = await startEcho({ port: 0, namespace: NS, pod: 'echo-0', record: (r) => received.push(r) }));
-    const controlPlane = (started.controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--insecure-local-tokens'], { env: { WEFT_LOG_LEVEL: 'warn' } }));
+    const controlPlane = (started.controlPlane = await startControlPlaneProcess());
     const api = String(controlPlane.ready.api);
-    const call = async (method: string, path: string, body?: unknown) => {
-      const res = await fetch(`${api}${path}`, { method, signal: AbortSignal.timeout(5000), ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}) });
-      const text = await res.text();
-      return { status: res.status, json: text ? (JSON.parse(text) as unknown) : undefined };
-    };
-    const applied = await call('POST', '/weft/v1/apply', {
-      items: [
-        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
-        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: NS }, spec: { selector: { app: 'echo' }, ports: [{ port: 8080, targetPort: echo.port }] } },
-        { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'echo-1', namespace: NS, labels: { app: 'echo' } }, spec: { address: '127.0.0.1', ports: [{ port: echo.port }] } },
-        { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'client', namespace: NS }, spec: {} },
-        { apiVersion: `${GROUP}/v1`, kind: 'Gateway', metadata: { name: 'gw', namespace: NS }, spec: { gatewayClassName: 'weft', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } },
-        { apiVersion: `${GROUP}/v1`, kind: 'HTTPRoute', metadata: { name: 'to-echo', namespace: NS }, spec: { parentRefs: [{ name: 'gw' }], rules: [{ backendRefs: [{ name: 'echo', port: 8080 }] }] } },
-      ],
-    });
-    assert.equal(applied.status, 200, JSON.stringify(applied.json));
-    const tokenFile = async (workload: string) => {
-      const token = await call('POST', '/weft/v1/tokens', { namespace: NS, workload });
-      assert.equal(token.status, 201);
-      const file = join(dir, `token-${workload}`);
-      writeFileSync(file, (token.json as { token: string }).token, { mode: 0o600 });
-      return file;
-    };
+    await applyObjects(api, [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: NS }, spec: { selector: { app: 'echo' }, ports: [{ port: 8080, targetPort: echo.port }] } },
+      { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'echo-1', namespace: NS, labels: { app: 'echo' } }, spec: { address: '127.0.0.1', ports: [{ port: echo.port }] } },
+      { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'client', namespace: NS }, spec: {} },
+      { apiVersion: `${GROUP}/v1`, kind: 'Gateway', metadata: { name: 'gw', namespace: NS }, spec: { gatewayClassName: 'weft', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } },
+      { apiVersion: `${GROUP}/v1`, kind: 'HTTPRoute', metadata: { name: 'to-echo', namespace: NS }, spec: { parentRefs: [{ name: 'gw' }], rules: [{ backendRefs: [{ name: 'echo', port: 8080 }] }] } },
+    ]);
     const limitFlags = Object.entries(limits).flatMap(([name, value]) => ['--limit', `${name}=${value}`]);
-    const common = ['--control-plane', String(controlPlane.ready.stream), '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0', '--drain', '1s', ...limitFlags];
-    const gateway = (started.gateway = await startWeft(
-      ['proxy', '--mode', 'gateway', '--gateway', `${NS}/gw`, '--listener-port', '80=0', '--listener-ports', 'ephemeral', '--token-file', await tokenFile('gw.gateway'), ...common],
-      { env: { WEFT_LOG_LEVEL: 'warn' } },
-    ));
-    const sidecar = (started.sidecar = await startWeft(['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'client', '--token-file', await tokenFile('client'), ...common], {
+    const gateway = (started.gateway = await startGatewayProcess(controlPlane, `${NS}/gw`, [80], await writeTokenFile(api, dir, NS, 'gw.gateway'), limitFlags));
+    const sidecar = (started.sidecar = await startWeft(['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'client', ...proxyArgs(controlPlane, await writeTokenFile(api, dir, NS, 'client')), ...limitFlags], {
       env: { WEFT_LOG_LEVEL: 'warn' },
     }));
     const ports = (p: RunningProcess) => p.ready.ports as { outbound: number; admin: number; listeners?: Record<string, number> };
@@ -91,10 +73,7 @@ export async function startBed(limits: Record<string, number> = {}): Promise<Bed
       gateway: { name: 'gateway', port: ports(gateway).listeners!['80']!, host: EDGE_HOST, admin: ports(gateway).admin, process: gateway },
       targets: [],
       received,
-      apply: async (items) => {
-        const answer = await call('POST', '/weft/v1/apply', { items });
-        assert.equal(answer.status, 200, JSON.stringify(answer.json));
-      },
+      apply: (items) => applyObjects(api, items),
       close,
     };
     bed.targets = [bed.sidecar, bed.gateway];

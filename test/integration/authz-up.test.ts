@@ -1,43 +1,19 @@
 // AuthorizationPolicy with real processes (`weft up`): a DENY at the gateway, a DENY by caller at a sidecar, the audit line on the proxy's stderr (the default --audit-log), and `weft explain` naming the policy.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { UpFile } from '../../src/cli/up.ts';
-import { runWeft, startWeft, weftBin } from '../../src/testing/process.ts';
+import { runWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { ECHO_SERVICE_YAML, echoWorkloadYaml, edgeGatewayYaml, getWithHost, scratchDir, startUp } from './up-helpers.ts';
 
-const dir = await mkdtemp(join(tmpdir(), 'weft-authz-up-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await scratchDir('weft-authz-up-');
 
-const app = (name: string) => `apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: ${name}, labels: {app: ${name}}}
-spec:
-  serviceAccount: ${name}
-  command: [node, ${JSON.stringify(weftBin)}, echo]
-  ports: [{name: http, port: 8080}]
-`;
+const app = (name: string) => echoWorkloadYaml(name, [`serviceAccount: ${name}`]);
 
-const mesh = `apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 8080, appProtocol: http}]
----
+const mesh = `${ECHO_SERVICE_YAML}---
 ${app('echo')}---
 ${app('client')}---
 ${app('intruder')}---
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  gatewayClassName: weft
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+${edgeGatewayYaml()}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop}
@@ -63,27 +39,14 @@ spec:
 `;
 
 /** A GET to `port` with a raw target (origin-form at the gateway, absolute-form at a sidecar's outbound port). */
-function get(port: number, target: string, host: string): Promise<{ status: number; reason: string | undefined }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: target, headers: { host }, agent: false, timeout: 15_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: res.headers['weft-reason'] as string | undefined }));
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
-    req.on('error', reject);
-    req.end();
-  });
+async function get(port: number, target: string, host: string): Promise<{ status: number; reason: string | undefined }> {
+  const { status, reason } = await getWithHost(port, target, { host });
+  return { status, reason };
 }
 
 test('weft up: policies enforced at the gateway and at a sidecar, audited, and explained', async () => {
-  await writeFile(join(dir, 'mesh.yaml'), mesh);
-  const up = await startWeft(['up', '-f', 'mesh.yaml', '--api-port', '0'], {
-    cwd: dir,
-    isReady: (line) => line.startsWith('Ctrl-C stops everything'),
-    readyTimeoutMs: 30_000,
-  });
+  const { up, facts } = await startUp(dir, mesh);
   try {
-    const facts = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
     const port = facts.gateways![0]!.listeners['80']!;
     const outboundOf = (workload: string) => facts.workloads.find((w) => w.workload === workload)!.proxy.outbound;
     await waitFor(async () => (await get(port, '/api/ready', 'shop.example')).status === 200, { timeoutMs: 20_000, intervalMs: 200, message: 'the echo to answer through the gateway' });

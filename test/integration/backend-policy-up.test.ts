@@ -1,40 +1,15 @@
 // BackendTrafficPolicy end to end with real processes (`weft up`): the gateway hashes on a header, and every policy gets its status.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { UpFile } from '../../src/cli/up.ts';
 import type { PolicyStatus } from '../../src/compiler/backend-policy.ts';
-import { startWeft, weftBin } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { ECHO_SERVICE_YAML, echoWorkloadYaml, edgeGatewayYaml, getWithHost, scratchDir, startUp } from './up-helpers.ts';
 
-const dir = await mkdtemp(join(tmpdir(), 'weft-up-policy-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await scratchDir('weft-up-policy-');
 
-const mesh = `apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 8080, appProtocol: http}]
----
-apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: echo, labels: {app: echo}}
-spec:
-  command: [node, ${JSON.stringify(weftBin)}, echo]
-  ports: [{name: http, port: 8080}]
-  replicas: 2
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  gatewayClassName: weft
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+const mesh = `${ECHO_SERVICE_YAML}---
+${echoWorkloadYaml('echo', ['replicas: 2'])}---
+${edgeGatewayYaml()}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop}
@@ -67,34 +42,18 @@ spec:
   targetRefs: [{kind: Service, name: nope}]
 `;
 
-function get(port: number, user: string): Promise<{ status: number; pod: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', headers: { host: 'shop.example.com', 'x-user': user }, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode ?? 0, pod: (JSON.parse(body) as { pod: string }).pod });
-        } catch {
-          resolve({ status: res.statusCode ?? 0, pod: '' });
-        }
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
-    req.on('error', reject);
-    req.end();
-  });
+async function get(port: number, user: string): Promise<{ status: number; pod: string }> {
+  const { status, body } = await getWithHost(port, '/', { host: 'shop.example.com', 'x-user': user }, 5000);
+  try {
+    return { status, pod: (JSON.parse(body) as { pod: string }).pod };
+  } catch {
+    return { status, pod: '' };
+  }
 }
 
 test('weft up: a BackendTrafficPolicy hashes the gateway\'s requests by header; conflicting and orphan policies say why in their status', async () => {
-  await writeFile(join(dir, 'mesh.yaml'), mesh);
-  const up = await startWeft(['up', '-f', 'mesh.yaml', '--api-port', '0'], {
-    cwd: dir,
-    isReady: (line) => line.startsWith('Ctrl-C stops everything'),
-    readyTimeoutMs: 30_000,
-  });
+  const { up, facts } = await startUp(dir, mesh);
   try {
-    const facts = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
     const port = facts.gateways?.[0]?.listeners['80'];
     assert.ok(port !== undefined && port > 0);
 

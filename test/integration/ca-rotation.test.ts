@@ -12,20 +12,10 @@ import { MemoryStore } from '../../src/control/store/memory.ts';
 import { systemClock } from '../../src/telemetry/clock.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 import { api, startTestControlPlane } from './control-helpers.ts';
-import { startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
+import { viaProxy, type TestProxy } from './proxy-helpers.ts';
+import { startSidecarPair, type SidecarPair } from './mtls-helpers.ts';
 
 const OVERLAP_MS = 7000;
-
-const mesh = [
-  { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews' }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
-  {
-    apiVersion: 'weft.dev/v1alpha1',
-    kind: 'Workload',
-    metadata: { name: 'reviews', labels: { app: 'reviews' } },
-    spec: { serviceAccount: 'reviews', ports: [{ name: 'http', port: 9080 }] },
-  },
-  { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'productpage', labels: { app: 'productpage' } }, spec: { serviceAccount: 'productpage' } },
-];
 
 /** The certificate a proxy presents on its tunnel port (TLS 1.3 shows it before the server has judged ours). */
 function presentedCertificate(port: number): Promise<X509Certificate> {
@@ -56,41 +46,16 @@ async function issuedBy(port: number, rootPem: string): Promise<boolean> {
 
 describe('root rotation with an overlap window', () => {
   let cp: RunningControlPlane;
-  let app: Backend;
   let server: TestProxy;
   let client: TestProxy;
+  let pair: SidecarPair | undefined;
 
   before(async () => {
-    cp = await startTestControlPlane({ leaseTtlMs: 3000, localTokens: true });
-    const applied = await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: mesh });
-    assert.equal(applied.status, 200, applied.text);
-    app = await startBackend('reviews-app');
-    server = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'reviews',
-      instance: 'reviews-0',
-      appPorts: [{ declared: 9080, actual: app.port }],
-      readinessIntervalMs: 100,
-      token: await cp.tokens.create({ namespace: 'default', workload: 'reviews' }),
-    });
-    client = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'productpage',
-      instance: 'productpage-0',
-      token: await cp.tokens.create({ namespace: 'default', workload: 'productpage' }),
-    });
-    await waitFor(async () => (await viaProxy(client.proxy.ports.outbound, 'http://reviews:9080/warm-up')).status === 200, {
-      timeoutMs: 10_000,
-      message: 'the client reaching reviews through the mesh',
-    });
+    pair = await startSidecarPair({ controlPlane: { leaseTtlMs: 3000, localTokens: true } });
+    ({ cp, server, client } = pair);
   });
 
-  after(async () => {
-    await client?.close();
-    await server?.close();
-    await app?.close();
-    await cp?.close();
-  });
+  after(() => pair?.close());
 
   it('rotates twice under continuous traffic: zero failures, both proxies end on the newest root, old roots leave the bundle', { timeout: 40_000 }, async () => {
     const roots = [cp.trustBundle[0]!];

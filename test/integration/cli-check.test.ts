@@ -5,47 +5,19 @@ import type { ProxyStatus } from '../../src/api/stream.ts';
 import type { RunningControlPlane } from '../../src/control/main.ts';
 import { runWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { api, startTestControlPlane } from './control-helpers.ts';
-import { startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
-
-const mesh = [
-  { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews' }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
-  {
-    apiVersion: 'weft.dev/v1alpha1',
-    kind: 'Workload',
-    metadata: { name: 'reviews', labels: { app: 'reviews' } },
-    spec: { serviceAccount: 'reviews', ports: [{ name: 'http', port: 9080 }] },
-  },
-  { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'productpage', labels: { app: 'productpage' } }, spec: { serviceAccount: 'productpage' } },
-];
+import { api } from './control-helpers.ts';
+import type { TestProxy } from './proxy-helpers.ts';
+import { startSidecarPair, type SidecarPair } from './mtls-helpers.ts';
 
 describe('weft check and weft ca', () => {
   let cp: RunningControlPlane;
-  let app: Backend;
-  let server: TestProxy;
   let client: TestProxy | undefined;
+  let pair: SidecarPair | undefined;
 
   before(async () => {
     // Two-hour workload certificates: healthy under the default check, "near expiry" for --warn-days 1.
-    cp = await startTestControlPlane({ leaseTtlMs: 3000, localTokens: true, certTtlMs: 2 * 3600_000 });
-    const applied = await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: mesh });
-    assert.equal(applied.status, 200, applied.text);
-    app = await startBackend('reviews-app');
-    server = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'reviews',
-      instance: 'reviews-0',
-      appPorts: [{ declared: 9080, actual: app.port }],
-      readinessIntervalMs: 100,
-      token: await cp.tokens.create({ namespace: 'default', workload: 'reviews' }),
-    });
-    client = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'productpage',
-      instance: 'productpage-0',
-      token: await cp.tokens.create({ namespace: 'default', workload: 'productpage' }),
-    });
-    await waitFor(async () => (await viaProxy(client!.proxy.ports.outbound, 'http://reviews:9080/warm-up')).status === 200, { timeoutMs: 10_000, message: 'traffic through the mesh' });
+    pair = await startSidecarPair({ controlPlane: { leaseTtlMs: 3000, localTokens: true, certTtlMs: 2 * 3600_000 } });
+    ({ cp, client } = pair);
     await waitFor(
       async () => {
         const proxies = (await api(cp.apiUrl, 'GET', '/weft/v1/proxies')).body as ProxyStatus[];
@@ -55,12 +27,7 @@ describe('weft check and weft ca', () => {
     );
   });
 
-  after(async () => {
-    await client?.close();
-    await server?.close();
-    await app?.close();
-    await cp?.close();
-  });
+  after(() => pair?.close());
 
   it('passes on a healthy mesh with a short summary', async () => {
     const result = await runWeft(['check', '--server', cp.apiUrl]);

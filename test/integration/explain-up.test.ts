@@ -1,46 +1,18 @@
 // `weft explain` end to end with real processes (`weft up`): the control plane's trace, the gateway proxy's live state from its admin, the CLI's text and JSON.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { ExplainTrace, LiveProxyState } from '../../src/api/explain.ts';
-import type { UpFile } from '../../src/cli/up.ts';
-import { runWeft, startWeft, weftBin } from '../../src/testing/process.ts';
+import { runWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { ECHO_SERVICE_YAML, echoWorkloadYaml, edgeGatewayYaml, getWithHost, scratchDir, startUp } from './up-helpers.ts';
 
-const dir = await mkdtemp(join(tmpdir(), 'weft-explain-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await scratchDir('weft-explain-');
 
-const mesh = `apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 8080, appProtocol: http}]
----
-apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: echo, labels: {app: echo}}
-spec:
-  command: [node, ${JSON.stringify(weftBin)}, echo]
-  ports: [{name: http, port: 8080}]
----
-apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: client, labels: {app: client}}
-spec:
-  command: [node, ${JSON.stringify(weftBin)}, echo]
-  ports: [{name: http, port: 8080}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  gatewayClassName: weft
-  listeners: [{name: http, port: 80, protocol: HTTP, hostname: "*.example.com"}]
----
+const mesh = `${ECHO_SERVICE_YAML}---
+${echoWorkloadYaml()}---
+${echoWorkloadYaml('client')}---
+${edgeGatewayYaml('*.example.com')}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop}
@@ -61,27 +33,11 @@ spec:
 `;
 
 /** A request through the gateway; resolves with its status once answered. */
-function get(port: number, path: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host: 'shop.example.com' }, agent: false, timeout: 15_000 }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 15 s')));
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = async (port: number, path: string) => (await getWithHost(port, path, { host: 'shop.example.com' })).status;
 
 test('weft explain: routed, no route, unknown workload, circuit open from the gateway proxy\'s live state, and from a sidecar', async () => {
-  await writeFile(join(dir, 'mesh.yaml'), mesh);
-  const up = await startWeft(['up', '-f', 'mesh.yaml', '--api-port', '0'], {
-    cwd: dir,
-    isReady: (line) => line.startsWith('Ctrl-C stops everything'),
-    readyTimeoutMs: 30_000,
-  });
+  const { up, facts } = await startUp(dir, mesh);
   try {
-    const facts = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
     const gateway = facts.gateways![0]!;
     const port = gateway.listeners['80']!;
     await waitFor(async () => (await get(port, '/api/ready')) === 200, { timeoutMs: 20_000, intervalMs: 200, message: 'the echo to answer through the gateway' });

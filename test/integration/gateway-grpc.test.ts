@@ -10,9 +10,10 @@ import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { startEcho, type RunningEcho } from '../../src/testing/echo.ts';
 import { freePort } from '../../src/testing/ports.ts';
-import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import type { RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { selfSignedCertificate, type Certificate } from '../conformance/gateways.ts';
+import { applyObjects, listenersOf, startControlPlaneProcess, startGatewayProcess, tlsSecret, writeTokenFile } from './gateway-helpers.ts';
 import { EchoClient, MAX_MESSAGE, startGrpcEcho, unary, type EchoReply, type EchoRequest, type GrpcEchoServer } from '../fixtures/grpc-echo.ts';
 
 const run = promisify(execFile);
@@ -29,16 +30,6 @@ let cert: Certificate;
 let httpPort: number;
 let httpsPort: number;
 const clients: grpc.Client[] = [];
-
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    signal: AbortSignal.timeout(5000),
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
 
 function service(name: string, port: number, appProtocol?: string) {
   return {
@@ -68,17 +59,11 @@ before(async () => {
   web = await startEcho({ port: 0, namespace: NS, pod: 'web-5f6d7c-abcde', logger: pino({ level: 'silent' }) });
   grpcApp = await startGrpcEcho();
   const deadPort = await freePort();
-  controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--insecure-local-tokens'], { env: { WEFT_LOG_LEVEL: 'warn' } });
+  controlPlane = await startControlPlaneProcess();
   api = String(controlPlane.ready.api);
   const items: unknown[] = [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
-    {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: 'cert', namespace: NS },
-      type: 'kubernetes.io/tls',
-      data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') },
-    },
+    tlsSecret(NS, 'cert', cert),
     {
       apiVersion: `${GROUP}/v1`,
       kind: 'Gateway',
@@ -101,23 +86,9 @@ before(async () => {
     route('dead', 'dead.example.org', 'dead'),
     route('web', undefined, 'web'),
   ];
-  const applied = await call('POST', '/weft/v1/apply', { items });
-  assert.equal(applied.status, 200, JSON.stringify(applied.json));
-  const token = await call('POST', '/weft/v1/tokens', { namespace: NS, workload: 'gw.gateway' });
-  assert.equal(token.status, 201);
-  const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, (token.json as { token: string }).token, { mode: 0o600 });
-  gateway = await startWeft(
-    [
-      'proxy', '--mode', 'gateway', '--gateway', `${NS}/gw`,
-      '--control-plane', String(controlPlane.ready.stream),
-      '--listener-port', '80=0', '--listener-port', '443=0', '--listener-ports', 'ephemeral',
-      '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
-      '--token-file', tokenFile, '--drain', '1s',
-    ],
-    { env: { WEFT_LOG_LEVEL: 'warn' } },
-  );
-  const listeners = (gateway.ready.ports as { listeners: Record<string, number> }).listeners;
+  await applyObjects(api, items);
+  gateway = await startGatewayProcess(controlPlane, `${NS}/gw`, [80, 443], await writeTokenFile(api, dir, NS, 'gw.gateway'));
+  const listeners = listenersOf(gateway);
   httpPort = listeners['80']!;
   httpsPort = listeners['443']!;
   await waitFor(

@@ -1,7 +1,7 @@
 // A real control plane, a gateway proxy and a sidecar: TLS passthrough by SNI (openssl s_client), weighted TCPRoute backends, a TCPRoute on a mesh Service.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +10,7 @@ import { freePort } from '../../src/testing/ports.ts';
 import { runProcess, startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { selfSignedCertificate } from '../conformance/gateways.ts';
+import { apiCall, applyObjects, listenersOf, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
 
 const NS = 'edge';
 const GROUP = 'gateway.networking.k8s.io';
@@ -27,20 +28,8 @@ const servers: (Server | TlsServer)[] = [];
 /** Backend name → its port. */
 const ports = new Map<string, number>();
 
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    signal: AbortSignal.timeout(5000),
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
-
-async function apply(items: unknown[]): Promise<void> {
-  const { status, json } = await call('POST', '/weft/v1/apply', { items });
-  assert.equal(status, 200, JSON.stringify(json));
-}
+const call = (method: string, path: string, body?: unknown) => apiCall(api, method, path, body);
+const apply = (items: unknown[]) => applyObjects(api, items);
 
 function listen<T extends Server | TlsServer>(server: T): Promise<number> {
   servers.push(server);
@@ -120,7 +109,7 @@ before(async () => {
   }
   for (const name of ['tcp-a', 'tcp-b']) ports.set(name, await listen(nameServer(name)));
 
-  controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--insecure-local-tokens'], { env: { WEFT_LOG_LEVEL: 'warn' } });
+  controlPlane = await startControlPlaneProcess();
   api = String(controlPlane.ready.api);
   upstreamPort = await freePort();
   upstreamTlsPort = await freePort();
@@ -185,22 +174,11 @@ before(async () => {
   );
   await apply(objects);
 
-  const tokenFile = async (workloadName: string) => {
-    const token = await call('POST', '/weft/v1/tokens', { namespace: NS, workload: workloadName });
-    assert.equal(token.status, 201);
-    const file = join(dir, `token-${workloadName}`);
-    writeFileSync(file, (token.json as { token: string }).token, { mode: 0o600 });
-    return file;
-  };
-  const common = ['--control-plane', String(controlPlane.ready.stream), '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0', '--drain', '1s'];
-  gateway = await startWeft(
-    ['proxy', '--mode', 'gateway', '--gateway', `${NS}/gw`, '--listener-port', '9000=0', '--listener-port', '9443=0', '--listener-ports', 'ephemeral', '--token-file', await tokenFile('gw.gateway'), ...common],
-    { env: { WEFT_LOG_LEVEL: 'warn' } },
-  );
-  const listeners = (gateway.ready.ports as { listeners: Record<string, number> }).listeners;
+  gateway = await startGatewayProcess(controlPlane, `${NS}/gw`, [9000, 9443], await writeTokenFile(api, dir, NS, 'gw.gateway'));
+  const listeners = listenersOf(gateway);
   tcpPort = listeners['9000']!;
   tlsPort = listeners['9443']!;
-  sidecar = await startWeft(['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'client', '--token-file', await tokenFile('client'), ...common], {
+  sidecar = await startWeft(['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'client', ...proxyArgs(controlPlane, await writeTokenFile(api, dir, NS, 'client'))], {
     env: { WEFT_LOG_LEVEL: 'warn' },
   });
   await waitFor(async () => (await firstLine(tcpPort)).startsWith('tcp-'), { timeoutMs: 10_000, message: 'the gateway to serve its TCP listener' }).catch((error: unknown) => {

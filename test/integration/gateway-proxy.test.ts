@@ -4,15 +4,16 @@ import assert from 'node:assert/strict';
 import { connect as http2Connect } from 'node:http2';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type PeerCertificate } from 'node:tls';
 import { pino } from 'pino';
 import { startEcho, type RunningEcho } from '../../src/testing/echo.ts';
-import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import type { RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { selfSignedCertificate, type Certificate } from '../conformance/gateways.ts';
+import { apiCall, applyObjects, listenersOf, startControlPlaneProcess, startGatewayProcess, tlsSecret, writeTokenFile } from './gateway-helpers.ts';
 
 const NS = 'edge';
 const GROUP = 'gateway.networking.k8s.io';
@@ -96,30 +97,10 @@ let trusted: string;
 let httpPort: number;
 let httpsPort: number;
 
-async function call(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    signal: AbortSignal.timeout(5000),
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
+const call = (method: string, path: string, body?: unknown) => apiCall(api, method, path, body);
+const apply = (items: unknown[]) => applyObjects(api, items);
 
-async function apply(items: unknown[]): Promise<void> {
-  const { status, json } = await call('POST', '/weft/v1/apply', { items });
-  assert.equal(status, 200, JSON.stringify(json));
-}
-
-function secret(name: string, cert: Certificate) {
-  return {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: { name, namespace: NS },
-    type: 'kubernetes.io/tls',
-    data: { 'tls.crt': Buffer.from(cert.certPem).toString('base64'), 'tls.key': Buffer.from(cert.keyPem).toString('base64') },
-  };
-}
+const secret = (name: string, cert: Certificate) => tlsSecret(NS, name, cert);
 
 function gatewayObject(extraListeners: unknown[] = []) {
   const tls = (name: string) => ({ mode: 'Terminate', certificateRefs: [{ name }] });
@@ -155,7 +136,7 @@ before(async () => {
   trusted = certA.certPem + certAny.certPem;
   const quiet = pino({ level: 'silent' });
   for (const app of ['alpha', 'beta']) echoes.push(await startEcho({ port: 0, namespace: NS, pod: `${app}-7d9f8c-abcde`, logger: quiet }));
-  controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--insecure-local-tokens'], { env: { WEFT_LOG_LEVEL: 'warn' } });
+  controlPlane = await startControlPlaneProcess();
   api = String(controlPlane.ready.api);
   const objects: unknown[] = [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } }, secret('cert-a', certA), secret('cert-any', certAny), gatewayObject()];
   ['alpha', 'beta'].forEach((app, i) => {
@@ -166,21 +147,8 @@ before(async () => {
   });
   objects.push(routeTo('to-alpha', 'http-a', 'alpha'), routeTo('to-beta', 'http-any', 'beta'), routeTo('secure-alpha', 'https-a', 'alpha'), routeTo('secure-beta', 'https-any', 'beta'));
   await apply(objects);
-  const token = await call('POST', '/weft/v1/tokens', { namespace: NS, workload: 'gw.gateway' });
-  assert.equal(token.status, 201);
-  const tokenFile = join(dir, 'token');
-  writeFileSync(tokenFile, (token.json as { token: string }).token, { mode: 0o600 });
-  gateway = await startWeft(
-    [
-      'proxy', '--mode', 'gateway', '--gateway', `${NS}/gw`,
-      '--control-plane', String(controlPlane.ready.stream),
-      '--listener-port', '80=0', '--listener-port', '443=0', '--listener-ports', 'ephemeral',
-      '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
-      '--token-file', tokenFile, '--drain', '1s',
-    ],
-    { env: { WEFT_LOG_LEVEL: 'warn' } },
-  );
-  const listeners = (gateway.ready.ports as { listeners: Record<string, number> }).listeners;
+  gateway = await startGatewayProcess(controlPlane, `${NS}/gw`, [80, 443], await writeTokenFile(api, dir, NS, 'gw.gateway'));
+  const listeners = listenersOf(gateway);
   httpPort = listeners['80']!;
   httpsPort = listeners['443']!;
   // Served once the first config is in: the catch-all route answers.

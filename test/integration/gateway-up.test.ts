@@ -1,38 +1,14 @@
 // `weft up` with a Gateway: it starts one gateway proxy per Gateway, prints and records its listener ports, and the Gateway serves its routes.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { request } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type { UpFile } from '../../src/cli/up.ts';
-import { startWeft, weftBin } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { ECHO_SERVICE_YAML, echoWorkloadYaml, edgeGatewayYaml, getWithHost, processAlive, scratchDir, startUp } from './up-helpers.ts';
 
-const dir = await mkdtemp(join(tmpdir(), 'weft-up-gateway-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await scratchDir('weft-up-gateway-');
 
-const mesh = `apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  selector: {app: echo}
-  ports: [{name: http, port: 8080, appProtocol: http}]
----
-apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata: {name: echo, labels: {app: echo}}
-spec:
-  command: [node, ${JSON.stringify(weftBin)}, echo]
-  ports: [{name: http, port: 8080}]
----
-apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: {name: edge}
-spec:
-  gatewayClassName: weft
-  listeners: [{name: http, port: 80, protocol: HTTP}]
----
+const mesh = `${ECHO_SERVICE_YAML}---
+${echoWorkloadYaml()}---
+${edgeGatewayYaml()}---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
 metadata: {name: shop}
@@ -44,39 +20,11 @@ spec:
       backendRefs: [{name: echo, port: 8080}]
 `;
 
-/** fetch() may not set Host; a gateway routes by it. */
-function get(port: number, host: string, path: string): Promise<{ status: number; reason: string | undefined; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, headers: { host }, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, reason: res.headers['weft-reason'] as string | undefined, body }));
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
+const get = (port: number, host: string, path: string) => getWithHost(port, path, { host }, 5000);
 
 test('weft up starts a gateway proxy per Gateway, shows where its ports listen, and the Gateway routes to the mesh', async () => {
-  await writeFile(join(dir, 'mesh.yaml'), mesh);
-  const up = await startWeft(['up', '-f', 'mesh.yaml', '--api-port', '0'], {
-    cwd: dir,
-    isReady: (line) => line.startsWith('Ctrl-C stops everything'),
-    readyTimeoutMs: 30_000,
-  });
-  let facts: UpFile | undefined;
+  const { up, facts } = await startUp(dir, mesh);
   try {
-    facts = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
     const gateway = facts.gateways?.[0];
     assert.ok(gateway, 'up.json records the gateway');
     assert.deepEqual([gateway.namespace, gateway.name], ['default', 'edge']);
@@ -102,5 +50,5 @@ test('weft up starts a gateway proxy per Gateway, shows where its ports listen, 
   } finally {
     assert.deepEqual(await up.stop(), { code: 0, signal: null });
   }
-  for (const g of facts?.gateways ?? []) assert.equal(alive(g.proxy.pid), false, `the gateway proxy (pid ${g.proxy.pid}) is still running`);
+  for (const g of facts.gateways ?? []) assert.equal(processAlive(g.proxy.pid), false, `the gateway proxy (pid ${g.proxy.pid}) is still running`);
 });

@@ -1,7 +1,6 @@
 // Helpers for the JWT tests: a JWKS server on 127.0.0.1:0, jose-made keys and tokens, and a mesh of real weft processes (control plane, gateway, a sidecar beside an echo app).
-import assert from 'node:assert/strict';
 import { createServer, request, type Server } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +9,7 @@ import { pino } from 'pino';
 import { startEcho, type RunningEcho } from '../../src/testing/echo.ts';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { applyObjects, listenersOf, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
 
 export const NS = 'jwt';
 const GROUP = 'gateway.networking.k8s.io';
@@ -120,16 +120,6 @@ export interface JwtMesh {
   close(): Promise<void>;
 }
 
-async function call(api: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    signal: AbortSignal.timeout(5000),
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
-
 /**
  * A control plane; Gateway `gw` (HTTP on port 80) with routes edge.example →
  * `open` and mesh.example → `secure`; `open` an echo outside the mesh,
@@ -151,13 +141,10 @@ export async function startJwtMesh(extra: unknown[]): Promise<JwtMesh> {
     const open = await startEcho({ port: 0, namespace: NS, pod: 'open-0', logger: quiet });
     const secure = await startEcho({ port: 0, namespace: NS, pod: 'secure-0', logger: quiet });
     echoes.push(open, secure);
-    const controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--insecure-local-tokens'], { env: { WEFT_LOG_LEVEL: 'warn' } });
+    const controlPlane = await startControlPlaneProcess();
     processes.push(controlPlane);
     const api = String(controlPlane.ready.api);
-    const apply = async (items: unknown[]) => {
-      const { status, json } = await call(api, 'POST', '/weft/v1/apply', { items });
-      assert.equal(status, 200, JSON.stringify(json));
-    };
+    const apply = (items: unknown[]) => applyObjects(api, items);
     const route = (name: string, hostname: string, service: string) => ({
       apiVersion: `${GROUP}/v1`,
       kind: 'HTTPRoute',
@@ -175,25 +162,14 @@ export async function startJwtMesh(extra: unknown[]): Promise<JwtMesh> {
       route('mesh', 'mesh.example', 'secure'),
       ...extra,
     ]);
-    const tokenFile = async (workload: string) => {
-      const token = await call(api, 'POST', '/weft/v1/tokens', { namespace: NS, workload });
-      assert.equal(token.status, 201, JSON.stringify(token.json));
-      const file = join(dir, `token-${workload}`);
-      writeFileSync(file, (token.json as { token: string }).token, { mode: 0o600 });
-      return file;
-    };
-    const common = ['--control-plane', String(controlPlane.ready.stream), '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0', '--drain', '1s'];
-    const gateway = await startWeft(
-      ['proxy', '--mode', 'gateway', '--gateway', `${NS}/gw`, '--listener-port', '80=0', '--listener-ports', 'ephemeral', '--token-file', await tokenFile('gw.gateway'), ...common],
-      { env: { WEFT_LOG_LEVEL: 'warn' } },
-    );
+    const gateway = await startGatewayProcess(controlPlane, `${NS}/gw`, [80], await writeTokenFile(api, dir, NS, 'gw.gateway'));
     processes.push(gateway);
     const sidecar = await startWeft(
-      ['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'secure-v1', '--app-port', `8080=${secure.port}`, '--token-file', await tokenFile('secure-v1'), ...common],
+      ['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'secure-v1', '--app-port', `8080=${secure.port}`, ...proxyArgs(controlPlane, await writeTokenFile(api, dir, NS, 'secure-v1'))],
       { env: { WEFT_LOG_LEVEL: 'warn' } },
     );
     processes.push(sidecar);
-    const port = (gateway.ready.ports as { listeners: Record<string, number> }).listeners['80']!;
+    const port = listenersOf(gateway)['80']!;
     // Both paths serve once the gateway has its config and certificate and the sidecar has registered
     // (an AuthorizationPolicy of the caller's may refuse /ready: that is served too; 404 and 503 are not yet).
     await waitFor(async () => SERVED.has((await get(port, 'edge.example', '/ready')).status), { timeoutMs: 15_000, message: 'the gateway to serve edge.example' }).catch((error: unknown) => {

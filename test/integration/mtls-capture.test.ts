@@ -8,23 +8,11 @@ import http2 from 'node:http2';
 import { connect as netConnect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { RunningControlPlane } from '../../src/control/main.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { api, startTestControlPlane } from './control-helpers.ts';
-import { startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
-import { tcpSegments, type CapturedSegment } from './mtls-helpers.ts';
+import { viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
+import { startSidecarPair, tcpSegments, type CapturedSegment, type SidecarPair } from './mtls-helpers.ts';
 
-const mesh = [
-  { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews' }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
-  {
-    apiVersion: 'weft.dev/v1alpha1',
-    kind: 'Workload',
-    metadata: { name: 'reviews', labels: { app: 'reviews' } },
-    spec: { serviceAccount: 'reviews', ports: [{ name: 'http', port: 9080 }] },
-  },
-  { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'productpage', labels: { app: 'productpage' } }, spec: { serviceAccount: 'productpage' } },
-  { apiVersion: 'weft.dev/v1alpha1', kind: 'MeshConfig', metadata: { name: 'default' }, spec: { mtls: { mode: 'STRICT' } } },
-];
+const strictMesh = { apiVersion: 'weft.dev/v1alpha1', kind: 'MeshConfig', metadata: { name: 'default' }, spec: { mtls: { mode: 'STRICT' } } };
 
 /** Why a capture cannot run here, or undefined when it can (root and a working tcpdump). */
 function cannotCapture(): string | undefined {
@@ -76,43 +64,20 @@ function portsOf(key: string): [number, number] {
 
 describe('a loopback capture between two sidecars in STRICT mode', () => {
   const skipReason = cannotCapture();
-  let cp: RunningControlPlane;
   let app: Backend;
   let server: TestProxy;
   let client: TestProxy;
+  let pair: SidecarPair | undefined;
   const dir = mkdtempSync(join(tmpdir(), 'weft-capture-'));
 
   before(async () => {
     if (skipReason) return;
-    cp = await startTestControlPlane();
-    const applied = await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: mesh });
-    assert.equal(applied.status, 200, applied.text);
-    app = await startBackend('reviews-app');
-    server = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'reviews',
-      instance: 'reviews-0',
-      appPorts: [{ declared: 9080, actual: app.port }],
-      readinessIntervalMs: 100,
-      token: await cp.tokens.create({ namespace: 'default', workload: 'reviews' }),
-    });
-    client = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'productpage',
-      instance: 'productpage-0',
-      token: await cp.tokens.create({ namespace: 'default', workload: 'productpage' }),
-    });
-    await waitFor(async () => (await viaProxy(client.proxy.ports.outbound, 'http://reviews:9080/warm-up')).status === 200, {
-      timeoutMs: 10_000,
-      message: 'the client reaching reviews through the mesh',
-    });
+    pair = await startSidecarPair({ extraItems: [strictMesh] });
+    ({ app, server, client } = pair);
   });
 
   after(async () => {
-    await client?.close();
-    await server?.close();
-    await app?.close();
-    await cp?.close();
+    await pair?.close();
     if (!process.env.KEEP_PCAP) rmSync(dir, { recursive: true, force: true });
   });
 

@@ -1,11 +1,11 @@
 // PeerAuthentication end to end: in a STRICT mesh, one workload set to PERMISSIVE accepts plaintext on its tunnel while its STRICT neighbour refuses it; mTLS keeps working for both.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect as netConnect } from 'node:net';
 import type { RunningControlPlane } from '../../src/control/main.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { api, startTestControlPlane } from './control-helpers.ts';
-import { startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
+import { startBackend, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
+import { plaintextTunnelRequest, startMeshSidecar } from './mtls-helpers.ts';
 
 const PA_PATH = '/apis/weft.dev/v1alpha1/namespaces/default/peerauthentications';
 
@@ -33,28 +33,6 @@ const ratingsPermissive = {
   spec: { selector: { matchLabels: { app: 'ratings' } }, mtls: { mode: 'PERMISSIVE' } },
 };
 
-/** A plain HTTP/1.1 request to a tunnel port; resolves with the response head, or how the connection ended. */
-function plaintext(port: number): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = netConnect(port, '127.0.0.1');
-    let text = '';
-    const timer = setTimeout(() => done(`timed out after ${JSON.stringify(text)}`), 3000);
-    function done(outcome: string) {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(outcome);
-    }
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text.includes('\r\n\r\n')) done(text);
-    });
-    socket.on('error', (error: NodeJS.ErrnoException) => done(`error ${error.code}`));
-    socket.on('close', () => done(text === '' ? 'closed' : text));
-    socket.write('GET /plain HTTP/1.1\r\nhost: x:9080\r\nweft-target-port: 9080\r\nconnection: close\r\n\r\n');
-  });
-}
-
 describe('PeerAuthentication: per-workload mTLS modes', () => {
   let cp: RunningControlPlane;
   const started: { close(): Promise<void> }[] = [];
@@ -69,23 +47,11 @@ describe('PeerAuthentication: per-workload mTLS modes', () => {
       const app = await startBackend(`${name}-app`);
       started.push(app);
       backends[name] = app;
-      const proxy = await startTestProxy({
-        controlPlane: cp.streamUrl,
-        workload: name,
-        instance: `${name}-0`,
-        appPorts: [{ declared: 9080, actual: app.port }],
-        readinessIntervalMs: 100,
-        token: await cp.tokens.create({ namespace: 'default', workload: name }),
-      });
+      const proxy = await startMeshSidecar(cp, name, app.port);
       started.push(proxy);
       proxies[name] = proxy;
     }
-    const client = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'productpage',
-      instance: 'productpage-0',
-      token: await cp.tokens.create({ namespace: 'default', workload: 'productpage' }),
-    });
+    const client = await startMeshSidecar(cp, 'productpage');
     started.push(client);
     proxies.productpage = client;
     for (const name of ['reviews', 'ratings']) {
@@ -101,14 +67,14 @@ describe('PeerAuthentication: per-workload mTLS modes', () => {
   it('accepts plaintext at the PERMISSIVE workload, refuses it at its STRICT neighbour, and the policy is Accepted', async () => {
     const permissive = await waitFor(
       async () => {
-        const outcome = await plaintext(proxies.ratings!.proxy.ports.tunnel);
+        const outcome = await plaintextTunnelRequest(proxies.ratings!.proxy.ports.tunnel);
         return outcome.startsWith('HTTP/1.1 200') ? outcome : undefined;
       },
       { timeoutMs: 5000, message: 'plaintext accepted by ratings' },
     );
     assert.match(permissive, /x-backend: ratings-app/i);
     const seen = backends.reviews!.requests;
-    const strict = await plaintext(proxies.reviews!.proxy.ports.tunnel);
+    const strict = await plaintextTunnelRequest(proxies.reviews!.proxy.ports.tunnel);
     assert.doesNotMatch(strict, /^HTTP\//, `reviews answered plaintext: ${strict}`);
     assert.equal(backends.reviews!.requests, seen);
 
@@ -129,6 +95,6 @@ describe('PeerAuthentication: per-workload mTLS modes', () => {
   it('takes effect live: setting the workload back to UNSET inherits STRICT again and plaintext is refused', async () => {
     const applied = await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: [{ ...ratingsPermissive, spec: { ...ratingsPermissive.spec, mtls: { mode: 'UNSET' } } }] });
     assert.equal(applied.status, 200, applied.text);
-    await waitFor(async () => !(await plaintext(proxies.ratings!.proxy.ports.tunnel)).startsWith('HTTP/'), { timeoutMs: 5000, message: 'ratings refusing plaintext again' });
+    await waitFor(async () => !(await plaintextTunnelRequest(proxies.ratings!.proxy.ports.tunnel)).startsWith('HTTP/'), { timeoutMs: 5000, message: 'ratings refusing plaintext again' });
   });
 });

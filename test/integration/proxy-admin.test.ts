@@ -4,26 +4,12 @@ import assert from 'node:assert/strict';
 import { isListening } from '../../src/testing/ports.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import type { SnapshotJwtRule } from '../../src/api/snapshot.ts';
-import { adminGet, buildSnapshot, endpoint, FakeControlPlane, reversion, startBackend, startTestProxy, viaProxy } from './proxy-helpers.ts';
+import { adminGet, buildSnapshot, endpoint, FakeControlPlane, reversion, startBackend, startTestProxy, testJwtRule, viaProxy } from './proxy-helpers.ts';
 
 describe('admin and drain', () => {
   it('/config leaves out inline JWKS secrets (HMAC k, private key parts) and keeps the public keys', async (t) => {
     const secret = Buffer.from('an HMAC secret nobody may read back').toString('base64url');
-    const rule = (id: string, jwks: string): SnapshotJwtRule => ({
-      id,
-      issuer: 'https://issuer.example',
-      audiences: [],
-      jwks,
-      fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }],
-      fromParams: [],
-      fromCookies: [],
-      outputClaimToHeaders: [],
-      forwardOriginalToken: false,
-      algorithms: ['HS256'],
-      clockSkewMs: 60_000,
-      jwksCacheMs: 300_000,
-      jwksTimeoutMs: 5_000,
-    });
+    const rule = (id: string, jwks: string) => testJwtRule({ id, jwks, algorithms: ['HS256'] });
     const built = buildSnapshot({ inboundPorts: [] });
     built.inbound.requestAuthentication = [
       rule('default/hmac/0', JSON.stringify({ keys: [{ kty: 'oct', kid: 'hs-1', alg: 'HS256', k: secret }] })),

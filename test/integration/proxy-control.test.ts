@@ -1,5 +1,5 @@
 // The proxy and its control plane: hello, heartbeats, ACK/NACK, live updates, reconnects, readiness, starting from disk.
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import type { ProxyMessage } from '../../src/api/stream.ts';
 import { freePort } from '../../src/testing/ports.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { adminGet, buildSnapshot, endpoint, FakeControlPlane, startBackend, startTestProxy, viaProxy, type Backend } from './proxy-helpers.ts';
+import { adminGet, buildSnapshot, endpoint, FakeControlPlane, startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
 
 function snapshotTo(backend: Backend, extra: { path?: string; upstreams?: { localPort: number }[] } = {}) {
   const key = 'default/svc:80';
@@ -36,6 +36,18 @@ function snapshotTo(backend: Backend, extra: { path?: string; upstreams?: { loca
 async function nameVia(port: number, path = '/'): Promise<string> {
   const res = await viaProxy(port, `http://svc${path}`);
   return res.status === 200 ? res.json().name : `${res.status} ${String(res.headers['weft-reason'])}`;
+}
+
+/** A fake control plane, backends a and b, and a client proxy that has said hello; all closed after `t`. */
+async function clientUnderFakeControlPlane(t: TestContext): Promise<{ cp: FakeControlPlane; a: Backend; b: Backend; p: TestProxy }> {
+  const cp = await FakeControlPlane.start();
+  t.after(() => cp.close());
+  const [a, b] = [await startBackend('a'), await startBackend('b')];
+  t.after(() => Promise.all([a.close(), b.close()]));
+  const p = await startTestProxy({ controlPlane: cp.url, workload: 'client' });
+  t.after(() => p.close());
+  await waitFor(() => cp.hellos().length > 0, { message: 'a hello' });
+  return { cp, a, b, p };
 }
 
 describe('proxy ↔ control plane', () => {
@@ -79,13 +91,7 @@ describe('proxy ↔ control plane', () => {
   });
 
   it('NACKs a snapshot with a bad regex or an upstream port in use, and keeps serving the old config', async (t) => {
-    const cp = await FakeControlPlane.start();
-    t.after(() => cp.close());
-    const [a, b] = [await startBackend('a'), await startBackend('b')];
-    t.after(() => Promise.all([a.close(), b.close()]));
-    const p = await startTestProxy({ controlPlane: cp.url, workload: 'client' });
-    t.after(() => p.close());
-    await waitFor(() => cp.hellos().length > 0, { message: 'a hello' });
+    const { cp, a, b, p } = await clientUnderFakeControlPlane(t);
     const good = snapshotTo(a);
     assert.equal((await cp.answerTo(cp.push(good))).type, 'ack');
 
@@ -118,13 +124,7 @@ describe('proxy ↔ control plane', () => {
   });
 
   it('applies a live update without dropping an in-flight request or a kept-alive connection', async (t) => {
-    const cp = await FakeControlPlane.start();
-    t.after(() => cp.close());
-    const [a, b] = [await startBackend('a'), await startBackend('b')];
-    t.after(() => Promise.all([a.close(), b.close()]));
-    const p = await startTestProxy({ controlPlane: cp.url, workload: 'client' });
-    t.after(() => p.close());
-    await waitFor(() => cp.hellos().length > 0, { message: 'a hello' });
+    const { cp, a, b, p } = await clientUnderFakeControlPlane(t);
     assert.equal((await cp.answerTo(cp.push(snapshotTo(a)))).type, 'ack');
 
     const agent = new Agent({ keepAlive: true, maxSockets: 1 });

@@ -2,9 +2,9 @@
 import http2 from 'node:http2';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
-import { createServer, request, type IncomingHttpHeaders, type Server, type Agent } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type Server, type Agent } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Server as NetServer, type Socket as NetSocket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -14,6 +14,7 @@ import {
   type PortProtocol,
   type ProxySnapshot,
   type SnapshotEndpoint,
+  type SnapshotJwtRule,
   type SnapshotService,
 } from '../../src/api/snapshot.ts';
 import { STREAM_PATH, type ControlMessage, type ProxyMessage } from '../../src/api/stream.ts';
@@ -80,6 +81,25 @@ export function reversion(snapshot: ProxySnapshot): ProxySnapshot {
 }
 
 /** The identity test proxies get unless a test asks for another, and that tunnelled test endpoints expect. */
+/** An inbound JWT rule for issuer https://issuer.example, read from `authorization: Bearer`, RS256; `fields` set the rest (jwks or jwksUri). */
+export function testJwtRule(fields: Partial<SnapshotJwtRule> = {}): SnapshotJwtRule {
+  return {
+    id: 'default/jwt/0',
+    issuer: 'https://issuer.example',
+    audiences: [],
+    fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }],
+    fromParams: [],
+    fromCookies: [],
+    outputClaimToHeaders: [],
+    forwardOriginalToken: false,
+    algorithms: ['RS256'],
+    clockSkewMs: 60_000,
+    jwksCacheMs: 300_000,
+    jwksTimeoutMs: 5_000,
+    ...fields,
+  };
+}
+
 export const TEST_IDENTITY = 'spiffe://cluster.local/ns/default/sa/default';
 
 export function endpoint(id: string, port: number, tunnelPort?: number, identity = TEST_IDENTITY): SnapshotEndpoint {
@@ -156,6 +176,31 @@ export async function startBackend(name: string): Promise<Backend> {
       server.closeAllConnections();
     });
   return backend;
+}
+
+/**
+ * A TCP app (not yet listening) that shows half-close: "echo-until-end"
+ * answers what it got after the client's end; "server-first" sends a banner
+ * and ends at once, then reports (to `heard`) what the client sent after that.
+ */
+export function createHalfCloseServer(heard: string[]): NetServer {
+  const server = createNetServer({ allowHalfOpen: true }, (socket: NetSocket) => {
+    let text = '';
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (text === 'server-first\n') {
+        text = '';
+        socket.end('banner then goodbye\n');
+      }
+    });
+    socket.on('end', () => {
+      if (socket.writableEnded) heard.push(text);
+      else socket.end(`got ${text.length} bytes: ${text}`);
+    });
+    socket.on('error', () => socket.destroy());
+  });
+  return server;
 }
 
 export interface TestProxy {
@@ -236,23 +281,7 @@ export function viaProxy(
     if (target.startsWith('http://') && headers.host === undefined) headers.host = new URL(target).host;
     const req = request(
       { host: '127.0.0.1', port, method: options.method ?? 'GET', path: target, headers, agent: options.agent ?? false, timeout: options.timeoutMs ?? 5000 },
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            reusedSocket: req.reusedSocket,
-            headers: res.headers,
-            body,
-            json<T>() {
-              return JSON.parse(body) as T;
-            },
-          }),
-        );
-        res.on('error', reject);
-      },
+      (res) => collectResult(res, req.reusedSocket, resolve, reject),
     );
     req.on('timeout', () => req.destroy(new Error(`request ${target} via :${port} timed out`)));
     req.on('error', reject);
@@ -290,29 +319,68 @@ export function viaTunnel(
         // The peer's SPIFFE ID is not what these tests are about.
         checkServerIdentity: () => undefined,
     };
-    const req = httpsRequest(
-      requestOptions,
-      (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => (body += chunk));
-        res.on('end', () =>
-          resolve({
-            status: res.statusCode ?? 0,
-            reusedSocket: false,
-            headers: res.headers,
-            body,
-            json<T>() {
-              return JSON.parse(body) as T;
-            },
-          }),
-        );
-        res.on('error', reject);
-      },
-    );
+    const req = httpsRequest(requestOptions, (res) => collectResult(res, false, resolve, reject));
     req.on('timeout', () => req.destroy(new Error(`request ${path} via tunnel :${port} timed out`)));
     req.on('error', reject);
     req.end();
+  });
+}
+
+/** Reads a whole response into an HttpResult. */
+function collectResult(res: IncomingMessage, reusedSocket: boolean, resolve: (result: HttpResult) => void, reject: (error: Error) => void): void {
+  let body = '';
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => (body += chunk));
+  res.on('end', () =>
+    resolve({
+      status: res.statusCode ?? 0,
+      reusedSocket,
+      headers: res.headers,
+      body,
+      json<T>() {
+        return JSON.parse(body) as T;
+      },
+    }),
+  );
+  res.on('error', reject);
+}
+
+/**
+ * Opens CONNECT `authority` through the proxy's outbound `port`; once it is
+ * answered 200, sends `payload` and reads until `done` holds for what came
+ * after the answer head (or the connection ends).
+ */
+export function throughConnectTunnel(
+  port: number,
+  authority: string,
+  payload: Buffer | string,
+  done: (data: string) => boolean = (data) => data === payload,
+): Promise<{ head: string; data: string }> {
+  return new Promise((resolve, reject) => {
+    const socket = netConnect(port, '127.0.0.1');
+    let text = '';
+    let headEnd = -1;
+    const finish = (error?: Error) => {
+      clearTimeout(timer);
+      socket.destroy();
+      if (error) reject(error);
+      else resolve({ head: text.slice(0, headEnd === -1 ? text.length : headEnd), data: headEnd === -1 ? '' : text.slice(headEnd + 4) });
+    };
+    const timer = setTimeout(() => finish(new Error(`timed out; read ${JSON.stringify(text)}`)), 3000);
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (headEnd === -1) {
+        headEnd = text.indexOf('\r\n\r\n');
+        if (headEnd === -1) return;
+        if (!text.startsWith('HTTP/1.1 200')) return finish();
+        socket.write(payload);
+      }
+      if (done(text.slice(headEnd + 4))) finish();
+    });
+    socket.on('end', () => finish());
+    socket.on('error', (error) => finish(error));
+    socket.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`);
   });
 }
 

@@ -1,7 +1,7 @@
 // Two proxies: a client sidecar sends through the mesh tunnel to a server sidecar, which delivers to its app.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Server } from 'node:net';
+import { createServer, type AddressInfo, type Server } from 'node:net';
 import { Agent } from 'node:http';
 import { freePort } from '../../src/testing/ports.ts';
 import { waitFor } from '../../src/testing/wait.ts';
@@ -11,6 +11,7 @@ import {
   endpoint,
   startBackend,
   startTestProxy,
+  throughConnectTunnel,
   tunnelClientCredentials,
   viaProxy,
   viaTunnel,
@@ -132,7 +133,7 @@ describe('client sidecar → tunnel → server sidecar → app', () => {
   });
 
   it('carries opaque TCP through the tunnel with CONNECT', async () => {
-    const answer = await tcpThroughProxy(out, 'reviews-tcp:7000', 'tcp ping');
+    const answer = await throughConnectTunnel(out, 'reviews-tcp:7000', 'tcp ping');
     assert.match(answer.head, /^HTTP\/1\.1 200/);
     assert.equal(answer.data, 'tcp ping');
     // The caller's proxy counts the connection (istio_tcp_* under weft_tcp_*) once it has closed.
@@ -150,37 +151,8 @@ describe('client sidecar → tunnel → server sidecar → app', () => {
   });
 
   it('refuses a tunnel to a port the workload does not serve, with the peer reason', async () => {
-    const answer = await tcpThroughProxy(out, 'unserved-tcp:9998', 'x');
+    const answer = await throughConnectTunnel(out, 'unserved-tcp:9998', 'x');
     assert.match(answer.head, /^HTTP\/1\.1 404/);
     assert.match(answer.head, /weft-reason: WEFT_ERR_INBOUND_PORT/);
   });
 });
-
-function tcpThroughProxy(port: number, authority: string, payload: string): Promise<{ head: string; data: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let text = '';
-    let headEnd = -1;
-    const finish = (error?: Error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve({ head: text.slice(0, headEnd === -1 ? text.length : headEnd), data: headEnd === -1 ? '' : text.slice(headEnd + 4) });
-    };
-    const timer = setTimeout(() => finish(new Error(`timed out; read ${JSON.stringify(text)}`)), 3000);
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (headEnd === -1) {
-        headEnd = text.indexOf('\r\n\r\n');
-        if (headEnd === -1) return;
-        if (!text.startsWith('HTTP/1.1 200')) return finish();
-        socket.write(payload);
-      }
-      if (text.slice(headEnd + 4) === payload) finish();
-    });
-    socket.on('end', () => finish());
-    socket.on('error', (error) => finish(error));
-    socket.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`);
-  });
-}

@@ -9,7 +9,7 @@ import type { RunningControlPlane } from '../../src/control/main.ts';
 import type { ProxyStatus } from '../../src/api/stream.ts';
 import { systemClock } from '../../src/telemetry/clock.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { api, startTestControlPlane } from './control-helpers.ts';
+import { api } from './control-helpers.ts';
 import {
   adminGet,
   buildSnapshot,
@@ -24,51 +24,14 @@ import {
   type Backend,
   type TestProxy,
 } from './proxy-helpers.ts';
+import { plaintextTunnelRequest, startSidecarPair, type SidecarPair } from './mtls-helpers.ts';
 
 const REVIEWS = 'spiffe://cluster.local/ns/default/sa/reviews';
 const PRODUCTPAGE = 'spiffe://cluster.local/ns/default/sa/productpage';
 const FORGED_XFCC = 'By=spiffe://cluster.local/ns/default/sa/reviews;URI=spiffe://cluster.local/ns/default/sa/admin';
 
-const mesh = [
-  { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews' }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
-  {
-    apiVersion: 'weft.dev/v1alpha1',
-    kind: 'Workload',
-    metadata: { name: 'reviews', labels: { app: 'reviews' } },
-    spec: { serviceAccount: 'reviews', ports: [{ name: 'http', port: 9080 }] },
-  },
-  { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'productpage', labels: { app: 'productpage' } }, spec: { serviceAccount: 'productpage' } },
-];
-
 function meshConfig(mode: 'STRICT' | 'PERMISSIVE') {
   return { apiVersion: 'weft.dev/v1alpha1', kind: 'MeshConfig', metadata: { name: 'default' }, spec: { mtls: { mode } } };
-}
-
-/** A plain HTTP/1.1 request straight to a tunnel port: what a client outside the mesh would send. Resolves with the status line, or the failure. */
-function plaintextRequest(port: number, headers: Record<string, string> = {}): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = netConnect(port, '127.0.0.1');
-    let text = '';
-    const timer = setTimeout(() => {
-      socket.destroy();
-      resolve(`timed out after ${JSON.stringify(text)}`);
-    }, 3000);
-    const done = (outcome: string) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(outcome);
-    };
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      const end = text.indexOf('\r\n\r\n');
-      if (end !== -1) done(text);
-    });
-    socket.on('error', (error: NodeJS.ErrnoException) => done(`error ${error.code ?? error.message}`));
-    socket.on('close', () => done(text === '' ? 'closed' : text));
-    const extra = Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.write(`GET /plain HTTP/1.1\r\nhost: reviews:9080\r\nweft-target-port: 9080\r\n${extra}connection: close\r\n\r\n`);
-  });
 }
 
 function metric(text: string, pattern: RegExp): number {
@@ -80,38 +43,14 @@ describe('the mesh tunnel on mTLS, with certificates from the control plane', ()
   let app: Backend;
   let server: TestProxy;
   let client: TestProxy;
+  let pair: SidecarPair | undefined;
 
   before(async () => {
-    cp = await startTestControlPlane({ leaseTtlMs: 3000 });
-    const applied = await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: mesh });
-    assert.equal(applied.status, 200, applied.text);
-    app = await startBackend('reviews-app');
-    server = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'reviews',
-      instance: 'reviews-0',
-      appPorts: [{ declared: 9080, actual: app.port }],
-      readinessIntervalMs: 100,
-      token: await cp.tokens.create({ namespace: 'default', workload: 'reviews' }),
-    });
-    client = await startTestProxy({
-      controlPlane: cp.streamUrl,
-      workload: 'productpage',
-      instance: 'productpage-0',
-      token: await cp.tokens.create({ namespace: 'default', workload: 'productpage' }),
-    });
-    await waitFor(async () => (await viaProxy(client.proxy.ports.outbound, 'http://reviews:9080/warm-up')).status === 200, {
-      timeoutMs: 10_000,
-      message: 'the client reaching reviews through the mesh',
-    });
+    pair = await startSidecarPair({ controlPlane: { leaseTtlMs: 3000 } });
+    ({ cp, app, server, client } = pair);
   });
 
-  after(async () => {
-    await client?.close();
-    await server?.close();
-    await app?.close();
-    await cp?.close();
-  });
+  after(() => pair?.close());
 
   it("delivers over mTLS; the app sees the caller's verified identity in XFCC, never one a client made up", async () => {
     const res = await viaProxy(client.proxy.ports.outbound, 'http://reviews:9080/who', { headers: { 'x-forwarded-client-cert': FORGED_XFCC } });
@@ -136,7 +75,7 @@ describe('the mesh tunnel on mTLS, with certificates from the control plane', ()
 
   it('refuses a plaintext client on the tunnel port in STRICT, before any of its request is read', async () => {
     const seen = app.requests;
-    const outcome = await plaintextRequest(server.proxy.ports.tunnel);
+    const outcome = await plaintextTunnelRequest(server.proxy.ports.tunnel);
     assert.doesNotMatch(outcome, /^HTTP\//, `plaintext got an answer: ${outcome}`);
     assert.equal(app.requests, seen, 'nothing reached the app');
     const metrics = (await adminGet(server.proxy.ports.admin, '/metrics')).body;
@@ -148,7 +87,7 @@ describe('the mesh tunnel on mTLS, with certificates from the control plane', ()
     await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: [meshConfig('PERMISSIVE')] });
     const answer = await waitFor(
       async () => {
-        const outcome = await plaintextRequest(server.proxy.ports.tunnel, { 'x-forwarded-client-cert': FORGED_XFCC });
+        const outcome = await plaintextTunnelRequest(server.proxy.ports.tunnel, { headers: { 'x-forwarded-client-cert': FORGED_XFCC } });
         return outcome.startsWith('HTTP/1.1 200') ? outcome : undefined;
       },
       { timeoutMs: 5000, message: 'plaintext accepted in PERMISSIVE' },
@@ -172,7 +111,7 @@ describe('the mesh tunnel on mTLS, with certificates from the control plane', ()
     assert.doesNotMatch(direct.slice(direct.indexOf('\r\n\r\n')), /x-forwarded-client-cert/);
 
     await api(cp.apiUrl, 'POST', '/weft/v1/apply', { items: [meshConfig('STRICT')] });
-    await waitFor(async () => !(await plaintextRequest(server.proxy.ports.tunnel)).startsWith('HTTP/'), { timeoutMs: 5000, message: 'plaintext refused again' });
+    await waitFor(async () => !(await plaintextTunnelRequest(server.proxy.ports.tunnel)).startsWith('HTTP/'), { timeoutMs: 5000, message: 'plaintext refused again' });
   });
 });
 

@@ -7,7 +7,7 @@ import { promisify } from 'node:util';
 import { ProxyAgent, fetch as undiciFetch } from 'undici';
 import type { HttpRouteRule } from '../../src/api/snapshot.ts';
 import { freePort } from '../../src/testing/ports.ts';
-import { buildSnapshot, endpoint, startBackend, startTestProxy, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
+import { buildSnapshot, endpoint, startBackend, startTestProxy, throughConnectTunnel, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -183,7 +183,7 @@ describe('outbound proxy', () => {
   });
 
   it('carries opaque TCP over CONNECT to a tcp service', async () => {
-    const { head, data } = await throughTunnel(port, 'tcp:7000', 'ping', (d) => d === 'ping');
+    const { head, data } = await throughConnectTunnel(port, 'tcp:7000', 'ping', (d) => d === 'ping');
     assert.match(head, /^HTTP\/1\.1 200/);
     assert.equal(data, 'ping');
   });
@@ -191,7 +191,7 @@ describe('outbound proxy', () => {
   it('carries non-HTTP bytes over CONNECT to an HTTP port as opaque TCP', async () => {
     // Starts like a TLS record (0x16): not HTTP/1, so it is spliced to the endpoint, whose HTTP server answers 400.
     const garbage = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x0d, 0x0a, 0x0d, 0x0a]);
-    const { head, data } = await throughTunnel(port, 'a:8080', garbage, (d) => d.includes('400'));
+    const { head, data } = await throughConnectTunnel(port, 'a:8080', garbage, (d) => d.includes('400'));
     assert.match(head, /^HTTP\/1\.1 200/);
     assert.match(data, /^HTTP\/1\.1 400/);
   });
@@ -302,22 +302,15 @@ describe('outbound proxy', () => {
 });
 
 function rawConnect(port: number, authority: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => (text += chunk));
-    socket.on('end', () => resolve(text));
-    socket.on('error', reject);
-    socket.setTimeout(3000, () => {
-      socket.destroy();
-      reject(new Error(`no answer to CONNECT ${authority}; got ${JSON.stringify(text)}`));
-    });
-    socket.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`);
-  });
+  return rawExchange(port, `CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`, `no answer to CONNECT ${authority}`);
 }
 
 function rawHttp10(port: number, path: string): Promise<string> {
+  return rawExchange(port, `GET ${path} HTTP/1.0\r\n\r\n`, 'no answer');
+}
+
+/** Writes `request` on a plain TCP connection; resolves with all that came back once the other side ends. */
+function rawExchange(port: number, request: string, failure: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, '127.0.0.1');
     let text = '';
@@ -327,38 +320,9 @@ function rawHttp10(port: number, path: string): Promise<string> {
     socket.on('error', reject);
     socket.setTimeout(3000, () => {
       socket.destroy();
-      reject(new Error(`no answer; got ${JSON.stringify(text)}`));
+      reject(new Error(`${failure}; got ${JSON.stringify(text)}`));
     });
-    socket.write(`GET ${path} HTTP/1.0\r\n\r\n`);
-  });
-}
-
-/** Opens CONNECT `authority`, then sends `payload` and reads until `done` holds for what came after the answer head. */
-function throughTunnel(port: number, authority: string, payload: Buffer | string, done: (data: string) => boolean): Promise<{ head: string; data: string }> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let text = '';
-    let headEnd = -1;
-    const finish = (error?: Error) => {
-      clearTimeout(timer);
-      socket.destroy();
-      if (error) reject(error);
-      else resolve({ head: text.slice(0, headEnd), data: text.slice(headEnd + 4) });
-    };
-    const timer = setTimeout(() => finish(new Error(`timed out; read ${JSON.stringify(text)}`)), 3000);
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (headEnd === -1) {
-        headEnd = text.indexOf('\r\n\r\n');
-        if (headEnd === -1) return;
-        if (!text.startsWith('HTTP/1.1 200')) return finish();
-        socket.write(payload);
-      }
-      if (done(text.slice(headEnd + 4))) finish();
-    });
-    socket.on('error', (error) => finish(error));
-    socket.write(`CONNECT ${authority} HTTP/1.1\r\nhost: ${authority}\r\n\r\n`);
+    socket.write(request);
   });
 }
 

@@ -3,24 +3,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCodes } from '../../src/api/errors.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { fixedRateLoad, get, NS, proxyResponses, startEdge, type Edge } from './rate-limit-helpers.ts';
+import { fixedRateLoad, get, NS, proxyResponses, rateLimitPolicy, startEdge, type Edge } from './rate-limit-helpers.ts';
 
 const RATE = 40;
 
 let edge: Edge;
 
 before(async () => {
-  edge = await startEdge(
-    [
-      {
-        apiVersion: 'weft.dev/v1alpha1',
-        kind: 'RateLimitPolicy',
-        metadata: { name: 'edge-limit', namespace: NS },
-        spec: { targetRefs: [{ kind: 'Gateway', name: 'gw' }], limits: [{ name: 'all', requests: RATE, interval: '1s' }] },
-      },
-    ],
-    1,
-  );
+  edge = await startEdge([rateLimitPolicy('edge-limit', [{ name: 'all', requests: RATE, interval: '1s' }])], 1);
 });
 
 after(async () => {
@@ -54,21 +44,8 @@ test("a gateway limit of 40 requests/s holds within 5 % over 10 s under 100 requ
 test('a per-header limit on a route gives each header value its own bucket; bad input is reported and the rest keeps working', async () => {
   await edge.apply([
     // The gateway-wide limit of the test before is lifted, so that only the per-user buckets decide here.
-    {
-      apiVersion: 'weft.dev/v1alpha1',
-      kind: 'RateLimitPolicy',
-      metadata: { name: 'edge-limit', namespace: NS },
-      spec: { targetRefs: [{ kind: 'Gateway', name: 'gw' }], limits: [{ name: 'all', requests: 100_000, interval: '1s' }] },
-    },
-    {
-      apiVersion: 'weft.dev/v1alpha1',
-      kind: 'RateLimitPolicy',
-      metadata: { name: 'per-user', namespace: NS },
-      spec: {
-        targetRefs: [{ kind: 'HTTPRoute', name: 'api' }],
-        limits: [{ requests: 3, interval: '1m', descriptors: [{ type: 'Header', header: 'X-User' }] }],
-      },
-    },
+    rateLimitPolicy('edge-limit', [{ name: 'all', requests: 100_000, interval: '1s' }]),
+    rateLimitPolicy('per-user', [{ requests: 3, interval: '1m', descriptors: [{ type: 'Header', header: 'X-User' }] }], { kind: 'HTTPRoute', name: 'api' }),
   ]);
   const gateway = edge.gateways[0]!;
   // The policy is in force once a fourth request from one user is refused.
@@ -79,14 +56,7 @@ test('a per-header limit on a route gives each header value its own bucket; bad 
   assert.equal((await get(gateway.port, '/u', false, { 'x-user': 'bob' })).status, 200);
 
   // A conflicting newer policy on the same route is reported and changes nothing.
-  await edge.apply([
-    {
-      apiVersion: 'weft.dev/v1alpha1',
-      kind: 'RateLimitPolicy',
-      metadata: { name: 'too-late', namespace: NS },
-      spec: { targetRefs: [{ kind: 'HTTPRoute', name: 'api' }], limits: [{ requests: 1000 }] },
-    },
-  ]);
+  await edge.apply([rateLimitPolicy('too-late', [{ requests: 1000 }], { kind: 'HTTPRoute', name: 'api' })]);
   const status = await waitFor(
     async () => {
       const res = await fetch(`${edge.api}/apis/weft.dev/v1alpha1/namespaces/${NS}/ratelimitpolicies/too-late`, { signal: AbortSignal.timeout(5000) });

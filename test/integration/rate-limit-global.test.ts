@@ -1,24 +1,14 @@
 // A Global RateLimitPolicy shared by two gateway replicas through a real control plane: together they hold the rate within 5 % over 10 s; without the control plane each fails open to the local limit.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fixedRateLoad, NS, startEdge, type Edge } from './rate-limit-helpers.ts';
+import { fixedRateLoad, rateLimitPolicy, startEdge, type Edge } from './rate-limit-helpers.ts';
 
 const RATE = 40;
 
 let edge: Edge;
 
 before(async () => {
-  edge = await startEdge(
-    [
-      {
-        apiVersion: 'weft.dev/v1alpha1',
-        kind: 'RateLimitPolicy',
-        metadata: { name: 'shared', namespace: NS },
-        spec: { targetRefs: [{ kind: 'Gateway', name: 'gw' }], limits: [{ name: 'all', requests: RATE, interval: '1s', scope: 'Global' }] },
-      },
-    ],
-    2,
-  );
+  edge = await startEdge([rateLimitPolicy('shared', [{ name: 'all', requests: RATE, interval: '1s', scope: 'Global' }])], 2);
 });
 
 after(async () => {

@@ -1,16 +1,21 @@
 // Helpers for the rate limit tests: a real control plane, gateway proxies and an echo backend as processes, and a fixed-rate load.
-import assert from 'node:assert/strict';
 import { Agent, request } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { startEcho, type RunningEcho } from '../../src/testing/echo.ts';
-import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import type { RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
+import { applyObjects, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
 
 export const NS = 'edge';
 const GROUP = 'gateway.networking.k8s.io';
+
+/** A RateLimitPolicy `name` in NS on `target` (Gateway gw unless given) with these `limits`. */
+export function rateLimitPolicy(name: string, limits: Record<string, unknown>[], target: { kind: string; name: string } = { kind: 'Gateway', name: 'gw' }) {
+  return { apiVersion: 'weft.dev/v1alpha1', kind: 'RateLimitPolicy', metadata: { name, namespace: NS }, spec: { targetRefs: [target], limits } };
+}
 
 export interface Answer {
   status: number;
@@ -39,16 +44,6 @@ export interface Edge {
   close(): Promise<void>;
 }
 
-async function call(api: string, method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
-  const res = await fetch(`${api}${path}`, {
-    method,
-    signal: AbortSignal.timeout(5000),
-    ...(body !== undefined ? { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } } : {}),
-  });
-  const text = await res.text();
-  return { status: res.status, json: text ? JSON.parse(text) : undefined };
-}
-
 /**
  * A control plane, an echo backend behind Service `web`, Gateway `gw` with
  * an HTTP listener and route `api` to `web`, the given extra objects, and
@@ -62,10 +57,7 @@ export async function startEdge(extra: unknown[], replicas: number): Promise<Edg
     api: '',
     controlPlane: undefined as unknown as RunningProcess,
     gateways: [],
-    apply: async (items) => {
-      const { status, json } = await call(edge.api, 'POST', '/weft/v1/apply', { items });
-      assert.equal(status, 200, JSON.stringify(json));
-    },
+    apply: (items) => applyObjects(edge.api, items),
     close: async () => {
       for (const p of started.reverse()) await p.stop({ timeoutMs: 5000 });
       await echo.close();
@@ -73,7 +65,7 @@ export async function startEdge(extra: unknown[], replicas: number): Promise<Edg
     },
   };
   try {
-    edge.controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--insecure-local-tokens'], { env: { WEFT_LOG_LEVEL: 'warn' } });
+    edge.controlPlane = await startControlPlaneProcess();
     started.push(edge.controlPlane);
     edge.api = String(edge.controlPlane.ready.api);
     await edge.apply([
@@ -89,21 +81,9 @@ export async function startEdge(extra: unknown[], replicas: number): Promise<Edg
       },
       ...extra,
     ]);
-    const token = await call(edge.api, 'POST', '/weft/v1/tokens', { namespace: NS, workload: 'gw.gateway' });
-    assert.equal(token.status, 201);
-    const tokenFile = join(dir, 'token');
-    writeFileSync(tokenFile, (token.json as { token: string }).token, { mode: 0o600 });
+    const tokenFile = await writeTokenFile(edge.api, dir, NS, 'gw.gateway');
     for (let i = 0; i < replicas; i++) {
-      const process = await startWeft(
-        [
-          'proxy', '--mode', 'gateway', '--gateway', `${NS}/gw`,
-          '--control-plane', String(edge.controlPlane.ready.stream),
-          '--listener-port', '80=0', '--listener-ports', 'ephemeral',
-          '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
-          '--token-file', tokenFile, '--drain', '1s',
-        ],
-        { env: { WEFT_LOG_LEVEL: 'warn' } },
-      );
+      const process = await startGatewayProcess(edge.controlPlane, `${NS}/gw`, [80], tokenFile);
       started.push(process);
       const ports = process.ready.ports as { listeners: Record<string, number>; admin: number };
       edge.gateways.push({ process, port: ports.listeners['80']!, admin: ports.admin });

@@ -1,12 +1,12 @@
 // Real TCP servers through two sidecars (upstream port → mesh tunnel → app): Redis, PostgreSQL, MariaDB (server speaks first), half-close both ways.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, type AddressInfo, type Server } from 'node:net';
 import { freePorts } from '../../src/testing/ports.ts';
 import { runProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { startMariadb, startPostgres, startRedis, type RunningServer } from '../../src/testing/servers.ts';
-import { adminGet, buildSnapshot, endpoint, reversion, startTestProxy, type TestProxy } from './proxy-helpers.ts';
+import { adminGet, buildSnapshot, createHalfCloseServer, endpoint, reversion, startTestProxy, type TestProxy } from './proxy-helpers.ts';
 
 /** The mesh's detection timeout (MeshConfig protocolDetectionTimeout): short, so that the test stays fast, long enough to measure. */
 const DETECT_MS = 400;
@@ -129,28 +129,8 @@ function receiveEndThenSend(port: number, payload: string): Promise<string> {
   });
 }
 
-/**
- * A server that shows half-close: "echo-until-end" answers what it got after
- * the client's end; "server-first" sends a banner and ends at once, then
- * reports (to `heard`) what the client sent after that.
- */
 function startHalfCloseServer(heard: string[]): Promise<Server> {
-  const server = createServer({ allowHalfOpen: true }, (socket: Socket) => {
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text === 'server-first\n') {
-        text = '';
-        socket.end('banner then goodbye\n');
-      }
-    });
-    socket.on('end', () => {
-      if (socket.writableEnded) heard.push(text);
-      else socket.end(`got ${text.length} bytes: ${text}`);
-    });
-    socket.on('error', () => socket.destroy());
-  });
+  const server = createHalfCloseServer(heard);
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 

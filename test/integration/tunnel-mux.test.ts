@@ -6,7 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { TUNNEL_ALPN } from '../../src/proxy/transport/mtls.ts';
 import { freePorts } from '../../src/testing/ports.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { adminGet, buildSnapshot, endpoint, startTestProxy, tunnelClientCredentials, type TestProxy } from './proxy-helpers.ts';
+import { adminGet, buildSnapshot, createHalfCloseServer, endpoint, startTestProxy, tunnelClientCredentials, type TestProxy } from './proxy-helpers.ts';
 
 /** Declared app ports behind the server sidecar. */
 const ECHO = 7201;
@@ -50,26 +50,6 @@ function startPatternServer(total: number, progress: number[]): Server {
       socket.end();
     };
     more();
-  });
-}
-
-/** "echo-until-end" answers what it got after the client's end; "server-first" sends a banner, ends, then reports (to `heard`) what came after. */
-function startHalfCloseServer(heard: string[]): Server {
-  return createServer({ allowHalfOpen: true }, (socket: Socket) => {
-    let text = '';
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text === 'server-first\n') {
-        text = '';
-        socket.end('banner then goodbye\n');
-      }
-    });
-    socket.on('end', () => {
-      if (socket.writableEnded) heard.push(text);
-      else socket.end(`got ${text.length} bytes: ${text}`);
-    });
-    socket.on('error', () => socket.destroy());
   });
 }
 
@@ -224,7 +204,7 @@ describe('TCP multiplexed on the mesh tunnel (HTTP/2 CONNECT streams)', () => {
     });
     const firehose = startPatternServer(FIREHOSE_BYTES, firehoseProgress);
     const blob = startPatternServer(BLOB_BYTES, blobProgress);
-    const half = startHalfCloseServer(heard);
+    const half = createHalfCloseServer(heard);
     apps.push(echo, firehose, blob, half);
     const [echoPort, firehosePort, blobPort, halfPort] = await Promise.all(apps.map(listening));
     server = await startTestProxy({

@@ -3,24 +3,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { SnapshotJwtRule } from '../../src/api/snapshot.ts';
 import { withoutPrivateKeys } from '../../src/proxy/gateway/config.ts';
-import { buildSnapshot } from '../integration/proxy-helpers.ts';
+import { buildSnapshot, testJwtRule } from '../integration/proxy-helpers.ts';
 
 function rule(jwks: string): SnapshotJwtRule {
-  return {
-    id: 'edge/jwt/0',
-    issuer: 'https://issuer.example',
-    audiences: [],
-    jwks,
-    fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }],
-    fromParams: [],
-    fromCookies: [],
-    outputClaimToHeaders: [],
-    forwardOriginalToken: false,
-    algorithms: ['HS256'],
-    clockSkewMs: 60_000,
-    jwksCacheMs: 600_000,
-    jwksTimeoutMs: 5_000,
-  };
+  return testJwtRule({ id: 'edge/jwt/0', jwks, algorithms: ['HS256'], jwksCacheMs: 600_000 });
 }
 
 test('a gateway snapshot: listener keys and the gateway rules\' HMAC secrets are not shown; the snapshot itself is not changed', () => {

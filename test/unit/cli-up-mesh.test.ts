@@ -1,37 +1,15 @@
 // `weft up` with workloads: sidecars and apps start, calls by service name go through the mesh, stop leaves nothing running.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { runWeft, startWeft, weftBin } from '../../src/testing/process.ts';
+import { runWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import type { UpFile } from '../../src/cli/up.ts';
+import { ECHO_SERVICE_YAML, echoWorkloadYaml, processAlive, scratchDir, startUp } from '../integration/up-helpers.ts';
 
-const dir = await mkdtemp(join(tmpdir(), 'weft-up-mesh-'));
-after(() => rm(dir, { recursive: true, force: true }));
+const dir = await scratchDir('weft-up-mesh-');
 
-const mesh = `apiVersion: v1
-kind: Service
-metadata:
-  name: echo
-spec:
-  selector: {app: echo}
-  ports:
-    - {name: http, port: 8080, appProtocol: http}
----
-apiVersion: weft.dev/v1alpha1
-kind: Workload
-metadata:
-  name: echo
-  labels: {app: echo}
-spec:
-  command: [node, ${JSON.stringify(weftBin)}, echo]
-  replicas: 2
-  ports:
-    - {name: http, port: 8080}
-`;
+const mesh = `${ECHO_SERVICE_YAML}---
+${echoWorkloadYaml('echo', ['replicas: 2'])}`;
 
 /** A request in absolute form to a sidecar's outbound port, as curl -x sends it. */
 function viaProxy(outbound: number, url: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
@@ -49,25 +27,9 @@ function viaProxy(outbound: number, url: string): Promise<{ status: number; head
   });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 test('weft up runs a sidecar and the app for every replica, and the mesh routes between them', async () => {
-  await writeFile(join(dir, 'mesh.yaml'), mesh);
-  const up = await startWeft(['up', '-f', 'mesh.yaml', '--api-port', '0'], {
-    cwd: dir,
-    isReady: (line) => line.startsWith('Ctrl-C stops everything'),
-    readyTimeoutMs: 20_000,
-  });
-  let facts: UpFile | undefined;
+  const { up, facts } = await startUp(dir, mesh, 20_000);
   try {
-    facts = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
     assert.deepEqual(facts.workloads.map((w) => w.instance), ['echo-0', 'echo-1']);
     const [first] = facts.workloads;
     assert.ok(first);
@@ -100,8 +62,8 @@ test('weft up runs a sidecar and the app for every replica, and the mesh routes 
   }
   assert.ok(facts);
   for (const w of facts.workloads) {
-    assert.equal(alive(w.pid), false, `${w.instance} app (pid ${w.pid}) is still running`);
-    assert.equal(alive(w.proxy.pid), false, `${w.instance} proxy (pid ${w.proxy.pid}) is still running`);
+    assert.equal(processAlive(w.pid), false, `${w.instance} app (pid ${w.pid}) is still running`);
+    assert.equal(processAlive(w.proxy.pid), false, `${w.instance} proxy (pid ${w.proxy.pid}) is still running`);
   }
   assert.match(up.stdout(), /weft up: stopped/);
 });

@@ -15,28 +15,14 @@ import { systemClock } from '../../src/telemetry/clock.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 import { MetricsRegistry } from '../../src/telemetry/metrics.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { buildSnapshot, endpoint, reversion } from '../integration/proxy-helpers.ts';
+import { buildSnapshot, endpoint, reversion, testJwtRule } from '../integration/proxy-helpers.ts';
 
 function limit(requests: number): SnapshotRateLimit {
   return { id: 'default/per-client/0@HTTPRoute/default/web', policy: 'default/per-client/0', requests, intervalMs: 60_000, burst: requests, descriptors: [], scope: 'Global', maxKeys: 100 };
 }
 
 function jwtRule(jwksUri: string): SnapshotJwtRule {
-  return {
-    id: 'default/jwt/0',
-    issuer: 'https://issuer.example',
-    audiences: [],
-    jwksUri,
-    fromHeaders: [{ name: 'authorization', prefix: 'Bearer ' }],
-    fromParams: [],
-    fromCookies: [],
-    outputClaimToHeaders: [],
-    forwardOriginalToken: false,
-    algorithms: ['RS256'],
-    clockSkewMs: 60_000,
-    jwksCacheMs: 300_000,
-    jwksTimeoutMs: 5_000,
-  };
+  return testJwtRule({ jwksUri });
 }
 
 /** Service "web" with a health-checked, connection-tuned backend, a rate limit on its rule, a JWT rule inbound, and optionally an upstream port. */
