@@ -20,9 +20,11 @@ import { startWeftTopologies } from '../lib/weft.ts';
 const upstreamScript = fileURLToPath(new URL('../upstream.ts', import.meta.url));
 const microScript = fileURLToPath(new URL('../metrics-micro.ts', import.meta.url));
 
+// Nine short rounds, not three long ones: rounds of one configuration vary by ±10 % on a shared machine, and the
+// figure is the median of paired on/off ratios, which needs many pairs to settle within the 5 % it judges.
 const FULL: MeasureSettings = {
-  throughputRounds: 3,
-  throughputS: 5,
+  throughputRounds: 9,
+  throughputS: 3,
   warmupS: 2,
   latencyRounds: 1,
   latencyS: 3,
