@@ -1,4 +1,5 @@
 // PeerAuthentication end to end: in a STRICT mesh, one workload set to PERMISSIVE accepts plaintext on its tunnel while its STRICT neighbour refuses it; mTLS keeps working for both.
+import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunningControlPlane } from '../../src/control/main.ts';
@@ -8,6 +9,28 @@ import { startBackend, viaProxy, type Backend, type TestProxy } from './proxy-he
 import { plaintextTunnelRequest, startMeshSidecar } from './mtls-helpers.ts';
 
 const PA_PATH = '/apis/weft.dev/v1alpha1/namespaces/default/peerauthentications';
+
+/** Sends a raw request head to a tunnel port in plaintext and resolves with the answer's head (or how the connection ended). */
+function rawTunnelHead(port: number, head: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = netConnect(port, '127.0.0.1');
+    let text = '';
+    const timer = setTimeout(() => done(`timed out after ${JSON.stringify(text)}`), 3000);
+    function done(outcome: string): void {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(outcome);
+    }
+    socket.setEncoding('latin1');
+    socket.on('data', (chunk: string) => {
+      text += chunk;
+      if (text.includes('\r\n\r\n')) done(text);
+    });
+    socket.on('error', (error: NodeJS.ErrnoException) => done(`error ${error.code ?? error.message}`));
+    socket.on('close', () => done(text === '' ? 'closed' : text));
+    socket.write(head);
+  });
+}
 
 function workload(name: string) {
   return { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name, labels: { app: name } }, spec: { serviceAccount: name, ports: [{ name: 'http', port: 9080 }] } };
@@ -90,6 +113,15 @@ describe('PeerAuthentication: per-workload mTLS modes', () => {
       timeoutMs: 5000,
       message: `the PeerAuthentication Accepted (was ${JSON.stringify(stored.body?.status)})`,
     });
+  });
+
+  it('checks a CONNECT head on the tunnel as the outbound port does: a duplicate Host is refused with 400, a clean one is spliced', async () => {
+    const port = proxies.ratings!.proxy.ports.tunnel;
+    const refused = await rawTunnelHead(port, 'CONNECT ratings:9080 HTTP/1.1\r\nhost: ratings:9080\r\nhost: elsewhere:9080\r\n\r\n');
+    assert.match(refused, /^HTTP\/1\.1 400 /, refused);
+    assert.match(refused, /weft-reason: WEFT_ERR_BAD_REQUEST/i);
+    const spliced = await rawTunnelHead(port, 'CONNECT ratings:9080 HTTP/1.1\r\nhost: ratings:9080\r\n\r\n');
+    assert.match(spliced, /^HTTP\/1\.1 200 /, spliced);
   });
 
   it('takes effect live: setting the workload back to UNSET inherits STRICT again and plaintext is refused', async () => {

@@ -58,6 +58,8 @@ export class TunnelListener {
   private readonly peers = new WeakMap<Duplex, PeerRecord>();
   private readonly handshakeTimeoutMs: number;
   private readonly stopIdentity: () => void;
+  /** Limits on what peer proxies send (transport/hardening.ts), HTTP/1.1 CONNECT heads included. */
+  private readonly guard: ListenerGuard;
   port = 0;
 
   private constructor(options: TunnelListenerOptions) {
@@ -67,12 +69,12 @@ export class TunnelListener {
     // Accept failures (EMFILE when descriptors run out) come as 'error' on the listening server: logged, never fatal.
     this.server.on('error', (error) => options.logger.warn({ err: error }, 'tunnel listener error'));
     // Callers are peer proxies, yet limits still apply: a compromised workload's proxy is a client like any other.
-    const guard = new ListenerGuard(
+    const guard = (this.guard = new ListenerGuard(
       'inbound',
       derivedLimits(typeof options.limits === 'function' ? options.limits : () => (options.limits as ListenerLimits | undefined) ?? DEFAULT_LISTENER_LIMITS, tunnelLimits),
       options.metrics.registry,
       options.logger,
-    );
+    ));
     const serve = guard.wrap((req, res) => this.onRequest(req, res));
     this.http = createHttpServer(guard.http1Options(options.keepAliveTimeoutMs), serve);
     guard.hardenHttp1(this.http);
@@ -301,6 +303,8 @@ export class TunnelListener {
     const { responder, activity } = this.options;
     const startedAt = this.options.clock.monotonic();
     socket.on('error', () => socket.destroy());
+    // A CONNECT head gets the same checks as a request's (duplicate Host, header limits): the outbound port does the same.
+    if (this.guard.refuseTunnel(req, socket)) return;
     if (activity.draining) {
       responder.tunnel(socket, proxyError(ErrorCodes.DRAINING, 'the proxy is shutting down', 503));
       return;
