@@ -10,9 +10,10 @@
 // The simulated proxies are config-stream clients (one HTTP/2 session each)
 // that say hello as a sidecar and ACK every snapshot as soon as its head
 // arrives; they are spread over the replicas (proxy i starts on replica i mod n).
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import { startEtcd, type RunningEtcd } from '../../src/testing/etcd.ts';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import { connectConfigStream, LineHeads, type LineHead } from './stream-lines.ts';
 
 export interface ScaleEtcdOptions {
   workloads: number;
@@ -60,8 +61,6 @@ export function percentileOf(values: readonly number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 
-const HEAD = /^\{"type":"(\w+)"(?:,"version":"([^"]*)","nonce":"([^"]*)")?/;
-
 /** One simulated sidecar on the config stream: hello, ACK each snapshot at once, heartbeat as told. */
 class SimulatedProxy {
   readonly url: string;
@@ -73,8 +72,6 @@ class SimulatedProxy {
   error: string | undefined;
   private session: http2.ClientHttp2Session | undefined;
   private stream: http2.ClientHttp2Stream | undefined;
-  private head = '';
-  private lineBytes = 0;
   private heartbeat: NodeJS.Timeout | undefined;
 
   constructor(url: string, index: number) {
@@ -91,9 +88,7 @@ class SimulatedProxy {
         clearInterval(this.heartbeat);
         resolve();
       };
-      // The same windows as a real proxy's config stream (src/proxy/discovery.ts).
-      const session = http2.connect(this.url, { settings: { initialWindowSize: 4 * 1024 * 1024 } });
-      session.once('connect', () => session.setLocalWindowSize(4 * 1024 * 1024));
+      const session = connectConfigStream(this.url);
       this.session = session;
       session.on('error', gone);
       session.on('close', () => gone());
@@ -101,7 +96,8 @@ class SimulatedProxy {
       this.stream = stream;
       stream.on('error', gone);
       stream.on('close', () => gone());
-      stream.on('data', (chunk: Buffer) => this.onData(chunk, resolve));
+      const lines = new LineHeads((line) => this.onLine(line, resolve));
+      stream.on('data', (chunk: Buffer) => lines.feed(chunk));
       const node = {
         id: `default/scale-sim-${this.index}`,
         mode: 'sidecar',
@@ -116,42 +112,18 @@ class SimulatedProxy {
     });
   }
 
-  /**
-   * Only a line's head is kept and read (type, version and nonce come first),
-   * as raw bytes: decoding and parsing 2,000 endpoints per proxy per change
-   * would measure this simulator, not the control plane.
-   */
-  private onData(chunk: Buffer, firstSnapshot: () => void): void {
-    let start = 0;
-    let newline: number;
-    while ((newline = chunk.indexOf(0x0a, start)) !== -1) {
-      if (this.head.length < 200) this.head += chunk.toString('latin1', start, Math.min(newline, start + 200));
-      this.lineBytes += newline - start + 1;
-      this.onLine(this.head, firstSnapshot);
-      this.head = '';
-      this.lineBytes = 0;
-      start = newline + 1;
-    }
-    if (start < chunk.length) {
-      if (this.head.length < 200) this.head += chunk.toString('latin1', start, Math.min(chunk.length, start + 200));
-      this.lineBytes += chunk.length - start;
-    }
-  }
-
-  private onLine(line: string, firstSnapshot: () => void): void {
-    const head = HEAD.exec(line);
-    if (!head) return;
-    if (head[1] === 'welcome') {
-      const heartbeatMs = Number(/"heartbeatMs":(\d+)/.exec(line)?.[1] ?? 3000);
+  private onLine(line: LineHead, firstSnapshot: () => void): void {
+    if (line.type === 'welcome') {
+      const heartbeatMs = Number(/"heartbeatMs":(\d+)/.exec(line.text)?.[1] ?? 3000);
       this.heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), heartbeatMs);
       this.heartbeat.unref();
-    } else if (head[1] === 'snapshot' && head[2] !== undefined && head[3] !== undefined) {
-      this.snapshotBytes = this.lineBytes;
-      this.version = head[2];
+    } else if (line.type === 'snapshot' && line.version !== undefined && line.nonce !== undefined) {
+      this.snapshotBytes = line.bytes;
+      this.version = line.version;
       this.versionAt = performance.now();
-      this.send({ type: 'ack', version: head[2], nonce: head[3] });
+      this.send({ type: 'ack', version: line.version, nonce: line.nonce });
       firstSnapshot();
-    } else if (head[1] === 'error') {
+    } else if (line.type === 'error') {
       this.error ??= 'the control plane sent an error';
     }
   }

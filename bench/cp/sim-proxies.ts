@@ -3,16 +3,17 @@
 // Each one says hello as a sidecar, ACKs every snapshot at once and
 // heartbeats; none registers an endpoint (no `ready: true`), so the control
 // plane's work is the push, not the registry. To stay light, a snapshot line
-// is never parsed: its version and nonce are read from the line's head (the
-// control plane writes type, version and nonce first).
+// is never parsed: its version and nonce are read from the line's head
+// (stream-lines.ts, shared with the etcd scale check).
 //
 // Steps, each reported as one JSON line on stdout:
 //   {"event":"connected"}  every simulated proxy has its first snapshot, with the control plane's RSS before and after;
 //   {"event":"change"}     per change: an apply through the REST API, then the time until each proxy had the new version;
 //   {"event":"done"}.
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { connectConfigStream, LineHeads, type LineHead } from './stream-lines.ts';
 
 const { values } = parseArgs({
   options: {
@@ -50,7 +51,6 @@ function cpRssKiB(): number {
 /** The size of the last snapshot line seen (UTF-16 units, ASCII here): what one push costs per proxy. */
 let snapshotBytes = 0;
 
-const HEAD = /^\{"type":"(\w+)"(?:,"version":"([^"]*)","nonce":"([^"]*)")?/;
 
 class SimProxy {
   readonly index: number;
@@ -59,7 +59,6 @@ class SimProxy {
   version = '';
   /** When the current version arrived (performance.now()). */
   versionAt = 0;
-  private pending = '';
   private heartbeat: NodeJS.Timeout | undefined;
   closed = false;
   error: string | undefined;
@@ -70,7 +69,7 @@ class SimProxy {
 
   open(): Promise<void> {
     return new Promise((resolve) => {
-      const session = http2.connect(streamUrl);
+      const session = connectConfigStream(streamUrl);
       this.session = session;
       session.on('error', (error) => {
         this.error ??= error.message;
@@ -83,7 +82,6 @@ class SimProxy {
       });
       const stream = session.request({ ':method': 'POST', ':path': '/weft.v1/stream', 'content-type': 'application/x-ndjson' }, { endStream: false });
       this.stream = stream;
-      stream.setEncoding('utf8');
       stream.on('error', (error) => {
         this.error ??= error.message;
         resolve();
@@ -94,7 +92,8 @@ class SimProxy {
         clearInterval(this.heartbeat);
         resolve();
       });
-      stream.on('data', (chunk: string) => this.onData(chunk, resolve));
+      const lines = new LineHeads((line) => this.onLine(line, resolve));
+      stream.on('data', (chunk: Buffer) => lines.feed(chunk));
       const node = {
         id: `default/sim-${this.index}`,
         mode: 'sidecar',
@@ -109,30 +108,22 @@ class SimProxy {
     });
   }
 
-  private onData(chunk: string, firstSnapshot: () => void): void {
-    this.pending += chunk;
-    let newline: number;
-    while ((newline = this.pending.indexOf('\n')) !== -1) {
-      const head = HEAD.exec(this.pending.slice(0, 200));
-      const line = head?.[1] === 'welcome' ? this.pending.slice(0, newline) : '';
-      this.pending = this.pending.slice(newline + 1);
-      if (!head) continue;
-      if (head[1] === 'welcome') {
-        const heartbeatMs = Number(/"heartbeatMs":(\d+)/.exec(line)?.[1] ?? 3000);
-        // Spread the heartbeats so that N proxies don't beat in step.
-        setTimeout(() => {
-          this.heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), heartbeatMs);
-          this.heartbeat.unref();
-        }, Math.random() * heartbeatMs).unref();
-      } else if (head[1] === 'snapshot' && head[2] !== undefined && head[3] !== undefined) {
-        snapshotBytes = newline + 1;
-        this.version = head[2];
-        this.versionAt = performance.now();
-        this.send({ type: 'ack', version: head[2], nonce: head[3] });
-        firstSnapshot();
-      } else if (head[1] === 'error') {
-        this.error ??= 'the control plane sent an error';
-      }
+  private onLine(line: LineHead, firstSnapshot: () => void): void {
+    if (line.type === 'welcome') {
+      const heartbeatMs = Number(/"heartbeatMs":(\d+)/.exec(line.text)?.[1] ?? 3000);
+      // Spread the heartbeats so that N proxies don't beat in step.
+      setTimeout(() => {
+        this.heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), heartbeatMs);
+        this.heartbeat.unref();
+      }, Math.random() * heartbeatMs).unref();
+    } else if (line.type === 'snapshot' && line.version !== undefined && line.nonce !== undefined) {
+      snapshotBytes = line.bytes;
+      this.version = line.version;
+      this.versionAt = performance.now();
+      this.send({ type: 'ack', version: line.version, nonce: line.nonce });
+      firstSnapshot();
+    } else if (line.type === 'error') {
+      this.error ??= 'the control plane sent an error';
     }
   }
 

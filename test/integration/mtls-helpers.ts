@@ -78,11 +78,11 @@ function closeOnce(proxy: TestProxy): TestProxy {
 }
 
 /**
- * A plain HTTP/1.1 request straight to a tunnel port, what a client outside
- * the mesh would send; resolves with the response head, or how the
- * connection ended ("closed", "error CODE").
+ * Raw bytes (a request head) straight to a tunnel port in plaintext, what a
+ * client outside the mesh would send; resolves with the response head, or
+ * how the connection ended ("closed", "error CODE").
  */
-export function plaintextTunnelRequest(port: number, options: { host?: string; headers?: Record<string, string> } = {}): Promise<string> {
+export function rawTunnelHead(port: number, head: string): Promise<string> {
   return new Promise((resolve) => {
     const socket = netConnect(port, '127.0.0.1');
     let text = '';
@@ -99,9 +99,14 @@ export function plaintextTunnelRequest(port: number, options: { host?: string; h
     });
     socket.on('error', (error: NodeJS.ErrnoException) => done(`error ${error.code ?? error.message}`));
     socket.on('close', () => done(text === '' ? 'closed' : text));
-    const extra = Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
-    socket.write(`GET /plain HTTP/1.1\r\nhost: ${options.host ?? 'reviews:9080'}\r\nweft-target-port: 9080\r\n${extra}connection: close\r\n\r\n`);
+    socket.write(head);
   });
+}
+
+/** A plain HTTP/1.1 GET straight to a tunnel port (see rawTunnelHead). */
+export function plaintextTunnelRequest(port: number, options: { host?: string; headers?: Record<string, string> } = {}): Promise<string> {
+  const extra = Object.entries(options.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+  return rawTunnelHead(port, `GET /plain HTTP/1.1\r\nhost: ${options.host ?? 'reviews:9080'}\r\nweft-target-port: 9080\r\n${extra}connection: close\r\n\r\n`);
 }
 
 const ALGORITHM = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };

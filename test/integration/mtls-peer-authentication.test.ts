@@ -1,36 +1,13 @@
 // PeerAuthentication end to end: in a STRICT mesh, one workload set to PERMISSIVE accepts plaintext on its tunnel while its STRICT neighbour refuses it; mTLS keeps working for both.
-import { connect as netConnect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunningControlPlane } from '../../src/control/main.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { api, startTestControlPlane } from './control-helpers.ts';
 import { startBackend, viaProxy, type Backend, type TestProxy } from './proxy-helpers.ts';
-import { plaintextTunnelRequest, startMeshSidecar } from './mtls-helpers.ts';
+import { plaintextTunnelRequest, rawTunnelHead, startMeshSidecar } from './mtls-helpers.ts';
 
 const PA_PATH = '/apis/weft.dev/v1alpha1/namespaces/default/peerauthentications';
-
-/** Sends a raw request head to a tunnel port in plaintext and resolves with the answer's head (or how the connection ended). */
-function rawTunnelHead(port: number, head: string): Promise<string> {
-  return new Promise((resolve) => {
-    const socket = netConnect(port, '127.0.0.1');
-    let text = '';
-    const timer = setTimeout(() => done(`timed out after ${JSON.stringify(text)}`), 3000);
-    function done(outcome: string): void {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(outcome);
-    }
-    socket.setEncoding('latin1');
-    socket.on('data', (chunk: string) => {
-      text += chunk;
-      if (text.includes('\r\n\r\n')) done(text);
-    });
-    socket.on('error', (error: NodeJS.ErrnoException) => done(`error ${error.code ?? error.message}`));
-    socket.on('close', () => done(text === '' ? 'closed' : text));
-    socket.write(head);
-  });
-}
 
 function workload(name: string) {
   return { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name, labels: { app: name } }, spec: { serviceAccount: name, ports: [{ name: 'http', port: 9080 }] } };
