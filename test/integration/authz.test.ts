@@ -111,7 +111,9 @@ describe('AuthorizationPolicy at real sidecars over mTLS', () => {
         { declared: 9080, actual: app.port },
         { declared: 5432, actual: dbPort },
       ],
-      readinessIntervalMs: 100,
+      // One readiness round at start (both apps already listen), then none for the test's length: a probe is a TCP
+      // connection to the app's ports, and the TCP case counts every connection the db app receives.
+      readinessIntervalMs: 60_000,
       auditLog: sink,
       token: await cp.tokens.create({ namespace: 'default', workload: 'reviews' }),
     });
