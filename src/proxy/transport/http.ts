@@ -1,9 +1,9 @@
-// Sends one HTTP exchange over an undici dispatcher and streams the response back, with backpressure both ways.
-import type { Dispatcher } from 'undici';
+// Sends one HTTP exchange over a pooled HTTP/1.1 connection (http1-client.ts) and streams the response back, with backpressure both ways.
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import type { Headers, HttpExchange } from '../exchange.ts';
 import { stripResponseHopByHop } from './headers.ts';
+import type { Http1Pool, Http1ResponseHandler } from './http1-client.ts';
 import { isPeerConnectFailure, resetResponse, responseGone, writeResponseHead } from './response.ts';
 
 /**
@@ -14,7 +14,7 @@ import { isPeerConnectFailure, resetResponse, responseGone, writeResponseHead } 
  * "my app refused" (503 WEFT_ERR_UPSTREAM_CONNECT) counts as a connect
  * failure of this attempt, so that a replayable request can be retried.
  */
-export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Headers, where: string, peer = false): Promise<void> {
+export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, where: string, peer = false): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (ex.aborted) {
       reject(ex.aborted);
@@ -22,62 +22,26 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
     }
     const res = ex.res;
     let settled = false;
-    let responding = false;
     let waitingForDrain = false;
+    let responding = false;
+    /** An error of ours (a refused response, the exchange's abort reason): passed on as it is, not classified as an upstream failure. */
+    let ownError: Error | undefined;
     /** A gRPC trailers-only answer was written with the head: nothing more goes to the client. */
     let headOnly = false;
-    let controller: Dispatcher.DispatchController | undefined;
 
-    const giveUp = (reason: Error): void => {
-      if (controller) {
-        if (!controller.aborted) controller.abort(reason);
-        return;
-      }
-      // Still queued or connecting: answer now; the attempt is aborted when it starts.
-      if (settled) return;
-      settled = true;
-      ex.onAbort = undefined;
-      reject(reason);
-    };
-    ex.onAbort = giveUp;
-
-    const handler: Dispatcher.DispatchHandler = {
-      onRequestStart(c) {
-        controller = c;
-        if (settled || ex.aborted) c.abort(ex.aborted ?? new WeftError(ErrorCodes.TIMEOUT, 'given up before it was sent'));
-      },
-      onResponseStart(c, statusCode, upstreamHeaders, statusMessage) {
-        if (settled) {
-          c.abort(new WeftError(ErrorCodes.TIMEOUT, 'given up'));
-          return;
-        }
-        if (statusCode < 200) return;
+    const handler: Http1ResponseHandler = {
+      onHead(statusCode, statusMessage, upstreamHeaders) {
         // A layer (route retries) may turn this response down before any of it reaches the client.
-        const refused = ex.refuseResponse?.(statusCode, upstreamHeaders as Headers, peer);
-        if (refused) {
-          settled = true;
-          ex.onAbort = undefined;
-          c.abort(refused);
-          reject(refused);
-          return;
+        const refused = ex.refuseResponse?.(statusCode, upstreamHeaders, peer);
+        if (refused) return (ownError = refused);
+        if (peer && ex.replayable && isPeerConnectFailure(statusCode, upstreamHeaders)) {
+          return (ownError = new WeftError(ErrorCodes.UPSTREAM_CONNECT, `${where}: the peer proxy could not connect to its app`));
         }
-        if (peer && ex.replayable && isPeerConnectFailure(statusCode, upstreamHeaders as Headers)) {
-          settled = true;
-          ex.onAbort = undefined;
-          const refused = new WeftError(ErrorCodes.UPSTREAM_CONNECT, `${where}: the peer proxy could not connect to its app`);
-          c.abort(refused);
-          reject(refused);
-          return;
-        }
-        responding = true;
-        const out = upstreamHeaders as Headers;
+        const out = upstreamHeaders;
         if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
         stripResponseHopByHop(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
-        if (responseGone(ex)) {
-          c.abort(new Error('client closed the connection'));
-          return;
-        }
+        if (responseGone(ex)) return new WeftError(ErrorCodes.UPSTREAM_RESET, 'client closed the connection');
         if (ex.req.httpVersionMajor === 2) {
           // gRPC status in the head means trailers-only: the HTTP/2 client must get it as one HEADERS frame ending the stream.
           headOnly = out['grpc-status'] !== undefined;
@@ -85,21 +49,23 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
         } else {
           res.writeHead(statusCode, statusMessage || undefined, out as Record<string, string | string[]>);
         }
+        responding = true;
+        return undefined;
       },
-      onResponseData(c, chunk) {
-        if (headOnly) return;
-        if (res.write(chunk) || waitingForDrain) return;
+      onData(chunk) {
+        if (headOnly) return true;
+        if (res.write(chunk) || waitingForDrain) return true;
         waitingForDrain = true;
-        c.pause();
         res.once('drain', () => {
           waitingForDrain = false;
-          c.resume();
+          attempt.resume();
         });
+        return false;
       },
-      onResponseEnd(_c, trailers) {
+      onEnd(trailers) {
         if (settled) return;
         settled = true;
-        const grpcStatus = (trailers as Headers | undefined)?.['grpc-status'];
+        const grpcStatus = trailers?.['grpc-status'];
         if (typeof grpcStatus === 'string') ex.answeredGrpcStatus = grpcStatus;
         ex.onAbort = undefined;
         if (!headOnly) {
@@ -109,37 +75,24 @@ export function sendHttp(ex: HttpExchange, dispatcher: Dispatcher, headers: Head
         }
         resolve();
       },
-      onResponseError(_c, error) {
+      onError(error, started) {
         if (settled) return;
         settled = true;
         ex.onAbort = undefined;
-        if (responding) {
+        if (started) {
           resetResponse(ex);
           resolve();
         } else {
-          reject(classifyUpstreamError(error, where));
+          reject(error === ownError ? error : classifyUpstreamError(error, where));
         }
       },
     };
 
-    const body = ex.bufferedBody ?? (ex.hasBody ? ex.req : null);
-    if (body === ex.req) {
-      // A client that goes away in the middle of its body (its response may be complete already, which ends
-      // onAbort) would leave the upstream connection waiting for the rest forever: the attempt is cut instead.
-      ex.req.once('close', () => {
-        if (!ex.req.readableEnded && controller && !controller.aborted) controller.abort(new WeftError(ErrorCodes.BAD_REQUEST, 'the client abandoned its request body'));
-      });
-    }
-    try {
-      dispatcher.dispatch(
-        { path: ex.path, method: ex.method, headers: headers as Record<string, string | string[]>, body },
-        handler,
-      );
-    } catch (error) {
-      if (settled) return;
-      settled = true;
-      ex.onAbort = undefined;
-      reject(new WeftError(ErrorCodes.BAD_REQUEST, `cannot forward the request: ${error instanceof Error ? error.message : String(error)}`));
-    }
+    const attempt = pool.request({ path: ex.path, method: ex.method, headers, body: ex.bufferedBody ?? (ex.hasBody ? ex.req : null) }, handler);
+    ex.onAbort = (reason) => {
+      attempt.abort(reason);
+      ownError = reason;
+      handler.onError(reason, responding);
+    };
   });
 }

@@ -5,6 +5,7 @@ import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { SnapshotEndpoint } from '../../api/snapshot.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { DEFAULT_H2_SETTINGS, H2Sessions, type Lease } from './h2.ts';
+import { dialTcp, Http1Pool, type Dial } from './http1-client.ts';
 import type { TunnelTls } from './mtls.ts';
 import type { TunnelDialer } from './tcp.ts';
 
@@ -41,6 +42,8 @@ export function endpointPoolId(endpoint: SnapshotEndpoint): string {
 
 export class Pools implements TunnelDialer {
   private readonly pools = new Map<string, Pool>();
+  /** The request path's HTTP/1.1 pools (http1-client.ts), by the same ids; the undici pools above serve probes and mirrors. */
+  private readonly http1Pools = new Map<string, Http1Pool>();
   private readonly settings: PoolSettings;
   private readonly logger: Logger;
   private readonly tls: TunnelTls | undefined;
@@ -74,6 +77,29 @@ export class Pools implements TunnelDialer {
     if (!this.tls) return Promise.reject(new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS'));
     const key = hostPort(host, port);
     return this.h2.lease(tunnelPoolId(key, identity), key, this.tls.h2Dialer(host, port, identity));
+  }
+
+  /** The request path's plaintext HTTP/1.1 pool to host:port, opened on first use. */
+  http1Plain(host: string, port: number): Http1Pool {
+    const key = hostPort(host, port);
+    return this.http1Pools.get(key) ?? this.openHttp1(key, dialTcp(host, port));
+  }
+
+  /** The request path's HTTP/1.1 pool on the mTLS tunnel of the peer at host:port that must present `identity`. */
+  http1Tunnel(host: string, port: number, identity: string | undefined): Http1Pool {
+    const id = tunnelPoolId(hostPort(host, port), identity);
+    const existing = this.http1Pools.get(id);
+    if (existing) return existing;
+    const tls = this.tls;
+    if (!tls) throw new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS');
+    return this.openHttp1(id, (timeoutMs) => tls.connect(host, port, identity, timeoutMs));
+  }
+
+  private openHttp1(id: string, dial: Dial): Http1Pool {
+    const settings = this.settingsFor(id);
+    const pool = new Http1Pool(settings, dial, (error) => this.logger.debug({ peer: id, err: error }, 'peer connection failed'));
+    this.http1Pools.set(id, pool);
+    return pool;
   }
 
   /** The plaintext pool for host:port, opened on first use. `key` must be hostPort(host, port). */
@@ -112,8 +138,14 @@ export class Pools implements TunnelDialer {
     const before = JSON.stringify(this.settingsFor(id));
     if (settings) this.overrides.set(id, settings);
     else this.overrides.delete(id);
+    if (JSON.stringify(this.settingsFor(id)) === before) return;
+    const http1 = this.http1Pools.get(id);
+    if (http1) {
+      this.http1Pools.delete(id);
+      void http1.close();
+    }
     const pool = this.pools.get(id);
-    if (!pool || JSON.stringify(this.settingsFor(id)) === before) return;
+    if (!pool) return;
     this.pools.delete(id);
     pool.close().catch((error: unknown) => this.logger.debug({ peer: id, err: error }, 'closing a pool failed'));
   }
@@ -144,12 +176,17 @@ export class Pools implements TunnelDialer {
   }
 
   get size(): number {
-    return this.pools.size;
+    return this.pools.size + this.http1Pools.size;
   }
 
   /** Closes, gracefully, the pools whose ids (hostPort, or tunnelPoolId) are not in `keep`; their in-flight requests finish first. */
   retain(keep: ReadonlySet<string>): void {
     this.h2.retain(keep);
+    for (const [key, pool] of this.http1Pools) {
+      if (keep.has(key)) continue;
+      this.http1Pools.delete(key);
+      void pool.close();
+    }
     for (const [key, pool] of this.pools) {
       if (keep.has(key)) continue;
       this.pools.delete(key);
@@ -160,8 +197,10 @@ export class Pools implements TunnelDialer {
   /** Closes every pool at once, failing what is still in flight. */
   async destroy(): Promise<void> {
     const all = [...this.pools.values()];
+    const http1 = [...this.http1Pools.values()];
     this.pools.clear();
+    this.http1Pools.clear();
     this.h2.destroy();
-    await Promise.all(all.map((pool) => pool.destroy().catch(() => {})));
+    await Promise.all([...all.map((pool) => pool.destroy().catch(() => {})), ...http1.map((pool) => pool.destroy())]);
   }
 }

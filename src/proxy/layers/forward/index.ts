@@ -63,7 +63,7 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
       if (ex.upgrade) return sendUpgrade(ex, () => context.pools.dialTunnel(endpoint.address, tunnelPort, endpoint.identity, context.connectTimeoutMs), ex.headers, where, true);
       // Between proxies the client's own framing is kept: HTTP/2 as streams on a shared h2 tunnel connection, HTTP/1.1 on the pooled connections.
       if (ex.downstream === 'h2' || app === 'h2') return sendHttp2(ex, context.pools.h2Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity), ex.headers, where, true);
-      return sendHttp(ex, context.pools.tunnel(key, endpoint.identity), ex.headers, where, true);
+      return sendHttp(ex, context.pools.http1Tunnel(endpoint.address, tunnelPort, endpoint.identity), ex.headers, where, true);
     }
     if (ex.avoid !== undefined) {
       // A retry that moved from a tunnelled endpoint to a direct one: the app must not see mesh headers.
@@ -73,7 +73,7 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
     }
     if (ex.upgrade) return sendUpgrade(ex, () => connectDirect(endpoint.address, endpoint.port, context.connectTimeoutMs), ex.headers, where);
     if (app === 'h2') return sendHttp2(ex, context.pools.h2Plain(key), ex.headers, where);
-    return sendHttp(ex, context.pools.get(key), ex.headers, where);
+    return sendHttp(ex, context.pools.http1Plain(endpoint.address, endpoint.port), ex.headers, where);
   };
 }
 
@@ -104,7 +104,7 @@ export function forwardHttpToApp(context: AppContext): Layer<unknown, HttpExchan
     const where = `the app at ${key}`;
     if (ex.upgrade) return sendUpgrade(ex, () => connectDirect('127.0.0.1', ex.appPort, context.connectTimeoutMs), ex.headers, where);
     if ((ex.appProtocol ?? appProtocolFor(undefined, ex)) === 'h2') return sendHttp2(ex, context.pools.h2Plain(key), ex.headers, where);
-    return sendHttp(ex, context.pools.get(key), ex.headers, where);
+    return sendHttp(ex, context.pools.http1Plain('127.0.0.1', ex.appPort), ex.headers, where);
   };
 }
 
