@@ -1,7 +1,8 @@
 // Simulated proxies for the control-plane suite: N lightweight config-stream clients (one HTTP/2 session each) in one process.
 //
-// Each one says hello as a sidecar, ACKs every snapshot at once and
-// heartbeats; none registers an endpoint (no `ready: true`), so the control
+// Each one says hello as a sidecar that takes deltas, ACKs every snapshot and
+// delta at once (a delta is not applied: its version, base and nonce are all
+// it reads) and heartbeats; none registers an endpoint (no `ready: true`), so the control
 // plane's work is the push, not the registry. To stay light, a snapshot line
 // is never parsed: its version and nonce are read from the line's head
 // (stream-lines.ts, shared with the etcd scale check).
@@ -48,8 +49,12 @@ function cpRssKiB(): number {
   }
 }
 
-/** The size of the last snapshot line seen (UTF-16 units, ASCII here): what one push costs per proxy. */
+/** The size of the last snapshot line seen (UTF-16 units, ASCII here): what one full push costs per proxy. */
 let snapshotBytes = 0;
+/** The size of the last delta line seen: what a change pushed as a delta costs per proxy. */
+let deltaBytes = 0;
+/** Lines of each kind received since the last change started, over all simulated proxies. */
+const received = { snapshot: 0, delta: 0 };
 
 
 class SimProxy {
@@ -104,7 +109,7 @@ class SimProxy {
         tunnelPort: 15008,
         appPorts: [8080],
       };
-      stream.write(JSON.stringify({ type: 'hello', node }) + '\n');
+      stream.write(JSON.stringify({ type: 'hello', node, delta: true }) + '\n');
     });
   }
 
@@ -116,8 +121,10 @@ class SimProxy {
         this.heartbeat = setInterval(() => this.send({ type: 'heartbeat' }), heartbeatMs);
         this.heartbeat.unref();
       }, Math.random() * heartbeatMs).unref();
-    } else if (line.type === 'snapshot' && line.version !== undefined && line.nonce !== undefined) {
-      snapshotBytes = line.bytes;
+    } else if ((line.type === 'snapshot' || line.type === 'delta') && line.version !== undefined && line.nonce !== undefined) {
+      if (line.type === 'snapshot') snapshotBytes = line.bytes;
+      else deltaBytes = line.bytes;
+      received[line.type]++;
       this.version = line.version;
       this.versionAt = performance.now();
       this.send({ type: 'ack', version: line.version, nonce: line.nonce });
@@ -195,6 +202,8 @@ for (let i = 0; i < changes; i++) {
       },
     ],
   };
+  received.snapshot = 0;
+  received.delta = 0;
   const started = performance.now();
   const res = await fetch(`${apiUrl}/weft/v1/apply`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   const applyMs = performance.now() - started;
@@ -221,6 +230,11 @@ for (let i = 0; i < changes; i++) {
     p50Ms: percentile(times, 50),
     p99Ms: percentile(times, 99),
     maxMs: percentile(times, 100),
+    // How the change went out: full snapshot lines or delta lines, and one line of each kind's size.
+    fullLines: received.snapshot,
+    deltaLines: received.delta,
+    snapshotBytes,
+    deltaBytes,
     cpRssKiB: cpRssKiB(),
   });
   // Let the control plane's debounce window close, so changes don't merge.

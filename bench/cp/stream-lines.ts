@@ -2,14 +2,14 @@
 //
 // A snapshot line can be hundreds of KiB; decoding and parsing it for every
 // simulated proxy would measure the simulator, not the control plane. The
-// control plane writes type, version and nonce first, so the first 200 bytes
-// of a line are all a simulated proxy reads.
+// control plane writes type, version and nonce first (and a delta's base
+// right after), so the first 200 bytes of a line are all a simulated proxy reads.
 import http2 from 'node:http2';
 
 /** The receive window a real proxy opens on its config stream (src/proxy/discovery.ts). */
 const CONFIG_STREAM_WINDOW_BYTES = 4 * 1024 * 1024;
 const HEAD_BYTES = 200;
-const HEAD = /^\{"type":"(\w+)"(?:,"version":"([^"]*)","nonce":"([^"]*)")?/;
+const HEAD = /^\{"type":"(\w+)"(?:,"version":"([^"]*)","nonce":"([^"]*)"(?:,"base":"([^"]*)")?)?/;
 
 /** A config-stream session to `url` with the windows a real proxy uses. */
 export function connectConfigStream(url: string): http2.ClientHttp2Session {
@@ -20,9 +20,10 @@ export function connectConfigStream(url: string): http2.ClientHttp2Session {
 
 export interface LineHead {
   type: string;
-  /** Snapshots: their version and nonce. */
+  /** Snapshots and deltas: their version and nonce; deltas: the version they start from. */
   version?: string;
   nonce?: string;
+  base?: string;
   /** The line's first bytes (a welcome fits whole). */
   text: string;
   /** The whole line's length, newline included. */
@@ -46,7 +47,7 @@ export class LineHeads {
       this.take(chunk, start, newline);
       this.lineBytes += newline - start + 1;
       const match = HEAD.exec(this.head);
-      if (match) this.onLine({ type: match[1]!, version: match[2], nonce: match[3], text: this.head, bytes: this.lineBytes });
+      if (match) this.onLine({ type: match[1]!, version: match[2], nonce: match[3], base: match[4], text: this.head, bytes: this.lineBytes });
       this.head = '';
       this.lineBytes = 0;
       start = newline + 1;

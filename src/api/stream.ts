@@ -5,7 +5,18 @@
 // plane writes ControlMessages into the response body. As in xDS, every
 // snapshot carries a version and a nonce, and the proxy answers each with an
 // ACK or a NACK naming both.
+//
+// Deltas (as in Envoy's incremental xDS): a proxy that says `delta: true` in
+// its hello may be sent a `delta` instead of a `snapshot` once it has ACKed,
+// on this stream, the version the delta starts from (`base`). It applies the
+// delta to the snapshot it runs only when that is `base`, validates the result
+// as it would a full snapshot, and checks that the result's content hash is
+// `version`; then it ACKs `version`. On any failure (another base, a bad
+// delta, an invalid result) it NACKs, and the control plane sends the full
+// snapshot next. A new stream, a stream whose last answer was a NACK, and a
+// proxy that does not say `delta: true` only ever get full snapshots.
 import type { NodeInfo, ProxySnapshot } from './snapshot.ts';
+import type { SnapshotDelta } from './snapshot-delta.ts';
 import type { TapEvent, TapFilter } from './tap.ts';
 import type { TelemetryReport } from './topology.ts';
 
@@ -48,6 +59,8 @@ export type ProxyMessage =
       runningVersion?: string;
       /** Bootstrap token; mandatory for a proxy connecting from another host, checked whenever present. */
       token?: string;
+      /** The proxy takes `delta` messages; without it, every push is a full `snapshot`. */
+      delta?: boolean;
     }
   | { type: 'ack'; version: string; nonce: string }
   | { type: 'nack'; version: string; nonce: string; error: { code: string; message: string } }
@@ -63,6 +76,14 @@ export type ProxyMessage =
 export type ControlMessage =
   | { type: 'welcome'; leaseTtlMs: number; heartbeatMs: number }
   | { type: 'snapshot'; version: string; nonce: string; snapshot: ProxySnapshot }
+  /**
+   * The change from `base` (the version the proxy last ACKed on this stream)
+   * to `version`: sections and keyed-map entries set or removed
+   * (api/snapshot-delta.ts). Answered with an ACK or NACK of `version` and
+   * `nonce`, like a snapshot. Fields go in this order (type, version, nonce
+   * first): simple clients read them from the line's head.
+   */
+  | { type: 'delta'; version: string; nonce: string; base: string; delta: SnapshotDelta }
   | { type: 'error'; code: string; message: string }
   /** Start sending `tap` messages for requests matching the filter (at most eventsPerSecond), until `tap-stop`. */
   | { type: 'tap-start'; id: string; filter: TapFilter; eventsPerSecond?: number }
@@ -82,6 +103,8 @@ export interface ProxyStatus {
   /** The version last sent and the version last acknowledged. */
   sentVersion?: string;
   ackedVersion?: string;
+  /** Whether sentVersion went as a delta (from the version acked before it) rather than whole. */
+  sentAsDelta?: boolean;
   lastNack?: { version: string; code: string; message: string; at: string };
   connectedAt?: string;
   lastSeen: string;

@@ -1,5 +1,6 @@
 // The snapshot cache: one compiled, checked snapshot per distinct proxy input, recompiled (debounced) when the index changes.
 import type { NodeInfo, ProxySnapshot } from '../api/snapshot.ts';
+import { computeSnapshotDelta } from '../api/snapshot-delta.ts';
 import type { CompilerInput } from '../compiler/types.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -19,6 +20,16 @@ export interface PublishedSnapshot {
    * snapshot again per stream, which was most of a push's time (issue #8).
    */
   lineTail(): Buffer;
+  /** The version this key published before this one: the base of `deltaTail()`. */
+  base: string | undefined;
+  /**
+   * The tail of a delta line from `base` to this version,
+   * `"base":"<base>","delta":{…}}\n`, computed and encoded once on first use
+   * and shared by every stream whose proxy holds `base` (most of them, after a
+   * change): a small change then costs each stream the bytes of the change,
+   * not of the whole snapshot. Undefined without a base.
+   */
+  deltaTail(): Buffer | undefined;
 }
 
 export interface CompileFailure {
@@ -64,6 +75,8 @@ interface Entry {
   published: PublishedSnapshot | undefined;
   lastError: CompileFailure | undefined;
   listeners: Set<() => void>;
+  /** How many of the listeners take deltas: without any, no previous snapshot is kept for one. */
+  deltaListeners: number;
 }
 
 const RECENT_ERRORS = 20;
@@ -96,24 +109,32 @@ export class SnapshotCache {
 
   /**
    * Starts serving a proxy. A key nobody had yet is compiled at once, so the
-   * proxy gets its snapshot without waiting for the next change.
+   * proxy gets its snapshot without waiting for the next change. `deltas`:
+   * the proxy takes deltas, so its key's snapshots carry one from the
+   * previous version.
    */
-  subscribe(node: NodeInfo, onChange: () => void): SnapshotSubscription {
+  subscribe(node: NodeInfo, onChange: () => void, options: { deltas?: boolean } = {}): SnapshotSubscription {
     const key = this.compiler.snapshotInputKey(node);
     let entry = this.entries.get(key);
     if (!entry) {
-      entry = { key, node, published: undefined, lastError: undefined, listeners: new Set() };
+      entry = { key, node, published: undefined, lastError: undefined, listeners: new Set(), deltaListeners: 0 };
       this.entries.set(key, entry);
       this.build(entry, this.index.input());
     }
     const listener = () => onChange();
     entry.listeners.add(listener);
+    const deltas = options.deltas === true;
+    if (deltas) entry.deltaListeners++;
     const owner = entry;
+    let open = true;
     return {
       key,
       current: () => owner.published,
       lastError: () => owner.lastError,
       close: () => {
+        if (!open) return;
+        open = false;
+        if (deltas) owner.deltaListeners--;
         owner.listeners.delete(listener);
         if (owner.listeners.size === 0 && this.entries.get(key) === owner) this.entries.delete(key);
       },
@@ -213,12 +234,24 @@ export class SnapshotCache {
     let json: string | undefined;
     let lineTail: Buffer | undefined;
     const published = snapshot;
+    // Held only until the delta is computed (at most two snapshots per key stay alive), and only for proxies that take deltas.
+    let previous = entry.deltaListeners > 0 ? entry.published?.snapshot : undefined;
+    const base = previous?.version;
+    let deltaTail: Buffer | undefined;
     entry.published = {
       snapshot: published,
       seq: ++this.seq,
       publishedAt: new Date(this.clock.now()).toISOString(),
       json: () => (json ??= JSON.stringify(published)),
       lineTail: () => (lineTail ??= Buffer.from(`${(json ??= JSON.stringify(published))}}\n`)),
+      base,
+      deltaTail: () => {
+        if (deltaTail || !previous || base === undefined) return deltaTail;
+        const delta = computeSnapshotDelta(previous, published) ?? {};
+        previous = undefined;
+        deltaTail = Buffer.from(`"base":${JSON.stringify(base)},"delta":${JSON.stringify(delta)}}\n`);
+        return deltaTail;
+      },
     };
     if (notifyNow) this.notify(entry);
     return true;

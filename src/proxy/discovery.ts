@@ -1,8 +1,11 @@
-// The discovery client: one HTTP/2 stream to a control plane (of several, failing over) carrying hello/ack/nack/ready/heartbeat up and snapshots down.
+// The discovery client: one HTTP/2 stream to a control plane (of several, failing over) carrying hello/ack/nack/ready/heartbeat up and snapshots (whole, or as deltas from the one it runs) down.
+import { createHash } from 'node:crypto';
 import http2 from 'node:http2';
 import { ErrorCodes, isWeftError, WeftError } from '../api/errors.ts';
 import type { NodeInfo, ProxySnapshot } from '../api/snapshot.ts';
+import { applySnapshotDelta } from '../api/snapshot-delta.ts';
 import { STREAM_PATH, type ControlMessage, type ProxyMessage } from '../api/stream.ts';
+import { canonicalJson } from '../api/canonical-json.ts';
 import type { TelemetryReport } from '../api/topology.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -26,8 +29,13 @@ export interface DiscoveryOptions {
   token?: string | undefined;
   /** The version running now (from disk or an earlier stream), sent in every hello. */
   runningVersion: () => string | undefined;
-  /** Applies a snapshot (a no-op when it is the running version); throws (a WeftError) to NACK it. */
+  /**
+   * Applies a snapshot (a no-op when it is the running version); throws (a
+   * WeftError) to NACK it. A delta reaches it already applied: a whole snapshot.
+   */
   apply: (snapshot: ProxySnapshot, version: string) => Promise<void>;
+  /** Say `delta: true` in the hello, so that changes may come as deltas. Default true. */
+  deltas?: boolean;
   clock: Clock;
   logger: Logger;
   metrics: ProxyMetrics;
@@ -46,6 +54,7 @@ export interface DiscoveryOptions {
 }
 
 type SnapshotMessage = Extract<ControlMessage, { type: 'snapshot' }>;
+type DeltaMessage = Extract<ControlMessage, { type: 'delta' }>;
 
 const DEFAULT_WELCOME_TIMEOUT_MS = 5000;
 
@@ -106,9 +115,15 @@ export class DiscoveryClient {
   private reconnectTimer: Timer | undefined;
   private heartbeatTimer: Timer | undefined;
   private closed = false;
-  /** The newest snapshot not applied yet, and the connection it came on; older ones are skipped. */
-  private pending: { message: SnapshotMessage; connection: Connection } | undefined;
+  /**
+   * What came since the last apply, and the connection it came on: the newest
+   * full snapshot (older ones are skipped) and the deltas that follow it, or
+   * deltas alone (they start from `held`).
+   */
+  private pending: { messages: (SnapshotMessage | DeltaMessage)[]; connection: Connection } | undefined;
   private applying = false;
+  /** The snapshot last applied from a control plane (the one the proxy runs, unless something else replaced it): deltas start from it. */
+  private held: ProxySnapshot | undefined;
 
   constructor(options: DiscoveryOptions) {
     if (options.urls.length === 0) throw new WeftError(ErrorCodes.INVALID, 'the discovery client needs at least one control plane URL');
@@ -221,7 +236,8 @@ export class DiscoveryClient {
     });
     const runningVersion = this.options.runningVersion();
     const token = this.options.token;
-    this.send(connection, { type: 'hello', node, ...(runningVersion ? { runningVersion } : {}), ...(token ? { token } : {}) });
+    const delta = this.options.deltas ?? true;
+    this.send(connection, { type: 'hello', node, ...(runningVersion ? { runningVersion } : {}), ...(token ? { token } : {}), ...(delta ? { delta } : {}) });
     connection.sentReady = this.ready;
     this.send(connection, { type: 'ready', ready: this.ready });
   }
@@ -317,7 +333,13 @@ export class DiscoveryClient {
         return;
       }
       case 'snapshot':
-        this.pending = { message, connection };
+        this.pending = { messages: [message], connection };
+        void this.applyPending();
+        return;
+      case 'delta':
+        // A delta builds on what came before it, so it never replaces a pending message.
+        if (this.pending?.connection === connection) this.pending.messages.push(message);
+        else this.pending = { messages: [message], connection };
         void this.applyPending();
         return;
       case 'error':
@@ -342,11 +364,14 @@ export class DiscoveryClient {
     this.applying = true;
     try {
       while (this.pending) {
-        const { message, connection } = this.pending;
+        const { messages, connection } = this.pending;
         this.pending = undefined;
+        const message = messages[messages.length - 1]!;
         let reply: ProxyMessage;
         try {
-          await this.options.apply(message.snapshot, message.version);
+          const snapshot = this.resolve(messages);
+          await this.options.apply(snapshot, message.version);
+          this.held = snapshot;
           reply = { type: 'ack', version: message.version, nonce: message.nonce };
         } catch (error) {
           const code = isWeftError(error) ? error.code : ErrorCodes.SNAPSHOT_INVALID;
@@ -358,6 +383,39 @@ export class DiscoveryClient {
     } finally {
       this.applying = false;
     }
+  }
+
+  /**
+   * The whole snapshot that pending messages add up to: the last full one,
+   * with every delta after it applied in turn (deltas alone start from the
+   * held snapshot). A delta must start from exactly the snapshot before it,
+   * and the result must hash to the version it claims, so that what the proxy
+   * runs (and saves to disk) is what the control plane compiled. Throws a
+   * WeftError, which NACKs the newest message: the control plane then sends
+   * the full snapshot.
+   */
+  private resolve(messages: readonly (SnapshotMessage | DeltaMessage)[]): ProxySnapshot {
+    let current = this.held !== undefined && this.held.version === this.options.runningVersion() ? this.held : undefined;
+    let applied = false;
+    for (const message of messages) {
+      if (message.type === 'snapshot') {
+        current = message.snapshot;
+        applied = false;
+        continue;
+      }
+      if (current === undefined || current.version !== message.base) {
+        throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `a delta from version ${String(message.base)}, but this proxy runs ${current?.version ?? 'no snapshot'}; the full snapshot is needed`);
+      }
+      current = applySnapshotDelta(current, message.delta, message.version);
+      applied = true;
+    }
+    if (current === undefined) throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, 'no snapshot to apply');
+    if (applied) {
+      const { version, ...content } = current;
+      const hash = createHash('sha256').update(canonicalJson(content)).digest('hex');
+      if (hash !== version) throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `the snapshot a delta gave hashes to ${hash}, not to version ${version}; the full snapshot is needed`);
+    }
+    return current;
   }
 
   private send(connection: Connection, message: ProxyMessage): void {

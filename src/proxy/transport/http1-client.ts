@@ -65,6 +65,8 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What a field value may not contain (a bare CR or LF would split the head; NUL and other controls are refused, as llhttp does). */
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
+/** What a request target may not contain: it ends at the first space, and controls have no place in it. */
+const BAD_TARGET = /[\0-\x20\x7f]/;
 
 const CRLF = Buffer.from('\r\n');
 const LAST_CHUNK = Buffer.from('0\r\n\r\n');
@@ -310,6 +312,7 @@ class Connection {
   }
 
   private write(request: Http1Request): void {
+    if (BAD_TARGET.test(request.path)) return this.refuseRequest('the request target');
     let head = `${request.method} ${request.path} HTTP/1.1\r\n`;
     const headers = request.headers;
     const body = request.body;
@@ -354,7 +357,7 @@ class Connection {
   private refuseRequest(name: string): void {
     const pending = this.current;
     this.current = undefined;
-    pending?.fail(new WeftError(ErrorCodes.BAD_REQUEST, `cannot forward the request: header ${name} has a character a field may not hold`), false);
+    pending?.fail(new WeftError(ErrorCodes.BAD_REQUEST, `cannot forward the request: ${name.startsWith('the ') ? name : `header ${name}`} has a character it may not hold`), false);
     this.release(true);
   }
 
@@ -415,6 +418,18 @@ class Connection {
       this.destroy();
       return;
     }
+    try {
+      this.parseFrom(data, pending);
+    } catch (error) {
+      // The handler threw (writing to its client): this exchange is over, and so is the connection.
+      if (this.current !== pending) throw error;
+      this.current = undefined;
+      this.destroy();
+      pending.fail(error instanceof Error ? error : new Error(String(error)), this.started);
+    }
+  }
+
+  private parseFrom(data: Buffer, pending: Pending): void {
     let at = 0;
     while (at < data.length && this.current === pending && !this.dead) {
       switch (this.state) {
