@@ -23,7 +23,7 @@ function startWeft(ctx: TopologyContext, name: string, args: string[], env: Reco
   return startBenchProcess(name, argv.command, argv.args, { readyLine: true, timeoutMs: 30_000, env });
 }
 
-/** A bootstrap token for a workload's proxies, made as an operator would: `weft token create` (local mode). */
+/** A bootstrap token for a workload's proxies (a gateway's workload is "<name>.gateway"), made as an operator would: `weft token create` (local mode). */
 async function createToken(api: string, workload: string): Promise<string> {
   const result = await runProcess(nodeBinary(), [weftBin, 'token', 'create', '--namespace', 'default', '--workload', workload], {
     env: { WEFT_SERVER: api },
@@ -62,7 +62,7 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
     const api = String(controlPlane.ready!.api);
     const stream = String(controlPlane.ready!.stream);
 
-    const [oneHopPort, twoHopPort, twoHopL4Port] = await freePorts(3);
+    const [oneHopPort, twoHopPort, twoHopL4Port, gatewayPort] = await freePorts(4);
     const yamlFile = renderConfig(
       'weft/mesh.yaml',
       { UPSTREAM_PORT: ctx.upstreamPort, ONE_HOP_PORT: oneHopPort!, TWO_HOP_PORT: twoHopPort!, TWO_HOP_TCP_PORT: twoHopL4Port! },
@@ -88,6 +88,16 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
     processes.push(server);
     const client = await sidecar('client', []);
     processes.push(client);
+    const gateway = await startWeft(ctx, `weft-${options.variant ? `${options.variant}-` : ''}gateway`, [
+      'proxy', '--mode', 'gateway', '--gateway', 'default/edge',
+      '--listener-port', `80=${gatewayPort!}`,
+      '--control-plane', stream,
+      '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
+      '--data-dir', join(dir, 'gateway'),
+      '--drain', '1s',
+      ...(options.proxyArgs ?? []),
+    ], { WEFT_TOKEN: await createToken(api, 'edge.gateway') });
+    processes.push(gateway);
     const outboundPort = Number((client.ready!.ports as { outbound: number }).outbound);
 
     const forwardPath = 'http://direct:8080/';
@@ -99,12 +109,13 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
           last.twoHops = await probe(twoHopPort!, '/');
           last.twoHopsL4 = await probe(twoHopL4Port!, '/');
           last.forward = await probe(outboundPort, forwardPath);
+          last.gateway = await probe(gatewayPort!, '/');
           return Object.values(last).every((status) => status === '200');
         },
-        { timeoutMs: 30_000, intervalMs: 100, message: 'weft to answer 200 through one hop, two hops and the forward-proxy port' },
+        { timeoutMs: 30_000, intervalMs: 100, message: 'weft to answer 200 through one hop, two hops, the forward-proxy port and the gateway' },
       );
     } catch (error) {
-      const tails = [client, server].map((p) => `--- ${p.name} ---\n${p.output().slice(-1500)}`).join('\n');
+      const tails = [client, server, gateway].map((p) => `--- ${p.name} ---\n${p.output().slice(-1500)}`).join('\n');
       throw new Error(`${(error as Error).message}; last answers: ${JSON.stringify(last)}\n${tails}`);
     }
 
@@ -118,6 +129,16 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
         path: '/',
         proxies: [client],
         description: 'weft client sidecar: an upstream port (Workload.spec.upstreams) → the upstream',
+      },
+      {
+        id: 'weft-gateway-1hop',
+        system: 'weft',
+        hops: 1,
+        mtls: false,
+        port: gatewayPort!,
+        path: '/',
+        proxies: [gateway],
+        description: 'weft gateway (`weft proxy --mode gateway`, one HTTP listener, one HTTPRoute) → the upstream',
       },
       {
         id: 'weft-1hop-forward',
