@@ -1,26 +1,43 @@
 // The weft command line: registers one command per file and turns failures into messages and exit codes.
 import { Command } from 'commander';
 import { readFileSync } from 'node:fs';
-import { applyCommand } from './apply.ts';
-import { caCommand } from './ca.ts';
-import { checkCommand } from './check.ts';
 import { ApiError, ServerUnreachableError } from './client.ts';
-import { controlPlaneCommand } from './control-plane.ts';
-import { dashboardCommand } from './dashboard.ts';
-import { deleteCommand } from './delete.ts';
-import { echoCommand } from './echo.ts';
-import { explainCommand } from './explain.ts';
 import { formatApiError } from './format.ts';
-import { getCommand } from './get.ts';
 import { CliError } from './options.ts';
-import { prometheusConfigCommand } from './prometheus-config.ts';
-import { proxyCommand } from './proxy.ts';
-import { statusCommand } from './status.ts';
-import { tokenCommand } from './token.ts';
-import { topCommand } from './top.ts';
-import { tapCommand } from './tap.ts';
-import { upCommand } from './up.ts';
-import { schemaCommand } from './schema.ts';
+
+/**
+ * Every command, in help order, loaded on demand: a run loads only the module of the command it names (all of them
+ * for help, an unknown word or none), so a long-lived `weft proxy` keeps no other command's code in memory.
+ */
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  up: async () => (await import('./up.ts')).upCommand(),
+  apply: async () => (await import('./apply.ts')).applyCommand(),
+  get: async () => (await import('./get.ts')).getCommand(),
+  delete: async () => (await import('./delete.ts')).deleteCommand(),
+  status: async () => (await import('./status.ts')).statusCommand(),
+  check: async () => (await import('./check.ts')).checkCommand(),
+  top: async () => (await import('./top.ts')).topCommand(),
+  tap: async () => (await import('./tap.ts')).tapCommand(),
+  'prometheus-config': async () => (await import('./prometheus-config.ts')).prometheusConfigCommand(),
+  explain: async () => (await import('./explain.ts')).explainCommand(),
+  dashboard: async () => (await import('./dashboard.ts')).dashboardCommand(),
+  token: async () => (await import('./token.ts')).tokenCommand(),
+  ca: async () => (await import('./ca.ts')).caCommand(),
+  'control-plane': async () => (await import('./control-plane.ts')).controlPlaneCommand(),
+  proxy: async () => (await import('./proxy.ts')).proxyCommand(),
+  echo: async () => (await import('./echo.ts')).echoCommand(),
+  schema: async () => (await import('./schema.ts')).schemaCommand(),
+};
+
+/** The command word in argv: the first that is neither an option nor the value of the global --server. */
+function requestedCommand(args: readonly string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--server') i++;
+    else if (!arg.startsWith('-')) return arg;
+  }
+  return undefined;
+}
 
 const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
 
@@ -34,24 +51,10 @@ const program = new Command('weft')
   .description('weft: a service mesh written in TypeScript')
   .version(version)
   .option('--server <url>', 'control plane API (default: $WEFT_SERVER, a weft up running from ./.weft, or http://127.0.0.1:15000)')
-  .showHelpAfterError('(run "weft help <command>" for its options)')
-  .addCommand(upCommand())
-  .addCommand(applyCommand())
-  .addCommand(getCommand())
-  .addCommand(deleteCommand())
-  .addCommand(statusCommand())
-  .addCommand(checkCommand())
-  .addCommand(topCommand())
-  .addCommand(tapCommand())
-  .addCommand(prometheusConfigCommand())
-  .addCommand(explainCommand())
-  .addCommand(dashboardCommand())
-  .addCommand(tokenCommand())
-  .addCommand(caCommand())
-  .addCommand(controlPlaneCommand())
-  .addCommand(proxyCommand())
-  .addCommand(echoCommand())
-  .addCommand(schemaCommand());
+  .showHelpAfterError('(run "weft help <command>" for its options)');
+const requested = requestedCommand(process.argv.slice(2));
+const wanted = requested !== undefined && Object.hasOwn(COMMANDS, requested) ? [requested] : Object.keys(COMMANDS);
+for (const command of await Promise.all(wanted.map((name) => COMMANDS[name]!()))) program.addCommand(command);
 
 function exitWith(code: number): void {
   process.exitCode = code;

@@ -4,6 +4,7 @@ import type { HostedWorkload } from '../proxy/node.ts';
 import { announceReady } from './lifecycle.ts';
 import { CliError } from './options.ts';
 import { drainOnSignals, processOptions, readToken, type ProxyFlags } from './proxy.ts';
+import { restartIfTypeScriptWasStripped } from './restart.ts';
 
 const NAMESPACE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const NAME = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
@@ -86,6 +87,7 @@ export async function runNodeProxy(flags: ProxyFlags, command: Command): Promise
     import('../telemetry/logger.ts'),
     import('../telemetry/clock.ts'),
   ]);
+  restartIfTypeScriptWasStripped();
   const logger = createLogger('proxy');
   const node = await startNodeProxy({
     ...(flags.nodeName !== undefined ? { name: flags.nodeName } : {}),

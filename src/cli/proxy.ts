@@ -8,6 +8,7 @@ import { limitNames, parseLimit, type ListenerLimits } from '../proxy/transport/
 import type { Logger } from '../telemetry/logger.ts';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
 import { CliError, collect, collectAppPort, parseDuration, parsePort, type AppPort } from './options.ts';
+import { restartIfTypeScriptWasStripped } from './restart.ts';
 
 export interface ProxyFlags {
   mode: ProxyMode;
@@ -157,6 +158,7 @@ export function proxyCommand(): Command {
         import('../telemetry/logger.ts'),
         import('../telemetry/clock.ts'),
       ]);
+      restartIfTypeScriptWasStripped();
       const token = readToken(flags.tokenFile);
       const gateway = gatewayOptions(flags, command.getOptionValueSource('namespace') === 'cli');
       const logger = createLogger('proxy');

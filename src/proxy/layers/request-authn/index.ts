@@ -7,11 +7,12 @@
 // `WWW-Authenticate: Bearer ... error="invalid_token"`. Every token found
 // must verify; the first one found gives the principal.
 import { createSecretKey, type KeyObject } from 'node:crypto';
-import { createLocalJWKSet, decodeJwt, decodeProtectedHeader, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions, createLocalJWKSet, jwtVerify } from 'jose';
 import { ErrorCodes, isWeftError, type WeftError } from '../../../api/errors.ts';
 import type { SnapshotJwtRule } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
+import { jose } from './jose.ts';
 import type { HttpExchange } from '../../exchange.ts';
 import type { Layer, Step } from '../../stack.ts';
 import type { JwksCache } from './jwks.ts';
@@ -113,10 +114,10 @@ function compileRule(rule: SnapshotJwtRule, jwks: JwksCache): CompiledRule {
     } catch (error) {
       throw proxyError(ErrorCodes.SNAPSHOT_INVALID, `jwt rule ${rule.id}: unusable jwks: ${error instanceof Error ? error.message : String(error)}`);
     }
-    getKey = () => Promise.reject(new errors.JWKSNoMatchingKey());
+    getKey = () => Promise.reject(new (jose().errors.JWKSNoMatchingKey)());
   } else if (rule.jwks !== undefined) {
     try {
-      getKey = createLocalJWKSet(JSON.parse(rule.jwks) as Parameters<typeof createLocalJWKSet>[0]);
+      getKey = jose().createLocalJWKSet(JSON.parse(rule.jwks) as Parameters<typeof createLocalJWKSet>[0]);
     } catch (error) {
       throw proxyError(ErrorCodes.SNAPSHOT_INVALID, `jwt rule ${rule.id}: unusable jwks: ${error instanceof Error ? error.message : String(error)}`);
     }
@@ -199,7 +200,7 @@ async function verifyAll(found: readonly FoundToken[], now: number): Promise<Ver
 async function verifyOne(token: string, at: CompiledLocation, now: number): Promise<Verified> {
   let issuer: unknown;
   try {
-    issuer = decodeJwt(token).iss;
+    issuer = jose().decodeJwt(token).iss;
   } catch {
     throw invalid('the token is not a JWT (header.payload.signature)');
   }
@@ -222,12 +223,12 @@ async function verifyOne(token: string, at: CompiledLocation, now: number): Prom
 async function verifyWith(token: string, rule: CompiledRule, now: number): Promise<JWTPayload> {
   const options: JWTVerifyOptions = { ...rule.options, currentDate: new Date(now) };
   if (rule.secrets) {
-    const kid = decodeProtectedHeader(token).kid;
+    const kid = jose().decodeProtectedHeader(token).kid;
     const candidates = rule.secrets.filter((s) => kid === undefined || s.kid === undefined || s.kid === kid);
-    let firstError: unknown = new errors.JWKSNoMatchingKey();
+    let firstError: unknown = new (jose().errors.JWKSNoMatchingKey)();
     for (const [i, secret] of candidates.entries()) {
       try {
-        return (await jwtVerify(token, secret.key, options)).payload;
+        return (await jose().jwtVerify(token, secret.key, options)).payload;
       } catch (error) {
         if (i === 0) firstError = error;
       }
@@ -235,18 +236,18 @@ async function verifyWith(token: string, rule: CompiledRule, now: number): Promi
     throw firstError;
   }
   try {
-    return (await jwtVerify(token, rule.getKey, options)).payload;
+    return (await jose().jwtVerify(token, rule.getKey, options)).payload;
   } catch (error) {
     // A token without a kid that several keys could verify: each is tried, as Envoy does.
-    if (!(error instanceof errors.JWKSMultipleMatchingKeys)) throw error;
+    if (!(error instanceof jose().errors.JWKSMultipleMatchingKeys)) throw error;
     for await (const key of error as unknown as AsyncIterable<Parameters<typeof jwtVerify>[1] & object>) {
       try {
-        return (await jwtVerify(token, key, options)).payload;
+        return (await jose().jwtVerify(token, key, options)).payload;
       } catch {
         // the next key
       }
     }
-    throw new errors.JWSSignatureVerificationFailed();
+    throw new (jose().errors.JWSSignatureVerificationFailed)();
   }
 }
 
@@ -257,17 +258,17 @@ function invalid(message: string): WeftError {
 /** A verification failure as the 401 the client gets, with a message that says which check failed. */
 function asRefusal(error: unknown): WeftError {
   if (isWeftError(error)) return error.code === ErrorCodes.JWKS_UNAVAILABLE || error.code === ErrorCodes.JWT_INVALID ? error : invalid(error.message);
-  if (error instanceof errors.JWTExpired) return invalid('the token expired');
-  if (error instanceof errors.JWTClaimValidationFailed) {
+  if (error instanceof jose().errors.JWTExpired) return invalid('the token expired');
+  if (error instanceof jose().errors.JWTClaimValidationFailed) {
     if (error.claim === 'nbf') return invalid('the token is not valid yet (nbf)');
     if (error.claim === 'aud') return invalid('the token is not for an allowed audience');
     if (error.claim === 'iss') return invalid("the token's issuer is not configured");
     return invalid(`the token's ${error.claim} claim is invalid: ${error.reason}`);
   }
-  if (error instanceof errors.JOSEAlgNotAllowed) return invalid("the token's signature algorithm is not allowed");
-  if (error instanceof errors.JWKSNoMatchingKey) return invalid("no key of the issuer matches the token's kid and algorithm");
-  if (error instanceof errors.JWSSignatureVerificationFailed) return invalid('the token signature does not verify');
-  if (error instanceof errors.JOSEError) return invalid(`the token is invalid: ${error.message}`);
+  if (error instanceof jose().errors.JOSEAlgNotAllowed) return invalid("the token's signature algorithm is not allowed");
+  if (error instanceof jose().errors.JWKSNoMatchingKey) return invalid("no key of the issuer matches the token's kid and algorithm");
+  if (error instanceof jose().errors.JWSSignatureVerificationFailed) return invalid('the token signature does not verify');
+  if (error instanceof jose().errors.JOSEError) return invalid(`the token is invalid: ${error.message}`);
   return invalid(error instanceof Error ? error.message : String(error));
 }
 

@@ -1,9 +1,10 @@
 // JWKS cache: one entry per key set URI, shared by every snapshot and listener of a proxy; fetched off the request path, refreshed in the background, kept while refreshes fail.
-import { createLocalJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+import type { JWTVerifyGetKey } from 'jose';
 import { ErrorCodes } from '../../../api/errors.ts';
 import type { Clock, Timer } from '../../../telemetry/clock.ts';
 import type { Logger } from '../../../telemetry/logger.ts';
 import { proxyError } from '../../errors.ts';
+import { jose } from './jose.ts';
 
 /** A key set document larger than this is refused: a JWKS is a few kilobytes. */
 const MAX_JWKS_BYTES = 1 << 20;
@@ -163,7 +164,7 @@ export class JwksEntry {
     try {
       return await keys(header, token);
     } catch (error) {
-      if (!(error instanceof errors.JWKSNoMatchingKey)) throw error;
+      if (!(error instanceof jose().errors.JWKSNoMatchingKey)) throw error;
       const now = this.options.clock.monotonic();
       if (now - this.lastKidRefetch < this.options.unknownKidCooldownMs) throw error;
       this.lastKidRefetch = now;
@@ -204,7 +205,7 @@ export class JwksEntry {
       if (!Array.isArray(keys)) throw new Error('not a JSON Web Key Set (no "keys" array)');
       // HMAC secrets are never fetched: a fetched set of public keys must not let a public key be used as an HMAC secret.
       const usable = keys.filter((k: unknown) => typeof k === 'object' && k !== null && (k as { kty?: unknown }).kty !== 'oct');
-      this.keys = createLocalJWKSet({ keys: usable });
+      this.keys = jose().createLocalJWKSet({ keys: usable });
       this.keyCount = usable.length;
       this.fetchedAt = clock.monotonic();
       this.lastError = undefined;
