@@ -1,8 +1,10 @@
 // The admin listener: /live, /ready, /config, /metrics and /debug/backends, for supervisors, operators, `weft status` and `weft explain`.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { PROMETHEUS_CONTENT_TYPE } from '../telemetry/metrics.ts';
 import { listen } from './transport/listen.ts';
 import { DEBUG_BACKENDS_PATH, type LiveProxyState } from '../api/explain.ts';
+// Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface AdminState {
   /** A snapshot is applied, the listeners are up, and the proxy is not draining. */

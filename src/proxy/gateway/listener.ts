@@ -1,5 +1,5 @@
 // Gateway listeners: one socket per Gateway port, served as HTTP or as HTTPS (TLS with SNI across listeners, HTTP/2 or HTTP/1.1), routed by host.
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import {
   createSecureServer,
   createServer as createH2cServer,
@@ -25,6 +25,8 @@ import { serveUpgrades } from '../transport/upgrade.ts';
 import { listenerFor, virtualHostFor, type GatewayListenerConfig, type GatewayPortConfig } from './config.ts';
 import { GatewayL4Listeners } from './l4-listener.ts';
 import type { ListenerContext } from '../listener-context.ts';
+// Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
+const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
 
 export interface GatewayListenersOptions extends ListenerContext {
   /** Where the Gateway ports listen. */

@@ -1,5 +1,5 @@
 // The mesh tunnel listener (mesh → app): mTLS from peer proxies (plaintext too in PERMISSIVE), then HTTP requests naming a target port, and CONNECT for opaque TCP.
-import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -22,6 +22,8 @@ import { refuse, TLS_HANDSHAKE_RECORD, TUNNEL_H2_ALPN, TUNNEL_SERVER_ALPNS, veri
 import { splice } from '../transport/tcp.ts';
 import { serveUpgrades } from '../transport/upgrade.ts';
 import type { ListenerContext } from '../listener-context.ts';
+// Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
+const { createServer: createHttpServer } = process.getBuiltinModule('node:http');
 
 export interface TunnelListenerOptions extends ListenerContext {
   host: string;

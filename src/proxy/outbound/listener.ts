@@ -1,5 +1,5 @@
 // The outbound listener (app → mesh): an HTTP forward proxy for absolute-form, Host-addressed and CONNECT requests, plus upstream ports.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -17,6 +17,8 @@ import { splice } from '../transport/tcp.ts';
 import { serveUpgrades } from '../transport/upgrade.ts';
 import { resolveTarget, targetByKey, type OutboundTarget } from './resolve.ts';
 import type { ListenerContext } from '../listener-context.ts';
+// Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
+const { createServer } = process.getBuiltinModule('node:http');
 
 export interface OutboundListenerOptions extends ListenerContext {
   host: string;

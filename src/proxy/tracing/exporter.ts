@@ -6,7 +6,6 @@
 // collector that is down costs a counter, never a slower request. One export
 // is in flight at a time; the defaults follow the OpenTelemetry batch span
 // processor (512 spans per batch, 2048 queued).
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Clock, Timer } from '../../telemetry/clock.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -14,6 +13,8 @@ import type { MetricsRegistry } from '../../telemetry/metrics.ts';
 import type { CounterChild } from '../../telemetry/metrics.ts';
 import { encodeExport, type OtlpAttribute } from './otlp.ts';
 import type { Span } from './span.ts';
+// Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
+const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule('node:http');
 
 export const DEFAULT_BATCH_SIZE = 512;
 export const DEFAULT_MAX_QUEUE = 2048;

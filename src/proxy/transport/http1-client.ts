@@ -8,8 +8,8 @@
 // client). The parser accepts only what RFC 9112 allows and refuses, as a
 // broken upstream, anything ambiguous: both Transfer-Encoding and
 // Content-Length, differing Content-Lengths, obs-fold, bare CR or LF, control
-// characters. undici stays for the health-check probes and mirrors, which are
-// not on the request path.
+// characters. Health-check probes and mirror copies use the same pools, so the
+// proxy loads no HTTP client library at all (undici was ~12 MiB of its RSS).
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
@@ -720,6 +720,37 @@ class Connection {
     if (!pending || pending.done) return;
     pending.fail(error, this.started);
   }
+}
+
+/**
+ * One request whose answer only matters by its status (health-check probes,
+ * mirror copies): the body is read and dropped, so that the connection stays
+ * reusable. Rejects on any failure, and when no complete answer came within
+ * `timeoutMs` (the attempt is then cut).
+ */
+export function requestStatus(pool: Http1Pool, request: Http1Request, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    const timer = setTimeout(() => {
+      attempt.abort(new Error('timed out'));
+      reject(new WeftError(ErrorCodes.TIMEOUT, `no complete answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const attempt = pool.request(request, {
+      onHead(code) {
+        status = code;
+        return undefined;
+      },
+      onData: () => true,
+      onEnd() {
+        clearTimeout(timer);
+        resolve(status);
+      },
+      onError(error) {
+        clearTimeout(timer);
+        reject(error);
+      },
+    });
+  });
 }
 
 /** A dialer of plain TCP connections to host:port; a connect that takes longer than the timeout fails as a connect failure. */

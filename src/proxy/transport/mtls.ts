@@ -2,7 +2,6 @@
 import { createHash } from 'node:crypto';
 import { isIP, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
-import type { buildConnector } from 'undici';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { parseSpiffeId } from '../../api/identity.ts';
 import type { Clock } from '../../telemetry/clock.ts';
@@ -82,19 +81,6 @@ export class TunnelTls {
   /** Dials the tunnel at host:port for HTTP/2 sessions (ALPN h2). */
   h2Dialer(host: string, port: number, expected: string | undefined): (timeoutMs: number) => Promise<TLSSocket> {
     return (timeoutMs) => this.connect(host, port, expected, timeoutMs, TUNNEL_H2_ALPN);
-  }
-
-  /** An undici connector for one peer: every connection it opens must present `expected`. */
-  connector(expected: string | undefined, timeoutMs: number): buildConnector.connector {
-    return (target, callback) => {
-      const port = Number(target.port);
-      // A URL's hostname keeps an IPv6 address in brackets; a socket wants it bare.
-      const host = target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname;
-      this.connect(host, port, expected, timeoutMs).then(
-        (socket) => callback(null, socket),
-        (error: Error) => callback(error, null),
-      );
-    };
   }
 
   /**

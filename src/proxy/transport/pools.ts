@@ -1,6 +1,5 @@
 // Keep-alive HTTP/1.1 connection pools, one per peer address (mTLS ones per address and expected identity), kept across snapshots while in use.
 import type { Socket } from 'node:net';
-import { Pool, type buildConnector } from 'undici';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { SnapshotEndpoint } from '../../api/snapshot.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -41,8 +40,7 @@ export function endpointPoolId(endpoint: SnapshotEndpoint): string {
 }
 
 export class Pools implements TunnelDialer {
-  private readonly pools = new Map<string, Pool>();
-  /** The request path's HTTP/1.1 pools (http1-client.ts), by the same ids; the undici pools above serve probes and mirrors. */
+  /** HTTP/1.1 pools (http1-client.ts): requests, mirror copies and health-check probes. */
   private readonly http1Pools = new Map<string, Http1Pool>();
   private readonly settings: PoolSettings;
   private readonly logger: Logger;
@@ -102,24 +100,6 @@ export class Pools implements TunnelDialer {
     return pool;
   }
 
-  /** The plaintext pool for host:port, opened on first use. `key` must be hostPort(host, port). */
-  get(key: string): Pool {
-    return this.pools.get(key) ?? this.open(key, key, undefined);
-  }
-
-  /**
-   * The mTLS pool to the tunnel of a peer proxy at `key` (hostPort) whose
-   * certificate must name `identity`. A peer whose expected identity changes
-   * gets a new pool: connections verified as someone else are never reused.
-   */
-  tunnel(key: string, identity: string | undefined): Pool {
-    const id = tunnelPoolId(key, identity);
-    const existing = this.pools.get(id);
-    if (existing) return existing;
-    if (!this.tls) throw new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS');
-    return this.open(id, key, this.tls.connector(identity, this.settingsFor(id).connectTimeoutMs));
-  }
-
   /** One mTLS connection to a peer's tunnel, outside any pool (CONNECT tunnels are not reused). */
   dialTunnel(host: string, port: number, identity: string | undefined, timeoutMs: number): Promise<Socket> {
     if (!this.tls) return Promise.reject(new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS'));
@@ -139,15 +119,10 @@ export class Pools implements TunnelDialer {
     if (settings) this.overrides.set(id, settings);
     else this.overrides.delete(id);
     if (JSON.stringify(this.settingsFor(id)) === before) return;
-    const http1 = this.http1Pools.get(id);
-    if (http1) {
-      this.http1Pools.delete(id);
-      void http1.close();
-    }
-    const pool = this.pools.get(id);
+    const pool = this.http1Pools.get(id);
     if (!pool) return;
-    this.pools.delete(id);
-    pool.close().catch((error: unknown) => this.logger.debug({ peer: id, err: error }, 'closing a pool failed'));
+    this.http1Pools.delete(id);
+    void pool.close();
   }
 
   private settingsFor(id: string): PoolSettings {
@@ -155,28 +130,8 @@ export class Pools implements TunnelDialer {
     return override ? { ...this.settings, ...override } : this.settings;
   }
 
-  private open(id: string, key: string, connector: buildConnector.connector | undefined): Pool {
-    const settings = this.settingsFor(id);
-    const pool = new Pool(`http://${key}`, {
-      connections: settings.connections,
-      // One request at a time per connection: no head-of-line blocking behind a slow response.
-      pipelining: 1,
-      keepAliveTimeout: settings.keepAliveTimeoutMs,
-      keepAliveMaxTimeout: settings.keepAliveTimeoutMs,
-      ...(settings.maxRequestsPerConnection !== undefined ? { maxRequestsPerClient: settings.maxRequestsPerConnection } : {}),
-      // A connector of ours (mTLS) enforces its own connect timeout.
-      connect: connector ?? { timeout: settings.connectTimeoutMs },
-      // Route timeouts govern how long a request may take; a stream may stay quiet for long.
-      headersTimeout: 0,
-      bodyTimeout: 0,
-    });
-    pool.on('connectionError', (_origin, _targets, error) => this.logger.debug({ peer: key, err: error }, 'peer connection failed'));
-    this.pools.set(id, pool);
-    return pool;
-  }
-
   get size(): number {
-    return this.pools.size + this.http1Pools.size;
+    return this.http1Pools.size;
   }
 
   /** Closes, gracefully, the pools whose ids (hostPort, or tunnelPoolId) are not in `keep`; their in-flight requests finish first. */
@@ -187,20 +142,13 @@ export class Pools implements TunnelDialer {
       this.http1Pools.delete(key);
       void pool.close();
     }
-    for (const [key, pool] of this.pools) {
-      if (keep.has(key)) continue;
-      this.pools.delete(key);
-      pool.close().catch((error: unknown) => this.logger.debug({ peer: key, err: error }, 'closing a pool failed'));
-    }
   }
 
   /** Closes every pool at once, failing what is still in flight. */
   async destroy(): Promise<void> {
-    const all = [...this.pools.values()];
-    const http1 = [...this.http1Pools.values()];
-    this.pools.clear();
+    const all = [...this.http1Pools.values()];
     this.http1Pools.clear();
     this.h2.destroy();
-    await Promise.all([...all.map((pool) => pool.destroy().catch(() => {})), ...http1.map((pool) => pool.destroy())]);
+    await Promise.all(all.map((pool) => pool.destroy()));
   }
 }

@@ -6,7 +6,7 @@
 // stacks (route, filters, redirect, weighted backends, balancer, retries),
 // so that a refusal, a redirect or a proxy error reaches the client as an
 // ordinary response. The terminal forward layer then calls sendUpgrade()
-// instead of sending an undici request: it opens a connection of its own to
+// instead of sending a pooled request: it opens a connection of its own to
 // the endpoint (through the peer proxy's mTLS tunnel, straight to an address
 // outside the mesh, or to the app on the inbound side), sends the request
 // with `Connection: upgrade` and `Upgrade` put back, and relays the answer:
@@ -18,7 +18,7 @@
 // request and backendRequest timeouts stop applying, an idle timeout
 // (silence in both directions) applies instead, and at the end of a drain
 // period the connection is ended with a FIN each way.
-import { request as httpRequest, ServerResponse, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes, REASON_HEADER, WeftError } from '../../api/errors.ts';
@@ -26,6 +26,8 @@ import { classifyUpstreamError, proxyError } from '../errors.ts';
 import { UPGRADE_REQUEST, type Headers, type HttpExchange, type UpgradeRequest } from '../exchange.ts';
 import type { ListenerContext } from '../listener-context.ts';
 import { stripResponseHopByHop } from './headers.ts';
+// Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
+const { request: httpRequest, ServerResponse: ServerResponseClass } = process.getBuiltinModule('node:http');
 
 /**
  * How long an upgraded connection may stay silent in both directions before
@@ -91,7 +93,7 @@ export function acceptUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer
     context.responder.tunnel(socket, proxyError(ErrorCodes.BAD_REQUEST, 'an Upgrade request with a body is not supported', 400));
     return undefined;
   }
-  const res = new ServerResponse(req);
+  const res = new ServerResponseClass(req);
   // The HTTP server has let go of this connection: whatever is answered, it closes after.
   res.shouldKeepAlive = false;
   res.assignSocket(socket as Socket);

@@ -1,6 +1,7 @@
 // The probes active health checks send: HTTP GET or TCP connect, straight to an endpoint or through its proxy's mesh tunnel.
 import type { SnapshotEndpoint } from '../../../api/snapshot.ts';
 import type { Pools } from '../../transport/pools.ts';
+import { requestStatus } from '../../transport/http1-client.ts';
 import { hostPort } from '../../transport/pools.ts';
 import { connectDirect, connectThroughTunnel } from '../../transport/tcp.ts';
 import { SOURCE_HEADER, TARGET_PORT_HEADER } from '../mesh-headers/index.ts';
@@ -33,24 +34,15 @@ async function tcpProbe(context: ProbeContext, endpoint: SnapshotEndpoint, confi
 
 async function httpProbe(context: ProbeContext, endpoint: SnapshotEndpoint, config: HealthCheckConfig): Promise<boolean> {
   const tunnelled = endpoint.tunnelPort !== undefined;
-  const key = hostPort(endpoint.address, tunnelled ? endpoint.tunnelPort! : endpoint.port);
   const headers: Record<string, string> = { host: hostPort(endpoint.address, endpoint.port), 'user-agent': 'weft-health-check' };
   if (tunnelled) {
     headers[TARGET_PORT_HEADER] = String(endpoint.port);
     headers[SOURCE_HEADER] = context.source;
   }
   try {
-    const pool = tunnelled ? context.pools.tunnel(key, endpoint.identity) : context.pools.get(key);
-    const response = await pool.request({
-      path: config.path ?? '/',
-      method: 'GET',
-      headers,
-      headersTimeout: config.timeoutMs,
-      bodyTimeout: config.timeoutMs,
-      signal: AbortSignal.timeout(config.timeoutMs),
-    });
-    await response.body.dump();
-    return (config.expectedStatuses ?? [200]).includes(response.statusCode);
+    const pool = tunnelled ? context.pools.http1Tunnel(endpoint.address, endpoint.tunnelPort!, endpoint.identity) : context.pools.http1Plain(endpoint.address, endpoint.port);
+    const status = await requestStatus(pool, { path: config.path ?? '/', method: 'GET', headers, body: null }, config.timeoutMs);
+    return (config.expectedStatuses ?? [200]).includes(status);
   } catch {
     return false;
   }

@@ -4,14 +4,14 @@
 // its response body is thrown away, its errors are ignored, and it is
 // dropped rather than queued when too many copies are already in flight or
 // when the request's body is streamed (not buffered) and so cannot be sent twice.
-import type { Dispatcher } from 'undici';
 import type { HttpFilter, HttpRouteRule, SnapshotBackend } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import type { HttpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
 import type { Balancer, BalancerRegistry } from '../balancer/balancers.ts';
 import { filtersOf } from '../filters.ts';
-import { peerKey, type ForwardContext } from '../forward/index.ts';
+import type { ForwardContext } from '../forward/index.ts';
+import type { Http1Attempt } from '../../transport/http1-client.ts';
 import { SOURCE_HEADER, TARGET_PORT_HEADER } from '../mesh-headers/index.ts';
 
 /** Copies in flight at once, per proxy: past it, copies are dropped (and counted). */
@@ -89,23 +89,27 @@ function sendCopy(ex: HttpExchange, mirror: CompiledMirror, context: MirrorConte
     delete headers[TARGET_PORT_HEADER];
     delete headers[SOURCE_HEADER];
   }
-  const abort = new AbortController();
-  const timer = context.clock.setTimeout(() => abort.abort(new Error(`mirror copy timed out after ${timeoutMs} ms`)), timeoutMs);
   budget.inFlight++;
   budget.sent++;
   picked.load.inFlight++;
-  // As forwardHttp does: a tunnelled endpoint through its proxy's mTLS pool, any other straight.
-  const key = peerKey(endpoint);
-  const dispatcher: Dispatcher = endpoint.tunnelPort !== undefined ? context.forward.pools.tunnel(key, endpoint.identity) : context.forward.pools.get(key);
-  dispatcher
-    .request({ path: ex.path, method: ex.method as Dispatcher.HttpMethod, headers, body: ex.bufferedBody ?? null, signal: abort.signal })
-    .then((response) => response.body.dump())
-    .catch(() => {
-      budget.failed++;
-    })
-    .finally(() => {
-      timer.cancel();
-      budget.inFlight--;
-      picked.load.inFlight--;
-    });
+  let settled = false;
+  let attempt: Http1Attempt | undefined;
+  const timer = context.clock.setTimeout(() => {
+    attempt?.abort(new Error(`mirror copy timed out after ${timeoutMs} ms`));
+    settle(true);
+  }, timeoutMs);
+  const settle = (failed: boolean): void => {
+    if (settled) return;
+    settled = true;
+    timer.cancel();
+    if (failed) budget.failed++;
+    budget.inFlight--;
+    picked.load.inFlight--;
+  };
+  // As forwardHttp does: a tunnelled endpoint through its proxy's mTLS pool, any other straight. The answer is read and dropped.
+  const pool = endpoint.tunnelPort !== undefined ? context.forward.pools.http1Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity) : context.forward.pools.http1Plain(endpoint.address, endpoint.port);
+  attempt = pool.request(
+    { path: ex.path, method: ex.method, headers, body: ex.bufferedBody ?? null },
+    { onHead: () => undefined, onData: () => true, onEnd: () => settle(false), onError: () => settle(true) },
+  );
 }
