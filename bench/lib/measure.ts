@@ -9,7 +9,7 @@
 //   5. peak RSS (the kernel's high-water mark) after all of it.
 import type { SuiteContext } from './figures.ts';
 import { runOpenLoop, type LatencyMs, type OpenLoopResult } from './openloop.ts';
-import { cpuSeconds, peakRssMiB, processTree, rssMiB, sampleRss } from './proc.ts';
+import { cpuSeconds, peakRssMiB, privateRssMiB, processTree, rssMiB, sampleRss } from './proc.ts';
 import { median } from './stats.ts';
 import type { Topology } from './topology.ts';
 import { runWrk } from './wrk.ts';
@@ -36,6 +36,9 @@ export interface ProxyResources {
   /** During the fixed-rate runs: the highest and the median RSS sample. */
   fixedRatePeakRssMiB: number;
   fixedRateSteadyRssMiB: number;
+  /** The same, private memory only (RssAnon: without the shared, file-backed pages of the executable). */
+  idlePrivateRssMiB: number;
+  fixedRatePeakPrivateRssMiB: number;
   /** CPU seconds per 1,000 requests (= vCPU at 1,000 rps), at the fixed rate and at saturation. */
   cpuPer1000AtFixedRate: number;
   cpuPer1000AtMax: number;
@@ -62,10 +65,12 @@ interface Work {
   /** Each proxy's pid plus its children (nginx's worker), resolved once everything is up. */
   trees: number[][];
   idleRss: number[];
+  idlePrivateRss: number[];
   fixedRuns: OpenLoopResult[];
   fixedCpu: number[];
   fixedRequests: number;
   fixedRssSamples: number[][];
+  fixedPrivateRssSamples: number[][];
   wrkRuns: { rps: number; errors: number }[];
   maxCpu: number[];
   maxRequests: number;
@@ -87,23 +92,29 @@ export async function measureTopologies(
     topology,
     trees: topology.proxies.map((p) => processTree(p.pid)),
     idleRss: [],
+    idlePrivateRss: [],
     fixedRuns: [],
     fixedCpu: topology.proxies.map(() => 0),
     fixedRequests: 0,
     fixedRssSamples: topology.proxies.map(() => []),
+    fixedPrivateRssSamples: topology.proxies.map(() => []),
     wrkRuns: [],
     maxCpu: topology.proxies.map(() => 0),
     maxRequests: 0,
   }));
 
   await new Promise((resolve) => setTimeout(resolve, settings.idleSettleMs));
-  for (const w of works) w.idleRss = w.trees.map((tree) => rssMiB(tree));
+  for (const w of works) {
+    w.idleRss = w.trees.map((tree) => rssMiB(tree));
+    w.idlePrivateRss = w.trees.map((tree) => privateRssMiB(tree));
+  }
 
   for (let round = 0; round < settings.latencyRounds; round++) {
     for (const w of works) {
       ctx.log(`${options.label}: ${settings.fixedRate} rps, round ${round + 1}/${settings.latencyRounds}: ${w.topology.id}`);
       const cpuBefore = w.trees.map((tree) => cpuSeconds(tree));
       const samplers = w.trees.map((tree) => sampleRss(tree));
+      const privateSamplers = w.trees.map((tree) => sampleRss(tree, 200, privateRssMiB));
       const result = await runOpenLoop({
         port: w.topology.port,
         path: w.topology.path,
@@ -114,6 +125,7 @@ export async function measureTopologies(
         pinning: ctx.pinning,
       });
       samplers.forEach((s, i) => w.fixedRssSamples[i]!.push(...s.stop()));
+      privateSamplers.forEach((s, i) => w.fixedPrivateRssSamples[i]!.push(...s.stop()));
       w.trees.forEach((tree, i) => (w.fixedCpu[i]! += cpuSeconds(tree) - cpuBefore[i]!));
       w.fixedRequests += result.completed;
       w.fixedRuns.push(result);
@@ -170,6 +182,8 @@ export async function measureTopologies(
         idleRssMiB: w.idleRss[i]!,
         fixedRatePeakRssMiB: Math.max(...w.fixedRssSamples[i]!),
         fixedRateSteadyRssMiB: median(w.fixedRssSamples[i]!),
+        idlePrivateRssMiB: w.idlePrivateRss[i]!,
+        fixedRatePeakPrivateRssMiB: Math.max(...w.fixedPrivateRssSamples[i]!),
         cpuPer1000AtFixedRate: w.fixedRequests > 0 ? (w.fixedCpu[i]! / w.fixedRequests) * 1000 : NaN,
         cpuPer1000AtMax: w.maxRequests > 0 ? (w.maxCpu[i]! / w.maxRequests) * 1000 : NaN,
         peakRssMiB: peakRssMiB(processTree(p.pid)),

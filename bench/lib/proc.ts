@@ -142,7 +142,7 @@ function readStat(pid: number): Stat | undefined {
   return { ppid: Number(fields[1]), ticks: Number(fields[11]) + Number(fields[12]) };
 }
 
-function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM' | 'RssAnon'): number {
   try {
     const text = readFileSync(`/proc/${pid}/status`, 'utf8');
     const match = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text);
@@ -169,6 +169,17 @@ export function rssMiB(pids: readonly number[]): number {
   return kib / 1024;
 }
 
+/**
+ * Private resident memory now (RssAnon: heap, stacks, buffers), in MiB, summed
+ * over the processes: RSS without the file-backed pages of the executable and
+ * its libraries, which every process running the same binary shares.
+ */
+export function privateRssMiB(pids: readonly number[]): number {
+  let kib = 0;
+  for (const pid of pids) kib += statusKiB(pid, 'RssAnon');
+  return kib / 1024;
+}
+
 /** The high-water mark of resident memory, in MiB, summed over the processes. */
 export function peakRssMiB(pids: readonly number[]): number {
   let kib = 0;
@@ -177,13 +188,13 @@ export function peakRssMiB(pids: readonly number[]): number {
 }
 
 /** Samples RSS every `everyMs` until stopped; for peak and steady figures during a load run. */
-export function sampleRss(pids: readonly number[], everyMs = 200): { stop(): number[] } {
-  const samples: number[] = [rssMiB(pids)];
-  const timer = setInterval(() => samples.push(rssMiB(pids)), everyMs);
+export function sampleRss(pids: readonly number[], everyMs = 200, read: (pids: readonly number[]) => number = rssMiB): { stop(): number[] } {
+  const samples: number[] = [read(pids)];
+  const timer = setInterval(() => samples.push(read(pids)), everyMs);
   return {
     stop() {
       clearInterval(timer);
-      samples.push(rssMiB(pids));
+      samples.push(read(pids));
       return samples;
     },
   };

@@ -62,7 +62,10 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
     const api = String(controlPlane.ready!.api);
     const stream = String(controlPlane.ready!.stream);
 
-    const [oneHopPort, twoHopPort, twoHopL4Port, gatewayPort] = await freePorts(4);
+    // Every port the stack binds is picked here at once (all distinct): a proxy given port 0 could take one of the
+    // upstream ports, which the client sidecar binds only when its config arrives.
+    const [oneHopPort, twoHopPort, twoHopL4Port, gatewayPort, ...own] = await freePorts(4 + 9);
+    const ownPorts = (i: number) => ['--outbound-port', String(own[3 * i]), '--tunnel-port', String(own[3 * i + 1]), '--admin-port', String(own[3 * i + 2])];
     const yamlFile = renderConfig(
       'weft/mesh.yaml',
       { UPSTREAM_PORT: ctx.upstreamPort, ONE_HOP_PORT: oneHopPort!, TWO_HOP_PORT: twoHopPort!, TWO_HOP_TCP_PORT: twoHopL4Port! },
@@ -71,28 +74,28 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
     const res = await fetch(`${api}/weft/v1/apply`, { method: 'POST', headers: { 'content-type': 'application/yaml' }, body: readFileSync(yamlFile, 'utf8') });
     if (!res.ok) throw new Error(`applying ${yamlFile}: ${res.status} ${await res.text()}`);
 
-    const sidecar = async (workload: string, extra: string[]) =>
+    const sidecar = async (workload: string, index: number, extra: string[]) =>
       startWeft(ctx, `weft-${options.variant ? `${options.variant}-` : ''}${workload}-sidecar`, [
         'proxy', '--mode', 'sidecar',
         '--control-plane', stream,
         '--namespace', 'default',
         '--workload', workload,
         '--instance', `${workload}-0`,
-        '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
+        ...ownPorts(index),
         '--data-dir', join(dir, workload),
         '--drain', '1s',
         ...(options.proxyArgs ?? []),
         ...extra,
       ], { WEFT_TOKEN: await createToken(api, workload) });
-    const server = await sidecar('server', ['--app-port', `8080=${ctx.upstreamPort}`]);
+    const server = await sidecar('server', 0, ['--app-port', `8080=${ctx.upstreamPort}`]);
     processes.push(server);
-    const client = await sidecar('client', []);
+    const client = await sidecar('client', 1, []);
     processes.push(client);
     const gateway = await startWeft(ctx, `weft-${options.variant ? `${options.variant}-` : ''}gateway`, [
       'proxy', '--mode', 'gateway', '--gateway', 'default/edge',
       '--listener-port', `80=${gatewayPort!}`,
       '--control-plane', stream,
-      '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
+      ...ownPorts(2),
       '--data-dir', join(dir, 'gateway'),
       '--drain', '1s',
       ...(options.proxyArgs ?? []),
