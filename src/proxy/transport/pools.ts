@@ -77,13 +77,17 @@ export class Pools implements TunnelDialer {
     return this.h2.lease(tunnelPoolId(key, identity), key, this.tls.h2Dialer(host, port, identity));
   }
 
-  /** The request path's plaintext HTTP/1.1 pool to host:port, opened on first use. */
+  /** The plaintext HTTP/1.1 pool to host:port, opened on first use. */
   http1Plain(host: string, port: number): Http1Pool {
     const key = hostPort(host, port);
     return this.http1Pools.get(key) ?? this.openHttp1(key, dialTcp(host, port));
   }
 
-  /** The request path's HTTP/1.1 pool on the mTLS tunnel of the peer at host:port that must present `identity`. */
+  /**
+   * The HTTP/1.1 pool on the mTLS tunnel of the peer at host:port whose
+   * certificate must name `identity`. A peer whose expected identity changes
+   * gets a new pool: connections verified as someone else are never reused.
+   */
   http1Tunnel(host: string, port: number, identity: string | undefined): Http1Pool {
     const id = tunnelPoolId(hostPort(host, port), identity);
     const existing = this.http1Pools.get(id);
