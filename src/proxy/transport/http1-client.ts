@@ -213,12 +213,12 @@ class Pending implements Http1Attempt {
     this.handler = handler;
   }
 
-  abort(reason: Error): void {
+  /** The reason is the caller's to report: an aborted attempt hears nothing more. */
+  abort(_reason: Error): void {
     if (this.done) return;
     this.done = true;
     if (this.connection) this.connection.abandon();
     else if (!this.connecting) this.pool.dequeue(this);
-    void reason;
   }
 
   resume(): void {
