@@ -134,10 +134,6 @@ export class Pools implements TunnelDialer {
     return override ? { ...this.settings, ...override } : this.settings;
   }
 
-  get size(): number {
-    return this.http1Pools.size;
-  }
-
   /** Closes, gracefully, the pools whose ids (hostPort, or tunnelPoolId) are not in `keep`; their in-flight requests finish first. */
   retain(keep: ReadonlySet<string>): void {
     this.h2.retain(keep);
