@@ -20,6 +20,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import type { SuiteContext } from './figures.ts';
 import { runOpenLoop } from './openloop.ts';
 import { cpuSeconds, processTree } from './proc.ts';
+import { median } from './stats.ts';
 import type { Topology } from './topology.ts';
 import { runWrk } from './wrk.ts';
 
@@ -187,10 +188,6 @@ export async function warmUp(ctx: SuiteContext, topologies: readonly Topology[],
     rps.set(t, result.rps);
   }
   return rps;
-}
-
-function median(values: readonly number[]): number {
-  return summarize(values)?.median ?? NaN;
 }
 
 /** Runs the comparisons' pairs interleaved (pair i of every comparison, then pair i+1 ...) and summarises each. */
