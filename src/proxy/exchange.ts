@@ -1,5 +1,7 @@
 // What travels through a stack: one HTTP request/response, or one opaque TCP connection.
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, OutgoingHttpHeaders } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SnapshotBackend, SnapshotEndpoint } from '../api/snapshot.ts';
 import type { Span } from './tracing/span.ts';
@@ -8,6 +10,49 @@ export type Direction = 'outbound' | 'inbound';
 /** How a request travels on one hop: HTTP/1.1 or HTTP/2. */
 export type HttpVersion = 'http1' | 'h2';
 export type Headers = Record<string, string | string[] | undefined>;
+
+/** Response header fields as a response object takes them. */
+export type OutgoingHeaders = OutgoingHttpHeaders;
+
+/**
+ * The client's request as the layers read it: node's IncomingMessage and
+ * Http2ServerRequest have it, and so does the HTTP/1.1 fast path's request
+ * (transport/http1-server.ts). The body, when there is one, is the
+ * exchange's `body`.
+ */
+export interface DownstreamRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly headers: IncomingHttpHeaders;
+  readonly httpVersionMajor: number;
+  readonly httpVersionMinor: number;
+  readonly socket: Socket;
+}
+
+/** The response to the client as the layers write it: node's ServerResponse and Http2ServerResponse, and the fast path's. */
+export interface DownstreamResponse {
+  statusCode: number;
+  readonly headersSent: boolean;
+  readonly writableEnded: boolean;
+  readonly writableFinished: boolean;
+  /** Cleared while draining: the connection closes after this response (HTTP/1.1 only). */
+  shouldKeepAlive?: boolean;
+  /** HTTP/1.1: the reason phrase writeHead sends (an upstream's own is passed on). */
+  statusMessage?: string | undefined;
+  writeHead(statusCode: number, headers?: OutgoingHeaders): this;
+  setHeader(name: string, value: number | string | readonly string[]): unknown;
+  getHeader(name: string): number | string | string[] | undefined;
+  getHeaders(): OutgoingHeaders;
+  addTrailers(headers: OutgoingHeaders): void;
+  write(chunk: Buffer | string): boolean;
+  end(): unknown;
+  end(chunk: Buffer | string): unknown;
+  destroy(): unknown;
+  once(event: 'close' | 'drain', listener: () => void): unknown;
+}
+
+/** A request body as the listeners hand it on: node's own request streams (the fast path takes no request with a body). */
+export type RequestBody = IncomingMessage | Http2ServerRequest;
 
 /** Where a listener's Upgrade response carries its UpgradeRequest (transport/upgrade.ts acceptUpgrade sets it). */
 export const UPGRADE_REQUEST = Symbol('weft.upgrade');
@@ -56,8 +101,10 @@ export interface SessionPin {
 
 export class HttpExchange implements Exchange {
   readonly direction: Direction;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
+  readonly req: DownstreamRequest;
+  readonly res: DownstreamResponse;
+  /** The request's body stream when the request has one; undefined for the fast path's requests, which never do. */
+  readonly body: RequestBody | undefined;
   readonly startedAt: number;
   peerIdentity: string | undefined = undefined;
   service = 'unknown';
@@ -115,10 +162,11 @@ export class HttpExchange implements Exchange {
   private pathEnd = -1;
   private query: URLSearchParams | undefined = undefined;
 
-  constructor(direction: Direction, req: IncomingMessage, res: ServerResponse, path: string, headers: Headers, startedAt: number) {
+  constructor(direction: Direction, req: DownstreamRequest, res: DownstreamResponse, path: string, headers: Headers, startedAt: number, body?: RequestBody) {
     this.direction = direction;
     this.req = req;
     this.res = res;
+    this.body = body;
     this.method = req.method ?? 'GET';
     this.path = path;
     this.headers = headers;
@@ -160,9 +208,11 @@ export class HttpExchange implements Exchange {
 
   /** Whether the request carries a body to stream on. */
   get hasBody(): boolean {
+    const body = this.body;
+    if (body === undefined) return false;
     // HTTP/2 says "no body" by ending the stream with the headers.
-    if (this.req.httpVersionMajor === 2) return !(this.req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
-    const h = this.req.headers;
+    if (body.httpVersionMajor === 2) return !(body as Http2ServerRequest).stream.endAfterHeaders;
+    const h = body.headers;
     return h['transfer-encoding'] !== undefined || (h['content-length'] !== undefined && h['content-length'] !== '0');
   }
 

@@ -54,7 +54,8 @@ export class ErrorResponder {
       'content-length': Buffer.byteLength(body),
       [REASON_HEADER]: error.code,
     });
-    res.end(ex.method === 'HEAD' ? undefined : body);
+    if (ex.method === 'HEAD') res.end();
+    else res.end(body);
   }
 
   /** Answers a CONNECT (not yet established) on its raw socket, then closes it. */

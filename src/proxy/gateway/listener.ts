@@ -1,12 +1,11 @@
 // Gateway listeners: one socket per Gateway port, served as HTTP or as HTTPS (TLS with SNI across listeners, HTTP/2 or HTTP/1.1), routed by host.
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import {
   createSecureServer,
   createServer as createH2cServer,
   type Http2SecureServer,
   type Http2Server,
   type Http2ServerRequest,
-  type Http2ServerResponse,
   type ServerHttp2Session,
 } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
@@ -15,11 +14,12 @@ import { ErrorCodes } from '../../api/errors.ts';
 import { normalHost } from '../../api/hostnames.ts';
 import { proxyError } from '../errors.ts';
 import { normalizeExchangePath } from '../normalize-path.ts';
-import { HttpExchange } from '../exchange.ts';
+import { HttpExchange, type DownstreamResponse } from '../exchange.ts';
 import { parseAuthority, splitAbsoluteForm } from '../transport/authority.ts';
 import { STREAM_WINDOW_BYTES } from '../transport/h2.ts';
 import { forwardableRequestHeaders, sanitizeEdgeHeaders } from '../transport/headers.ts';
 import { EDGE_CONNECTION_WINDOW_BYTES, EDGE_SESSION_MEMORY_MB, gatewayLimits, ListenerGuard } from '../transport/hardening.ts';
+import { handTo, Http1Request, Http1Server } from '../transport/http1-server.ts';
 import { listen } from '../transport/listen.ts';
 import { serveUpgrades } from '../transport/upgrade.ts';
 import { listenerFor, virtualHostFor, type GatewayListenerConfig, type GatewayPortConfig } from './config.ts';
@@ -50,7 +50,6 @@ interface BoundPort {
 }
 
 type AnyRequest = IncomingMessage | Http2ServerRequest;
-type AnyResponse = ServerResponse | Http2ServerResponse;
 
 /** Why opensWithH2Preface gave up on a client that said nothing (the header timeout applies). */
 const SILENT_CLIENT = 'silent client';
@@ -98,6 +97,8 @@ export class GatewayListeners {
   private readonly options: GatewayListenersOptions;
   private readonly bound = new Map<number, BoundPort>();
   private readonly http1: HttpServer;
+  /** The fast path in front of `http1` on plain HTTP ports: plain requests are served there, anything else is handed to it. */
+  private readonly fast: Http1Server;
   /** TCP and TLS-passthrough ports (l4-listener.ts). */
   private readonly l4: GatewayL4Listeners;
   /** One TLS server per port config: it carries that config's default certificate and SNI choices. */
@@ -122,6 +123,13 @@ export class GatewayListeners {
     this.http1.on('clientError', guard.clientError);
     // Upgrades (WebSocket) are routed as requests, then spliced (transport/upgrade.ts).
     serveUpgrades(this.http1, options, http1);
+    this.fast = new Http1Server({
+      guard,
+      clock: options.clock,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+      onRequest: (req, res) => this.onRequest(req, res, 'http', this.socketPorts.get(req.socket)),
+      fallback: (socket) => handTo(this.http1, socket),
+    });
   }
 
   /** Binds every port of the port map; the config's other ports follow with sync(). */
@@ -211,6 +219,7 @@ export class GatewayListeners {
   stop(): void {
     this.stopped = true;
     for (const bound of this.bound.values()) bound.server.close();
+    this.fast.stop();
     this.http1.closeIdleConnections();
     for (const session of this.sessions) if (!session.closed) session.close();
   }
@@ -239,7 +248,8 @@ export class GatewayListeners {
         if (h2) h2c.emit('connection', socket);
         else {
           this.socketPorts.set(socket, gatewayPort);
-          this.http1.emit('connection', socket);
+          this.fast.accept(socket);
+          return;
         }
         socket.resume();
       },
@@ -287,10 +297,9 @@ export class GatewayListeners {
     return server;
   }
 
-  private onRequest(req: AnyRequest, res: AnyResponse, scheme: 'http' | 'https', gatewayPort: number | undefined): void {
+  private onRequest(req: AnyRequest | Http1Request, response: DownstreamResponse, scheme: 'http' | 'https', gatewayPort: number | undefined): void {
     const { clock, activity, metrics, responder } = this.options;
     const started = clock.monotonic();
-    const response = res as ServerResponse;
     activity.trackRequest(response);
     const isHttp2 = req.httpVersionMajor === 2;
     const rawHeaders = req.headers as Record<string, string | string[] | undefined>;
@@ -308,7 +317,7 @@ export class GatewayListeners {
     const headers = forwardableRequestHeaders(req.headers);
     sanitizeEdgeHeaders(headers);
     if (authority !== undefined) headers.host = authority;
-    const ex = new HttpExchange('outbound', req as IncomingMessage, response, path, headers, started);
+    const ex = new HttpExchange('outbound', req, response, path, headers, started, req instanceof Http1Request ? undefined : req);
     ex.scheme = scheme;
     const { tracer, accessLog } = this.options;
     tracer?.start(ex, 'gateway');
@@ -357,7 +366,7 @@ export class GatewayListeners {
    * wrong certificate's authority, so it is refused with 421 (RFC 9110
    * §15.5.20) and the client may retry on a new connection.
    */
-  private checkDirected(req: AnyRequest, port: GatewayPortConfig, listener: GatewayListenerConfig | undefined, host: string): void {
+  private checkDirected(req: AnyRequest | Http1Request, port: GatewayPortConfig, listener: GatewayListenerConfig | undefined, host: string): void {
     const servername = (req.socket as TLSSocket).servername;
     if (typeof servername !== 'string' || servername === '') return;
     const connectionListener = listenerFor(port, normalHost(servername));

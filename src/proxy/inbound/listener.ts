@@ -1,6 +1,6 @@
 // The mesh tunnel listener (mesh → app): mTLS from peer proxies (plaintext too in PERMISSIVE), then HTTP requests naming a target port, and CONNECT for opaque TCP.
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import { createServer as createNetServer, type Server, type Socket } from 'node:net';
 import { Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
@@ -8,12 +8,13 @@ import { ErrorCodes } from '../../api/errors.ts';
 import type { MtlsMode } from '../../api/snapshot.ts';
 import { proxyError } from '../errors.ts';
 import { normalizeExchangePath } from '../normalize-path.ts';
-import { HttpExchange, TcpExchange } from '../exchange.ts';
+import { HttpExchange, TcpExchange, type DownstreamResponse } from '../exchange.ts';
 import type { IdentityManager } from '../identity/manager.ts';
 import { APP_PROTOCOL_HEADER, TARGET_PORT_HEADER } from '../layers/mesh-headers/index.ts';
 import { parseAuthority } from '../transport/authority.ts';
 import { detect } from '../transport/detect.ts';
 import { H2Front } from '../transport/h2-server.ts';
+import { handTo, Http1Request, Http1Server } from '../transport/http1-server.ts';
 import { forwardableRequestHeaders } from '../transport/headers.ts';
 import { SESSION_WINDOW_BYTES } from '../transport/h2.ts';
 import { DEFAULT_LISTENER_LIMITS, derivedLimits, ListenerGuard, tunnelLimits, type ListenerLimits } from '../transport/hardening.ts';
@@ -53,6 +54,8 @@ export class TunnelListener {
   /** The listening socket. */
   readonly server: Server;
   private readonly http: HttpServer;
+  /** The fast path in front of `http`: plain requests are served there, anything else is handed to it. */
+  private readonly fast: Http1Server;
   /** HTTP/2 and gRPC from peers: TLS connections that negotiated h2, and (PERMISSIVE) plaintext ones opening with the preface. */
   private readonly h2: H2Front;
   private tls: TlsServer | undefined;
@@ -84,6 +87,13 @@ export class TunnelListener {
     // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it
     // listens; this one never listens, it is handed connections, so it is told it does.
     this.http.emit('listening');
+    this.fast = new Http1Server({
+      guard,
+      clock: options.clock,
+      keepAliveTimeoutMs: options.keepAliveTimeoutMs,
+      onRequest: (req, res) => this.onRequest(req, res),
+      fallback: (socket) => handTo(this.http, socket),
+    });
     this.h2 = new H2Front(
       guard.wrap((req, res) => this.onRequest(req, res)),
       (req) => this.onConnectStream(req),
@@ -106,6 +116,7 @@ export class TunnelListener {
   stop(): void {
     this.stopIdentity();
     this.server.close();
+    this.fast.stop();
     this.h2.stop();
     this.http.close();
     this.http.closeIdleConnections();
@@ -174,9 +185,12 @@ export class TunnelListener {
     detect(raw, Buffer.alloc(0), this.handshakeTimeoutMs, this.options.clock).then(
       (kind) => {
         if (raw.destroyed) return;
-        if (kind === 'http2') this.h2.accept(raw, undefined);
-        else this.http.emit('connection', raw);
-        raw.resume();
+        if (kind === 'http2') {
+          this.h2.accept(raw, undefined);
+          raw.resume();
+        } else {
+          this.fast.accept(raw);
+        }
       },
       () => raw.destroy(),
     );
@@ -202,18 +216,16 @@ export class TunnelListener {
       return;
     }
     this.peers.set(socket, record);
-    this.http.emit('connection', socket);
+    this.fast.accept(socket);
   }
 
   private count(result: string): void {
     this.options.tunnelMetrics.handshakes.labels('server', result).inc();
   }
 
-  private onRequest(req: IncomingMessage | Http2ServerRequest, anyRes: ServerResponse | Http2ServerResponse): void {
+  private onRequest(req: IncomingMessage | Http2ServerRequest | Http1Request, res: DownstreamResponse): void {
     const { clock, activity, metrics, responder } = this.options;
     const started = clock.monotonic();
-    // The HTTP/2 compatibility response has what the request path uses of a ServerResponse.
-    const res = anyRes as ServerResponse;
     activity.trackRequest(res);
     // forwardableRequestHeaders drops any x-forwarded-client-cert the caller sent: only ours reaches the app.
     const headers = forwardableRequestHeaders(req.headers);
@@ -222,7 +234,7 @@ export class TunnelListener {
     if (h2 && headers.host === undefined && typeof authority === 'string') headers.host = authority;
     const record = h2 ? H2Front.tagOf<PeerRecord>(req as Http2ServerRequest) : this.peers.get(req.socket as Duplex);
     if (record) headers[XFCC_HEADER] = record.xfcc;
-    const ex = new HttpExchange('inbound', req as IncomingMessage, res, req.url ?? '/', headers, started);
+    const ex = new HttpExchange('inbound', req, res, req.url ?? '/', headers, started, req instanceof Http1Request ? undefined : req);
     ex.peerIdentity = record?.peer.spiffeId;
     const appProtocol = req.headers[APP_PROTOCOL_HEADER];
     if (appProtocol === 'h2' || appProtocol === 'http1') ex.appProtocol = appProtocol;

@@ -1,18 +1,19 @@
 // The outbound listener (app → mesh): an HTTP forward proxy for absolute-form, Host-addressed and CONNECT requests, plus upstream ports.
-import type { IncomingMessage, Server, ServerResponse } from 'node:http';
-import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { IncomingMessage, Server } from 'node:http';
+import type { Http2ServerRequest } from 'node:http2';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ErrorCodes } from '../../api/errors.ts';
 import { asProxyError, proxyError } from '../errors.ts';
 import { normalizeExchangePath } from '../normalize-path.ts';
-import { HttpExchange, TcpExchange } from '../exchange.ts';
+import { HttpExchange, TcpExchange, type DownstreamResponse } from '../exchange.ts';
 import { DEFAULT_DETECT_TIMEOUT_MS, detect, DetectMetrics } from '../transport/detect.ts';
 import { splitAbsoluteForm } from '../transport/authority.ts';
 import { dropMeshHeaders, forwardableRequestHeaders } from '../transport/headers.ts';
 import { DEFAULT_LISTENER_LIMITS, EDGE_CONNECTION_WINDOW_BYTES, EDGE_SESSION_MEMORY_MB, ListenerGuard } from '../transport/hardening.ts';
 import { listen } from '../transport/listen.ts';
 import { H2Front } from '../transport/h2-server.ts';
+import { handTo, Http1Request, Http1Server, type Http1Response } from '../transport/http1-server.ts';
 import { splice } from '../transport/tcp.ts';
 import { serveUpgrades } from '../transport/upgrade.ts';
 import { resolveTarget, targetByKey, type OutboundTarget } from './resolve.ts';
@@ -45,6 +46,9 @@ export class OutboundListener {
   private readonly h2: H2Front;
   /** Never listens: serves HTTP found inside CONNECT tunnels and on HTTP upstream ports. */
   private readonly inner: Server;
+  /** The fast path in front of `server` and `inner`: plain requests are served there, anything else is handed to them. */
+  private readonly fast: Http1Server;
+  private readonly innerFast: Http1Server;
   private readonly pins = new WeakMap<Duplex, Pin>();
   private readonly options: OutboundListenerOptions;
   private readonly detections: DetectMetrics;
@@ -63,6 +67,9 @@ export class OutboundListener {
     // Node tracks a server's connections (idle close on stop, header and request timeouts) only once it listens; `front` listens for them.
     this.server.emit('listening');
     this.inner.emit('listening');
+    const fastOptions = { guard, clock: options.clock, keepAliveTimeoutMs: options.keepAliveTimeoutMs, onRequest: (req: Http1Request, res: Http1Response) => this.onRequest(req, res) };
+    this.fast = new Http1Server({ ...fastOptions, fallback: (socket) => handTo(this.server, socket) });
+    this.innerFast = new Http1Server({ ...fastOptions, fallback: (socket) => handTo(this.inner, socket) });
     this.h2 = new H2Front(guard.wrap((req, res) => this.onRequest(req, res)), undefined, { guard, connectionWindowBytes: EDGE_CONNECTION_WINDOW_BYTES, sessionMemoryMb: EDGE_SESSION_MEMORY_MB });
     this.front = createNetServer({ noDelay: true }, (socket) => this.onConnection(socket));
     guard.limitConnections(this.front);
@@ -92,9 +99,12 @@ export class OutboundListener {
     detect(socket, Buffer.alloc(0), this.guard.limits.headersTimeoutMs || this.options.keepAliveTimeoutMs, this.options.clock).then(
       (kind) => {
         if (socket.destroyed) return;
-        if (kind === 'http2') this.h2.accept(socket, undefined);
-        else this.server.emit('connection', socket);
-        socket.resume();
+        if (kind === 'http2') {
+          this.h2.accept(socket, undefined);
+          socket.resume();
+        } else {
+          this.fast.accept(socket);
+        }
       },
       () => socket.destroy(),
     );
@@ -141,8 +151,7 @@ export class OutboundListener {
         }
         if (kind === 'http1') {
           this.pins.set(socket, { routeKey: entry.routeKey, defaultHost: upstream.host });
-          this.inner.emit('connection', socket);
-          socket.resume();
+          this.innerFast.accept(socket);
           return;
         }
         this.openTcp(entry, socket, (upstreamSocket) => splice(socket, upstreamSocket), (error) => {
@@ -158,17 +167,17 @@ export class OutboundListener {
   /** Stops accepting; keep-alive connections close when idle. */
   stop(): void {
     this.front.close();
+    this.fast.stop();
+    this.innerFast.stop();
     this.h2.stop();
     this.server.close();
     this.server.closeIdleConnections();
     this.inner.closeIdleConnections();
   }
 
-  private onRequest(req: IncomingMessage | Http2ServerRequest, anyRes: ServerResponse | Http2ServerResponse): void {
+  private onRequest(req: IncomingMessage | Http2ServerRequest | Http1Request, res: DownstreamResponse): void {
     const { clock, activity, metrics, responder } = this.options;
     const started = clock.monotonic();
-    // The HTTP/2 compatibility response has what the request path uses of a ServerResponse (the gateway relies on it too).
-    const res = anyRes as ServerResponse;
     activity.trackRequest(res);
     const url = req.url ?? '/';
     let path = url;
@@ -189,7 +198,7 @@ export class OutboundListener {
     // HTTP/2 names the authority in a pseudo-header; HTTP/1.1 upstreams and routes read it as host.
     const h2Authority = req.headers[':authority'];
     if (headers.host === undefined && typeof h2Authority === 'string') headers.host = h2Authority;
-    const ex = new HttpExchange('outbound', req as IncomingMessage, res, path, headers, started);
+    const ex = new HttpExchange('outbound', req, res, path, headers, started, req instanceof Http1Request ? undefined : req);
     const { tracer, accessLog } = this.options;
     tracer?.start(ex, 'client');
     accessLog?.startHttp(ex);
@@ -278,8 +287,7 @@ export class OutboundListener {
         }
         if (kind === 'http1') {
           this.pins.set(socket, { routeKey: entry.routeKey });
-          this.inner.emit('connection', socket);
-          socket.resume();
+          this.innerFast.accept(socket);
           return;
         }
         this.openTcp(entry, socket, (upstream) => splice(socket, upstream), (error) => {

@@ -1,12 +1,12 @@
 // What is open and in flight across every listener: client connections and requests, for the gauge and for draining.
-import type { ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Clock } from '../../telemetry/clock.ts';
 import type { Gauge, GaugeChild } from '../../telemetry/metrics.ts';
+import type { DownstreamResponse } from '../exchange.ts';
 
 export class Activity {
   draining = false;
-  private readonly responses = new Set<ServerResponse>();
+  private readonly responses = new Set<DownstreamResponse>();
   private readonly sockets = new Set<Duplex>();
   private readonly gauge: Gauge;
   private readonly children = new Map<string, GaugeChild>();
@@ -37,7 +37,7 @@ export class Activity {
   }
 
   /** Counts a request until its response is done; while draining, its connection closes after it. */
-  trackRequest(res: ServerResponse): void {
+  trackRequest(res: DownstreamResponse): void {
     this.responses.add(res);
     if (this.draining) res.shouldKeepAlive = false;
     res.once('close', () => {

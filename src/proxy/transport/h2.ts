@@ -431,7 +431,7 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
       if (trailersAnnounced) {
         upstream.once('wantTrailers', () => {
           const sent: OutgoingHttpHeaders = {};
-          const received = ex.req.trailers as Record<string, string | string[] | undefined>;
+          const received = (ex.body?.trailers ?? {}) as Record<string, string | string[] | undefined>;
           for (const name in received) {
             if (name.charCodeAt(0) === 0x3a || NOT_FOR_H2.has(name)) continue;
             const value = received[name];
@@ -441,10 +441,10 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
         });
       }
       if (body !== undefined) upstream.end(body);
-      else if (streamed) {
+      else if (streamed && ex.body) {
         // pipe() pauses the client when the upstream window is full; a client that goes away cancels the stream.
-        ex.req.pipe(upstream);
-        ex.req.once('aborted', () => resetStream(upstream));
+        ex.body.pipe(upstream);
+        ex.body.once('aborted', () => resetStream(upstream));
       }
 
       upstream.on('response', (received, flags) => {

@@ -47,7 +47,8 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
           headOnly = out['grpc-status'] !== undefined;
           writeResponseHead(ex, statusCode, out, headOnly);
         } else {
-          res.writeHead(statusCode, statusMessage || undefined, out as Record<string, string | string[]>);
+          if (statusMessage) res.statusMessage = statusMessage;
+          res.writeHead(statusCode, out);
         }
         responding = true;
         return undefined;
@@ -88,7 +89,7 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
       },
     };
 
-    const attempt = pool.request({ path: ex.path, method: ex.method, headers, body: ex.bufferedBody ?? (ex.hasBody ? ex.req : null) }, handler);
+    const attempt = pool.request({ path: ex.path, method: ex.method, headers, body: ex.bufferedBody ?? (ex.hasBody ? (ex.body ?? null) : null) }, handler);
     ex.onAbort = (reason) => {
       attempt.abort(reason);
       ownError = reason;

@@ -128,7 +128,8 @@ export function sendUpgrade(ex: HttpExchange, dial: () => Promise<Duplex>, heade
       reject(ex.aborted);
       return;
     }
-    const res = ex.res;
+    // acceptUpgrade's own ServerResponse: Upgrade requests are node:http's (the fast path hands them over).
+    const res = ex.res as ServerResponse;
     let settled = false;
     let upstream: Duplex | undefined;
     const fail = (error: Error): void => {

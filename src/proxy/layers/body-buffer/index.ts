@@ -59,8 +59,12 @@ export function bufferBody(limitBytes: number, clock: Clock, idleMs = DEFAULT_BU
  * goes away or the exchange is given up (a request timeout) first.
  */
 function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Infinity, pause?: { clock: Clock; idleMs: number }): Promise<Buffer | undefined> {
-  const req = ex.req;
+  const req = ex.body;
   return new Promise<Buffer | undefined>((resolve, reject) => {
+    if (req === undefined) {
+      resolve(Buffer.alloc(0));
+      return;
+    }
     const chunks: Buffer[] = [];
     let size = 0;
     let idle: Timer | undefined;
