@@ -75,7 +75,10 @@ const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 export class Http1Pool {
   private readonly settings: Http1PoolSettings;
   private readonly dial: Dial;
+  /** Parked connections, the longest idle first. */
   private readonly idle: Connection[] = [];
+  /** Closes connections idle past their keep-alive time; runs while any is idle (one timer, not a socket timeout re-armed per request). */
+  private sweeper: ReturnType<typeof setInterval> | undefined = undefined;
   /** @internal connections with an exchange in flight. */
   readonly busy = new Set<Connection>();
   private readonly waiting: Pending[] = [];
@@ -170,9 +173,32 @@ export class Http1Pool {
       }
       connection.park();
       this.idle.push(connection);
+      if (this.sweeper === undefined) this.startSweeping();
       return;
     }
     connection.destroy();
+  }
+
+  private startSweeping(): void {
+    // Late by at most a tenth of the keep-alive time (≤ 500 ms): a peer's own timeout is a second later still (see parseHead).
+    const periodMs = Math.max(25, Math.min(500, Math.floor(this.settings.keepAliveTimeoutMs / 10)));
+    this.sweeper = setInterval(() => this.sweep(), periodMs);
+    this.sweeper.unref();
+  }
+
+  private sweep(): void {
+    const now = performance.now();
+    // Oldest first: the first one still within its time ends the sweep for most pools (all share a keep-alive time unless a peer said less).
+    let kept = 0;
+    for (const connection of this.idle) {
+      if (connection.idleExpired(now)) connection.destroy();
+      else this.idle[kept++] = connection;
+    }
+    this.idle.length = kept;
+    if (kept === 0 && this.sweeper !== undefined) {
+      clearInterval(this.sweeper);
+      this.sweeper = undefined;
+    }
   }
 
   /** @internal a connection is gone (closed by either side). */
@@ -245,6 +271,7 @@ class Connection {
   private current: Pending | undefined = undefined;
   private served = 0;
   private idleTimeoutMs: number;
+  private parkedAt = 0;
   private dead = false;
   // Response parsing state.
   private state: ParseState = Parse.HEAD;
@@ -270,16 +297,12 @@ class Connection {
     socket.on('error', (error) => this.broken(error));
     socket.on('close', () => this.broken(new WeftError(ErrorCodes.UPSTREAM_RESET, 'the upstream closed the connection')));
     socket.on('end', () => this.ended());
-    socket.on('timeout', () => {
-      if (!this.current) this.destroy();
-    });
   }
 
   run(pending: Pending): void {
     this.current = pending;
     pending.connection = this;
     this.busy.add(this);
-    this.socket.setTimeout(0);
     this.state = Parse.HEAD;
     this.head = undefined;
     this.started = false;
@@ -289,9 +312,13 @@ class Connection {
     this.write(pending.request);
   }
 
-  /** Idle in the pool: closed after the keep-alive time. */
+  /** Idle in the pool: closed after the keep-alive time (the pool's sweep). */
   park(): void {
-    this.socket.setTimeout(this.idleTimeoutMs);
+    this.parkedAt = performance.now();
+  }
+
+  idleExpired(now: number): boolean {
+    return now - this.parkedAt >= this.idleTimeoutMs;
   }
 
   /** The caller gave up on the exchange in flight: the connection cannot be reused (part of a response may still come). */

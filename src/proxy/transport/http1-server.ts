@@ -12,9 +12,9 @@
 // outside the strict grammar. The fast path never refuses anything itself,
 // so a hostile request meets exactly the checks it met before.
 import type { Socket } from 'node:net';
-import type { Clock } from '../../telemetry/clock.ts';
+import type { Clock, Timer } from '../../telemetry/clock.ts';
 import type { DownstreamRequest, DownstreamResponse, OutgoingHeaders } from '../exchange.ts';
-import type { ListenerGuard } from './hardening.ts';
+import type { ListenerGuard, ListenerLimits } from './hardening.ts';
 // Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
 const { STATUS_CODES } = process.getBuiltinModule('node:http');
 
@@ -225,6 +225,7 @@ export class Http1Response implements DownstreamResponse {
     this.headersSent = true;
     const socket = this.connection.socket;
     const length = chunkLength(chunk);
+    this.connection.touch();
     let written: boolean;
     if (this.framing === undefined) {
       const head = this.head(false);
@@ -366,6 +367,7 @@ export class Http1Response implements DownstreamResponse {
     this.waitingForDrain = true;
     this.connection.socket.once('drain', () => {
       this.waitingForDrain = false;
+      this.connection.touch();
       const listeners = this.drainListeners;
       this.drainListeners = undefined;
       if (listeners) for (const listener of listeners) listener();
@@ -441,7 +443,8 @@ class Http1Connection {
   /** Bytes read and not served yet (a pipelined request). */
   private unread: Buffer | undefined = undefined;
   private response: Http1Response | undefined = undefined;
-  private timeoutMs = 0;
+  /** When a byte last moved either way (clock.now()); the server's sweep reads it against the timeout of the phase. */
+  activeAt: number;
   private handedOver = false;
   /** Whether a request has been taken on this connection (before the first, silence is a header timeout). */
   private served = false;
@@ -449,15 +452,18 @@ class Http1Connection {
   private ending = false;
   private readonly onData = (chunk: Buffer) => this.received(chunk);
   private readonly onClose = () => this.gone();
-  private readonly onTimeout = () => this.timedOut();
 
   constructor(server: Http1Server, socket: Socket) {
     this.server = server;
     this.socket = socket;
+    this.activeAt = server.options.clock.now();
     socket.on('data', this.onData);
     socket.once('close', this.onClose);
-    socket.on('timeout', this.onTimeout);
-    this.setTimeout(server.options.guard.limits.headersTimeoutMs || server.options.keepAliveTimeoutMs);
+  }
+
+  /** Bytes moved (the response wrote): the idle timeout starts again. */
+  touch(): void {
+    this.activeAt = this.server.options.clock.now();
   }
 
   /** Whether the server is stopping: responses say Connection: close. */
@@ -482,13 +488,14 @@ class Http1Connection {
       return;
     }
     if (this.handedOver || this.socket.destroyed) return;
-    this.setTimeout(this.server.options.keepAliveTimeoutMs);
+    this.activeAt = this.server.options.clock.now();
     if (this.socket.isPaused()) this.socket.resume();
     if (this.unread !== undefined) this.serveUnread();
   }
 
   private received(chunk: Buffer): void {
     if (this.ending) return;
+    this.activeAt = this.server.options.clock.now();
     this.unread = this.unread === undefined ? chunk : Buffer.concat([this.unread, chunk]);
     if (this.response !== undefined) {
       // Pipelined requests wait for the response in flight; past a head's worth of them, the client waits too.
@@ -516,7 +523,6 @@ class Http1Connection {
       const response = new Http1Response(this, head.method === 'HEAD', head.keepAlive);
       this.response = response;
       this.served = true;
-      this.setTimeout(limits.idleTimeoutMs);
       this.server.options.onRequest(new Http1Request(head, this.socket), response);
     }
   }
@@ -527,8 +533,6 @@ class Http1Connection {
     const socket = this.socket;
     socket.off('data', this.onData);
     socket.off('close', this.onClose);
-    socket.off('timeout', this.onTimeout);
-    socket.setTimeout(0);
     this.server.forget(this);
     socket.pause();
     if (this.unread !== undefined) socket.unshift(this.unread);
@@ -543,6 +547,17 @@ class Http1Connection {
     response?.emitClose();
   }
 
+  /**
+   * Called by the server's sweep: the timeout of the phase the connection is
+   * in, counted from the last byte either way. Before the first request:
+   * the header timeout; with a request in flight: the idle timeout; between
+   * requests: the keep-alive timeout.
+   */
+  checkTimeout(now: number, limits: ListenerLimits): void {
+    const limit = this.response !== undefined ? limits.idleTimeoutMs : this.served ? this.server.options.keepAliveTimeoutMs : limits.headersTimeoutMs || this.server.options.keepAliveTimeoutMs;
+    if (limit > 0 && now - this.activeAt >= limit && !this.socket.destroyed) this.timedOut();
+  }
+
   private timedOut(): void {
     const guard = this.server.options.guard;
     if (this.response !== undefined) {
@@ -554,12 +569,6 @@ class Http1Connection {
       return;
     }
     this.socket.destroy();
-  }
-
-  private setTimeout(ms: number): void {
-    if (ms === this.timeoutMs) return;
-    this.timeoutMs = ms;
-    this.socket.setTimeout(ms);
   }
 
   /** Closes the connection now when no request is in flight. */
@@ -581,6 +590,8 @@ export class Http1Server {
   readonly keepAliveFields: string;
   stopping = false;
   private readonly connections = new Set<Http1Connection>();
+  /** Runs while there are connections: one timer for all of them, instead of re-arming a socket timeout twice a request. */
+  private sweeper: Timer | undefined = undefined;
   private dateText = '';
   private dateUntil = 0;
 
@@ -598,6 +609,28 @@ export class Http1Server {
     }
     this.connections.add(new Http1Connection(this, socket));
     socket.resume();
+    if (this.sweeper === undefined) this.startSweeping();
+  }
+
+  /** Checks every connection's timeouts a few times within the shortest of them (at most once a second, at least every 25 ms). */
+  private startSweeping(): void {
+    const limits = this.options.guard.limits;
+    let shortest = Infinity;
+    for (const ms of [limits.headersTimeoutMs, limits.idleTimeoutMs, this.options.keepAliveTimeoutMs]) if (ms > 0 && ms < shortest) shortest = ms;
+    if (shortest === Infinity) return;
+    const periodMs = Math.max(25, Math.min(1000, Math.floor(shortest / 4)));
+    this.sweeper = this.options.clock.setInterval(() => this.sweep(), periodMs).unref();
+  }
+
+  private sweep(): void {
+    if (this.connections.size === 0) {
+      this.sweeper?.cancel();
+      this.sweeper = undefined;
+      return;
+    }
+    const now = this.options.clock.now();
+    const limits = this.options.guard.limits;
+    for (const connection of this.connections) connection.checkTimeout(now, limits);
   }
 
   /** Stops taking requests: idle connections close now, the others after their response. */
@@ -605,6 +638,7 @@ export class Http1Server {
     this.stopping = true;
     for (const connection of this.connections) connection.closeIfIdle();
   }
+
 
   /** The Date field, formatted once a second. */
   httpDate(): string {
