@@ -103,7 +103,7 @@ export class HttpExchange implements Exchange {
   readonly direction: Direction;
   readonly req: DownstreamRequest;
   readonly res: DownstreamResponse;
-  /** The request's body stream when the request has one; undefined for the fast path's requests, which never do. */
+  /** The request's body stream, for node's requests; undefined for the fast path's, whose body (if any) came whole and is `bufferedBody`. */
   readonly body: RequestBody | undefined;
   readonly startedAt: number;
   peerIdentity: string | undefined = undefined;
@@ -162,11 +162,17 @@ export class HttpExchange implements Exchange {
   private pathEnd = -1;
   private query: URLSearchParams | undefined = undefined;
 
-  constructor(direction: Direction, req: DownstreamRequest, res: DownstreamResponse, path: string, headers: Headers, startedAt: number, body?: RequestBody) {
+  /** `body`: node's request stream, or a body received whole (the fast path's), which becomes `bufferedBody`. */
+  constructor(direction: Direction, req: DownstreamRequest, res: DownstreamResponse, path: string, headers: Headers, startedAt: number, body?: RequestBody | Buffer) {
     this.direction = direction;
     this.req = req;
     this.res = res;
-    this.body = body;
+    if (Buffer.isBuffer(body)) {
+      this.body = undefined;
+      this.bufferedBody = body;
+    } else {
+      this.body = body;
+    }
     this.method = req.method ?? 'GET';
     this.path = path;
     this.headers = headers;
@@ -209,7 +215,7 @@ export class HttpExchange implements Exchange {
   /** Whether the request carries a body to stream on. */
   get hasBody(): boolean {
     const body = this.body;
-    if (body === undefined) return false;
+    if (body === undefined) return this.bufferedBody !== undefined;
     // HTTP/2 says "no body" by ending the stream with the headers.
     if (body.httpVersionMajor === 2) return !(body as Http2ServerRequest).stream.endAfterHeaders;
     const h = body.headers;

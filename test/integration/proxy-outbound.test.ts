@@ -267,14 +267,17 @@ describe('outbound proxy', () => {
     assert.equal(reset.headers['weft-reason'], 'WEFT_ERR_UPSTREAM_RESET');
   });
 
-  it('retries a request without a body on another endpoint when one refuses the connection', async () => {
+  it('retries a request without a body, or with a small whole one, on another endpoint when one refuses the connection; never a streamed body', async () => {
     for (let i = 0; i < 6; i++) {
       const res = await viaProxy(port, 'http://flaky:8080/');
       assert.equal(res.status, 200, `request ${i}`);
       assert.equal(res.json().name, 'a');
     }
+    // A small body that came whole with its head is kept (as Envoy buffers one for retries): it goes to the next endpoint too.
+    for (let i = 0; i < 6; i++) assert.equal((await viaProxy(port, 'http://flaky:8080/', { method: 'POST', body: 'small and whole' })).status, 200, `small body ${i}`);
     const statuses = new Set<number>();
-    for (let i = 0; i < 6; i++) statuses.add((await viaProxy(port, 'http://flaky:8080/', { method: 'POST', body: 'not replayable' })).status);
+    const large = 'x'.repeat(100 * 1024);
+    for (let i = 0; i < 6; i++) statuses.add((await viaProxy(port, 'http://flaky:8080/', { method: 'POST', body: large })).status);
     assert.deepEqual([...statuses].sort(), [200, 503], 'a streamed body is never sent twice');
   });
 

@@ -7,7 +7,7 @@ import { connect, createServer as createNetServer, type Socket } from 'node:net'
 import { test, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client } from 'undici';
-import { handTo, Http1Server, parseRequestHead, type Http1Request, type Http1Response } from '../../src/proxy/transport/http1-server.ts';
+import { handTo, Http1Server, MAX_FAST_BODY_BYTES, parseRequestHead, type Http1Request, type Http1Response } from '../../src/proxy/transport/http1-server.ts';
 import { DEFAULT_LISTENER_LIMITS, ListenerGuard, type ListenerLimits } from '../../src/proxy/transport/hardening.ts';
 import { systemClock } from '../../src/telemetry/clock.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
@@ -757,7 +757,23 @@ interface FallbackCase {
 const fallbackLimits: Partial<ListenerLimits> = { maxHeaderBytes: 2_048, maxUriBytes: 256, maxHeaderCount: 10 };
 
 const fallbackCases: FallbackCase[] = [
-  { name: 'a body with Content-Length', send: 'POST /upload HTTP/1.1\r\nHost: test.local\r\nContent-Length: 5\r\n\r\nhello', status: 200, servedByNode: 'node POST /upload 5' },
+  {
+    name: 'a body that has not all arrived with the head',
+    send: async (client) => {
+      client.send('POST /upload HTTP/1.1\r\nHost: test.local\r\nContent-Length: 5\r\n\r\nhe');
+      // TCP segmentation is the point here: the rest of the body comes in a later read.
+      await sleep(50);
+      client.send('llo');
+    },
+    status: 200,
+    servedByNode: 'node POST /upload 5',
+  },
+  {
+    name: 'a body over the fast path\'s cap',
+    send: `POST /big-body HTTP/1.1\r\nHost: test.local\r\nContent-Length: ${MAX_FAST_BODY_BYTES + 1}\r\n\r\n${'b'.repeat(MAX_FAST_BODY_BYTES + 1)}`,
+    status: 200,
+    servedByNode: `node POST /big-body ${MAX_FAST_BODY_BYTES + 1}`,
+  },
   {
     name: 'a chunked body',
     send: 'POST /chunked HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n2\r\n!!\r\n0\r\n\r\n',
@@ -850,18 +866,37 @@ test('Expect: 100-continue is node’s: 100 Continue, then the body, then the an
   assert.equal(h.served.length, 0);
 });
 
+test('a small body that came with its head is served by the fast path, whole; pipelined requests behind it too', async (t) => {
+  const h = await harness(t);
+  const client = await h.client();
+  client.send('POST /json HTTP/1.1\r\nHost: test.local\r\nContent-Type: application/json\r\nContent-Length: 13\r\n\r\n{"a":"hello"}');
+  assert.equal((await client.response()).body.toString(), 'fast POST /json');
+  client.send('PUT /b HTTP/1.1\r\nHost: test.local\r\nContent-Length: 2\r\n\r\nxy' + get('/c') + 'DELETE /d HTTP/1.1\r\nHost: test.local\r\nContent-Length: 0\r\n\r\n');
+  assert.equal((await client.response()).body.toString(), 'fast PUT /b');
+  assert.equal((await client.response()).body.toString(), 'fast GET /c');
+  assert.equal((await client.response()).body.toString(), 'fast DELETE /d');
+  const bodies = h.served.map((s) => [s.req.url, (s.req as Http1Request).body?.toString()]);
+  assert.deepEqual(bodies, [
+    ['/json', '{"a":"hello"}'],
+    ['/b', 'xy'],
+    ['/c', undefined],
+    ['/d', undefined],
+  ]);
+  assert.equal(h.nodeRequests.length, 0);
+});
+
 test('after a fallback on a connection first served fast, node:http serves the rest of it', async (t) => {
   const h = await harness(t);
   const client = await h.client();
   client.send(get('/one'));
   assert.equal((await client.response()).body.toString(), 'fast GET /one');
-  client.send('POST /two HTTP/1.1\r\nHost: test.local\r\nContent-Length: 3\r\n\r\nabc');
+  client.send('POST /two HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
   assert.equal((await client.response()).body.toString(), 'node POST /two 3');
   client.send(get('/three'));
   assert.equal((await client.response()).body.toString(), 'node GET /three 0');
-  // Pipelined: a plain request, one with a body, a plain one; the fast path takes the first only.
+  // Pipelined: a plain request, one with a chunked body, a plain one; the fast path takes the first only.
   const second = await h.client();
-  second.send(get('/a') + 'PUT /b HTTP/1.1\r\nHost: test.local\r\nContent-Length: 2\r\n\r\nxy' + get('/c'));
+  second.send(get('/a') + 'PUT /b HTTP/1.1\r\nHost: test.local\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nxy\r\n0\r\n\r\n' + get('/c'));
   assert.equal((await second.response()).body.toString(), 'fast GET /a');
   assert.equal((await second.response()).body.toString(), 'node PUT /b 2');
   assert.equal((await second.response()).body.toString(), 'node GET /c 0');
@@ -991,7 +1026,11 @@ test('parseRequestHead takes plain heads', () => {
     url: '/a?b=1',
     headers: { host: 'h', 'x-trim': 'v', 'user-agent': 't/1' },
     keepAlive: true,
+    bodyLength: 0,
   });
+  assert.equal(parse('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5')?.bodyLength, 5);
+  assert.equal(parse('POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 00')?.bodyLength, 0, 'leading zeros, as llhttp reads them');
+  assert.equal(parse(`POST / HTTP/1.1\r\nHost: h\r\nContent-Length: ${MAX_FAST_BODY_BYTES}`)?.bodyLength, MAX_FAST_BODY_BYTES);
   assert.equal(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: close')?.keepAlive, false);
   assert.equal(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, CLOSE')?.keepAlive, false);
   assert.equal(parse('GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive')?.keepAlive, true);
@@ -1008,8 +1047,10 @@ test('parseRequestHead leaves to node:http every head that is not plainly ordina
   const parse = (head: string) => parseRequestHead(head, 64, 4, 512);
   const host = 'Host: h';
   const refused: Record<string, string> = {
-    'a body': `POST / HTTP/1.1\r\n${host}\r\nContent-Length: 5`,
-    'a Content-Length written otherwise than 0': `POST / HTTP/1.1\r\n${host}\r\nContent-Length: 00`,
+    'a body over the fast path\'s cap': `POST / HTTP/1.1\r\n${host}\r\nContent-Length: ${MAX_FAST_BODY_BYTES + 1}`,
+    'a Content-Length with a sign': `POST / HTTP/1.1\r\n${host}\r\nContent-Length: +5`,
+    'a Content-Length list': `POST / HTTP/1.1\r\n${host}\r\nContent-Length: 5, 5`,
+    'a Content-Length in hex': `POST / HTTP/1.1\r\n${host}\r\nContent-Length: 0x5`,
     'Transfer-Encoding': `POST / HTTP/1.1\r\n${host}\r\nTransfer-Encoding: chunked`,
     Expect: `POST / HTTP/1.1\r\n${host}\r\nExpect: 100-continue`,
     Upgrade: `GET / HTTP/1.1\r\n${host}\r\nUpgrade: websocket`,

@@ -317,7 +317,7 @@ export class GatewayListeners {
     const headers = forwardableRequestHeaders(req.headers);
     sanitizeEdgeHeaders(headers);
     if (authority !== undefined) headers.host = authority;
-    const ex = new HttpExchange('outbound', req, response, path, headers, started, req instanceof Http1Request ? undefined : req);
+    const ex = new HttpExchange('outbound', req, response, path, headers, started, req instanceof Http1Request ? req.body : req);
     ex.scheme = scheme;
     const { tracer, accessLog } = this.options;
     tracer?.start(ex, 'gateway');

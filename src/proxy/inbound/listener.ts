@@ -234,7 +234,7 @@ export class TunnelListener {
     if (h2 && headers.host === undefined && typeof authority === 'string') headers.host = authority;
     const record = h2 ? H2Front.tagOf<PeerRecord>(req as Http2ServerRequest) : this.peers.get(req.socket as Duplex);
     if (record) headers[XFCC_HEADER] = record.xfcc;
-    const ex = new HttpExchange('inbound', req, res, req.url ?? '/', headers, started, req instanceof Http1Request ? undefined : req);
+    const ex = new HttpExchange('inbound', req, res, req.url ?? '/', headers, started, req instanceof Http1Request ? req.body : req);
     ex.peerIdentity = record?.peer.spiffeId;
     const appProtocol = req.headers[APP_PROTOCOL_HEADER];
     if (appProtocol === 'h2' || appProtocol === 'http1') ex.appProtocol = appProtocol;

@@ -198,7 +198,7 @@ export class OutboundListener {
     // HTTP/2 names the authority in a pseudo-header; HTTP/1.1 upstreams and routes read it as host.
     const h2Authority = req.headers[':authority'];
     if (headers.host === undefined && typeof h2Authority === 'string') headers.host = h2Authority;
-    const ex = new HttpExchange('outbound', req, res, path, headers, started, req instanceof Http1Request ? undefined : req);
+    const ex = new HttpExchange('outbound', req, res, path, headers, started, req instanceof Http1Request ? req.body : req);
     const { tracer, accessLog } = this.options;
     tracer?.start(ex, 'client');
     accessLog?.startHttp(ex);

@@ -3,10 +3,11 @@
 // Why: node:http's server costs about a third of a proxy hop's CPU (an
 // IncomingMessage and a ServerResponse stream per request, header arrays,
 // several writes per response). Most requests a proxy sees are plain: one
-// head, no body. Those are taken here. Everything that is not plainly
-// ordinary is handed over, with the bytes already read, to the listener's
-// node:http server, which serves the connection from then on, with the
-// limits and refusals of transport/hardening.ts: a request body, a head cut
+// head, and no body or a small one that came with it. Those are taken here.
+// Everything that is not plainly ordinary is handed over, with the bytes
+// already read, to the listener's node:http server, which serves the
+// connection from then on, with the limits and refusals of
+// transport/hardening.ts: a body still to come or over 64 KiB, a head cut
 // across reads or over a limit, Transfer-Encoding, Expect, Upgrade, CONNECT,
 // HTTP/1.0, a method llhttp does not know, a duplicate header, any byte
 // outside the strict grammar. The fast path never refuses anything itself,
@@ -51,7 +52,18 @@ interface ParsedHead {
   url: string;
   headers: Record<string, string>;
   keepAlive: boolean;
+  /** The declared Content-Length (0: no body). */
+  bodyLength: number;
 }
+
+/**
+ * The largest request body the fast path takes, and only when all of it came
+ * with the head: a small body (a JSON call) is then a buffer like the one
+ * retries and mirrors keep. A larger or slower body, which must be streamed
+ * (with its request timeout and backpressure), is node:http's.
+ */
+export const MAX_FAST_BODY_BYTES = 64 * 1024;
+const DECIMAL = /^\d{1,15}$/;
 
 /**
  * The head (request line and fields, without the blank line) when the fast
@@ -75,6 +87,7 @@ export function parseRequestHead(head: string, maxUriBytes: number, maxHeaderCou
   let bytes = method.length + url.length + 12;
   let host = false;
   let keepAlive = true;
+  let bodyLength = 0;
   let pos = lineEnd + 2;
   while (pos < head.length) {
     let end = head.indexOf('\r\n', pos);
@@ -98,8 +111,10 @@ export function parseRequestHead(head: string, maxUriBytes: number, maxHeaderCou
         host = true;
         break;
       case 'content-length':
-        // A body is node:http's to read (and its framing to check).
-        if (value !== '0') return undefined;
+        // A plain decimal within the fast path's cap; anything else (signs, lists, a large body) is node:http's to frame or refuse.
+        if (!DECIMAL.test(value)) return undefined;
+        bodyLength = Number(value);
+        if (bodyLength > MAX_FAST_BODY_BYTES) return undefined;
         break;
       case 'transfer-encoding':
       case 'expect':
@@ -117,23 +132,25 @@ export function parseRequestHead(head: string, maxUriBytes: number, maxHeaderCou
   }
   // Over a limit, or (no Host) refused by node: node:http and the guard answer it, and count it.
   if (!host || count > maxHeaderCount || bytes > maxHeaderBytes) return undefined;
-  return { method, url, headers, keepAlive };
+  return { method, url, headers, keepAlive, bodyLength };
 }
 
-/** One request taken by the fast path: what the layers read of node's IncomingMessage, and no body. */
+/** One request taken by the fast path: what the layers read of node's IncomingMessage, and its body when it has one (received in full). */
 export class Http1Request implements DownstreamRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: Record<string, string>;
   readonly socket: Socket;
+  readonly body: Buffer | undefined;
   readonly httpVersionMajor = 1;
   readonly httpVersionMinor = 1;
 
-  constructor(head: ParsedHead, socket: Socket) {
+  constructor(head: ParsedHead, socket: Socket, body: Buffer | undefined) {
     this.method = head.method;
     this.url = head.url;
     this.headers = head.headers;
     this.socket = socket;
+    this.body = body;
   }
 }
 
@@ -519,11 +536,20 @@ class Http1Connection {
         this.handOver();
         return;
       }
-      this.unread = end + 4 < bytes.length ? bytes.subarray(end + 4) : undefined;
+      const bodyStart = end + 4;
+      const bodyEnd = bodyStart + head.bodyLength;
+      if (bodyEnd > bytes.length) {
+        // The body has not all arrived: node:http streams it, with its request timeout.
+        this.handOver();
+        return;
+      }
+      // A copy: the socket's chunk may hold a pipelined request behind it, which must not stay referenced by this body.
+      const body = head.bodyLength > 0 ? Buffer.from(bytes.subarray(bodyStart, bodyEnd)) : undefined;
+      this.unread = bodyEnd < bytes.length ? bytes.subarray(bodyEnd) : undefined;
       const response = new Http1Response(this, head.method === 'HEAD', head.keepAlive);
       this.response = response;
       this.served = true;
-      this.server.options.onRequest(new Http1Request(head, this.socket), response);
+      this.server.options.onRequest(new Http1Request(head, this.socket, body), response);
     }
   }
 
