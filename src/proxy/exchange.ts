@@ -18,7 +18,7 @@ export type OutgoingHeaders = OutgoingHttpHeaders;
  * The client's request as the layers read it: node's IncomingMessage and
  * Http2ServerRequest have it, and so does the HTTP/1.1 fast path's request
  * (transport/http1-server.ts). The body, when there is one, is the
- * exchange's `body`.
+ * exchange's `body` (a stream) or `bufferedBody` (received whole).
  */
 export interface DownstreamRequest {
   readonly method?: string | undefined;
@@ -51,7 +51,7 @@ export interface DownstreamResponse {
   once(event: 'close' | 'drain', listener: () => void): unknown;
 }
 
-/** A request body as the listeners hand it on: node's own request streams (the fast path takes no request with a body). */
+/** A request body stream as the listeners hand it on: node's own requests (the fast path's bodies arrive whole, as a Buffer). */
 export type RequestBody = IncomingMessage | Http2ServerRequest;
 
 /** Where a listener's Upgrade response carries its UpgradeRequest (transport/upgrade.ts acceptUpgrade sets it). */
@@ -212,7 +212,7 @@ export class HttpExchange implements Exchange {
     return typeof type === 'string' && type.startsWith('application/grpc');
   }
 
-  /** Whether the request carries a body to stream on. */
+  /** Whether the request carries a body (a stream to read, or one received whole). */
   get hasBody(): boolean {
     const body = this.body;
     if (body === undefined) return this.bufferedBody !== undefined;

@@ -62,7 +62,8 @@ function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Inf
   const req = ex.body;
   return new Promise<Buffer | undefined>((resolve, reject) => {
     if (req === undefined) {
-      resolve(Buffer.alloc(0));
+      // No stream: the fast path's body came whole and is bufferedBody already (callers check it first).
+      resolve(ex.bufferedBody ?? Buffer.alloc(0));
       return;
     }
     const chunks: Buffer[] = [];
