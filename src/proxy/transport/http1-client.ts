@@ -188,7 +188,7 @@ export class Http1Pool {
 
   private sweep(): void {
     const now = performance.now();
-    // Oldest first: the first one still within its time ends the sweep for most pools (all share a keep-alive time unless a peer said less).
+    // Each idle connection has its own time (a peer's Keep-Alive hint may shorten it); the order of the rest is kept (oldest first).
     let kept = 0;
     for (const connection of this.idle) {
       if (connection.idleExpired(now)) connection.destroy();
