@@ -23,6 +23,14 @@ export const HOST_PORT_ANNOTATION = 'weft.dev/host-port';
 const PROXY_READY_TIMEOUT_MS = 15_000;
 const APP_LISTEN_TIMEOUT_MS = 10_000;
 const MESH_READY_TIMEOUT_MS = 10_000;
+/**
+ * How long every proxy must stay ready with the config versions unchanged
+ * before the mesh counts as settled. A proxy reports its app ready before the
+ * control plane has recompiled (store write, watch, 50 ms debounce, compile,
+ * push) the snapshots that list that app as an endpoint; on a loaded machine
+ * that chain can outlast two polls, and a caller would still see no endpoint.
+ */
+const MESH_SETTLE_MS = 500;
 const WORKLOAD_STOP_GRACE_MS = 5_000;
 const PROXY_DRAIN_MS = 5_000;
 
@@ -148,13 +156,14 @@ export function shellCommand(command: string): string {
 /**
  * Waits (bounded) until every proxy has connected, every app answers its
  * proxy, and the config versions stop moving: then calls between the apps
- * find their endpoints. Two equal polls in a row, further apart than the
- * control plane's push debounce, count as "stopped moving".
+ * find their endpoints. Versions unchanged for MESH_SETTLE_MS, with every
+ * proxy ready all along, count as "stopped moving".
  */
 async function waitForMeshReady(client: WeftClient, instances: readonly UpInstance[], print: (line: string) => void): Promise<void> {
   if (instances.length === 0) return;
   let pending: string[] = [];
   let previous = '';
+  let settledSince: number | undefined;
   try {
     await waitFor(
       async () => {
@@ -167,9 +176,11 @@ async function waitForMeshReady(client: WeftClient, instances: readonly UpInstan
           })
           .map((i) => i.instance);
         const versions = instances.map((i) => proxies.get(`${i.namespace}/${i.instance}`)?.sentVersion ?? '').join(',');
-        const stable = pending.length === 0 && versions === previous;
+        const now = performance.now();
+        if (pending.length > 0 || versions !== previous) settledSince = undefined;
+        else settledSince ??= now;
         previous = versions;
-        return stable;
+        return settledSince !== undefined && now - settledSince >= MESH_SETTLE_MS;
       },
       { timeoutMs: MESH_READY_TIMEOUT_MS, intervalMs: 150, message: 'the proxies to be ready' },
     );
