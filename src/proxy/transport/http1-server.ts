@@ -488,10 +488,6 @@ class Http1Connection {
     return this.server.stopping;
   }
 
-  get idle(): boolean {
-    return this.response === undefined;
-  }
-
   /** A response written in full: on to the next request, or the end of the connection. */
   responseDone(response: Http1Response): void {
     if (response !== this.response) return;
