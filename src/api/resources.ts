@@ -5,6 +5,7 @@ import { AuthorizationPolicySpec } from './authorization-policy.ts';
 import { PeerAuthenticationSpec } from './peer-authentication.ts';
 import { PATH_NORMALIZATIONS } from './path-normalize.ts';
 import { ACCESS_LOG_FIELDS } from './access-log.ts';
+import { HTTP_TOKEN } from './http-syntax.ts';
 
 const port = z.number().int().min(1).max(65535);
 const labels = z.record(z.string(), z.string());
@@ -770,7 +771,7 @@ export const JWTRule = z
     fromHeaders: z.array(JWTHeader).max(8).optional(),
     fromParams: z.array(z.string().min(1).max(256)).max(8).optional(),
     fromCookies: z
-      .array(z.string().min(1).max(256).regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, 'must be a cookie name'))
+      .array(z.string().min(1).max(256).regex(HTTP_TOKEN, 'must be a cookie name'))
       .max(8)
       .optional(),
     /** The verified token's payload (base64url, as in the token) is sent on in this header. */

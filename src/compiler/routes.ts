@@ -19,6 +19,7 @@ import { compareGrpcRanks, type GrpcMatchRank, type GrpcRouteForm } from './grpc
 import { backendRefPermitted, type ReferencePermits } from './gateway-grants.ts';
 import { compareStrings } from './hash.ts';
 import { meshPorts, portProtocol, serviceNamespace } from './services.ts';
+import { HTTP_TOKEN } from '../api/http-syntax.ts';
 
 /** Why a backendRef could not be resolved: the Gateway API's ResolvedRefs reasons. */
 export type RefReason = 'BackendNotFound' | 'InvalidKind' | 'RefNotPermitted';
@@ -298,8 +299,6 @@ function compileTimeouts(rule: HTTPRouteRule, where: string, problems: string[])
   return timeouts.requestMs === undefined && timeouts.backendRequestMs === undefined ? undefined : timeouts;
 }
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 /**
  * `sessionPersistence`: type Cookie (default) or Header, the token's name,
  * and its timeouts. A Permanent cookie needs an absolute timeout for its
@@ -315,7 +314,7 @@ function compileSessionPersistence(rule: HTTPRouteRule, where: string, problems:
   const type = spec.type ?? 'Cookie';
   if (type !== 'Cookie' && type !== 'Header') problems.push(`${at}.type: "${String(type)}" is not Cookie or Header`);
   const name = spec.sessionName ?? DEFAULT_SESSION_NAME;
-  if (typeof name !== 'string' || name.length > 128 || !TOKEN.test(name)) problems.push(`${at}.sessionName: "${String(name)}" is not a valid cookie or header name`);
+  if (typeof name !== 'string' || name.length > 128 || !HTTP_TOKEN.test(name)) problems.push(`${at}.sessionName: "${String(name)}" is not a valid cookie or header name`);
   const duration = (field: 'absoluteTimeout' | 'idleTimeout'): number | undefined => {
     const text = spec[field];
     if (text === undefined) return undefined;

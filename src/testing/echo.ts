@@ -2,6 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createH2cServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { HTTP_TOKEN } from '../api/http-syntax.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { serveWebSocketEcho } from './websocket-echo.ts';
 
@@ -49,11 +50,9 @@ export interface EchoResponse {
   httpPort: string;
 }
 
-const tokenChar = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-
 /** Go's textproto.CanonicalMIMEHeaderKey: "x-forwarded-for" → "X-Forwarded-For"; names with invalid bytes stay as they are. */
 export function canonicalHeaderName(name: string): string {
-  if (!tokenChar.test(name)) return name;
+  if (!HTTP_TOKEN.test(name)) return name;
   let out = '';
   let upper = true;
   for (const c of name) {
@@ -112,7 +111,7 @@ function setRequestedHeaders(req: IncomingMessage, res: ServerResponse): void {
       if (colon === -1) continue;
       const name = pair.slice(0, colon).trim();
       const value = pair.slice(colon + 1).trim();
-      if (!tokenChar.test(name)) continue;
+      if (!HTTP_TOKEN.test(name)) continue;
       const entry = wanted.get(name.toLowerCase()) ?? { name, values: [] };
       entry.values.push(value);
       wanted.set(name.toLowerCase(), entry);

@@ -2,6 +2,7 @@
 import { z } from 'zod';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { ProxySnapshot } from '../../api/snapshot.ts';
+import { HTTP_TOKEN } from '../../api/http-syntax.ts';
 
 const port = z.number().int().min(1).max(65535);
 const stringMatch = z.object({ type: z.enum(['Exact', 'RegularExpression']), value: z.string() });
@@ -105,7 +106,7 @@ const SnapshotSchema = z.looseObject({
           sessionPersistence: z
             .looseObject({
               type: z.enum(['Cookie', 'Header']),
-              name: z.string().regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/),
+              name: z.string().regex(HTTP_TOKEN),
               absoluteTimeoutMs: z.number().positive().optional(),
               idleTimeoutMs: z.number().positive().optional(),
               cookieLifetime: z.enum(['Permanent', 'Session']).optional(),

@@ -13,6 +13,7 @@
 import { connect, type Socket } from 'node:net';
 import type { Readable } from 'node:stream';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import { HTTP_TOKEN } from '../../api/http-syntax.ts';
 import type { Headers } from '../exchange.ts';
 
 /** Bounds of one pool (one peer address, or one peer tunnel and identity). */
@@ -60,8 +61,6 @@ export interface Http1Attempt {
 /** A response head larger than this is refused (a peer proxy's default header limit is 60 KiB). */
 const MAX_RESPONSE_HEAD_BYTES = 80 * 1024;
 const MAX_CHUNK_LINE_BYTES = 4096;
-/** Field names: RFC 9110 tokens. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** What a field value may not contain (a bare CR or LF would split the head; NUL and other controls are refused, as llhttp does). */
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
@@ -543,7 +542,7 @@ class Connection {
         return -1;
       }
       const name = line.slice(0, colon).toLowerCase();
-      if (!TOKEN.test(name)) {
+      if (!HTTP_TOKEN.test(name)) {
         this.protocolError('a response header name is not a token');
         return -1;
       }
@@ -810,7 +809,7 @@ function parseTrailers(text: string): Headers | null {
     if (colon <= 0) return null;
     const name = line.slice(0, colon).toLowerCase();
     const value = line.slice(colon + 1).trim();
-    if (!TOKEN.test(name) || BAD_VALUE.test(value)) return null;
+    if (!HTTP_TOKEN.test(name) || BAD_VALUE.test(value)) return null;
     const existing = out[name];
     if (existing === undefined) out[name] = value;
     else if (typeof existing === 'string') out[name] = [existing, value];

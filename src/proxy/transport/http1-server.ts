@@ -13,6 +13,7 @@
 // outside the strict grammar. The fast path never refuses anything itself,
 // so a hostile request meets exactly the checks it met before.
 import type { Socket } from 'node:net';
+import { HTTP_TOKEN as TOKEN, INVALID_FIELD_VALUE_CHAR as INVALID_VALUE } from '../../api/http-syntax.ts';
 import type { Clock, Timer } from '../../telemetry/clock.ts';
 import type { DownstreamRequest, DownstreamResponse, OutgoingHeaders } from '../exchange.ts';
 import type { ListenerGuard, ListenerLimits } from './hardening.ts';
@@ -38,10 +39,6 @@ export interface Http1ServerOptions {
 const METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'OPTIONS', 'PATCH', 'TRACE']);
 const HEAD_END = Buffer.from('\r\n\r\n');
 const VERSION_SUFFIX = ' HTTP/1.1';
-/** RFC 9110 token characters. */
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-/** A field value after its surrounding whitespace is trimmed: visible ASCII, space, tab and obs-text. */
-const FIELD_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 /** A request target: visible ASCII only (no space, no control, no obs-text). */
 const TARGET = /^[\x21-\x7e]+$/;
 const CLOSE_TOKEN = /(?:^|,)[\t ]*close[\t ]*(?:,|$)/i;
@@ -101,7 +98,7 @@ export function parseRequestHead(head: string, maxUriBytes: number, maxHeaderCou
     while (start < stop && (head.charCodeAt(start) === 0x20 || head.charCodeAt(start) === 0x09)) start++;
     while (stop > start && (head.charCodeAt(stop - 1) === 0x20 || head.charCodeAt(stop - 1) === 0x09)) stop--;
     const value = head.slice(start, stop);
-    if (!FIELD_VALUE.test(value)) return undefined;
+    if (INVALID_VALUE.test(value)) return undefined;
     const lower = name.toLowerCase();
     // A repeated field is combined by rules of node's own (some joined, some first-wins): node:http decides. `in` also
     // sends names that collide with Object.prototype (__proto__, constructor) there.
@@ -157,8 +154,6 @@ export class Http1Request implements DownstreamRequest {
 /** How the body of a response is framed on the wire. */
 type Framing = 'length' | 'chunked' | 'none';
 
-/** A header value a response may not carry (node refuses the same: CR, LF and other controls but tab). */
-const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /**
  * The response of a fast-path request, with what the layers use of node's

@@ -16,6 +16,7 @@ import { jose } from './jose.ts';
 import type { HttpExchange } from '../../exchange.ts';
 import type { Layer, Step } from '../../stack.ts';
 import type { JwksCache } from './jwks.ts';
+import { INVALID_FIELD_VALUE_CHAR } from '../../../api/http-syntax.ts';
 
 export { JwksCache, type JwksCacheOptions } from './jwks.ts';
 
@@ -56,9 +57,6 @@ interface Verified {
   payload: JWTPayload;
   rule: CompiledRule;
 }
-
-/** Header values Node refuses to write (CR, LF, NUL and other controls): such a claim is not copied. */
-const UNSAFE_HEADER_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** The inbound side's layer: the rules come with its target. */
 export function requestAuthentication(context: RequestAuthnContext): Layer<RequestAuthnTarget, HttpExchange> {
@@ -313,7 +311,7 @@ function claimText(payload: JWTPayload, claim: string): string | undefined {
     const parts = value.map(scalar);
     text = parts.every((p) => p !== undefined) ? parts.join(',') : undefined;
   } else text = scalar(value);
-  return text === undefined || UNSAFE_HEADER_VALUE.test(text) ? undefined : text;
+  return text === undefined || INVALID_FIELD_VALUE_CHAR.test(text) ? undefined : text;
 }
 
 /** Removes a verified token from where it was found, so that the app never sees it (forwardOriginalToken: false). */
