@@ -104,6 +104,11 @@ export class Pools implements TunnelDialer {
     return pool;
   }
 
+  /** The HTTP/1.1 pool an endpoint is reached through: its proxy's mTLS tunnel when it has one, else straight. */
+  http1For(endpoint: SnapshotEndpoint): Http1Pool {
+    return endpoint.tunnelPort !== undefined ? this.http1Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity) : this.http1Plain(endpoint.address, endpoint.port);
+  }
+
   /** One mTLS connection to a peer's tunnel, outside any pool (CONNECT tunnels are not reused). */
   dialTunnel(host: string, port: number, identity: string | undefined, timeoutMs: number): Promise<Socket> {
     if (!this.tls) return Promise.reject(new WeftError(ErrorCodes.INTERNAL, 'these pools were made without mesh mTLS'));

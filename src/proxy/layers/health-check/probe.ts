@@ -40,8 +40,7 @@ async function httpProbe(context: ProbeContext, endpoint: SnapshotEndpoint, conf
     headers[SOURCE_HEADER] = context.source;
   }
   try {
-    const pool = tunnelled ? context.pools.http1Tunnel(endpoint.address, endpoint.tunnelPort!, endpoint.identity) : context.pools.http1Plain(endpoint.address, endpoint.port);
-    const status = await requestStatus(pool, { path: config.path ?? '/', method: 'GET', headers, body: null }, config.timeoutMs);
+    const status = await requestStatus(context.pools.http1For(endpoint), { path: config.path ?? '/', method: 'GET', headers, body: null }, config.timeoutMs);
     return (config.expectedStatuses ?? [200]).includes(status);
   } catch {
     return false;

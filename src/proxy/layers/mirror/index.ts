@@ -107,8 +107,7 @@ function sendCopy(ex: HttpExchange, mirror: CompiledMirror, context: MirrorConte
     picked.load.inFlight--;
   };
   // As forwardHttp does: a tunnelled endpoint through its proxy's mTLS pool, any other straight. The answer is read and dropped.
-  const pool = endpoint.tunnelPort !== undefined ? context.forward.pools.http1Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity) : context.forward.pools.http1Plain(endpoint.address, endpoint.port);
-  attempt = pool.request(
+  attempt = context.forward.pools.http1For(endpoint).request(
     { path: ex.path, method: ex.method, headers, body: ex.bufferedBody ?? null },
     { onHead: () => undefined, onData: () => true, onEnd: () => settle(false), onError: () => settle(true) },
   );
