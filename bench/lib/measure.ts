@@ -2,9 +2,9 @@
 //
 // Each phase visits the topologies in turn, round after round, so that noise
 // from the shared machine lands on all of them alike. Phases:
-//   1. idle RSS, after a settle;
+//   1. idle RSS, after a settle, then a warm-up wrk run per topology;
 //   2. latency at a fixed rate (open loop, 16 connections), with CPU and RSS sampled per proxy;
-//   3. maximum throughput (wrk, 32 connections, a warm-up run first), CPU per request at saturation;
+//   3. maximum throughput (wrk, 32 connections), CPU per request at saturation;
 //   4. latency at 50 % of each topology's own saturation (open loop, 32 connections);
 //   5. peak RSS (the kernel's high-water mark) after all of it.
 import type { SuiteContext } from './figures.ts';
@@ -17,7 +17,12 @@ import { runWrk } from './wrk.ts';
 export interface MeasureSettings {
   throughputRounds: number;
   throughputS: number;
-  /** A wrk run before the first counted one (JIT, pools); 0 for none. */
+  /**
+   * A wrk run per topology after the idle figures and before anything is counted; 0 for none. A sidecar runs for
+   * days: its figures are those of compiled code and filled pools, so V8's optimising compiler (which otherwise runs
+   * on background threads, its CPU counted, through a sidecar's first ~10,000–30,000 requests) and the connection
+   * pools are given this time to settle. Every topology gets it alike.
+   */
   warmupS: number;
   latencyRounds: number;
   latencyS: number;
@@ -108,6 +113,12 @@ export async function measureTopologies(
     w.idleRss = w.trees.map((tree) => rssMiB(tree));
     w.idlePrivateRss = w.trees.map((tree) => privateRssMiB(tree));
   }
+  if (options.wrk && settings.warmupS > 0) {
+    for (const w of works) {
+      ctx.log(`${options.label}: warm-up ${settings.warmupS} s: ${w.topology.id}`);
+      await runWrk({ port: w.topology.port, path: w.topology.path }, { connections: settings.wrkConnections, pinning: ctx.pinning, scratchDir: options.scratchDir, durationS: settings.warmupS });
+    }
+  }
 
   for (let round = 0; round < settings.latencyRounds; round++) {
     for (const w of works) {
@@ -137,7 +148,6 @@ export async function measureTopologies(
       for (const w of works) {
         const target = { port: w.topology.port, path: w.topology.path };
         const wrkOptions = { connections: settings.wrkConnections, pinning: ctx.pinning, scratchDir: options.scratchDir };
-        if (round === 0 && settings.warmupS > 0) await runWrk(target, { ...wrkOptions, durationS: settings.warmupS });
         const cpuBefore = w.trees.map((tree) => cpuSeconds(tree));
         const result = await runWrk(target, { ...wrkOptions, durationS: settings.throughputS });
         w.trees.forEach((tree, i) => (w.maxCpu[i]! += cpuSeconds(tree) - cpuBefore[i]!));

@@ -24,7 +24,7 @@ const upstreamScript = new URL('../upstream.ts', import.meta.url).pathname;
 const FULL: MeasureSettings = {
   throughputRounds: 3,
   throughputS: 5,
-  warmupS: 2,
+  warmupS: 6,
   latencyRounds: 2,
   latencyS: 5,
   latencyWarmupS: 1,
