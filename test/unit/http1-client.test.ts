@@ -101,6 +101,17 @@ describe('HTTP/1.1 client: response framing', () => {
     await p.close();
   });
 
+  it('trims only spaces and tabs around a value (RFC 9110 OWS), keeping obs-text and empty values', async () => {
+    const server = await rawServer((_head, socket) => socket.write('HTTP/1.1 200 OK\r\nX-A: \t a b\xa0 \t\r\nX-Empty:\r\nX-Bare:x\r\nContent-Length: 0\r\n\r\n', 'latin1'));
+    const p = pool(server.port);
+    const out = await send(p);
+    assert.equal(out.status, 200);
+    assert.equal(out.headers!['x-a'], 'a b\xa0');
+    assert.equal(out.headers!['x-empty'], '');
+    assert.equal(out.headers!['x-bare'], 'x');
+    await p.close();
+  });
+
   it('reads chunked bodies split anywhere, with trailers', async () => {
     const response = 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nGrpc-Status: 0\r\nX-T: y\r\n\r\n';
     const server = await rawServer((_head, socket) => {
@@ -191,6 +202,8 @@ describe('HTTP/1.1 client: refuses what is ambiguous or broken', () => {
     ['obs-fold', 'HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 0\r\n\r\n'],
     ['a bare LF inside a field', 'HTTP/1.1 200 OK\r\nX-A: 1\nX-B: 2\r\nContent-Length: 0\r\n\r\n'],
     ['a NUL in a value', 'HTTP/1.1 200 OK\r\nX-A: a\0b\r\nContent-Length: 0\r\n\r\n'],
+    ['a control character at the end of a value', 'HTTP/1.1 200 OK\r\nX-A: a\x0b\r\nContent-Length: 0\r\n\r\n'],
+    ['a header line with no name', 'HTTP/1.1 200 OK\r\n: a\r\nContent-Length: 0\r\n\r\n'],
     ['a name that is not a token', 'HTTP/1.1 200 OK\r\nX A: 1\r\nContent-Length: 0\r\n\r\n'],
     ['not HTTP', 'SSH-2.0-OpenSSH\r\n\r\n'],
     ['a malformed status', 'HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n'],

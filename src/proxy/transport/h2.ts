@@ -12,7 +12,7 @@ import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import type { Headers, HttpExchange } from '../exchange.ts';
-import { stripResponseHopByHop } from './headers.ts';
+import { responseHeadersToForward } from './headers.ts';
 import { isPeerConnectFailure, resetResponse, resetStream, writeResponseHead } from './response.ts';
 
 export interface H2Settings {
@@ -450,7 +450,7 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
       upstream.on('response', (received, flags) => {
         if (settled) return;
         const status = Number(received[':status']);
-        const out = plainHeaders(received);
+        let out = plainHeaders(received);
         const refused = ex.refuseResponse?.(status, out, peer);
         if (refused) {
           resetStream(upstream);
@@ -463,7 +463,7 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
           return;
         }
         if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
-        stripResponseHopByHop(out);
+        out = responseHeadersToForward(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
         responding = true;
         const endStream = (flags & h2constants.NGHTTP2_FLAG_END_STREAM) !== 0;

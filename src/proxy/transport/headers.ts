@@ -50,11 +50,23 @@ export function forwardableRequestHeaders(incoming: IncomingHttpHeaders): Header
   return out;
 }
 
-/** Removes the hop-by-hop fields of an upstream response, in place. */
-export function stripResponseHopByHop(headers: Headers): void {
+/**
+ * An upstream response's fields without its hop-by-hop ones: the same object
+ * when it has none, else a copy. A copy, not `delete`: deleting a field turns
+ * the object into a slow dictionary, and nearly every HTTP/1.1 response says
+ * Connection and Keep-Alive.
+ */
+export function responseHeadersToForward(headers: Headers): Headers {
   const listed = connectionTokens(headers.connection);
-  if (listed) for (const name of listed) delete headers[name];
-  for (const name of HOP_BY_HOP) if (headers[name] !== undefined) delete headers[name];
+  let found = listed !== undefined;
+  if (!found) for (const name of HOP_BY_HOP) if (headers[name] !== undefined) found = true;
+  if (!found) return headers;
+  const out: Headers = {};
+  for (const name in headers) {
+    const value = headers[name];
+    if (value !== undefined && !HOP_BY_HOP.has(name) && !listed?.has(name)) out[name] = value;
+  }
+  return out;
 }
 
 /** Headers proxies set for each other (weft-source, weft-target-port, weft-app-protocol, ...). */

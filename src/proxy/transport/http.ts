@@ -2,7 +2,7 @@
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import type { Headers, HttpExchange } from '../exchange.ts';
-import { stripResponseHopByHop } from './headers.ts';
+import { responseHeadersToForward } from './headers.ts';
 import type { Http1Pool, Http1ResponseHandler } from './http1-client.ts';
 import { isPeerConnectFailure, resetResponse, responseGone, writeResponseHead } from './response.ts';
 
@@ -37,9 +37,8 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
         if (peer && ex.replayable && isPeerConnectFailure(statusCode, upstreamHeaders)) {
           return (ownError = new WeftError(ErrorCodes.UPSTREAM_CONNECT, `${where}: the peer proxy could not connect to its app`));
         }
-        const out = upstreamHeaders;
+        const out = responseHeadersToForward(upstreamHeaders);
         if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
-        stripResponseHopByHop(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
         if (responseGone(ex)) return new WeftError(ErrorCodes.UPSTREAM_RESET, 'client closed the connection');
         if (ex.req.httpVersionMajor === 2) {

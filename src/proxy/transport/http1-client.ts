@@ -64,6 +64,16 @@ const MAX_CHUNK_LINE_BYTES = 4096;
 /** What a field value may not contain (a bare CR or LF would split the head; NUL and other controls are refused, as llhttp does). */
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
+
+/** Where the line starting at `from` ends: its CRLF, or the end of the head text (whose last CRLF is cut off). */
+function lineEnd(text: string, from: number): number {
+  const crlf = text.indexOf('\r\n', from);
+  return crlf === -1 ? text.length : crlf;
+}
+
+function isOws(code: number): boolean {
+  return code === 0x20 || code === 0x09;
+}
 /** What a request target may not contain: it ends at the first space, and controls have no place in it. */
 const BAD_TARGET = /[\0-\x20\x7f]/;
 
@@ -270,6 +280,8 @@ class Connection {
   private current: Pending | undefined = undefined;
   private served = 0;
   private idleTimeoutMs: number;
+  /** The last Keep-Alive header value read (idleTimeoutMs holds what it said). */
+  private keepAliveSeen: string | undefined = undefined;
   private parkedAt = 0;
   private dead = false;
   // Response parsing state.
@@ -516,8 +528,10 @@ class Connection {
     const consumedFromData = end + 4 - (this.head ? this.head.length : 0) + at;
     this.head = undefined;
     const text = buffer.toString('latin1', 0, end);
-    const lines = text.split('\r\n');
-    const statusLine = lines[0]!;
+    // Lines are read in place (indexOf and one slice per name and value): a head is parsed per request, and split/trim
+    // would make an array and two more strings per line.
+    const statusEnd = lineEnd(text, 0);
+    const statusLine = text.slice(0, statusEnd);
     // HTTP/1.x SP 3DIGIT SP reason (the reason may be empty, and so may the space before it).
     if (statusLine.length < 12 || !statusLine.startsWith('HTTP/1.') || statusLine.charCodeAt(8) !== 0x20) {
       this.protocolError('the response does not start with an HTTP/1.x status line');
@@ -534,19 +548,25 @@ class Connection {
       return -1;
     }
     const headers: Headers = {};
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon <= 0) {
-        this.protocolError(line.length && (line.charCodeAt(0) === 0x20 || line.charCodeAt(0) === 0x09) ? 'the response folds a header line (obs-fold)' : 'a response header line has no name');
+    for (let at = statusEnd + 2; at < text.length; ) {
+      const next = lineEnd(text, at);
+      const colon = text.indexOf(':', at);
+      if (colon === -1 || colon >= next || colon === at) {
+        const first = text.charCodeAt(at);
+        this.protocolError(first === 0x20 || first === 0x09 ? 'the response folds a header line (obs-fold)' : 'a response header line has no name');
         return -1;
       }
-      const name = line.slice(0, colon).toLowerCase();
+      const name = text.slice(at, colon).toLowerCase();
       if (!HTTP_TOKEN.test(name)) {
         this.protocolError('a response header name is not a token');
         return -1;
       }
-      const value = line.slice(colon + 1).trim();
+      // Optional whitespace around the value is SP or HTAB only (RFC 9110 §5.6.3).
+      let from = colon + 1;
+      let to = next;
+      while (from < to && isOws(text.charCodeAt(from))) from++;
+      while (to > from && isOws(text.charCodeAt(to - 1))) to--;
+      const value = text.slice(from, to);
       if (BAD_VALUE.test(value)) {
         this.protocolError(`response header ${name} holds a control character`);
         return -1;
@@ -555,6 +575,7 @@ class Connection {
       if (existing === undefined) headers[name] = value;
       else if (typeof existing === 'string') headers[name] = [existing, value];
       else existing.push(value);
+      at = next + 2;
     }
     if (status < 200) {
       // 100 Continue, 103 Early Hints: informational, the final head follows. 101 only answers an Upgrade, which is not sent here.
@@ -569,9 +590,13 @@ class Connection {
     if (tokens.includes('close') || (minor === 0 && !tokens.includes('keep-alive'))) this.reusable = false;
     const keepAlive = headers['keep-alive'];
     if (typeof keepAlive === 'string') {
-      const match = /timeout\s*=\s*(\d+)/i.exec(keepAlive);
-      // Give up an idle connection a second before the peer would, so that a request never races its close.
-      if (match) this.idleTimeoutMs = Math.min(this.settings.keepAliveTimeoutMs, Math.max(0, Number(match[1]) * 1000 - 1000));
+      // A peer says the same on every response: read once per connection, not per response.
+      if (keepAlive !== this.keepAliveSeen) {
+        this.keepAliveSeen = keepAlive;
+        const match = /timeout\s*=\s*(\d+)/i.exec(keepAlive);
+        // Give up an idle connection a second before the peer would, so that a request never races its close.
+        if (match) this.idleTimeoutMs = Math.min(this.settings.keepAliveTimeoutMs, Math.max(0, Number(match[1]) * 1000 - 1000));
+      }
       if (this.idleTimeoutMs === 0) this.reusable = false;
     }
     const transferEncoding = headers['transfer-encoding'];

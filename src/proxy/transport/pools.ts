@@ -34,9 +34,33 @@ export function tunnelPoolId(key: string, identity: string | undefined): string 
 
 /** The id of the pool an endpoint is reached through: its proxy's tunnel (mTLS), or its own address. */
 export function endpointPoolId(endpoint: SnapshotEndpoint): string {
-  return endpoint.tunnelPort !== undefined
-    ? tunnelPoolId(hostPort(endpoint.address, endpoint.tunnelPort), endpoint.identity)
-    : hostPort(endpoint.address, endpoint.port);
+  return endpointWire(endpoint).poolId;
+}
+
+/** How an endpoint is reached, as strings the request path would otherwise build on every request. */
+export interface EndpointWire {
+  /** hostPort of its proxy's tunnel, or of the endpoint itself. */
+  readonly peer: string;
+  /** endpointPoolId. */
+  readonly poolId: string;
+  /** "<endpoint id> at <peer>", for error messages. */
+  readonly where: string;
+  /** The endpoint's port as the weft-target-port header carries it. */
+  readonly portHeader: string;
+}
+
+/** Per endpoint object: a snapshot's endpoints live until the next snapshot, and with them these strings. */
+const wires = new WeakMap<SnapshotEndpoint, EndpointWire>();
+
+export function endpointWire(endpoint: SnapshotEndpoint): EndpointWire {
+  let wire = wires.get(endpoint);
+  if (wire === undefined) {
+    const tunnelled = endpoint.tunnelPort !== undefined;
+    const peer = hostPort(endpoint.address, tunnelled ? endpoint.tunnelPort! : endpoint.port);
+    wire = { peer, poolId: tunnelled ? tunnelPoolId(peer, endpoint.identity) : peer, where: `${endpoint.id} at ${peer}`, portHeader: String(endpoint.port) };
+    wires.set(endpoint, wire);
+  }
+  return wire;
 }
 
 export class Pools implements TunnelDialer {
@@ -78,8 +102,7 @@ export class Pools implements TunnelDialer {
   }
 
   /** The plaintext HTTP/1.1 pool to host:port, opened on first use. */
-  http1Plain(host: string, port: number): Http1Pool {
-    const key = hostPort(host, port);
+  http1Plain(host: string, port: number, key = hostPort(host, port)): Http1Pool {
     return this.http1Pools.get(key) ?? this.openHttp1(key, dialTcp(host, port));
   }
 
@@ -88,8 +111,7 @@ export class Pools implements TunnelDialer {
    * certificate must name `identity`. A peer whose expected identity changes
    * gets a new pool: connections verified as someone else are never reused.
    */
-  http1Tunnel(host: string, port: number, identity: string | undefined): Http1Pool {
-    const id = tunnelPoolId(hostPort(host, port), identity);
+  http1Tunnel(host: string, port: number, identity: string | undefined, id = tunnelPoolId(hostPort(host, port), identity)): Http1Pool {
     const existing = this.http1Pools.get(id);
     if (existing) return existing;
     const tls = this.tls;
@@ -106,7 +128,8 @@ export class Pools implements TunnelDialer {
 
   /** The HTTP/1.1 pool an endpoint is reached through: its proxy's mTLS tunnel when it has one, else straight. */
   http1For(endpoint: SnapshotEndpoint): Http1Pool {
-    return endpoint.tunnelPort !== undefined ? this.http1Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity) : this.http1Plain(endpoint.address, endpoint.port);
+    const id = endpointWire(endpoint).poolId;
+    return endpoint.tunnelPort !== undefined ? this.http1Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity, id) : this.http1Plain(endpoint.address, endpoint.port, id);
   }
 
   /** One mTLS connection to a peer's tunnel, outside any pool (CONNECT tunnels are not reused). */

@@ -25,7 +25,7 @@ import { ErrorCodes, REASON_HEADER, WeftError } from '../../api/errors.ts';
 import { classifyUpstreamError, proxyError } from '../errors.ts';
 import { UPGRADE_REQUEST, type Headers, type HttpExchange, type UpgradeRequest } from '../exchange.ts';
 import type { ListenerContext } from '../listener-context.ts';
-import { stripResponseHopByHop } from './headers.ts';
+import { responseHeadersToForward } from './headers.ts';
 // Not `import ... from 'node:http'`: an ESM import of it evaluates every export, and http.WebSocket loads Node's bundled undici (~13 MiB of RSS).
 const { request: httpRequest, ServerResponse: ServerResponseClass } = process.getBuiltinModule('node:http');
 
@@ -167,8 +167,7 @@ export function sendUpgrade(ex: HttpExchange, dial: () => Promise<Duplex>, heade
           settled = true;
           // From here on the route's timeouts no longer apply: the idle timeout does.
           ex.onAbort = undefined;
-          const answerHeaders = { ...answer.headers } as Headers;
-          stripResponseHopByHop(answerHeaders);
+          const answerHeaders = responseHeadersToForward({ ...answer.headers } as Headers);
           if (ex.responseEdits) for (const edit of ex.responseEdits) edit(answerHeaders);
           answerHeaders.connection = 'upgrade';
           answerHeaders.upgrade = answer.headers.upgrade ?? upgrade.protocol;
@@ -184,7 +183,7 @@ export function sendUpgrade(ex: HttpExchange, dial: () => Promise<Duplex>, heade
             return;
           }
           const status = answer.statusCode ?? 502;
-          const answerHeaders = { ...answer.headers } as Headers;
+          let answerHeaders = { ...answer.headers } as Headers;
           const refused = ex.refuseResponse?.(status, answerHeaders, peer);
           if (refused) {
             fail(refused);
@@ -200,7 +199,7 @@ export function sendUpgrade(ex: HttpExchange, dial: () => Promise<Duplex>, heade
             answer.destroy();
             res.destroy();
           };
-          stripResponseHopByHop(answerHeaders);
+          answerHeaders = responseHeadersToForward(answerHeaders);
           if (ex.responseEdits) for (const edit of ex.responseEdits) edit(answerHeaders);
           res.writeHead(status, answer.statusMessage || undefined, answerHeaders as OutgoingHttpHeaders);
           const done = () => {

@@ -4,7 +4,7 @@ import type { HttpExchange, HttpVersion, TcpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
 import { sendHttp2 } from '../../transport/h2.ts';
 import { sendHttp } from '../../transport/http.ts';
-import { hostPort, type Pools } from '../../transport/pools.ts';
+import { endpointWire, hostPort, type Pools } from '../../transport/pools.ts';
 import { connectDirect, openTunnelStream } from '../../transport/tcp.ts';
 import { sendUpgrade } from '../../transport/upgrade.ts';
 import { APP_PROTOCOL_HEADER, SOURCE_HEADER, TARGET_PORT_HEADER } from '../mesh-headers/index.ts';
@@ -18,7 +18,7 @@ export interface ForwardContext {
 
 /** The peer (tunnel) or direct address an endpoint is reached at. */
 export function peerKey(endpoint: SnapshotEndpoint): string {
-  return endpoint.tunnelPort !== undefined ? hostPort(endpoint.address, endpoint.tunnelPort) : hostPort(endpoint.address, endpoint.port);
+  return endpointWire(endpoint).peer;
 }
 
 /**
@@ -51,11 +51,11 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
   return () => (ex) => {
     ex.attempts++;
     const endpoint = ex.endpoint!;
-    const key = peerKey(endpoint);
-    const where = `${endpoint.id} at ${key}`;
+    const wire = endpointWire(endpoint);
+    const where = wire.where;
     const app = appProtocolFor(ex.backend?.protocol, ex);
     if (endpoint.tunnelPort !== undefined) {
-      ex.headers[TARGET_PORT_HEADER] = String(endpoint.port);
+      ex.headers[TARGET_PORT_HEADER] = wire.portHeader;
       ex.headers[SOURCE_HEADER] = source;
       ex.headers[APP_PROTOCOL_HEADER] = app;
       // An Upgrade (WebSocket) gets a tunnel connection of its own, since it keeps it once switched.
@@ -63,7 +63,7 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
       if (ex.upgrade) return sendUpgrade(ex, () => context.pools.dialTunnel(endpoint.address, tunnelPort, endpoint.identity, context.connectTimeoutMs), ex.headers, where, true);
       // Between proxies the client's own framing is kept: HTTP/2 as streams on a shared h2 tunnel connection, HTTP/1.1 on the pooled connections.
       if (ex.downstream === 'h2' || app === 'h2') return sendHttp2(ex, context.pools.h2Tunnel(endpoint.address, endpoint.tunnelPort, endpoint.identity), ex.headers, where, true);
-      return sendHttp(ex, context.pools.http1Tunnel(endpoint.address, tunnelPort, endpoint.identity), ex.headers, where, true);
+      return sendHttp(ex, context.pools.http1Tunnel(endpoint.address, tunnelPort, endpoint.identity, wire.poolId), ex.headers, where, true);
     }
     if (ex.avoid !== undefined) {
       // A retry that moved from a tunnelled endpoint to a direct one: the app must not see mesh headers.
@@ -72,8 +72,8 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
       delete ex.headers[APP_PROTOCOL_HEADER];
     }
     if (ex.upgrade) return sendUpgrade(ex, () => connectDirect(endpoint.address, endpoint.port, context.connectTimeoutMs), ex.headers, where);
-    if (app === 'h2') return sendHttp2(ex, context.pools.h2Plain(key), ex.headers, where);
-    return sendHttp(ex, context.pools.http1Plain(endpoint.address, endpoint.port), ex.headers, where);
+    if (app === 'h2') return sendHttp2(ex, context.pools.h2Plain(wire.peer), ex.headers, where);
+    return sendHttp(ex, context.pools.http1Plain(endpoint.address, endpoint.port, wire.peer), ex.headers, where);
   };
 }
 
@@ -98,13 +98,22 @@ export interface AppContext {
 
 /** Inbound: HTTP/2 (h2c) or HTTP/1.1 to the app, as the calling proxy said (weft-app-protocol), else as appProtocolFor decides without a declaration. */
 export function forwardHttpToApp(context: AppContext): Layer<unknown, HttpExchange> {
-  return () => (ex) => {
-    ex.attempts++;
-    const key = hostPort('127.0.0.1', ex.appPort);
-    const where = `the app at ${key}`;
-    if (ex.upgrade) return sendUpgrade(ex, () => connectDirect('127.0.0.1', ex.appPort, context.connectTimeoutMs), ex.headers, where);
-    if ((ex.appProtocol ?? appProtocolFor(undefined, ex)) === 'h2') return sendHttp2(ex, context.pools.h2Plain(key), ex.headers, where);
-    return sendHttp(ex, context.pools.http1Plain('127.0.0.1', ex.appPort), ex.headers, where);
+  return () => {
+    // An app has a handful of ports: their strings are made once, not per request.
+    const apps = new Map<number, { key: string; where: string }>();
+    return (ex) => {
+      ex.attempts++;
+      let app = apps.get(ex.appPort);
+      if (app === undefined) {
+        const key = hostPort('127.0.0.1', ex.appPort);
+        app = { key, where: `the app at ${key}` };
+        apps.set(ex.appPort, app);
+      }
+      const where = app.where;
+      if (ex.upgrade) return sendUpgrade(ex, () => connectDirect('127.0.0.1', ex.appPort, context.connectTimeoutMs), ex.headers, where);
+      if ((ex.appProtocol ?? appProtocolFor(undefined, ex)) === 'h2') return sendHttp2(ex, context.pools.h2Plain(app.key), ex.headers, where);
+      return sendHttp(ex, context.pools.http1Plain('127.0.0.1', ex.appPort, app.key), ex.headers, where);
+    };
   };
 }
 
