@@ -5,15 +5,16 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../src/testing/ports.ts';
-import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import { startProcess, startWeft, weftArgv, type RunningProcess } from '../../src/testing/process.ts';
 
 /** A proxy with no reachable control plane: it still starts its listeners and prints its ready line. */
-async function startLoneProxy(env: Record<string, string | undefined>): Promise<RunningProcess> {
+async function startLoneProxy(env: Record<string, string | undefined>, onCore?: number): Promise<RunningProcess> {
   const nobody = await freePort();
-  return startWeft(
-    ['proxy', '--control-plane', `http://127.0.0.1:${nobody}`, '--workload', 'launch', '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0'],
-    { env, readyTimeoutMs: 20_000 },
-  );
+  const args = ['proxy', '--control-plane', `http://127.0.0.1:${nobody}`, '--workload', 'launch', '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0'];
+  if (onCore === undefined) return startWeft(args, { env, readyTimeoutMs: 20_000 });
+  // taskset replaces itself with the command: the pid is the proxy's.
+  const argv = weftArgv(args);
+  return startProcess('taskset', ['-c', String(onCore), argv.command, ...argv.args], { env, readyTimeoutMs: 20_000 });
 }
 
 function commandLine(pid: number): string[] {
@@ -51,4 +52,19 @@ test('a semi-space size given in NODE_OPTIONS wins over the launcher', { skip: p
   t.after(() => proxy.stop());
   assert.equal(proxy.ready.event, 'ready');
   assert.equal(commandLine(proxy.pid).includes('--max-semi-space-size=1'), false);
+});
+
+test('a proxy held to one core collects garbage on its own thread; flags given to node still win', { skip: process.platform !== 'linux' && 'reads /proc, uses taskset' }, async (t) => {
+  const pinned = await startLoneProxy({ NODE_OPTIONS: undefined }, 0);
+  t.after(() => pinned.stop());
+  assert.ok(commandLine(pinned.pid).includes('--single-threaded-gc'), `the proxy's command line: ${commandLine(pinned.pid).join(' ')}`);
+  await pinned.stop();
+
+  const nobody = await freePort();
+  const argv = weftArgv(['proxy', '--control-plane', `http://127.0.0.1:${nobody}`, '--workload', 'launch', '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0']);
+  // The operator's own flag comes after the launcher's (V8 takes the last): background collection stays on.
+  const chosen = await startProcess('taskset', ['-c', '0', argv.command, '--no-single-threaded-gc', ...argv.args], { env: { NODE_OPTIONS: undefined }, readyTimeoutMs: 20_000 });
+  t.after(() => chosen.stop());
+  const line = commandLine(chosen.pid);
+  assert.ok(line.lastIndexOf('--no-single-threaded-gc') > line.lastIndexOf('--single-threaded-gc'), `the proxy's command line: ${line.join(' ')}`);
 });
