@@ -1,7 +1,8 @@
 // The measurement phases shared by the data-plane and framing suites, run over topologies that are all up at once.
 //
-// Each phase visits the topologies in turn, round after round, so that noise
-// from the shared machine lands on all of them alike. Phases:
+// Each phase visits the topologies in turn, round after round (every other
+// round in reverse), so that noise from the shared machine lands on all of
+// them alike. Phases:
 //   1. idle RSS, after a settle, then a warm-up wrk run per topology;
 //   2. latency at a fixed rate (open loop, 16 connections), with CPU and RSS sampled per proxy;
 //   3. maximum throughput (wrk, 32 connections), CPU per request at saturation;
@@ -82,6 +83,15 @@ interface Work {
   half?: OpenLoopResult;
 }
 
+/**
+ * Every other round runs the topologies in reverse. The systems come in blocks (the peers', then weft's), and
+ * this machine's slow spells last tens of seconds: in a fixed order one spell can land on one system's whole
+ * block in every round.
+ */
+function inRoundOrder<T>(items: readonly T[], round: number): readonly T[] {
+  return round % 2 === 0 ? items : [...items].reverse();
+}
+
 function medianLatency(runs: readonly OpenLoopResult[]): LatencyMs {
   const pick = (key: keyof LatencyMs) => median(runs.map((r) => r.latencyMs[key]));
   return { p50: pick('p50'), p90: pick('p90'), p99: pick('p99'), p999: pick('p999'), max: pick('max'), mean: pick('mean') };
@@ -121,7 +131,7 @@ export async function measureTopologies(
   }
 
   for (let round = 0; round < settings.latencyRounds; round++) {
-    for (const w of works) {
+    for (const w of inRoundOrder(works, round)) {
       ctx.log(`${options.label}: ${settings.fixedRate} rps, round ${round + 1}/${settings.latencyRounds}: ${w.topology.id}`);
       const cpuBefore = w.trees.map((tree) => cpuSeconds(tree));
       const samplers = w.trees.map((tree) => sampleRss(tree));
@@ -145,7 +155,7 @@ export async function measureTopologies(
 
   if (options.wrk) {
     for (let round = 0; round < settings.throughputRounds; round++) {
-      for (const w of works) {
+      for (const w of inRoundOrder(works, round)) {
         const target = { port: w.topology.port, path: w.topology.path };
         const wrkOptions = { connections: settings.wrkConnections, pinning: ctx.pinning, scratchDir: options.scratchDir };
         const cpuBefore = w.trees.map((tree) => cpuSeconds(tree));
