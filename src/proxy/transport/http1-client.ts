@@ -64,6 +64,11 @@ const MAX_CHUNK_LINE_BYTES = 4096;
 /** What a field value may not contain (a bare CR or LF would split the head; NUL and other controls are refused, as llhttp does). */
 const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
 const CONTENT_LENGTH = /^\d{1,15}$/;
+/** What a request target may not contain: it ends at the first space, and controls have no place in it. */
+const BAD_TARGET = /[\0-\x20\x7f]/;
+
+const CRLF = Buffer.from('\r\n');
+const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /** Where the line starting at `from` ends: its CRLF, or the end of the head text (whose last CRLF is cut off). */
 function lineEnd(text: string, from: number): number {
@@ -74,11 +79,6 @@ function lineEnd(text: string, from: number): number {
 function isOws(code: number): boolean {
   return code === 0x20 || code === 0x09;
 }
-/** What a request target may not contain: it ends at the first space, and controls have no place in it. */
-const BAD_TARGET = /[\0-\x20\x7f]/;
-
-const CRLF = Buffer.from('\r\n');
-const LAST_CHUNK = Buffer.from('0\r\n\r\n');
 
 /** Keep-alive connection pool to one peer. */
 export class Http1Pool {
