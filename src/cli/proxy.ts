@@ -44,6 +44,10 @@ export interface ProxyFlags {
   listenerPort?: ListenerPort[];
   listenerPorts: 'same' | 'ephemeral';
   listenerHost?: string;
+  /** Mode gateway: this many processes share the Gateway's ports (proxy-workers.ts). */
+  workers: number;
+  /** Set by the supervisor on each of its workers: bind the Gateway ports with SO_REUSEPORT. */
+  worker?: boolean;
 }
 
 export interface ListenerPort {
@@ -60,6 +64,12 @@ export function collectListenerPort(value: string, previous: ListenerPort[] = []
     throw new InvalidArgumentError('must be PORT or PORT=LOCAL_PORT (the Gateway listener port, and where to listen for it; 0 = any free port), e.g. 80=8080');
   }
   return [...previous.filter((p) => p.gateway !== gateway), { gateway, local }];
+}
+
+function parseWorkers(value: string): number {
+  const n = Number(value);
+  if (!/^[0-9]+$/.test(value) || n < 1) throw new InvalidArgumentError('must be a whole number of processes, 1 or more');
+  return n;
 }
 
 /** "ns/name" → its parts; a bare name is in `defaultNamespace`. */
@@ -144,7 +154,9 @@ export function proxyCommand(): Command {
     .option('--no-request-metrics', 'record no request or TCP metrics (health metrics stay); the overhead benchmark compares with it')
     .option('--audit-log <file|stdout|stderr|none>', 'where AuthorizationPolicy AUDIT and DENY decisions are written, one JSON line each (stderr keeps them off stdout, where access logs go)', 'stderr')
     .option('--telemetry-interval <duration>', 'how often per-edge traffic deltas are pushed to the control plane (default 5s)', parseDuration)
+    .option('--workers <n>', 'mode gateway: run N gateway processes that share the Gateway ports (SO_REUSEPORT; Linux); the ports must be fixed', parseWorkers, 1)
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (weft up uses it so proxies never outlive it)').hideHelp())
+    .addOption(new Option('--worker', 'one of the processes of --workers N (set by the supervisor)').hideHelp())
     .action(async (flags: ProxyFlags, command: Command) => {
       if (flags.mode === 'node') {
         const { runNodeProxy } = await import('./proxy-node.ts');
@@ -153,6 +165,12 @@ export function proxyCommand(): Command {
       if ((flags.workload?.length ?? 0) > 1) throw new CliError(`error: --workload is given ${flags.workload!.length} times; a ${flags.mode} proxy serves one (--mode node hosts several)`);
       if (flags.nodeName !== undefined) throw new CliError('error: --node-name is for --mode node');
       const workload = flags.workload?.[0];
+      if (flags.workers > 1 && !flags.worker) {
+        gatewayOptions(flags, command.getOptionValueSource('namespace') === 'cli');
+        const [{ runGatewayWorkers }, { createLogger }] = await Promise.all([import('./proxy-workers.ts'), import('../telemetry/logger.ts')]);
+        const args = process.argv.slice(2);
+        return runGatewayWorkers(flags, flags.workers, args.slice(args.indexOf('proxy') + 1), createLogger('proxy'));
+      }
       const [{ startProxy }, { createLogger }, { systemClock }] = await Promise.all([
         import('../proxy/main.ts'),
         import('../telemetry/logger.ts'),
@@ -240,6 +258,7 @@ function gatewayOptions(
       portMap: new Map((flags.listenerPort ?? []).map((p) => [p.gateway, p.local] as const)),
       unmapped: flags.listenerPorts,
       onPortsChanged: (listeners) => process.stdout.write(`${JSON.stringify({ event: 'listeners', listeners })}\n`),
+      ...(flags.worker ? { reusePort: true } : {}),
     },
   };
 }

@@ -125,6 +125,8 @@ export interface GatewayProxyOptions {
   unmapped?: 'same' | 'ephemeral';
   /** Told the port map whenever a port is bound or released after start. */
   onPortsChanged?: (ports: Record<string, number>) => void;
+  /** Bind the Gateway ports with SO_REUSEPORT, shared with the other workers of the same gateway. */
+  reusePort?: boolean;
 }
 
 export interface RunningProxy {
@@ -328,6 +330,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
         tracer,
         accessLog,
         ...(options.gateway.onPortsChanged ? { onPortsChanged: options.gateway.onPortsChanged } : {}),
+        ...(options.gateway.reusePort ? { reusePort: true } : {}),
       });
     } catch (error) {
       outbound?.stop();

@@ -37,6 +37,8 @@ export interface GatewayListenersOptions extends ListenerContext {
   unmapped: 'same' | 'ephemeral';
   /** Told the whole port map whenever a port is bound or released after start. */
   onPortsChanged?: (ports: Record<string, number>) => void;
+  /** Bind the Gateway ports with SO_REUSEPORT: the workers of `weft proxy --workers N` share them. */
+  reusePort?: boolean;
 }
 
 interface BoundPort {
@@ -198,7 +200,7 @@ export class GatewayListeners {
     const server = createNetServer({ noDelay: true }, (socket) => this.onConnection(gatewayPort, socket, h2c));
     this.guard.limitConnections(server);
     server.on('error', (error) => this.options.logger.warn({ err: error, gatewayPort }, 'gateway listener error'));
-    const port = await listen(server, localPort, this.options.host);
+    const port = await listen(server, localPort, this.options.host, this.options.reusePort === true);
     this.bound.set(gatewayPort, { gatewayPort, localPort: port, server, h2c, pinned });
   }
 
