@@ -55,6 +55,12 @@ export function choosePinning(): Pinning {
   };
 }
 
+/** How many cores what is measured runs on: all but the load generator's when pinned, else all of them. */
+export function systemCoreCount(pinning: Pinning): number {
+  const cores = availableParallelism();
+  return pinning.enabled ? cores - 1 : cores;
+}
+
 /** The argv that runs `command` on `cpus` (or unpinned when pinning is off). */
 export function pinned(pinning: Pinning, cpuList: string, command: string, args: readonly string[]): { command: string; args: string[] } {
   if (!pinning.enabled || cpuList === '') return { command, args: [...args] };

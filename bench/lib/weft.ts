@@ -47,8 +47,11 @@ function probe(port: number, path: string): Promise<string> {
   });
 }
 
-/** `proxyArgs` go to both sidecars; `variant` names a second stack in the same run (its ids become "weft-<variant>-..."). */
-export async function startWeftTopologies(ctx: TopologyContext, options: { proxyArgs?: string[]; variant?: string } = {}): Promise<WeftStack> {
+/**
+ * `proxyArgs` go to both sidecars; `variant` names a second stack in the same run (its ids become "weft-<variant>-...").
+ * `gatewayWorkers` (2 or more) adds a second gateway run with `--workers N` on a fixed port (weft-gateway-1hop-workers).
+ */
+export async function startWeftTopologies(ctx: TopologyContext, options: { proxyArgs?: string[]; variant?: string; gatewayWorkers?: number } = {}): Promise<WeftStack> {
   const dir = join(ctx.scratchDir, options.variant ? `weft-${options.variant}` : 'weft');
   mkdirSync(dir, { recursive: true });
   const processes: BenchProcess[] = [];
@@ -64,7 +67,7 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
 
     // Every port the stack binds is picked here at once (all distinct): a proxy given port 0 could take one of the
     // upstream ports, which the client sidecar binds only when its config arrives.
-    const [oneHopPort, twoHopPort, twoHopL4Port, gatewayPort, ...own] = await freePorts(4 + 9);
+    const [oneHopPort, twoHopPort, twoHopL4Port, gatewayPort, workersPort, ...own] = await freePorts(5 + 9);
     const ownPorts = (i: number) => ['--outbound-port', String(own[3 * i]), '--tunnel-port', String(own[3 * i + 1]), '--admin-port', String(own[3 * i + 2])];
     const yamlFile = renderConfig(
       'weft/mesh.yaml',
@@ -101,6 +104,22 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
       ...(options.proxyArgs ?? []),
     ], { WEFT_TOKEN: await createToken(api, 'edge.gateway') });
     processes.push(gateway);
+    const workers = options.gatewayWorkers ?? 1;
+    let workersGateway: BenchProcess | undefined;
+    if (workers > 1) {
+      // The same Gateway again, served by N processes sharing one fixed port (SO_REUSEPORT); each worker picks its own other ports.
+      workersGateway = await startWeft(ctx, `weft-${options.variant ? `${options.variant}-` : ''}gateway-workers`, [
+        'proxy', '--mode', 'gateway', '--gateway', 'default/edge',
+        '--listener-port', `80=${workersPort!}`,
+        '--workers', String(workers),
+        '--control-plane', stream,
+        '--outbound-port', '0', '--tunnel-port', '0', '--admin-port', '0',
+        '--data-dir', join(dir, 'gateway-workers'),
+        '--drain', '1s',
+        ...(options.proxyArgs ?? []),
+      ], { WEFT_TOKEN: await createToken(api, 'edge.gateway') });
+      processes.push(workersGateway);
+    }
     const outboundPort = Number((client.ready!.ports as { outbound: number }).outbound);
 
     const forwardPath = 'http://direct:8080/';
@@ -113,12 +132,13 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
           last.twoHopsL4 = await probe(twoHopL4Port!, '/');
           last.forward = await probe(outboundPort, forwardPath);
           last.gateway = await probe(gatewayPort!, '/');
+          if (workersGateway) last.gatewayWorkers = await probe(workersPort!, '/');
           return Object.values(last).every((status) => status === '200');
         },
         { timeoutMs: 30_000, intervalMs: 100, message: 'weft to answer 200 through one hop, two hops, the forward-proxy port and the gateway' },
       );
     } catch (error) {
-      const tails = [client, server, gateway].map((p) => `--- ${p.name} ---\n${p.output().slice(-1500)}`).join('\n');
+      const tails = [client, server, gateway, ...(workersGateway ? [workersGateway] : [])].map((p) => `--- ${p.name} ---\n${p.output().slice(-1500)}`).join('\n');
       throw new Error(`${(error as Error).message}; last answers: ${JSON.stringify(last)}\n${tails}`);
     }
 
@@ -143,6 +163,20 @@ export async function startWeftTopologies(ctx: TopologyContext, options: { proxy
         proxies: [gateway],
         description: 'weft gateway (`weft proxy --mode gateway`, one HTTP listener, one HTTPRoute) → the upstream',
       },
+      ...(workersGateway
+        ? [
+            {
+              id: 'weft-gateway-1hop-workers',
+              system: 'weft',
+              hops: 1 as const,
+              mtls: false,
+              port: workersPort!,
+              path: '/',
+              proxies: [workersGateway],
+              description: `weft gateway with --workers ${workers} (processes sharing the port by SO_REUSEPORT; CPU and RSS summed over them) → the upstream`,
+            },
+          ]
+        : []),
       {
         id: 'weft-1hop-forward',
         system: 'weft',

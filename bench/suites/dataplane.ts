@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { nodeBinary } from '../../src/testing/process.ts';
 import { makeCerts } from '../lib/certs.ts';
 import { figure, figuresMarkdown, type Figure, type SuiteContext, type SuiteOutcome } from '../lib/figures.ts';
-import { hasCommand, pinned } from '../lib/machine.ts';
+import { hasCommand, pinned, systemCoreCount } from '../lib/machine.ts';
 import { measureTopologies, type MeasureSettings, type ProxyResources, type TopologyResult } from '../lib/measure.ts';
 import type { LatencyMs } from '../lib/openloop.ts';
 import { startPeerTopologies } from '../lib/peers.ts';
@@ -20,6 +20,8 @@ import { startWeftTopologies } from '../lib/weft.ts';
 export type { TopologyResult } from '../lib/measure.ts';
 
 const upstreamScript = new URL('../upstream.ts', import.meta.url).pathname;
+/** `weft proxy --workers` for the gateway's scaling figure; it runs only with this many cores for what is measured. */
+const GATEWAY_WORKERS = 2;
 
 const FULL: MeasureSettings = {
   throughputRounds: 3,
@@ -69,7 +71,10 @@ export async function runDataplane(ctx: SuiteContext): Promise<SuiteOutcome> {
       { id: 'baseline', system: 'baseline', hops: 0, mtls: false, port: topologyCtx.upstreamPort, path: '/', proxies: [], description: 'no proxy: the load generator straight to the upstream' },
     ];
     // Start-up in parallel; whatever did start is stopped in `finally` even if the other side failed.
-    const [peers, weft] = await Promise.allSettled([startPeerTopologies(topologyCtx, skipped, started), startWeftTopologies(topologyCtx)]);
+    // The workers' figure needs a core per worker besides the load generator's; on fewer it would measure only the sharing.
+    const workers = systemCoreCount(ctx.pinning) >= GATEWAY_WORKERS ? GATEWAY_WORKERS : undefined;
+    if (!workers) skipped.push(`weft --workers ${GATEWAY_WORKERS}: needs ${GATEWAY_WORKERS} cores for the gateway besides the load generator's; this machine has ${systemCoreCount(ctx.pinning)}`);
+    const [peers, weft] = await Promise.allSettled([startPeerTopologies(topologyCtx, skipped, started), startWeftTopologies(topologyCtx, workers ? { gatewayWorkers: workers } : {})]);
     if (weft.status === 'fulfilled') started.push(...weft.value.processes);
     if (peers.status === 'rejected') throw peers.reason;
     if (weft.status === 'rejected') throw weft.reason;
@@ -181,12 +186,14 @@ export function dataplaneFigures(results: readonly TopologyResult[], skipped: re
     }),
     figure({
       name: 'one-hop-throughput-2-workers',
-      unit: 'x one worker',
-      weft: null,
-      peer: 'weft, 1 worker',
-      peerValue: null,
-      goal: { kind: 'at-least', value: 1.7 },
-      note: 'weft proxy has no --workers flag yet; and the target needs two cores for the proxy besides the load generator\'s',
+      unit: 'req/s',
+      weft: rps('weft-gateway-1hop-workers'),
+      peer: 'weft gateway, 1 worker',
+      peerValue: rps('weft-gateway-1hop'),
+      goal: { kind: 'ratio-at-least', value: 1.7 },
+      note: byId(results, 'weft-gateway-1hop-workers')
+        ? `the gateway with --workers ${GATEWAY_WORKERS} (SO_REUSEPORT) against itself with one`
+        : `not run: --workers ${GATEWAY_WORKERS} needs ${GATEWAY_WORKERS} cores for the gateway besides the load generator's`,
     }),
     figure({
       name: 'added-p50-1000rps',
