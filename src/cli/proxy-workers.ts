@@ -22,6 +22,8 @@ interface Worker {
   child: ChildProcess;
   startedAt: number;
   ready: Record<string, unknown> | undefined;
+  /** One of the first N: if it fails before it is ready, the whole start fails (readyOrExit) rather than retrying. */
+  initial: boolean;
 }
 
 /**
@@ -75,14 +77,15 @@ export async function runGatewayWorkers(flags: ProxyFlags, workers: number, args
   const backoff = new Map<number, number>();
   let stopping = false;
 
-  const start = (index: number): Worker => {
+  const start = (index: number, initial: boolean): Worker => {
     const child = spawn(process.execPath, [...process.execArgv, weftBin, 'proxy', ...workerArgs(args, flags, index, instance)], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: process.env,
       // A group of its own: a signal to the supervisor's group is not delivered twice (the supervisor passes it on).
       detached: true,
     });
-    const worker: Worker = { index, child, startedAt: Date.now(), ready: undefined };
+    const worker: Worker = { index, child, startedAt: Date.now(), ready: undefined, initial };
+    child.on('error', (error) => logger.error({ worker: index, err: error }, 'gateway worker could not be started or signalled'));
     running.set(index, worker);
     // Every line but the worker's ready line goes on to stdout as it is (access logs, listener changes).
     createInterface({ input: child.stdout! }).on('line', (line) => {
@@ -95,23 +98,23 @@ export async function runGatewayWorkers(flags: ProxyFlags, workers: number, args
     });
     child.once('exit', (code, signal) => {
       if (running.get(index) === worker) running.delete(index);
-      if (stopping || worker.ready === undefined) return;
+      if (stopping || (worker.initial && worker.ready === undefined)) return;
       const ranMs = Date.now() - worker.startedAt;
       const delay = ranMs >= HEALTHY_RUN_MS ? RESTART_DELAY_MS : Math.min(RESTART_DELAY_CAP_MS, (backoff.get(index) ?? RESTART_DELAY_MS / 2) * 2);
       backoff.set(index, delay);
       logger.warn({ worker: index, pid: child.pid, code, signal, restartInMs: delay }, 'gateway worker exited; starting it again');
       setTimeout(() => {
         if (stopping) return;
-        const again = start(index);
+        const again = start(index, false);
         again.child.once('worker-ready', () => {
           process.stdout.write(`${JSON.stringify({ event: 'worker-restarted', worker: index, pid: again.child.pid })}\n`);
         });
-      }, delay).unref();
+      }, delay); // not unref'd: with every worker down, this timer is what keeps the supervisor alive
     });
     return worker;
   };
 
-  const first = Array.from({ length: workers }, (_, index) => start(index));
+  const first = Array.from({ length: workers }, (_, index) => start(index, true));
   try {
     await Promise.all(first.map((worker) => readyOrExit(worker)));
   } catch (error) {
