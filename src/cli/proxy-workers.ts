@@ -43,16 +43,19 @@ export function checkWorkerFlags(flags: ProxyFlags, workers: number): void {
   if (workers > 64) throw new CliError(`error: --workers ${workers}: at most 64`);
 }
 
-/** The worker's own command line: the supervisor's, with its own instance, ports and data directory (later options win in commander). */
+/**
+ * The worker's own command line: the supervisor's, with its own instance, admin port and data directory (later
+ * options win in commander). Its outbound and tunnel ports are any free ones: the control plane learns them from
+ * its registration, and fixed ones counted up per worker would run into each other's.
+ */
 function workerArgs(args: readonly string[], flags: ProxyFlags, index: number, instance: string): string[] {
-  const own = (port: number) => String(port === 0 ? 0 : port + index);
   return [
     ...withoutWorkers(args),
     '--worker',
     '--instance', `${instance}-w${index}`,
-    '--admin-port', own(flags.adminPort),
-    '--outbound-port', own(flags.outboundPort),
-    '--tunnel-port', own(flags.tunnelPort),
+    '--admin-port', String(flags.adminPort === 0 ? 0 : flags.adminPort + index),
+    '--outbound-port', '0',
+    '--tunnel-port', '0',
     ...(flags.dataDir !== undefined ? ['--data-dir', join(flags.dataDir, `w${index}`)] : []),
     // A worker stops when the supervisor's end of its stdin closes: it never outlives a supervisor killed outright.
     '--exit-on-stdin-close',
