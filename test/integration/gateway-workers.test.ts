@@ -11,6 +11,7 @@ import { freePort } from '../../src/testing/ports.ts';
 import { runWeft, startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { applyObjects, proxyArgs, startControlPlaneProcess, writeTokenFile } from './gateway-helpers.ts';
+import { processAlive as alive } from './up-helpers.ts';
 
 const NS = 'edge';
 const GROUP = 'gateway.networking.k8s.io';
@@ -46,15 +47,6 @@ async function answered(worker: WorkerFacts): Promise<number> {
   let total = 0;
   for (const line of text.split('\n')) if (line.startsWith('weft_requests_total{')) total += Number(line.slice(line.lastIndexOf(' ') + 1));
   return total;
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 before(async () => {
