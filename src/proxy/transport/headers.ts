@@ -73,12 +73,15 @@ export function responseHeadersToForward(headers: Headers): Headers {
 const MESH_PREFIX = 'weft-';
 
 /**
- * Removes, in place, the weft-* request headers a client outside the mesh
- * sent (an app on the outbound port, a gateway client): only proxies set
- * them, and the tunnel keeps the ones its peers send.
+ * Clears, in place, the weft-* request headers: those a client outside the
+ * mesh sent (an app on the outbound port, a gateway client), since only
+ * proxies set them; and inbound, those of the calling proxy, which its app
+ * never sees (after the layers that read them).
  */
 export function dropMeshHeaders(headers: Headers): void {
-  for (const name in headers) if (name.startsWith(MESH_PREFIX)) delete headers[name];
+  // Cleared, not deleted (every header writer skips an undefined field): a delete turns the object into a slow
+  // dictionary, and the inbound stack clears the mesh headers of every tunnelled request.
+  for (const name in headers) if (name.startsWith(MESH_PREFIX)) headers[name] = undefined;
 }
 
 /**

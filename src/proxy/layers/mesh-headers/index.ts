@@ -1,6 +1,7 @@
 // The headers proxies add for each other on the tunnel (target port, caller), and the layer that hides them from apps.
 import type { HttpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
+import { dropMeshHeaders } from '../../transport/headers.ts';
 
 /** The app port (declared) a tunnelled request is for. */
 export const TARGET_PORT_HEADER = 'weft-target-port';
@@ -13,15 +14,8 @@ export const SOURCE_HEADER = 'weft-source';
  */
 export const APP_PROTOCOL_HEADER = 'weft-app-protocol';
 
-const MESH_PREFIX = 'weft-';
-
-/**
- * Inbound: the app never sees weft-* request headers. They are cleared, not
- * deleted (every writer skips an undefined field): a delete would turn the
- * headers of every tunnelled request into a slow dictionary.
- */
+/** Inbound: the app never sees weft-* request headers (the same clearing as for a client outside the mesh). */
 export const stripMeshHeaders: Layer<unknown, HttpExchange> = (_target, next) => (ex) => {
-  const headers = ex.headers;
-  for (const name in headers) if (name.startsWith(MESH_PREFIX)) headers[name] = undefined;
+  dropMeshHeaders(ex.headers);
   return next(ex);
 };
