@@ -1,5 +1,6 @@
 // The AuthorizationPolicy schema (weft.dev/v1alpha1), modelled on Istio's security.istio.io AuthorizationPolicy.
 import { z } from 'zod';
+import { CONDITION_KEYS, isConditionKey } from './authorization-conditions.ts';
 import { parseIpBlock } from './ip-blocks.ts';
 
 /** Istio's string match: exact, "prefix*", "*suffix", or "*" (any non-empty value). */
@@ -63,36 +64,6 @@ export const AuthorizationOperation = z
   })
   .refine((operation) => OPERATION_FIELDS.some((field) => operation[field] !== undefined), { message: `an operation needs at least one of ${OPERATION_FIELDS.join(', ')}` });
 export type AuthorizationOperation = z.infer<typeof AuthorizationOperation>;
-
-/** The `when` keys weft knows, as Istio spells them. */
-export const CONDITION_KEYS = [
-  'request.headers[<name>]',
-  'source.ip',
-  'source.namespace',
-  'source.principal',
-  'request.auth.principal',
-  'request.auth.audiences',
-  'request.auth.claims[<name>]...',
-  'destination.port',
-] as const;
-const FIXED_KEYS = new Set(['source.ip', 'source.namespace', 'source.principal', 'request.auth.principal', 'request.auth.audiences', 'destination.port']);
-const HEADER_KEY = /^request\.headers\[([A-Za-z0-9!#$%&'*+\-.^_`|~]+)\]$/;
-const CLAIMS_KEY = /^request\.auth\.claims((\[[^\][]+\])+)$/;
-
-export function isConditionKey(key: string): boolean {
-  return FIXED_KEYS.has(key) || HEADER_KEY.test(key) || CLAIMS_KEY.test(key);
-}
-
-/** "request.headers[X-Foo]" → "x-foo"; undefined for other keys. */
-export function conditionHeader(key: string): string | undefined {
-  return HEADER_KEY.exec(key)?.[1]?.toLowerCase();
-}
-
-/** "request.auth.claims[a][b]" → ["a", "b"]; undefined for other keys. */
-export function conditionClaimPath(key: string): string[] | undefined {
-  const m = CLAIMS_KEY.exec(key);
-  return m ? m[1]!.slice(1, -1).split('][') : undefined;
-}
 
 export const AuthorizationCondition = z
   .strictObject({

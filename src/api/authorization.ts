@@ -1,5 +1,5 @@
 // AuthorizationPolicy evaluation: snapshot rules compiled once into closures, then Istio's AUDIT → DENY → ALLOW order per request. Shared by the proxy and `weft explain`.
-import { conditionClaimPath, conditionHeader } from './authorization-policy.ts';
+import { conditionClaimPath, conditionHeader } from './authorization-conditions.ts';
 import { compileIpBlocks } from './ip-blocks.ts';
 import type { SnapshotAuthorization, SnapshotAuthzCondition, SnapshotAuthzOperation, SnapshotAuthzPolicy, SnapshotAuthzRule, SnapshotAuthzSource } from './snapshot.ts';
 

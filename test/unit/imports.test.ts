@@ -137,3 +137,42 @@ test('the dashboard takes only types from src/api', () => {
   }
   assert.deepEqual(offending, [], 'the dashboard bundle must not pull in zod and the schemas: use `import type`');
 });
+
+/** Value imports only (static and dynamic): what loading `file` makes Node load; `import type` and all-`type` braces are erased. */
+function runtimeSpecifiers(code: string): string[] {
+  const withoutComments = code.replace(/\/\*[\s\S]*?\*\//g, '').replace(/(^|[^:'"`])\/\/.*$/gm, '$1');
+  const found: string[] = [];
+  for (const m of withoutComments.matchAll(/^\s*(?:import|export)\s+(type\s+)?(?:([\w*{}\s,$]+?)\s+from\s+)?['"]([^'"]+)['"]/gm)) {
+    const [, typeOnly, clause, specifier] = m;
+    const names = clause && /^\{([\s\S]*)\}$/.exec(clause.trim())?.[1]?.split(',').map((n) => n.trim()).filter(Boolean);
+    if (typeOnly || (names && names.length > 0 && names.every((n) => n.startsWith('type ')))) continue;
+    found.push(specifier!);
+  }
+  for (const m of withoutComments.matchAll(/\bimport\(\s*['"]([^'"]+)['"]\s*\)/g)) found.push(m[1]!);
+  return found;
+}
+
+test('a proxy loads no zod: `weft proxy` reaches it through no import, static or dynamic', () => {
+  // zod costs a process ~12 MiB resident; a proxy checks its snapshot's shape with src/proxy/config/shape.ts instead.
+  const start = join(srcDir, 'cli', 'proxy.ts');
+  const via = new Map<string, string>([[start, '']]);
+  const queue = [start];
+  const reached: string[] = [];
+  while (queue.length > 0) {
+    const file = queue.shift()!;
+    for (const specifier of runtimeSpecifiers(readFileSync(file, 'utf8'))) {
+      if (specifier.startsWith('.')) {
+        const target = resolve(dirname(file), specifier);
+        if (!target.endsWith('.ts') || via.has(target)) continue;
+        via.set(target, file);
+        queue.push(target);
+      } else if (packageName(specifier) === 'zod') {
+        const chain = [file];
+        while (via.get(chain[0]!)) chain.unshift(via.get(chain[0]!)!);
+        reached.push(chain.map((f) => relative(srcDir, f)).join(' → '));
+      }
+    }
+  }
+  assert.ok(via.size > 50, `followed the proxy's imports (${via.size} files)`);
+  assert.deepEqual(reached, []);
+});

@@ -1,143 +1,134 @@
 // Checks a snapshot the proxy is given (from the control plane or from disk) before compiling it: shape and references.
-import { z } from 'zod';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { ProxySnapshot } from '../../api/snapshot.ts';
 import { HTTP_TOKEN } from '../../api/http-syntax.ts';
+import { array, bool, check, num, object, oneOf, optional, record, str, tagged, type Shape } from './shape.ts';
 
-const port = z.number().int().min(1).max(65535);
-const stringMatch = z.object({ type: z.enum(['Exact', 'RegularExpression']), value: z.string() });
-const headerModifier = z.object({
-  set: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
-  add: z.array(z.object({ name: z.string().min(1), value: z.string() })).optional(),
-  remove: z.array(z.string().min(1)).optional(),
+const port = num({ int: true, min: 1, max: 65535 });
+const percent = num({ min: 0, max: 100 });
+const nonEmpty = str({ min: 1 });
+const namedStringMatch = object({ type: oneOf(['Exact', 'RegularExpression']), value: str(), name: nonEmpty });
+const headerModifier = object({
+  set: optional(array(object({ name: nonEmpty, value: str() }))),
+  add: optional(array(object({ name: nonEmpty, value: str() }))),
+  remove: optional(array(nonEmpty)),
 });
-const pathModifier = z.object({ type: z.enum(['ReplaceFullPath', 'ReplacePrefixMatch']), value: z.string() });
-const hostname = z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/);
+const pathModifier = object({ type: oneOf(['ReplaceFullPath', 'ReplacePrefixMatch']), value: str() });
+const hostname = str({ pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/ });
 // A filter type this proxy does not know fails the snapshot: serving a rule without its filter would do what the user did not ask.
-const filter = z.discriminatedUnion('type', [
-  z.looseObject({ type: z.literal('RequestHeaderModifier'), modifier: headerModifier }),
-  z.looseObject({ type: z.literal('ResponseHeaderModifier'), modifier: headerModifier }),
-  z.looseObject({
-    type: z.literal('RequestRedirect'),
-    redirect: z.looseObject({
-      scheme: z.enum(['http', 'https']).optional(),
-      hostname: hostname.optional(),
-      port: port.optional(),
-      path: pathModifier.optional(),
-      statusCode: z.union([z.literal(301), z.literal(302), z.literal(303), z.literal(307), z.literal(308)]),
+const filter = tagged('type', {
+  RequestHeaderModifier: object({ modifier: headerModifier }),
+  ResponseHeaderModifier: object({ modifier: headerModifier }),
+  RequestRedirect: object({
+    redirect: object({
+      scheme: optional(oneOf(['http', 'https'])),
+      hostname: optional(hostname),
+      port: optional(port),
+      path: optional(pathModifier),
+      statusCode: oneOf([301, 302, 303, 307, 308]),
     }),
   }),
-  z.looseObject({ type: z.literal('URLRewrite'), rewrite: z.looseObject({ hostname: hostname.optional(), path: pathModifier.optional() }) }),
-  z.looseObject({ type: z.literal('RequestMirror'), mirror: z.looseObject({ backend: z.string().optional(), percent: z.number().min(0).max(100) }) }),
-  z.looseObject({
-    type: z.literal('CORS'),
-    cors: z.looseObject({
-      allowOrigins: z.array(z.string()),
-      allowCredentials: z.boolean(),
-      allowMethods: z.array(z.string()),
-      allowHeaders: z.array(z.string()),
-      exposeHeaders: z.array(z.string()),
-      maxAgeSeconds: z.number().int().min(0),
+  URLRewrite: object({ rewrite: object({ hostname: optional(hostname), path: optional(pathModifier) }) }),
+  RequestMirror: object({ mirror: object({ backend: optional(str()), percent }) }),
+  CORS: object({
+    cors: object({
+      allowOrigins: array(str()),
+      allowCredentials: bool,
+      allowMethods: array(str()),
+      allowHeaders: array(str()),
+      exposeHeaders: array(str()),
+      maxAgeSeconds: num({ int: true, min: 0 }),
     }),
   }),
-  z.looseObject({
-    type: z.literal('FaultInjection'),
-    fault: z.looseObject({
-      name: z.string(),
-      delay: z.looseObject({ ms: z.number().min(0), percent: z.number().min(0).max(100) }).optional(),
-      abort: z
-        .looseObject({ httpStatus: z.number().int().min(200).max(599).optional(), grpcStatus: z.number().int().min(0).max(16).optional(), percent: z.number().min(0).max(100) })
-        .optional(),
-      headers: z.array(stringMatch.extend({ name: z.string().min(1) })).optional(),
+  FaultInjection: object({
+    fault: object({
+      name: str(),
+      delay: optional(object({ ms: num({ min: 0 }), percent })),
+      abort: optional(object({ httpStatus: optional(num({ int: true, min: 200, max: 599 })), grpcStatus: optional(num({ int: true, min: 0, max: 16 })), percent })),
+      headers: optional(array(namedStringMatch)),
     }),
   }),
-]);
-const protocol = z.enum(['http', 'http2', 'grpc', 'tcp']);
-const rateLimits = z
-  .array(
-    z.looseObject({
-      id: z.string().min(1),
-      policy: z.string(),
-      requests: z.number().positive(),
-      intervalMs: z.number().positive(),
-      burst: z.number().min(1),
-      descriptors: z.array(z.looseObject({ type: z.enum(['Route', 'Service', 'SourceIdentity', 'ClientIP', 'Header']), header: z.string().min(1).optional() })),
-      scope: z.enum(['Local', 'Global']),
-      maxKeys: z.number().int().min(1),
-    }),
-  )
-  .optional();
-
-// Loose objects: a newer control plane may add fields this proxy does not read yet.
-const SnapshotSchema = z.looseObject({
-  version: z.string().min(1),
-  node: z.looseObject({ mode: z.enum(['sidecar', 'node', 'gateway']), namespace: z.string(), workload: z.string().optional() }),
-  mesh: z.looseObject({ trustDomain: z.string(), clusterDomain: z.string() }),
-  services: z.array(
-    z.looseObject({
-      namespace: z.string().min(1),
-      name: z.string().min(1),
-      hosts: z.array(z.string().min(1)),
-      ports: z.array(z.looseObject({ port, name: z.string().optional(), protocol, routeKey: z.string() })),
+});
+const protocol = oneOf(['http', 'http2', 'grpc', 'tcp']);
+const rateLimits = optional(
+  array(
+    object({
+      id: nonEmpty,
+      policy: str(),
+      requests: num({ positive: true }),
+      intervalMs: num({ positive: true }),
+      burst: num({ min: 1 }),
+      descriptors: array(object({ type: oneOf(['Route', 'Service', 'SourceIdentity', 'ClientIP', 'Header']), header: optional(nonEmpty) })),
+      scope: oneOf(['Local', 'Global']),
+      maxKeys: num({ int: true, min: 1 }),
     }),
   ),
-  routes: z.record(
-    z.string(),
-    z.looseObject({
-      key: z.string(),
-      rules: z.array(
-        z.looseObject({
-          id: z.string(),
-          match: z.looseObject({
-            path: z.object({ type: z.enum(['Exact', 'PathPrefix', 'RegularExpression']), value: z.string() }).optional(),
-            headers: z.array(stringMatch.extend({ name: z.string().min(1) })).optional(),
-            queryParams: z.array(stringMatch.extend({ name: z.string().min(1) })).optional(),
-            method: z.string().optional(),
+);
+
+// Extra fields pass everywhere: a newer control plane may add fields this proxy does not read yet.
+const SnapshotShape: Shape = object({
+  version: nonEmpty,
+  node: object({ mode: oneOf(['sidecar', 'node', 'gateway']), namespace: str(), workload: optional(str()) }),
+  mesh: object({ trustDomain: str(), clusterDomain: str() }),
+  services: array(
+    object({
+      namespace: nonEmpty,
+      name: nonEmpty,
+      hosts: array(nonEmpty),
+      ports: array(object({ port, name: optional(str()), protocol, routeKey: str() })),
+    }),
+  ),
+  routes: record(
+    object({
+      key: str(),
+      rules: array(
+        object({
+          id: str(),
+          match: object({
+            path: optional(object({ type: oneOf(['Exact', 'PathPrefix', 'RegularExpression']), value: str() })),
+            headers: optional(array(namedStringMatch)),
+            queryParams: optional(array(namedStringMatch)),
+            method: optional(str()),
           }),
-          filters: z.array(filter),
-          backends: z.array(z.looseObject({ backend: z.string().optional(), weight: z.number().int().min(0), filters: z.array(filter) })),
-          timeouts: z
-            .looseObject({ requestMs: z.number().positive().optional(), backendRequestMs: z.number().positive().optional() })
-            .optional(),
-          retry: z
-            .looseObject({ codes: z.array(z.number().int().min(100).max(599)), attempts: z.number().int().min(0), backoffMs: z.number().min(0) })
-            .optional(),
+          filters: array(filter),
+          backends: array(object({ backend: optional(str()), weight: num({ int: true, min: 0 }), filters: array(filter) })),
+          timeouts: optional(object({ requestMs: optional(num({ positive: true })), backendRequestMs: optional(num({ positive: true })) })),
+          retry: optional(object({ codes: array(num({ int: true, min: 100, max: 599 })), attempts: num({ int: true, min: 0 }), backoffMs: num({ min: 0 }) })),
           rateLimits,
-          sessionPersistence: z
-            .looseObject({
-              type: z.enum(['Cookie', 'Header']),
-              name: z.string().regex(HTTP_TOKEN),
-              absoluteTimeoutMs: z.number().positive().optional(),
-              idleTimeoutMs: z.number().positive().optional(),
-              cookieLifetime: z.enum(['Permanent', 'Session']).optional(),
-            })
-            .optional(),
+          sessionPersistence: optional(
+            object({
+              type: oneOf(['Cookie', 'Header']),
+              name: str({ pattern: HTTP_TOKEN }),
+              absoluteTimeoutMs: optional(num({ positive: true })),
+              idleTimeoutMs: optional(num({ positive: true })),
+              cookieLifetime: optional(oneOf(['Permanent', 'Session'])),
+            }),
+          ),
         }),
       ),
     }),
   ),
-  backends: z.record(
-    z.string(),
-    z.looseObject({
-      key: z.string(),
-      namespace: z.string(),
-      service: z.string(),
+  backends: record(
+    object({
+      key: str(),
+      namespace: str(),
+      service: str(),
       port,
       protocol,
-      lb: z.enum(['round-robin', 'least-request', 'random', 'consistent-hash']),
-      endpoints: z.array(
-        z.looseObject({
-          id: z.string().min(1),
-          address: z.string().min(1),
+      lb: oneOf(['round-robin', 'least-request', 'random', 'consistent-hash']),
+      endpoints: array(
+        object({
+          id: nonEmpty,
+          address: nonEmpty,
           port,
-          tunnelPort: port.optional(),
-          labels: z.record(z.string(), z.string()),
+          tunnelPort: optional(port),
+          labels: record(str()),
         }),
       ),
     }),
   ),
-  inbound: z.looseObject({ ports: z.array(port), rateLimits }),
-  upstreams: z.array(z.looseObject({ localPort: port, routeKey: z.string(), host: z.string().min(1) })),
+  inbound: object({ ports: array(port), rateLimits }),
+  upstreams: array(object({ localPort: port, routeKey: str(), host: nonEmpty })),
 });
 
 function invalid(message: string): WeftError {
@@ -146,9 +137,9 @@ function invalid(message: string): WeftError {
 
 /** The snapshot, typed, or a WEFT_ERR_SNAPSHOT_INVALID naming every problem found. */
 export function validateSnapshot(input: unknown): ProxySnapshot {
-  const parsed = SnapshotSchema.safeParse(input);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.slice(0, 10).map((issue) => `${issue.path.join('.') || '(root)'}: ${issue.message}`);
+  const issues = check(SnapshotShape, input);
+  if (issues.length > 0) {
+    const problems = issues.slice(0, 10).map((issue) => `${issue.path || '(root)'}: ${issue.message}`);
     throw invalid(`malformed snapshot: ${problems.join('; ')}`);
   }
   // Validated; the original object is kept so that unknown fields survive a round trip to disk.

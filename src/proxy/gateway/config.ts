@@ -1,6 +1,5 @@
 // Compiles a snapshot's Gateway into what the gateway listeners read: per port its listeners, their certificates and virtual hosts.
 import { createSecureContext, type SecureContext } from 'node:tls';
-import { z } from 'zod';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { firstHostMatch } from '../../api/route-match.ts';
 import type { ProxySnapshot, SnapshotGatewayListener, SnapshotJwtRule } from '../../api/snapshot.ts';
@@ -11,6 +10,7 @@ import type { Step } from '../stack.ts';
 import { buildGatewayHttp } from './stack.ts';
 import { gatewayAuthorization, type AuthorizationContext } from '../layers/authorization/index.ts';
 import { NO_AUDIT_LOG } from '../audit-log.ts';
+import { array, check, num, object, oneOf, optional, str } from '../config/shape.ts';
 
 export interface GatewayVirtualHost {
   hostname: string;
@@ -68,19 +68,19 @@ function secureContextOf(listener: SnapshotGatewayListener, problems: string[]):
 }
 
 // Loose, as the rest of the snapshot's schema: a newer control plane may add fields.
-const GatewaySchema = z.looseObject({
-  namespace: z.string(),
-  name: z.string(),
-  ports: z.array(
-    z.looseObject({
-      port: z.number().int().min(1).max(65535),
-      protocol: z.enum(['HTTP', 'HTTPS', 'TCP', 'TLS']),
-      listeners: z.array(
-        z.looseObject({
-          name: z.string(),
-          hostname: z.string().optional(),
-          tls: z.looseObject({ certificates: z.array(z.looseObject({ certPem: z.string(), keyPem: z.string() })) }).optional(),
-          hosts: z.array(z.looseObject({ hostname: z.string(), routeKey: z.string() })),
+const GatewayShape = object({
+  namespace: str(),
+  name: str(),
+  ports: array(
+    object({
+      port: num({ int: true, min: 1, max: 65535 }),
+      protocol: oneOf(['HTTP', 'HTTPS', 'TCP', 'TLS']),
+      listeners: array(
+        object({
+          name: str(),
+          hostname: optional(str()),
+          tls: optional(object({ certificates: array(object({ certPem: str(), keyPem: str() })) })),
+          hosts: array(object({ hostname: str(), routeKey: str() })),
         }),
       ),
     }),
@@ -91,9 +91,9 @@ const GatewaySchema = z.looseObject({
 export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, context: OutboundContext, authz?: AuthorizationContext): GatewayConfig | undefined {
   const gateway = snapshot?.gateway;
   if (!snapshot || !gateway) return undefined;
-  const parsed = GatewaySchema.safeParse(gateway);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.slice(0, 5).map((issue) => `gateway.${issue.path.join('.')}: ${issue.message}`);
+  const issues = check(GatewayShape, gateway, 'gateway');
+  if (issues.length > 0) {
+    const problems = issues.slice(0, 5).map((issue) => `${issue.path}: ${issue.message}`);
     throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `malformed snapshot: ${problems.join('; ')}`);
   }
   const problems: string[] = [];
