@@ -18,8 +18,13 @@ const PROXY_NODE_FLAGS = ['--max-semi-space-size=1', '--heap-growing-percent=20'
 const ONE_CORE_GC_FLAGS = ['--single-threaded-gc'];
 reexecProxyWithHeapFlags();
 // Caches compiled code (in the OS temp directory): halves the start-up of every weft command.
-const { enableCompileCache } = await import('node:module');
+const { enableCompileCache, registerHooks } = await import('node:module');
 enableCompileCache?.();
+// Sources stripped of their types at install (bin/stripped-sources.js): Node's own stripper stays resident, ~30 MiB.
+// WEFT_STRIPPED_SOURCES=off runs every source through Node's stripper, as a checkout without `npm ci` does.
+if (typeof registerHooks === 'function' && process.env.WEFT_STRIPPED_SOURCES !== 'off') {
+  (await import('./stripped-sources.js')).registerStrippedSources(registerHooks);
+}
 await import('../src/cli/main.ts');
 
 /**

@@ -6,8 +6,9 @@ const RESTARTED = 'WEFT_PROXY_RESTARTED';
 /**
  * Node strips types with a WebAssembly compiler that it loads on the first
  * `.ts` file missing from the compile cache (bin/weft.js enables it) and never
- * unloads: ~20 MiB of resident memory for the life of a proxy, the first time
- * each file is run after a change. A proxy that loaded it writes the cache now
+ * unloads: ~30 MiB of resident memory for the life of a proxy. The sources
+ * stripped at install (bin/stripped-sources.js) keep it out, so this matters
+ * for files edited since, the first time each is run. A proxy that loaded it writes the cache now
  * and replaces itself (same pid, stdio and arguments) with a process that finds
  * every module there. Call it before opening any socket or file. Once only: a
  * cache that cannot be written must not loop.
