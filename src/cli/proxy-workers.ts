@@ -1,6 +1,7 @@
 // `weft proxy --mode gateway --workers N`: N gateway processes sharing the Gateway's ports (SO_REUSEPORT), started, restarted and stopped by this one.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { gatewayWorkloadName } from '../api/snapshot.ts';
@@ -72,8 +73,30 @@ function withoutWorkers(args: readonly string[]): string[] {
   return out;
 }
 
+/** Linux (5.14+) hands the connections queued on a closed SO_REUSEPORT socket to the others of its group when this is 1. */
+const MIGRATE_SYSCTL = '/proc/sys/net/ipv4/tcp_migrate_req';
+
+/**
+ * Whether connections the kernel queued for a worker that exits go to the other workers: the network namespace's
+ * net.ipv4.tcp_migrate_req. When 0 (the default) or absent (before Linux 5.14) they are reset with the worker.
+ */
+export function queuedConnectionsHandedOver(read: (path: string) => string = (path) => readFileSync(path, 'utf8')): boolean {
+  try {
+    return read(MIGRATE_SYSCTL).trim() === '1';
+  } catch {
+    return false;
+  }
+}
+
 export async function runGatewayWorkers(flags: ProxyFlags, workers: number, args: readonly string[], logger: Logger): Promise<void> {
   checkWorkerFlags(flags, workers);
+  const handOver = queuedConnectionsHandedOver();
+  if (!handOver) {
+    logger.warn(
+      { sysctl: 'net.ipv4.tcp_migrate_req' },
+      'connections the kernel has queued for a gateway worker are reset if that worker exits; set net.ipv4.tcp_migrate_req=1 in this network namespace (Linux 5.14+) to hand them to the other workers',
+    );
+  }
   const gatewayName = flags.gateway!.split('/').pop()!;
   const instance = flags.instance ?? `${gatewayWorkloadName(gatewayName)}-${randomBytes(3).toString('hex')}`;
   const running = new Map<number, Worker>();
@@ -139,6 +162,7 @@ export async function runGatewayWorkers(flags: ProxyFlags, workers: number, args
   announceReady({
     id: `${flags.namespace}/${instance}`,
     ports: ready[0]!.ports,
+    queuedHandOver: handOver,
     workers: first.map((worker, i) => ({ worker: worker.index, pid: worker.child.pid, id: ready[i]!.id, ports: ready[i]!.ports })),
   });
 }

@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request as httpRequest } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
@@ -81,6 +81,14 @@ test('two workers share the Gateway port, both serve it, a killed one is started
   assert.equal(workers.length, 2);
   assert.notEqual(workers[0]!.pid, workers[1]!.pid);
   for (const worker of workers) assert.equal(worker.ports.listeners['80'], port, 'every worker listens on the one Gateway port');
+  // Whether a dead worker's queued connections go to the other (test/multihost/gateway-workers-handover.test.ts): this namespace's setting.
+  let migrate = '0';
+  try {
+    migrate = readFileSync('/proc/sys/net/ipv4/tcp_migrate_req', 'utf8').trim();
+  } catch {
+    // Before Linux 5.14: no hand-over.
+  }
+  assert.equal(gateway.ready.queuedHandOver, migrate === '1');
   assert.notEqual(workers[0]!.ports.admin, workers[1]!.ports.admin, 'each worker has an admin port of its own');
 
   // Each request on a new connection: the kernel hands connections to both workers (bounded: 400 requests at most).
@@ -100,7 +108,7 @@ test('two workers share the Gateway port, both serve it, a killed one is started
 
   // A worker that dies is started again by the supervisor, and the port keeps answering meanwhile.
   process.kill(workers[1]!.pid, 'SIGKILL');
-  // Connections the kernel queued on the dead worker's socket are reset with it (SO_REUSEPORT has no hand-over); new ones go to the live worker.
+  // Connections the kernel queued on the dead worker's socket are reset with it unless tcp_migrate_req=1 (the multihost handover test); new ones go to the live worker.
   await waitFor(() => !alive(workers[1]!.pid), { timeoutMs: 5000, message: 'the killed worker to be gone' });
   for (let i = 0; i < 10; i++) assert.equal(await get(port), 200, 'the other worker answers while one is down');
   const restartLine = await waitFor(() => gateway.stdout().split('\n').find((line) => line.includes('"event":"worker-restarted"')), {
