@@ -23,6 +23,11 @@ export interface ExplainRequest {
   headers?: Record<string, string>;
   /** TLS: the ClientHello's server name when it differs from the URL's host. */
   sni?: string;
+  /**
+   * The caller's address, for AuthorizationPolicies on ipBlocks and source.ip: the client's at a gateway, the
+   * calling instance's at the workloads a sidecar sends to. Workloads behind a gateway see the gateway's address.
+   */
+  sourceIp?: string;
   /** What the calling proxy's admin answered at /debug/backends, when the caller could reach it. */
   live?: LiveProxyState;
   /** Why `live` is absent (no admin address known, admin unreachable), said in the trace. */
@@ -206,7 +211,7 @@ export interface ExplainRetry {
 }
 
 export interface ExplainTrace {
-  request: { method: string; url: string; host: string; port: number; path: string; headers: Record<string, string>; sni?: string };
+  request: { method: string; url: string; host: string; port: number; path: string; headers: Record<string, string>; sni?: string; sourceIp?: string };
   from: { kind: 'workload' | 'gateway'; name: string; snapshotVersion: string };
   verdict: ExplainVerdict;
   risks: ExplainRisk[];

@@ -106,7 +106,8 @@ function backendLines(b: ExplainBackend, many: boolean): string[] {
 export function formatTrace(trace: ExplainTrace): string {
   const out: string[] = [];
   const v = trace.verdict;
-  out.push(`${trace.request.method} ${trace.request.url}  from ${trace.from.kind} ${trace.from.name}  (config ${trace.from.snapshotVersion.slice(0, 12)})`);
+  const caller = trace.request.sourceIp !== undefined ? ` (caller ${trace.request.sourceIp})` : '';
+  out.push(`${trace.request.method} ${trace.request.url}  from ${trace.from.kind} ${trace.from.name}${caller}  (config ${trace.from.snapshotVersion.slice(0, 12)})`);
   out.push('');
   out.push(`Verdict: ${outcomeWord(trace)}${v.status !== undefined ? ` — the proxy answers ${v.status}` : ''}${v.reason ? `, weft-reason: ${v.reason}` : ''}`);
   out.push(`  ${v.summary}`);
@@ -193,11 +194,12 @@ export function explainCommand(): Command {
     .option('--gateway <gateway>', 'the request enters at this Gateway (<namespace>/<name>)')
     .option('-H, --header <header>', 'a request header, "Name: value" (repeatable)', collect, [])
     .option('--sni <name>', 'TLS: the server name of the ClientHello, when not the URL\'s host')
+    .option('--source-ip <address>', 'the caller\'s address, for policies on ipBlocks and source.ip: the client\'s at a gateway, the calling instance\'s with --from')
     .option('--admin <address>', 'the calling proxy\'s admin (host:port) to read live endpoint state from (default: from a weft up running here)')
     .option('--no-live', 'do not read live state from the proxy')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['json']))
     .addHelpText('after', '\nExamples:\n  weft explain --from default/productpage GET http://reviews:9080/reviews/1 -H "x-user: alice"\n  weft explain --gateway default/web https://shop.example.com/cart\n')
-    .action(async (methodOrUrl: string, urlArg: string | undefined, options: { from?: string; gateway?: string; header: string[]; sni?: string; admin?: string; live: boolean; output?: 'json' }, command: Command) => {
+    .action(async (methodOrUrl: string, urlArg: string | undefined, options: { from?: string; gateway?: string; header: string[]; sni?: string; sourceIp?: string; admin?: string; live: boolean; output?: 'json' }, command: Command) => {
       const [method, url] = urlArg === undefined ? ['GET', methodOrUrl] : [methodOrUrl, urlArg];
       if ((options.from === undefined) === (options.gateway === undefined)) throw new CliError('give exactly one of --from <namespace>/<workload> and --gateway <namespace>/<name>', 2);
       const headers: Record<string, string> = {};
@@ -209,6 +211,7 @@ export function explainCommand(): Command {
       if (options.from) request.from = options.from;
       if (options.gateway) request.gateway = options.gateway;
       if (options.sni) request.sni = options.sni;
+      if (options.sourceIp) request.sourceIp = options.sourceIp;
       const client = new WeftClient(resolveServer(command.optsWithGlobals<{ server?: string }>().server));
       if (options.live) {
         const admin = adminFor(options, options.admin, options.admin ? [] : await client.proxies());

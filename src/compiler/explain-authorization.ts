@@ -14,9 +14,12 @@ import type { CompilerInput } from './types.ts';
  * Adds `trace.authorization` and, when a policy denies the request, turns a
  * "forwarded" verdict into "denied" (403 WEFT_ERR_RBAC_DENIED) naming the
  * policy. The caller's identity is the one its proxy would present: the
- * source workload's (or the gateway's) service account. Its address is not
- * known here, so ipBlocks and source.ip never match (and their `not` forms
- * always do); a note says so when a policy uses them.
+ * source workload's (or the gateway's) service account. Its address is the
+ * request's `sourceIp`: the client's at a gateway, the calling instance's at
+ * a sidecar's destinations. Where it is not known (not given, or the
+ * workloads behind a gateway, which see the gateway's address), ipBlocks and
+ * source.ip never match and their `not` forms always do; a note says so when
+ * a policy there uses them.
  *
  * Before each proxy's policies, its RequestAuthentication rules read the
  * request's tokens (`trace.authentication`): decoded, never verified. A token
@@ -33,9 +36,9 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
   const stops: ExplainVerdict[] = [];
   const http = trace.entry?.protocol !== 'TCP' && trace.entry?.protocol !== 'TLS' && trace.entry?.protocol !== 'tcp' && !/^(tcp|tls):/i.test(trace.request.url);
   const q = trace.request.path.indexOf('?');
-  const request = (peerIdentity: string | undefined, port: number, token: TokenReading['principal']): AuthzRequest => ({
+  const request = (peerIdentity: string | undefined, sourceIp: string | undefined, port: number, token: TokenReading['principal']): AuthzRequest => ({
     peerIdentity,
-    sourceIp: undefined,
+    sourceIp,
     port,
     ...(http
       ? {
@@ -49,7 +52,8 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
         }
       : {}),
   });
-  let usesAddresses = false;
+  /** Where a policy on addresses was evaluated without the caller's address: said in a note. */
+  const addressUnknownAt: string[] = [];
   // What reaches the destinations: a gateway removes the tokens it verified unless its rule forwards them.
   let forwarded: TokenRequest = { headers: trace.request.headers, path: trace.request.path };
   const authenticate = (at: string, rules: readonly SnapshotJwtRule[] | undefined, request: TokenRequest): TokenReading | undefined => {
@@ -60,14 +64,14 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
     if (reading.refusal) stops.push(reading.refusal);
     return reading;
   };
-  const evaluate = (at: string, authorization: SnapshotAuthorization | undefined, principal: string | undefined, port: number, token: TokenReading['principal']) => {
+  const evaluate = (at: string, authorization: SnapshotAuthorization | undefined, principal: string | undefined, sourceIp: string | undefined, port: number, token: TokenReading['principal']) => {
     const unverified = token ? { unverifiedRequestPrincipal: token.requestPrincipal } : {};
     if (!authorization) {
       results.push({ at, ...(principal ? { principal } : {}), allowed: true, why: 'no AuthorizationPolicy applies', audited: [], ...unverified });
       return;
     }
-    usesAddresses ||= JSON.stringify(authorization).includes('pBlocks') || JSON.stringify(authorization).includes('"source.ip"');
-    const decision = compileAuthorization(authorization, !http)(request(principal, port, token));
+    if (sourceIp === undefined && usesAddresses(authorization)) addressUnknownAt.push(at);
+    const decision = compileAuthorization(authorization, !http)(request(principal, sourceIp, port, token));
     const result: ExplainAuthorization = { at, allowed: decision.allowed, why: decision.why, audited: decision.audited, ...unverified };
     if (principal) result.principal = principal;
     if (decision.policy !== undefined) result.policy = decision.policy;
@@ -79,7 +83,7 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
     const at = `gateway ${source.name}`;
     const reading = authenticate(at, snapshot.gateway.requestAuthentication, forwarded);
     if (reading) forwarded = reading.forwarded;
-    evaluate(at, snapshot.gateway.authorization, undefined, trace.entry?.port ?? 0, reading?.principal);
+    evaluate(at, snapshot.gateway.authorization, undefined, trace.request.sourceIp, trace.entry?.port ?? 0, reading?.principal);
   }
 
   const index = indexAuthorizationPolicies(input);
@@ -105,7 +109,9 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
       if (seen.has(at)) continue;
       seen.add(at);
       const reading = authenticate(at, inboundRequestAuthentication(input, template), forwarded);
-      evaluate(at, workloadAuthorization(index, input.services, template), caller, workloadPort, reading?.principal);
+      // A sidecar's destinations see the calling instance's address; a gateway's see the gateway's own, which explain does not know.
+      const callerAddress = source.kind === 'workload' ? trace.request.sourceIp : undefined;
+      evaluate(at, workloadAuthorization(index, input.services, template), caller, callerAddress, workloadPort, reading?.principal);
     }
   }
   if (authentications.length > 0) trace.authentication = authentications;
@@ -121,7 +127,10 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
   }
   if (results.length === 0) return;
   trace.authorization = results;
-  if (usesAddresses) trace.notes.push('Some AuthorizationPolicy here matches on addresses (ipBlocks, source.ip): explain does not know the caller\'s address, so those never match and their "not" forms always do.');
+  if (addressUnknownAt.length > 0) {
+    const why = source.kind === 'gateway' && trace.request.sourceIp !== undefined ? "they see the gateway's address, which explain does not know" : 'explain was not given the caller\'s address (--source-ip)';
+    trace.notes.push(`An AuthorizationPolicy at ${addressUnknownAt.join(', ')} matches on addresses (ipBlocks, source.ip), and ${why}: those never match there and their "not" forms always do.`);
+  }
   const stop = stops[0];
   if (stop && trace.verdict.outcome === 'forwarded') trace.verdict = stop;
 }
@@ -133,6 +142,12 @@ function authorizationStop(denied: ExplainAuthorization): ExplainVerdict {
     reason: ErrorCodes.RBAC_DENIED,
     summary: denied.policy !== undefined && denied.why.startsWith('denied by') ? `denied by policy ${denied.policy} at ${denied.at}` : `denied at ${denied.at}: ${denied.why}`,
   };
+}
+
+/** Whether any rule of `authorization` looks at the caller's address. */
+function usesAddresses(authorization: SnapshotAuthorization): boolean {
+  const text = JSON.stringify(authorization);
+  return text.includes('pBlocks') || text.includes('"source.ip"');
 }
 
 /** Whether the user passed what looks like a token (an Authorization header with a JWT-shaped credential). */

@@ -103,6 +103,7 @@ export function explainRequest(snapshot: ProxySnapshot, request: ExplainRequest,
     notes: [],
   };
   if (req.sni !== undefined) trace.request.sni = req.sni;
+  if (request.sourceIp !== undefined) trace.request.sourceIp = request.sourceIp;
   // The proxy normalises the path where it makes the exchange, before routing and authorization (MeshConfig pathNormalization).
   if (req.scheme === 'http' || req.scheme === 'https') {
     const mode = snapshot.mesh.pathNormalization ?? 'BASE';

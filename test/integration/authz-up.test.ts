@@ -80,6 +80,14 @@ test('weft up: policies enforced at the gateway and at a sidecar, audited, and e
     assert.match(allowed.stdout, /Verdict: FORWARDED/);
     const atEdge = await runWeft(['explain', '--gateway', 'default/edge', 'GET', 'http://shop.example/api/x/../admin'], { cwd: dir });
     assert.match(atEdge.stdout, /denied by policy default\/edge-deny at gateway default\/edge/);
+    // The caller's address goes along for policies on addresses; a value that is none is refused by the API, naming the field.
+    const withAddress = await runWeft(['explain', '--gateway', 'default/edge', '--source-ip', '203.0.113.7', 'GET', 'http://shop.example/api/items'], { cwd: dir });
+    assert.equal(withAddress.code, 0, withAddress.stderr);
+    assert.match(withAddress.stdout, /from gateway default\/edge \(caller 203\.0\.113\.7\)/);
+    assert.match(withAddress.stdout, /Verdict: FORWARDED/);
+    const notAnAddress = await runWeft(['explain', '--gateway', 'default/edge', '--source-ip', 'shop.example', 'GET', 'http://shop.example/api/items'], { cwd: dir });
+    assert.equal(notAnAddress.code, 1);
+    assert.match(notAnAddress.stderr, /sourceIp: must be an IPv4 or IPv6 address/);
   } finally {
     await up.stop();
   }

@@ -205,3 +205,37 @@ test('at a gateway: its RequestAuthentication reads the token first and removes 
   assert.equal(bad.verdict.status, 401);
   assert.match(bad.verdict.summary, /^refused at gateway shop\/edge: the token's issuer \("https:\/\/issuer\.example"\) is not configured/);
 });
+
+test('policies on addresses are evaluated with --source-ip: the caller\'s at a sidecar\'s destinations, the client\'s at a gateway; unknown, a note says where', () => {
+  const gatewayObjects = [
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'weft' }, spec: { controllerName: 'weft.dev/gateway-controller' } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: NS }, spec: { gatewayClassName: 'weft', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }] } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'site', namespace: NS }, spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'reviews', port: 9080 }] }] } },
+  ];
+  const input = load([
+    ...gatewayObjects,
+    // At the workload: only callers from 10.0.0.0/8. At the gateway: not from 203.0.113.0/24.
+    policy('reviews-from-pods', { selector: { matchLabels: { app: 'reviews' } }, action: 'ALLOW', rules: [{ from: [{ source: { ipBlocks: ['10.0.0.0/8'] } }] }] }),
+    policy('edge-block', { targetRefs: [{ kind: 'Gateway', group: 'gateway.networking.k8s.io', name: 'edge' }], action: 'DENY', rules: [{ from: [{ source: { ipBlocks: ['203.0.113.0/24'] } }] }] }),
+  ]);
+  const from = (sourceIp?: string) =>
+    explainFromConfig({ from: `${NS}/client`, method: 'GET', url: 'http://reviews.shop:9080/', ...(sourceIp ? { sourceIp } : {}) }, { input: () => input, compile, proxies: () => [] });
+  assert.equal(from('10.1.2.3').verdict.outcome, 'forwarded');
+  assert.equal(from('10.1.2.3').notes.some((n) => /ipBlocks/.test(n)), false, 'the address was known: no note');
+  assert.match(formatTrace(from('10.1.2.3')), /from workload shop\/client \(caller 10\.1\.2\.3\)/);
+  assert.equal(from('192.168.0.9').verdict.status, 403);
+  const unknown = from();
+  assert.equal(unknown.verdict.status, 403, 'an unknown address matches no ipBlocks');
+  assert.ok(unknown.notes.some((n) => n.includes(`at workload ${NS}/reviews matches on addresses`) && n.includes('--source-ip')), unknown.notes.join('\n'));
+
+  const atGateway = (sourceIp: string) =>
+    explainFromConfig({ gateway: `${NS}/edge`, method: 'GET', url: 'http://shop.example.com/', sourceIp }, { input: () => input, compile, proxies: () => [] });
+  const blocked = atGateway('203.0.113.7');
+  assert.equal(blocked.verdict.status, 403);
+  assert.match(blocked.verdict.summary, /denied by policy shop\/edge-block at gateway shop\/edge/);
+  // Past the gateway, the workload sees the gateway's address, which explain does not know: its ipBlocks ALLOW cannot match.
+  const passed = atGateway('198.51.100.1');
+  assert.equal(passed.authorization?.find((a) => a.at === `gateway ${NS}/edge`)?.allowed, true);
+  assert.equal(passed.authorization?.find((a) => a.at === `workload ${NS}/reviews`)?.allowed, false);
+  assert.ok(passed.notes.some((n) => n.includes(`at workload ${NS}/reviews matches on addresses`) && n.includes("the gateway's address")), passed.notes.join('\n'));
+});

@@ -1,5 +1,6 @@
 // POST /weft/v1/explain: a hypothetical request in, the decision trace of the proxy that would send it out (`weft explain`, the dashboard).
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { ErrorCodes } from '../../api/errors.ts';
 import type { ExplainRequest, ExplainTrace } from '../../api/explain.ts';
@@ -20,6 +21,7 @@ const ExplainRequestSchema = z.object({
   url: z.string().min(1).max(8192),
   headers: z.record(z.string(), z.string()).optional(),
   sni: z.string().min(1).optional(),
+  sourceIp: z.string().refine((text) => isIP(text) !== 0, 'must be an IPv4 or IPv6 address').optional(),
   live: LiveSchema.optional(),
   liveUnavailable: z.string().optional(),
 });
