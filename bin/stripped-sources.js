@@ -30,9 +30,8 @@ export function registerStrippedSources(registerHooks) {
   registerHooks({
     load(url, context, nextLoad) {
       if (!url.startsWith(SOURCE_URL_PREFIX) || !url.endsWith('.ts')) return nextLoad(url, context);
-      let source;
       try {
-        source = readFileSync(new URL(url));
+        const source = readFileSync(new URL(url));
         return { format: 'module', source: readFileSync(join(STRIPPED_DIR, entryName(source))), shortCircuit: true };
       } catch {
         // No such source (the default loader says so properly) or no entry for this text (an edited file).

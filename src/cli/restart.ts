@@ -8,9 +8,9 @@ const RESTARTED = 'WEFT_PROXY_RESTARTED';
  * `.ts` file missing from the compile cache (bin/weft.js enables it) and never
  * unloads: ~30 MiB of resident memory for the life of a proxy. The sources
  * stripped at install (bin/stripped-sources.js) keep it out, so this matters
- * for files edited since, the first time each is run. A proxy that loaded it writes the cache now
- * and replaces itself (same pid, stdio and arguments) with a process that finds
- * every module there. Call it before opening any socket or file. Once only: a
+ * for files edited since, the first time each is run. A proxy that loaded it
+ * writes the cache now and replaces itself (same pid, stdio and arguments)
+ * with a process that finds every module there. Call it before opening any socket or file. Once only: a
  * cache that cannot be written must not loop.
  */
 export function restartIfTypeScriptWasStripped(): void {

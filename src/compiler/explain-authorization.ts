@@ -128,8 +128,12 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
   if (results.length === 0) return;
   trace.authorization = results;
   if (addressUnknownAt.length > 0) {
-    const why = source.kind === 'gateway' && trace.request.sourceIp !== undefined ? "they see the gateway's address, which explain does not know" : 'explain was not given the caller\'s address (--source-ip)';
-    trace.notes.push(`An AuthorizationPolicy at ${addressUnknownAt.join(', ')} matches on addresses (ipBlocks, source.ip), and ${why}: those never match there and their "not" forms always do.`);
+    const where = addressUnknownAt.join(', ');
+    trace.notes.push(
+      source.kind === 'gateway' && trace.request.sourceIp !== undefined
+        ? `Behind the gateway, ${where} sees the gateway's address, which explain does not know: its AuthorizationPolicies on addresses (ipBlocks, source.ip) never match there, and their "not" forms always do.`
+        : `An AuthorizationPolicy at ${where} matches on addresses (ipBlocks, source.ip), and explain was not given the caller's address (--source-ip): those never match there, and their "not" forms always do.`,
+    );
   }
   const stop = stops[0];
   if (stop && trace.verdict.outcome === 'forwarded') trace.verdict = stop;
