@@ -6,6 +6,12 @@ import type { ProxyStatus } from '../api/stream.ts';
 import type { CaState } from '../control/ca/rotating.ts';
 import { TOPOLOGY_PATH, type TopologyTraffic } from '../api/topology.ts';
 
+/** The API token the CLI sends (`Authorization: Bearer`), from $WEFT_API_TOKEN: for a control plane run with --api-token-file. */
+export function apiAuthHeaders(): Record<string, string> {
+  const token = process.env.WEFT_API_TOKEN?.trim();
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 /** A Kubernetes `Status` object: what the API answers with on errors. */
 export interface ApiStatus {
   kind?: 'Status';
@@ -181,7 +187,7 @@ export class WeftClient {
     try {
       response = await fetch(this.server + path, {
         method,
-        headers: body === undefined ? { accept: 'application/json' } : { accept: 'application/json', 'content-type': 'application/json' },
+        headers: { ...apiAuthHeaders(), accept: 'application/json', ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: AbortSignal.timeout(this.timeoutMs),
       });

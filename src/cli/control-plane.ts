@@ -27,6 +27,7 @@ interface ControlPlaneFlags {
   certTtl: number;
   trustDomain?: string;
   insecureLocalTokens?: boolean;
+  apiTokenFile?: string;
   insecurePlaintextStream?: boolean;
 }
 
@@ -83,6 +84,7 @@ export function controlPlaneCommand(): Command {
     .option('--data-dir <dir>', 'keep the config in SQLite under this directory (default: in memory, lost on exit)')
     .option('--api-host <host>', 'address of the REST API', '127.0.0.1')
     .option('--api-port <port>', 'port of the REST API (0 = any)', parsePort, 15000)
+    .option('--api-token-file <file>', 'the REST API asks for one of the tokens in this file (one per line, at least 16 characters): "Authorization: Bearer <token>", $WEFT_API_TOKEN for the CLI')
     .option('--stream-host <host>', 'address of the proxy config stream', '127.0.0.1')
     .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 15010)
     .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
@@ -99,7 +101,7 @@ export function controlPlaneCommand(): Command {
     .option('--ca-encryption-key-file <file>', 'keep the mesh CA in the store, its key sealed with this secret, so that every replica signs with it (default: $WEFT_CA_ENCRYPTION_KEY; make one with openssl rand -base64 32)')
     .option('--cert-ttl <duration>', 'lifetime of workload certificates; proxies renew them at half life', parseDuration, 24 * 3_600_000)
     .option('--trust-domain <domain>', "trust domain of a newly generated root (default: the stored MeshConfig's, else cluster.local)")
-    .option('--insecure-local-tokens', 'local mode: anyone on this host may create proxy bootstrap tokens with "weft token create" (the API has no authentication yet)')
+    .option('--insecure-local-tokens', 'local mode: anyone on this host may create proxy bootstrap tokens with "weft token create" and rotate the CA (with --api-token-file, holders of an API token may, from any host)')
     .option('--insecure-plaintext-stream', 'the stream port also takes cleartext HTTP/2 from other hosts (it always serves TLS, and cleartext to this host); tokens then cross the network in the clear')
     .addOption(new Option('--exit-on-stdin-close', 'stop when stdin closes (harnesses use it so nothing outlives them)').hideHelp())
     .action(async (flags: ControlPlaneFlags) => {
@@ -124,11 +126,16 @@ export function controlPlaneCommand(): Command {
         throw new CliError('error: the --etcd-* flags need --store etcd://... or etcds://...');
       }
       if (flags.store === undefined && !flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
+      const apiTokens = await readApiTokens(flags.apiTokenFile);
+      if (!apiTokens && !isLoopbackHost(flags.apiHost)) {
+        logger.warn({ apiHost: flags.apiHost }, 'the REST API takes requests from other hosts without a token: anyone who reaches it can change the mesh; give --api-token-file');
+      }
       const controlPlane = await startControlPlane({
         ...(flags.dataDir ? { dataDir: resolve(flags.dataDir) } : {}),
         ...(etcd ? { etcd } : {}),
         apiHost: flags.apiHost,
         apiPort: flags.apiPort,
+        ...(apiTokens ? { apiTokens } : {}),
         streamHost: flags.streamHost,
         streamPort: flags.streamPort,
         leaseTtlMs: flags.leaseTtl,
@@ -151,4 +158,19 @@ export function controlPlaneCommand(): Command {
       );
       announceReady({ api: controlPlane.apiUrl, stream: controlPlane.streamUrl });
     });
+}
+
+/** The API's tokens from --api-token-file, or undefined without one; a file that cannot be used is an error that names it. */
+async function readApiTokens(file: string | undefined) {
+  if (file === undefined) return undefined;
+  const { ApiTokens } = await import('../control/api/auth.ts');
+  try {
+    return ApiTokens.fromFile(file);
+  } catch (error) {
+    throw new CliError(`error: ${(error as Error).message}`);
+  }
+}
+
+function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

@@ -1,7 +1,7 @@
 // `weft tap <workload|service>`: live request summaries from the proxies of one workload or service (Linkerd's tap), one line per request.
 import { Command, Option } from 'commander';
 import { TAP_PATH, type TapFilter, type TapLine } from '../api/tap.ts';
-import { ApiError, ServerUnreachableError } from './client.ts';
+import { apiAuthHeaders, ApiError, ServerUnreachableError } from './client.ts';
 import { CliError, collect, resolveServer } from './options.ts';
 
 export interface TapQuery extends TapFilter {
@@ -60,7 +60,7 @@ export function formatTapLine(line: TapLine): string | undefined {
 export async function streamTap(server: string, query: TapQuery, onLine: (line: TapLine) => void, signal?: AbortSignal): Promise<void> {
   let response: Response;
   try {
-    response = await fetch(server.replace(/\/+$/, '') + tapPath(query), { headers: { accept: 'application/x-ndjson' }, ...(signal ? { signal } : {}) });
+    response = await fetch(server.replace(/\/+$/, '') + tapPath(query), { headers: { ...apiAuthHeaders(), accept: 'application/x-ndjson' }, ...(signal ? { signal } : {}) });
   } catch (error) {
     if (signal?.aborted) return;
     const cause = (error as { cause?: { code?: string } }).cause;

@@ -17,6 +17,7 @@ import { LastGoodVersions } from './last-good.ts';
 import { LeaderElection } from './leader.ts';
 import { StreamServer } from './stream-server.ts';
 import { StreamIdentity } from './ca/stream-identity.ts';
+import type { ApiTokens } from './api/auth.ts';
 import { ApiServer } from './api/server.ts';
 import { TelemetryAggregator } from './telemetry/aggregator.ts';
 import type { CompilerFunctions } from './compiler-functions.ts';
@@ -48,6 +49,8 @@ export interface ControlPlaneOptions {
     auth?: { username: string; password: string };
   };
   apiHost?: string; // default 127.0.0.1
+  /** Bearer tokens the REST API asks for; absent = the API is open to whoever reaches apiHost. */
+  apiTokens?: ApiTokens;
   apiPort?: number; // default 15000; 0 = any
   streamHost?: string; // default 127.0.0.1
   streamPort?: number; // default 15010; 0 = any
@@ -244,6 +247,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     tapHub = new TapHub({ logger, proxies: () => stream.proxies(), input: () => index.input(), send: (proxy, message) => stream.sendTo(proxy, message) });
 
     const api = await ApiServer.start({
+      apiTokens: options.apiTokens,
       tap: tapHub,
       store,
       logger,
@@ -252,8 +256,8 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       proxies: () => stream.proxies(),
       topology: async (window) => telemetry.topology(window),
       serviceTraffic: async (namespace, name, window) => telemetry.service(namespace, name, window),
-      tokens: { tokens, localMode: options.localTokens === true },
-      ca: { ca, localMode: options.localTokens === true, clock },
+      tokens: { tokens, localMode: options.localTokens === true, callersHoldApiTokens: options.apiTokens !== undefined },
+      ca: { ca, localMode: options.localTokens === true, callersHoldApiTokens: options.apiTokens !== undefined, clock },
       explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => stream.proxies(), now: () => clock.now() }),
       now: () => clock.now(),
       status: async () => ({

@@ -188,3 +188,8 @@ export function proxyConfig(id: string): Promise<unknown> {
 export function proxyBackends(id: string, workload?: string): Promise<LiveProxyState> {
   return request('GET', proxyAdminPath(id, 'backends') + (workload ? `?workload=${encodeURIComponent(workload)}` : ''));
 }
+
+/** Trades an API token for the session cookie the event stream and every call then carry (POST /weft/v1/session). */
+export async function signIn(token: string): Promise<void> {
+  await request<unknown>('POST', '/weft/v1/session', JSON.stringify({ token }), 'application/json');
+}

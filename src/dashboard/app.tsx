@@ -8,6 +8,7 @@ import { ServicePage } from './pages/service.tsx';
 import { TopologyPage } from './pages/topology.tsx';
 import { TrafficPage } from './pages/traffic.tsx';
 import { ExplainPage } from './pages/explain.tsx';
+import { SignInPage } from './pages/sign-in.tsx';
 import { href, parseRoute, type Route } from './router.ts';
 
 const NAMESPACE_KEY = 'weft.namespace';
@@ -29,6 +30,8 @@ function readNamespace(): string | undefined {
     return undefined;
   }
 }
+
+const CONNECTION_LABELS: Record<ReturnType<typeof useLive>['connection'], string> = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', 'signed-out': 'Signed out' };
 
 const TITLES: Record<Route['page'], string> = { topology: 'Topology', service: 'Service', proxies: 'Workloads and proxies', config: 'Config', traffic: 'Live traffic', explain: 'Explain' };
 
@@ -94,18 +97,30 @@ export function App() {
             </select>
           </label>
           <span class={`connection ${live.connection}`} role="status" aria-live="polite" title="Updates arrive over Server-Sent Events from /weft/v1/events">
-            {live.connection === 'live' ? 'Live' : live.connection === 'connecting' ? 'Connecting…' : 'Reconnecting…'}
+            {CONNECTION_LABELS[live.connection]}
           </span>
         </div>
       </header>
       <main id="main" class="main" tabIndex={-1}>
-        {route.page === 'topology' && <TopologyPage namespace={namespace} />}
-        {route.page === 'service' && <ServicePage namespace={route.namespace} name={route.name} />}
-        {route.page === 'proxies' && <ProxiesPage namespace={namespace} selectedId={route.id} />}
-        {route.page === 'config' && <ConfigPage namespace={namespace} route={route} />}
-        {route.page === 'traffic' && <TrafficPage route={route} namespace={namespace} />}
-        {route.page === 'explain' && <ExplainPage namespace={namespace} />}
+        {live.connection === 'signed-out' ? <SignInPage /> : <CurrentPage route={route} namespace={namespace} />}
       </main>
     </div>
   );
+}
+
+function CurrentPage({ route, namespace }: { route: Route; namespace: string | undefined }) {
+  switch (route.page) {
+    case 'topology':
+      return <TopologyPage namespace={namespace} />;
+    case 'service':
+      return <ServicePage namespace={route.namespace} name={route.name} />;
+    case 'proxies':
+      return <ProxiesPage namespace={namespace} selectedId={route.id} />;
+    case 'config':
+      return <ConfigPage namespace={namespace} route={route} />;
+    case 'traffic':
+      return <TrafficPage route={route} namespace={namespace} />;
+    case 'explain':
+      return <ExplainPage namespace={namespace} />;
+  }
 }

@@ -4,7 +4,8 @@ import type { Resource } from '../api/meta.ts';
 import type { ProxyStatus } from '../api/stream.ts';
 import { keyOf } from './model.ts';
 
-export type Connection = 'connecting' | 'live' | 'reconnecting';
+/** 'signed-out': the API asks for a token this browser has not given (the control plane's --api-token-file). */
+export type Connection = 'connecting' | 'live' | 'reconnecting' | 'signed-out';
 
 export interface LiveState {
   connection: Connection;
@@ -63,7 +64,11 @@ export function connect(url = '/weft/v1/events'): void {
   source = new EventSource(url);
   source.addEventListener('open', () => publish({ ...state, connection: 'live' }));
   // EventSource reconnects by itself, sending the last revision it saw (Last-Event-ID).
-  source.addEventListener('error', () => publish({ ...state, connection: 'reconnecting' }));
+  source.addEventListener('error', () => {
+    publish({ ...state, connection: 'reconnecting' });
+    // An answer other than 200 closes an EventSource for good; a 401 means the API wants a token.
+    if (source?.readyState === EventSource.CLOSED) void checkSignedOut();
+  });
   source.addEventListener('sync', (event) => {
     const data = parse<{ revision: number; items: Resource[] }>(event);
     if (!data) return;
@@ -106,4 +111,15 @@ export function useLive(): LiveState {
     };
   }, []);
   return value;
+}
+
+/** Whether the stream was refused for want of an API token: then the app shows its sign-in form. */
+async function checkSignedOut(): Promise<void> {
+  try {
+    const response = await fetch('/weft/v1/session', { headers: { accept: 'application/json' } });
+    const session = (await response.json()) as { tokenRequired?: boolean; signedIn?: boolean };
+    if (session.tokenRequired === true && session.signedIn !== true) publish({ ...state, connection: 'signed-out' });
+  } catch {
+    // The control plane is unreachable: the connection state already says so.
+  }
 }

@@ -7,6 +7,7 @@ import { SERVICE_TRAFFIC_PREFIX, TOPOLOGY_PATH, type ServiceTraffic, type Topolo
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Store } from '../store/types.ts';
 import { APPLY_PATH, handleApply } from './apply.ts';
+import { credentialOf, handleSession, needsToken, SESSION_PATH, unauthorized, type ApiTokens } from './auth.ts';
 import { EVENTS_PATH, handleEvents } from './events.ts';
 import { handleExplain } from './explain.ts';
 import { EXPLAIN_PATH, type ExplainRequest, type ExplainTrace } from '../../api/explain.ts';
@@ -68,6 +69,8 @@ export interface ApiServerOptions {
   explain?: ((request: ExplainRequest) => ExplainTrace) | undefined;
   /** `weft tap` (GET /api/v1/tap, NDJSON); absent = the path does not exist. */
   tap?: TapHub | undefined;
+  /** The tokens the API asks for (--api-token-file); absent = the API is open to whoever reaches it. */
+  apiTokens?: ApiTokens | undefined;
   /** The built dashboard; default dist/dashboard in this checkout. Without an index.html there, / is a page of links. */
   dashboardDir?: string | undefined;
 }
@@ -127,6 +130,8 @@ export class ApiServer {
     const method = req.method ?? 'GET';
     const { store, logger } = this.options;
     try {
+      if (url.pathname === SESSION_PATH) return await handleSession(req, res, this.options.apiTokens);
+      if (this.options.apiTokens && needsToken(url.pathname) && !this.options.apiTokens.accepts(credentialOf(req))) throw unauthorized(req);
       // Before the resource paths: /api/v1/ is the core group's, and "topology" is no kind.
       if (url.pathname === TOPOLOGY_PATH) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);

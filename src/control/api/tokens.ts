@@ -1,9 +1,10 @@
-// POST /weft/v1/tokens: creates a proxy bootstrap token (what `weft token create` calls); open only to loopback callers in local mode.
+// POST /weft/v1/tokens: creates a proxy bootstrap token (what `weft token create` calls): for holders of an API token, or loopback callers in local mode.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { ErrorCodes } from '../../api/errors.ts';
 import { dnsLabel, dnsSubdomain } from '../../api/meta.ts';
 import type { TokenAuthority } from '../ca/tokens.ts';
+import { isLoopback } from './auth.ts';
 import { parseJson, readBody, sendJson } from './http.ts';
 import { ApiError } from './status.ts';
 
@@ -13,10 +14,12 @@ export interface TokenPolicy {
   tokens: TokenAuthority;
   /**
    * Local mode (`weft up`, `weft control-plane --insecure-local-tokens`): any
-   * caller on this host may create tokens. Without it the API, which has no
-   * authentication of its own yet, hands out none.
+   * caller on this host may create tokens. Without it, and without API
+   * tokens, the API hands out none.
    */
   localMode: boolean;
+  /** The API asks for tokens (--api-token-file): a caller that got here holds one and may create bootstrap tokens from any host. */
+  callersHoldApiTokens?: boolean;
 }
 
 const TokenRequest = z.strictObject({
@@ -37,16 +40,18 @@ export interface TokenAnswer {
 }
 
 export async function handleCreateToken(req: IncomingMessage, res: ServerResponse, policy: TokenPolicy, now: () => number): Promise<void> {
-  if (!policy.localMode) {
-    throw new ApiError(
-      403,
-      'Forbidden',
-      ErrorCodes.FORBIDDEN,
-      'this control plane does not create bootstrap tokens over its API, which has no authentication yet; run it with --insecure-local-tokens on a host whose users you trust',
-    );
-  }
-  if (!isLoopback(req.socket.remoteAddress)) {
-    throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, 'bootstrap tokens are created only for callers on the control plane\'s own host');
+  if (policy.callersHoldApiTokens !== true) {
+    if (!policy.localMode) {
+      throw new ApiError(
+        403,
+        'Forbidden',
+        ErrorCodes.FORBIDDEN,
+        'this control plane creates bootstrap tokens only for holders of an API token (run it with --api-token-file) or, with --insecure-local-tokens, for anyone on its own host',
+      );
+    }
+    if (!isLoopback(req.socket.remoteAddress)) {
+      throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, 'bootstrap tokens are created only for callers on the control plane\'s own host');
+    }
   }
   const parsed = TokenRequest.safeParse(parseJson(await readBody(req, 16 * 1024)));
   if (!parsed.success) {
@@ -74,9 +79,4 @@ export async function handleCreateToken(req: IncomingMessage, res: ServerRespons
   };
   // The token is a secret: never cached anywhere on the way.
   sendJson(res, 201, answer, { 'cache-control': 'no-store' });
-}
-
-function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }

@@ -1,0 +1,132 @@
+// Who may use the REST API: a bearer token from the control plane's --api-token-file, or the cookie the dashboard's sign-in sets.
+//
+// Without a token file the API is open, as before, to whoever reaches --api-host (loopback by default: `weft up`).
+// With one, every path under /api/, /apis/ and /weft/ asks for a token; /healthz, the dashboard's files and this
+// module's own session path do not (the files hold no data: the dashboard reads everything through the API). The
+// dashboard cannot put a header on an EventSource, so it trades the token for an HttpOnly, SameSite=Strict cookie:
+// another site's page cannot send it, nor a script read it.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import { methodNotAllowed, parseJson, readBody, sendJson } from './http.ts';
+import { ApiError } from './status.ts';
+
+/** GET: whether this API asks for a token and whether the caller has one; POST {token}: sign in; DELETE: sign out. */
+export const SESSION_PATH = '/weft/v1/session';
+export const SESSION_COOKIE = 'weft-api-token';
+/** Shorter tokens are refused when the file is read: a guessable token is no lock. */
+export const MIN_API_TOKEN_LENGTH = 16;
+
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token).digest();
+}
+
+/** The accepted tokens, kept as SHA-256 digests and compared in constant time. */
+export class ApiTokens {
+  private readonly digests: readonly Buffer[];
+
+  constructor(tokens: readonly string[]) {
+    if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, 'no API token given');
+    for (const token of tokens) {
+      if (token.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `an API token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
+    }
+    this.digests = tokens.map(digest);
+  }
+
+  /** One token per line; blank lines and lines starting with # are skipped. Errors name the file and line. */
+  static fromFile(path: string): ApiTokens {
+    let text: string;
+    try {
+      text = readFileSync(path, 'utf8');
+    } catch (error) {
+      throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path}: ${(error as Error).message}`);
+    }
+    const tokens: string[] = [];
+    const lines = text.split('\n');
+    for (let i = 0; i < lines.length; i++) {
+      const line = lines[i]!.trim();
+      if (line === '' || line.startsWith('#')) continue;
+      if (line.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path} line ${i + 1}: a token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
+      if (/\s/.test(line)) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path} line ${i + 1}: a token has no spaces (one token per line)`);
+      tokens.push(line);
+    }
+    if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path}: no token in it (one per line; # starts a comment)`);
+    return new ApiTokens(tokens);
+  }
+
+  accepts(token: string | undefined): boolean {
+    if (token === undefined || token === '') return false;
+    const offered = digest(token);
+    // Every digest is compared, so the time taken says nothing about which (if any) matched.
+    let match = false;
+    for (const known of this.digests) match = timingSafeEqual(offered, known) || match;
+    return match;
+  }
+}
+
+/** Whether a caller's address is this host's (where local mode lets it create bootstrap tokens and rotate the CA). */
+export function isLoopback(address: string | undefined): boolean {
+  if (!address) return false;
+  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+}
+
+/** Paths that ask for a token when the API has them: the data. /healthz, the session path and the dashboard's files do not. */
+export function needsToken(pathname: string): boolean {
+  if (pathname === SESSION_PATH) return false;
+  return pathname.startsWith('/api/') || pathname.startsWith('/apis/') || pathname.startsWith('/weft/');
+}
+
+function cookieValue(header: string | undefined, name: string): string | undefined {
+  if (!header) return undefined;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return undefined;
+}
+
+/** The token a request carries: `Authorization: Bearer <token>`, else the session cookie. */
+export function credentialOf(req: IncomingMessage): string | undefined {
+  const authorization = req.headers.authorization;
+  if (authorization !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
+    return match ? match[1] : undefined;
+  }
+  return cookieValue(req.headers.cookie, SESSION_COOKIE);
+}
+
+export function unauthorized(req: IncomingMessage): ApiError {
+  const offered = req.headers.authorization !== undefined || cookieValue(req.headers.cookie, SESSION_COOKIE) !== undefined;
+  return new ApiError(
+    401,
+    'Unauthorized',
+    ErrorCodes.UNAUTHORIZED,
+    offered ? 'the API token is not one this control plane accepts' : 'this control plane asks for an API token: send "Authorization: Bearer <token>" (the CLI reads $WEFT_API_TOKEN)',
+    [],
+    { 'www-authenticate': 'Bearer realm="weft"' },
+  );
+}
+
+function sessionCookie(value: string, maxAgeSeconds?: number): string {
+  return `${SESSION_COOKIE}=${encodeURIComponent(value)}; Path=/; HttpOnly; SameSite=Strict${maxAgeSeconds !== undefined ? `; Max-Age=${maxAgeSeconds}` : ''}`;
+}
+
+/** /weft/v1/session: what the dashboard asks before it opens its event stream, and its sign-in and sign-out. */
+export async function handleSession(req: IncomingMessage, res: ServerResponse, tokens: ApiTokens | undefined): Promise<void> {
+  const method = req.method ?? 'GET';
+  if (method === 'GET') {
+    return sendJson(res, 200, { tokenRequired: tokens !== undefined, signedIn: tokens === undefined || tokens.accepts(credentialOf(req)) }, { 'cache-control': 'no-store' });
+  }
+  if (method === 'POST') {
+    const body = parseJson(await readBody(req, 16 * 1024)) as { token?: unknown } | null;
+    const token = typeof body?.token === 'string' ? body.token : undefined;
+    if (tokens === undefined) return sendJson(res, 200, { tokenRequired: false, signedIn: true });
+    if (!tokens.accepts(token)) throw new ApiError(401, 'Unauthorized', ErrorCodes.UNAUTHORIZED, 'the API token is not one this control plane accepts');
+    return sendJson(res, 200, { tokenRequired: true, signedIn: true }, { 'set-cookie': sessionCookie(token!), 'cache-control': 'no-store' });
+  }
+  if (method === 'DELETE') {
+    return sendJson(res, 200, { tokenRequired: tokens !== undefined, signedIn: tokens === undefined }, { 'set-cookie': sessionCookie('', 0), 'cache-control': 'no-store' });
+  }
+  throw methodNotAllowed(method, ['GET', 'POST', 'DELETE']);
+}

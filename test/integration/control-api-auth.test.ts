@@ -1,0 +1,95 @@
+// The REST API with --api-token-file, on a real `weft control-plane`: bearer tokens and the dashboard's session cookie, what stays open, the CLI's $WEFT_API_TOKEN, and bootstrap tokens for token holders.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runWeft, startWeft, type RunningProcess } from '../../src/testing/process.ts';
+
+const TOKEN = 'operator-token-0123456789abcdef';
+const SECOND = 'ci-robot-token-fedcba9876543210';
+
+let dir: string;
+let controlPlane: RunningProcess;
+let api: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'weft-api-auth-'));
+  const file = join(dir, 'api-tokens');
+  writeFileSync(file, `# operators\n${TOKEN}\n\n${SECOND}\n`, { mode: 0o600 });
+  controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', file], { env: { WEFT_LOG_LEVEL: 'warn' } });
+  api = String(controlPlane.ready.api);
+});
+
+after(async () => {
+  await controlPlane?.stop({ timeoutMs: 5000 });
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const get = (path: string, headers: Record<string, string> = {}) => fetch(api + path, { headers, signal: AbortSignal.timeout(5000) });
+
+test('every API path asks for a token; either token in the file opens it; health and the dashboard\'s files stay open', async () => {
+  const refused = await get('/weft/v1/kinds');
+  assert.equal(refused.status, 401);
+  assert.equal(refused.headers.get('www-authenticate'), 'Bearer realm="weft"');
+  const status = (await refused.json()) as { weftCode: string; message: string };
+  assert.equal(status.weftCode, 'WEFT_ERR_UNAUTHORIZED');
+  assert.match(status.message, /asks for an API token.*WEFT_API_TOKEN/);
+  for (const path of ['/apis/gateway.networking.k8s.io/v1/httproutes', '/api/v1/services', '/weft/v1/proxies', '/weft/v1/events', '/api/v1/topology']) {
+    assert.equal((await get(path)).status, 401, path);
+  }
+  const wrong = await get('/weft/v1/kinds', { authorization: 'Bearer not-the-operator-token-at-all' });
+  assert.equal(wrong.status, 401);
+  assert.match(((await wrong.json()) as { message: string }).message, /not one this control plane accepts/);
+  assert.equal((await get('/weft/v1/kinds', { authorization: 'Basic b3BlcmF0b3I6eA==' })).status, 401, 'only bearer tokens');
+  for (const token of [TOKEN, SECOND]) assert.equal((await get('/weft/v1/kinds', { authorization: `Bearer ${token}` })).status, 200);
+  assert.equal((await get('/healthz')).status, 200);
+  const index = await get('/');
+  assert.equal(index.status, 200, 'the dashboard page itself holds no data');
+  await index.arrayBuffer();
+});
+
+test('the dashboard\'s session: a token traded for an HttpOnly SameSite=Strict cookie, which opens the API; signing out clears it', async () => {
+  const session = async (headers: Record<string, string> = {}) => (await get('/weft/v1/session', headers)).json();
+  assert.deepEqual(await session(), { tokenRequired: true, signedIn: false });
+  const post = (token: string) =>
+    fetch(`${api}/weft/v1/session`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }), signal: AbortSignal.timeout(5000) });
+  const bad = await post('guessing-a-token-here-0000');
+  assert.equal(bad.status, 401);
+  assert.equal(bad.headers.get('set-cookie'), null);
+  const good = await post(TOKEN);
+  assert.equal(good.status, 200);
+  const cookie = good.headers.get('set-cookie') ?? '';
+  assert.match(cookie, /^weft-api-token=[^;]+; Path=\/; HttpOnly; SameSite=Strict$/);
+  const pair = cookie.split(';')[0]!;
+  assert.deepEqual(await session({ cookie: pair }), { tokenRequired: true, signedIn: true });
+  assert.equal((await get('/weft/v1/proxies', { cookie: `theme=dark; ${pair}` })).status, 200);
+  const out = await fetch(`${api}/weft/v1/session`, { method: 'DELETE', signal: AbortSignal.timeout(5000) });
+  assert.match(out.headers.get('set-cookie') ?? '', /^weft-api-token=; Path=\/; HttpOnly; SameSite=Strict; Max-Age=0$/);
+  await out.arrayBuffer();
+});
+
+test('the CLI sends $WEFT_API_TOKEN, and says what is missing without it; a token holder may create bootstrap tokens', async () => {
+  const without = await runWeft(['get', 'services'], { env: { WEFT_SERVER: api, WEFT_API_TOKEN: undefined } });
+  assert.equal(without.code, 1);
+  assert.match(without.stderr, /Unauthorized.*WEFT_API_TOKEN/);
+  const listed = await runWeft(['get', 'services'], { env: { WEFT_SERVER: api, WEFT_API_TOKEN: TOKEN } });
+  assert.equal(listed.code, 0, listed.stderr);
+  // Without --insecure-local-tokens, only holders of an API token get bootstrap tokens.
+  const created = await runWeft(['token', 'create', '--namespace', 'default', '--workload', 'web'], { env: { WEFT_SERVER: api, WEFT_API_TOKEN: SECOND } });
+  assert.equal(created.code, 0, created.stderr);
+  assert.ok(created.stdout.trim().length > 20, 'a bootstrap token was printed');
+});
+
+test('a token file that cannot be used stops the control plane with the file and line', async () => {
+  const short = join(dir, 'short-tokens');
+  writeFileSync(short, `${TOKEN}\ntoo-short\n`);
+  const refused = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', short], { timeoutMs: 20_000 });
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, new RegExp(`--api-token-file ${short} line 2: a token must be at least 16 characters long`));
+  const empty = join(dir, 'empty-tokens');
+  writeFileSync(empty, '# nobody yet\n');
+  const none = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', empty], { timeoutMs: 20_000 });
+  assert.equal(none.code, 1);
+  assert.match(none.stderr, /no token in it/);
+});
