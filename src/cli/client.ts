@@ -99,6 +99,15 @@ function unreachableReason(error: unknown): string | undefined {
       return 'timed out';
     case 'UND_ERR_SOCKET':
       return 'connection closed';
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+      return `its TLS certificate is not trusted here (${cause.code}); if your own CA signed it, point NODE_EXTRA_CA_CERTS at that CA's certificate`;
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `its TLS certificate does not name the host in the URL (${cause.message ?? cause.code})`;
+    case 'CERT_HAS_EXPIRED':
+      return 'its TLS certificate has expired';
   }
   return error.message === 'fetch failed' ? (cause?.message ?? 'fetch failed') : undefined;
 }

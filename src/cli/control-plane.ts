@@ -2,6 +2,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
 import { CliError, parseDuration, parsePort } from './options.ts';
 
@@ -28,6 +29,8 @@ interface ControlPlaneFlags {
   trustDomain?: string;
   insecureLocalTokens?: boolean;
   apiTokenFile?: string;
+  apiTlsCert?: string;
+  apiTlsKey?: string;
   insecurePlaintextStream?: boolean;
 }
 
@@ -84,6 +87,8 @@ export function controlPlaneCommand(): Command {
     .option('--data-dir <dir>', 'keep the config in SQLite under this directory (default: in memory, lost on exit)')
     .option('--api-host <host>', 'address of the REST API', '127.0.0.1')
     .option('--api-port <port>', 'port of the REST API (0 = any)', parsePort, 15000)
+    .option('--api-tls-cert <file>', 'the REST API serves HTTPS with this certificate (PEM, its chain after it); with --api-tls-key')
+    .option('--api-tls-key <file>', "the private key of --api-tls-cert (PEM; keep it mode 0600)")
     .option('--api-token-file <file>', 'the REST API asks for one of the tokens in this file (one per line, at least 16 characters): "Authorization: Bearer <token>", $WEFT_API_TOKEN for the CLI')
     .option('--stream-host <host>', 'address of the proxy config stream', '127.0.0.1')
     .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 15010)
@@ -127,8 +132,11 @@ export function controlPlaneCommand(): Command {
       }
       if (flags.store === undefined && !flags.dataDir) logger.warn('no --data-dir: the config is kept in memory and lost when the control plane stops');
       const apiTokens = await readApiTokens(flags.apiTokenFile);
+      const apiTls = readApiTls(flags);
       if (!apiTokens && !isLoopbackHost(flags.apiHost)) {
         logger.warn({ apiHost: flags.apiHost }, 'the REST API takes requests from other hosts without a token: anyone who reaches it can change the mesh; give --api-token-file');
+      } else if (apiTokens && !apiTls && !isLoopbackHost(flags.apiHost)) {
+        logger.warn({ apiHost: flags.apiHost }, 'API tokens from other hosts cross the network in the clear: give --api-tls-cert and --api-tls-key');
       }
       const controlPlane = await startControlPlane({
         ...(flags.dataDir ? { dataDir: resolve(flags.dataDir) } : {}),
@@ -136,6 +144,7 @@ export function controlPlaneCommand(): Command {
         apiHost: flags.apiHost,
         apiPort: flags.apiPort,
         ...(apiTokens ? { apiTokens } : {}),
+        ...(apiTls ? { apiTls } : {}),
         streamHost: flags.streamHost,
         streamPort: flags.streamPort,
         leaseTtlMs: flags.leaseTtl,
@@ -169,6 +178,26 @@ async function readApiTokens(file: string | undefined) {
   } catch (error) {
     throw new CliError(`error: ${(error as Error).message}`);
   }
+}
+
+/** --api-tls-cert and --api-tls-key, read; both or neither. */
+function readApiTls(flags: ControlPlaneFlags): { cert: Buffer; key: Buffer } | undefined {
+  if (flags.apiTlsCert === undefined && flags.apiTlsKey === undefined) return undefined;
+  if (flags.apiTlsCert === undefined || flags.apiTlsKey === undefined) throw new CliError('error: --api-tls-cert and --api-tls-key go together');
+  const read = (flag: string, file: string) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new CliError(`error: ${flag} ${file}: ${(error as Error).message}`);
+    }
+  };
+  const tls = { cert: read('--api-tls-cert', flags.apiTlsCert), key: read('--api-tls-key', flags.apiTlsKey) };
+  try {
+    createSecureContext(tls);
+  } catch (error) {
+    throw new CliError(`error: --api-tls-cert ${flags.apiTlsCert} with --api-tls-key ${flags.apiTlsKey}: ${(error as Error).message}`);
+  }
+  return tls;
 }
 
 function isLoopbackHost(host: string): boolean {

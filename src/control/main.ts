@@ -51,6 +51,8 @@ export interface ControlPlaneOptions {
   apiHost?: string; // default 127.0.0.1
   /** Bearer tokens the REST API asks for; absent = the API is open to whoever reaches apiHost. */
   apiTokens?: ApiTokens;
+  /** The REST API serves HTTPS with this certificate and key (PEM); absent = plain HTTP. */
+  apiTls?: { cert: Buffer; key: Buffer };
   apiPort?: number; // default 15000; 0 = any
   streamHost?: string; // default 127.0.0.1
   streamPort?: number; // default 15010; 0 = any
@@ -248,6 +250,7 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
 
     const api = await ApiServer.start({
       apiTokens: options.apiTokens,
+      tls: options.apiTls,
       tap: tapHub,
       store,
       logger,

@@ -1,23 +1,25 @@
-// The REST API with --api-token-file, on a real `weft control-plane`: bearer tokens and the dashboard's session cookie, what stays open, the CLI's $WEFT_API_TOKEN, and bootstrap tokens for token holders.
+// The REST API with --api-token-file (and --api-tls-cert), on a real `weft control-plane`: bearer tokens and the dashboard's session cookie, what stays open, the CLI's $WEFT_API_TOKEN, bootstrap tokens for token holders, HTTPS.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { runWeft, startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import { request as httpsRequest } from 'node:https';
+import { runProcess, runWeft, startWeft, type RunningProcess } from '../../src/testing/process.ts';
 
 const TOKEN = 'operator-token-0123456789abcdef';
 const SECOND = 'ci-robot-token-fedcba9876543210';
 
 let dir: string;
+let tokensFile: string;
 let controlPlane: RunningProcess;
 let api: string;
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'weft-api-auth-'));
-  const file = join(dir, 'api-tokens');
-  writeFileSync(file, `# operators\n${TOKEN}\n\n${SECOND}\n`, { mode: 0o600 });
-  controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', file], { env: { WEFT_LOG_LEVEL: 'warn' } });
+  tokensFile = join(dir, 'api-tokens');
+  writeFileSync(tokensFile, `# operators\n${TOKEN}\n\n${SECOND}\n`, { mode: 0o600 });
+  controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', tokensFile], { env: { WEFT_LOG_LEVEL: 'warn' } });
   api = String(controlPlane.ready.api);
 });
 
@@ -92,4 +94,53 @@ test('a token file that cannot be used stops the control plane with the file and
   const none = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', empty], { timeoutMs: 20_000 });
   assert.equal(none.code, 1);
   assert.match(none.stderr, /no token in it/);
+});
+
+/** A self-signed P-256 certificate for 127.0.0.1 (Debian's openssl, as an operator would make one), and its key. */
+async function certificateFor127(name: string): Promise<{ cert: string; key: string }> {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  const made = await runProcess('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', key, '-out', cert], { timeoutMs: 20_000 });
+  assert.equal(made.code, 0, made.stderr);
+  return { cert, key };
+}
+
+/** A POST over HTTPS trusting `ca`: the status and Set-Cookie. */
+function postOverTls(url: string, ca: string, body: string): Promise<{ status: number; cookie: string | undefined }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(url, { method: 'POST', ca: readFileSync(ca), headers: { 'content-type': 'application/json' }, timeout: 5000 }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cookie: res.headers['set-cookie']?.[0] }));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+test('with --api-tls-cert and --api-tls-key the API serves HTTPS: the CLI trusts it through NODE_EXTRA_CA_CERTS and says why when not; the cookie is Secure', async (t) => {
+  const { cert, key } = await certificateFor127('weft-api');
+  const secure = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', tokensFile, '--api-tls-cert', cert, '--api-tls-key', key], {
+    env: { WEFT_LOG_LEVEL: 'warn' },
+  });
+  t.after(() => secure.stop({ timeoutMs: 5000 }));
+  const url = String(secure.ready.api);
+  assert.match(url, /^https:\/\/127\.0\.0\.1:\d+$/);
+  const untrusted = await runWeft(['get', 'services'], { env: { WEFT_SERVER: url, WEFT_API_TOKEN: TOKEN, NODE_EXTRA_CA_CERTS: undefined } });
+  assert.equal(untrusted.code, 1);
+  assert.match(untrusted.stderr, /TLS certificate is not trusted here .*NODE_EXTRA_CA_CERTS/);
+  const trusted = await runWeft(['get', 'services'], { env: { WEFT_SERVER: url, WEFT_API_TOKEN: TOKEN, NODE_EXTRA_CA_CERTS: cert } });
+  assert.equal(trusted.code, 0, trusted.stderr);
+  const signedIn = await postOverTls(`${url}/weft/v1/session`, cert, JSON.stringify({ token: TOKEN }));
+  assert.equal(signedIn.status, 200);
+  assert.match(signedIn.cookie ?? '', /; HttpOnly; SameSite=Strict; Secure$/);
+
+  // A key that is not the certificate's: refused at start, naming both files.
+  const other = await certificateFor127('other');
+  const mismatched = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-tls-cert', cert, '--api-tls-key', other.key], { timeoutMs: 20_000 });
+  assert.equal(mismatched.code, 1);
+  assert.match(mismatched.stderr, new RegExp(`--api-tls-cert ${cert} with --api-tls-key ${other.key}: .*key values mismatch`));
+  const alone = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-tls-cert', cert], { timeoutMs: 20_000 });
+  assert.equal(alone.code, 1);
+  assert.match(alone.stderr, /--api-tls-cert and --api-tls-key go together/);
 });

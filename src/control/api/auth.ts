@@ -108,12 +108,13 @@ export function unauthorized(req: IncomingMessage): ApiError {
   );
 }
 
-function sessionCookie(value: string, maxAgeSeconds?: number): string {
-  return `${SESSION_COOKIE}=${encodeURIComponent(value)}; Path=/; HttpOnly; SameSite=Strict${maxAgeSeconds !== undefined ? `; Max-Age=${maxAgeSeconds}` : ''}`;
+/** Over HTTPS the cookie is also Secure: a browser never sends it over plain HTTP. */
+function sessionCookie(value: string, secure: boolean, maxAgeSeconds?: number): string {
+  return `${SESSION_COOKIE}=${encodeURIComponent(value)}; Path=/; HttpOnly; SameSite=Strict${secure ? '; Secure' : ''}${maxAgeSeconds !== undefined ? `; Max-Age=${maxAgeSeconds}` : ''}`;
 }
 
 /** /weft/v1/session: what the dashboard asks before it opens its event stream, and its sign-in and sign-out. */
-export async function handleSession(req: IncomingMessage, res: ServerResponse, tokens: ApiTokens | undefined): Promise<void> {
+export async function handleSession(req: IncomingMessage, res: ServerResponse, tokens: ApiTokens | undefined, secure: boolean): Promise<void> {
   const method = req.method ?? 'GET';
   if (method === 'GET') {
     return sendJson(res, 200, { tokenRequired: tokens !== undefined, signedIn: tokens === undefined || tokens.accepts(credentialOf(req)) }, { 'cache-control': 'no-store' });
@@ -123,10 +124,10 @@ export async function handleSession(req: IncomingMessage, res: ServerResponse, t
     const token = typeof body?.token === 'string' ? body.token : undefined;
     if (tokens === undefined) return sendJson(res, 200, { tokenRequired: false, signedIn: true });
     if (!tokens.accepts(token)) throw new ApiError(401, 'Unauthorized', ErrorCodes.UNAUTHORIZED, 'the API token is not one this control plane accepts');
-    return sendJson(res, 200, { tokenRequired: true, signedIn: true }, { 'set-cookie': sessionCookie(token!), 'cache-control': 'no-store' });
+    return sendJson(res, 200, { tokenRequired: true, signedIn: true }, { 'set-cookie': sessionCookie(token!, secure), 'cache-control': 'no-store' });
   }
   if (method === 'DELETE') {
-    return sendJson(res, 200, { tokenRequired: tokens !== undefined, signedIn: tokens === undefined }, { 'set-cookie': sessionCookie('', 0), 'cache-control': 'no-store' });
+    return sendJson(res, 200, { tokenRequired: tokens !== undefined, signedIn: tokens === undefined }, { 'set-cookie': sessionCookie('', secure, 0), 'cache-control': 'no-store' });
   }
   throw methodNotAllowed(method, ['GET', 'POST', 'DELETE']);
 }

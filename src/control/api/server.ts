@@ -1,5 +1,6 @@
 // The control plane's REST API on node:http: resources, apply, proxies, status, events, topology, health, and the dashboard at /.
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { KINDS } from '../../api/resources.ts';
 import type { ProxyStatus } from '../../api/stream.ts';
@@ -71,6 +72,8 @@ export interface ApiServerOptions {
   tap?: TapHub | undefined;
   /** The tokens the API asks for (--api-token-file); absent = the API is open to whoever reaches it. */
   apiTokens?: ApiTokens | undefined;
+  /** Serve HTTPS with this certificate (PEM, chain after the leaf) and key; absent = plain HTTP. */
+  tls?: { cert: Buffer; key: Buffer } | undefined;
   /** The built dashboard; default dist/dashboard in this checkout. Without an index.html there, / is a page of links. */
   dashboardDir?: string | undefined;
 }
@@ -84,12 +87,13 @@ export class ApiServer {
   private constructor(options: ApiServerOptions) {
     this.options = options;
     this.dashboard = staticFiles(options.dashboardDir ?? DEFAULT_DASHBOARD_DIR);
-    this.server = http.createServer((req, res) => {
+    const onRequest = (req: http.IncomingMessage, res: http.ServerResponse) => {
       this.handle(req, res).catch((error: unknown) => {
         options.logger.error({ err: error, method: req.method, url: req.url }, 'API request failed');
         sendError(res, error);
       });
-    });
+    };
+    this.server = options.tls ? https.createServer({ cert: options.tls.cert, key: options.tls.key, minVersion: 'TLSv1.2' }, onRequest) : http.createServer(onRequest);
     // Watches are long-lived: no idle timeout on responses; keep-alive between requests as usual.
     this.server.requestTimeout = 60_000;
     this.server.headersTimeout = 30_000;
@@ -115,7 +119,7 @@ export class ApiServer {
 
   get url(): string {
     const host = this.options.host.includes(':') ? `[${this.options.host}]` : this.options.host;
-    return `http://${host}:${this.boundPort}`;
+    return `${this.options.tls ? 'https' : 'http'}://${host}:${this.boundPort}`;
   }
 
   /** Stops accepting and drops every connection, watches included. */
@@ -130,7 +134,7 @@ export class ApiServer {
     const method = req.method ?? 'GET';
     const { store, logger } = this.options;
     try {
-      if (url.pathname === SESSION_PATH) return await handleSession(req, res, this.options.apiTokens);
+      if (url.pathname === SESSION_PATH) return await handleSession(req, res, this.options.apiTokens, this.options.tls !== undefined);
       if (this.options.apiTokens && needsToken(url.pathname) && !this.options.apiTokens.accepts(credentialOf(req))) throw unauthorized(req);
       // Before the resource paths: /api/v1/ is the core group's, and "topology" is no kind.
       if (url.pathname === TOPOLOGY_PATH) {
