@@ -10,8 +10,8 @@ const RESTARTED = 'WEFT_PROXY_RESTARTED';
  * stripped at install (bin/stripped-sources.js) keep it out, so this matters
  * for files edited since, the first time each is run. A proxy that loaded it
  * writes the cache now and replaces itself (same pid, stdio and arguments)
- * with a process that finds every module there. Call it before opening any socket or file. Once only: a
- * cache that cannot be written must not loop.
+ * with a process that finds every module there. Call it before opening any
+ * socket or file. Once only: a cache that cannot be written must not loop.
  */
 export function restartIfTypeScriptWasStripped(): void {
   if (process.env[RESTARTED] === '1' || typeof process.execve !== 'function') return;

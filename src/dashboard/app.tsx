@@ -1,6 +1,6 @@
 // The dashboard's frame: header with navigation, namespace filter and connection state; the page for the current hash route.
 import { useEffect, useMemo, useState } from 'preact/hooks';
-import { useLive } from './live.ts';
+import { useLive, type Connection } from './live.ts';
 import { namespacesOf } from './model.ts';
 import { ConfigPage } from './pages/config.tsx';
 import { ProxiesPage } from './pages/proxies.tsx';
@@ -31,7 +31,7 @@ function readNamespace(): string | undefined {
   }
 }
 
-const CONNECTION_LABELS: Record<ReturnType<typeof useLive>['connection'], string> = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', 'signed-out': 'Signed out' };
+const CONNECTION_LABELS: Record<Connection, string> = { live: 'Live', connecting: 'Connecting…', reconnecting: 'Reconnecting…', 'signed-out': 'Signed out' };
 
 const TITLES: Record<Route['page'], string> = { topology: 'Topology', service: 'Service', proxies: 'Workloads and proxies', config: 'Config', traffic: 'Live traffic', explain: 'Explain' };
 

@@ -66,6 +66,9 @@ test('the dashboard\'s session: a token traded for an HttpOnly SameSite=Strict c
   const pair = cookie.split(';')[0]!;
   assert.deepEqual(await session({ cookie: pair }), { tokenRequired: true, signedIn: true });
   assert.equal((await get('/weft/v1/proxies', { cookie: `theme=dark; ${pair}` })).status, 200);
+  const garbled = await get('/weft/v1/proxies', { cookie: 'weft-api-token=%E0%A4%A' });
+  assert.equal(garbled.status, 401, 'a cookie that is not percent-encoding is no token, not a server error');
+  await garbled.arrayBuffer();
   const out = await fetch(`${api}/weft/v1/session`, { method: 'DELETE', signal: AbortSignal.timeout(5000) });
   assert.match(out.headers.get('set-cookie') ?? '', /^weft-api-token=; Path=\/; HttpOnly; SameSite=Strict; Max-Age=0$/);
   await out.arrayBuffer();
