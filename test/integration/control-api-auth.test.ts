@@ -9,6 +9,7 @@ import { runProcess, runWeft, startWeft, type RunningProcess } from '../../src/t
 
 const TOKEN = 'operator-token-0123456789abcdef';
 const SECOND = 'ci-robot-token-fedcba9876543210';
+const READER = 'dashboard-reader-0011223344556677';
 
 let dir: string;
 let tokensFile: string;
@@ -18,7 +19,7 @@ let api: string;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'weft-api-auth-'));
   tokensFile = join(dir, 'api-tokens');
-  writeFileSync(tokensFile, `# operators\n${TOKEN}\n\n${SECOND}\n`, { mode: 0o600 });
+  writeFileSync(tokensFile, `# operators\n${TOKEN}\n\n${SECOND}\n# wall screens\n${READER}   read-only\n`, { mode: 0o600 });
   controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', tokensFile], { env: { WEFT_LOG_LEVEL: 'warn' } });
   api = String(controlPlane.ready.api);
 });
@@ -86,12 +87,44 @@ test('the CLI sends $WEFT_API_TOKEN, and says what is missing without it; a toke
   assert.ok(created.stdout.trim().length > 20, 'a bootstrap token was printed');
 });
 
+test('a read-only token reads everything (GETs, an explain, an apply\'s dry run) and changes nothing', async () => {
+  const as = (token: string, method: string, path: string, body?: string, type = 'application/json') =>
+    fetch(api + path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': type } : {}) }, ...(body ? { body } : {}), signal: AbortSignal.timeout(5000) });
+  assert.equal((await as(READER, 'GET', '/weft/v1/proxies')).status, 200);
+  assert.equal((await as(READER, 'GET', '/api/v1/services')).status, 200);
+  const service = 'apiVersion: v1\nkind: Service\nmetadata: {name: web, namespace: default}\nspec:\n  ports: [{port: 80}]\n';
+  const dryRun = await as(READER, 'POST', '/weft/v1/apply?dryRun=All', service, 'application/yaml');
+  assert.equal(dryRun.status, 200, await dryRun.text());
+  const explained = await as(READER, 'POST', '/weft/v1/explain', JSON.stringify({ from: 'default/nobody', method: 'GET', url: 'http://web/' }));
+  assert.notEqual(explained.status, 403, 'an explain only reads');
+  await explained.arrayBuffer();
+  for (const [method, path, body] of [
+    ['POST', '/weft/v1/apply', service],
+    ['POST', '/weft/v1/apply?dryRun=Some', service],
+    ['DELETE', '/api/v1/namespaces/default/services/web', undefined],
+    ['POST', '/weft/v1/tokens', JSON.stringify({ namespace: 'default', workload: 'web' })],
+    ['POST', '/weft/v1/ca/rotate', '{}'],
+  ] as const) {
+    const refused = await as(READER, method, path, body, path.includes('apply') ? 'application/yaml' : 'application/json');
+    assert.equal(refused.status, 403, `${method} ${path}`);
+    assert.match(((await refused.json()) as { message: string }).message, /a read-only API token may not/);
+  }
+  const written = await as(TOKEN, 'POST', '/weft/v1/apply', service, 'application/yaml');
+  assert.equal(written.status, 200, 'a full token writes');
+  await written.arrayBuffer();
+});
+
 test('a token file that cannot be used stops the control plane with the file and line', async () => {
   const short = join(dir, 'short-tokens');
   writeFileSync(short, `${TOKEN}\ntoo-short\n`);
   const refused = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', short], { timeoutMs: 20_000 });
   assert.equal(refused.code, 1);
   assert.match(refused.stderr, new RegExp(`--api-token-file ${short} line 2: a token must be at least 16 characters long`));
+  const scoped = join(dir, 'scoped-tokens');
+  writeFileSync(scoped, `${TOKEN} admin\n`);
+  const unknownScope = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', scoped], { timeoutMs: 20_000 });
+  assert.equal(unknownScope.code, 1);
+  assert.match(unknownScope.stderr, /line 1: after the token only "read-only" may follow, not "admin"/);
   const empty = join(dir, 'empty-tokens');
   writeFileSync(empty, '# nobody yet\n');
   const none = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', empty], { timeoutMs: 20_000 });

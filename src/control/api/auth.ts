@@ -22,19 +22,27 @@ function digest(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
+/** What a token may do: everything, or read (GET and HEAD, an explain, an apply's dry run) without changing anything. */
+export type ApiScope = 'full' | 'read-only';
+
+export interface ApiToken {
+  token: string;
+  scope: ApiScope;
+}
+
 /** The accepted tokens, kept as SHA-256 digests and compared in constant time. */
 export class ApiTokens {
-  private readonly digests: readonly Buffer[];
+  private readonly known: readonly { digest: Buffer; scope: ApiScope }[];
 
-  constructor(tokens: readonly string[]) {
+  constructor(tokens: readonly ApiToken[]) {
     if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, 'no API token given');
-    for (const token of tokens) {
+    for (const { token } of tokens) {
       if (token.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `an API token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
     }
-    this.digests = tokens.map(digest);
+    this.known = tokens.map(({ token, scope }) => ({ digest: digest(token), scope }));
   }
 
-  /** One token per line; blank lines and lines starting with # are skipped. Errors name the file and line. */
+  /** One token per line, optionally followed by `read-only`; blank lines and lines starting with # are skipped. Errors name the file and line. */
   static fromFile(path: string): ApiTokens {
     let text: string;
     try {
@@ -42,27 +50,50 @@ export class ApiTokens {
     } catch (error) {
       throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path}: ${(error as Error).message}`);
     }
-    const tokens: string[] = [];
+    const tokens: ApiToken[] = [];
     const lines = text.split('\n');
     for (let i = 0; i < lines.length; i++) {
       const line = lines[i]!.trim();
       if (line === '' || line.startsWith('#')) continue;
-      if (line.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path} line ${i + 1}: a token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
-      if (/\s/.test(line)) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path} line ${i + 1}: a token has no spaces (one token per line)`);
-      tokens.push(line);
+      const [token, ...words] = line.split(/\s+/) as [string, ...string[]];
+      const where = `--api-token-file ${path} line ${i + 1}`;
+      if (token.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `${where}: a token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
+      if (words.length > 1 || (words.length === 1 && words[0] !== 'read-only')) {
+        throw new WeftError(ErrorCodes.INVALID, `${where}: after the token only "read-only" may follow, not "${words.join(' ')}"`);
+      }
+      tokens.push({ token, scope: words.length === 1 ? 'read-only' : 'full' });
     }
     if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path}: no token in it (one per line; # starts a comment)`);
     return new ApiTokens(tokens);
   }
 
-  accepts(token: string | undefined): boolean {
-    if (token === undefined || token === '') return false;
+  /** The scope of `token`, or undefined when it is none of these. */
+  scopeOf(token: string | undefined): ApiScope | undefined {
+    if (token === undefined || token === '') return undefined;
     const offered = digest(token);
     // Every digest is compared, so the time taken says nothing about which (if any) matched.
-    let match = false;
-    for (const known of this.digests) match = timingSafeEqual(offered, known) || match;
-    return match;
+    let scope: ApiScope | undefined;
+    for (const known of this.known) if (timingSafeEqual(offered, known.digest)) scope ??= known.scope;
+    return scope;
   }
+
+  accepts(token: string | undefined): boolean {
+    return this.scopeOf(token) !== undefined;
+  }
+}
+
+/**
+ * Whether a request changes nothing: what a read-only token may send. Besides GET and HEAD, two POSTs only read:
+ * an explain, and an apply with `?dryRun=All` (the apply path's own dry run; no other path takes one).
+ */
+export function onlyReads(method: string, url: URL, paths: { explain: string; apply: string }): boolean {
+  if (method === 'GET' || method === 'HEAD') return true;
+  if (method !== 'POST') return false;
+  return url.pathname === paths.explain || (url.pathname === paths.apply && url.searchParams.get('dryRun') === 'All');
+}
+
+export function readOnlyRefused(method: string, pathname: string): ApiError {
+  return new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `a read-only API token may not ${method} ${pathname}: it reads (GET, explain, dry runs) and changes nothing`);
 }
 
 /** Whether a caller's address is this host's (where local mode lets it create bootstrap tokens and rotate the CA). */

@@ -8,7 +8,7 @@ import { SERVICE_TRAFFIC_PREFIX, TOPOLOGY_PATH, type ServiceTraffic, type Topolo
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Store } from '../store/types.ts';
 import { APPLY_PATH, handleApply } from './apply.ts';
-import { credentialOf, handleSession, needsToken, SESSION_PATH, unauthorized, type ApiTokens } from './auth.ts';
+import { credentialOf, handleSession, needsToken, onlyReads, readOnlyRefused, SESSION_PATH, unauthorized, type ApiTokens } from './auth.ts';
 import { EVENTS_PATH, handleEvents } from './events.ts';
 import { handleExplain } from './explain.ts';
 import { EXPLAIN_PATH, type ExplainRequest, type ExplainTrace } from '../../api/explain.ts';
@@ -135,7 +135,11 @@ export class ApiServer {
     const { store, logger } = this.options;
     try {
       if (url.pathname === SESSION_PATH) return await handleSession(req, res, this.options.apiTokens, this.options.tls !== undefined);
-      if (this.options.apiTokens && needsToken(url.pathname) && !this.options.apiTokens.accepts(credentialOf(req))) throw unauthorized(req);
+      if (this.options.apiTokens && needsToken(url.pathname)) {
+        const scope = this.options.apiTokens.scopeOf(credentialOf(req));
+        if (scope === undefined) throw unauthorized(req);
+        if (scope === 'read-only' && !onlyReads(method, url, { explain: EXPLAIN_PATH, apply: APPLY_PATH })) throw readOnlyRefused(method, url.pathname);
+      }
       // Before the resource paths: /api/v1/ is the core group's, and "topology" is no kind.
       if (url.pathname === TOPOLOGY_PATH) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
