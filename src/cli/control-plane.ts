@@ -1,8 +1,10 @@
 // `weft control-plane`: runs the store, compiler, config stream and REST API in this process until SIGTERM.
 import { Command, Option } from 'commander';
-import { readFileSync } from 'node:fs';
+import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import type { ApiTokens } from '../control/api/auth.ts';
+import type { Logger } from '../telemetry/logger.ts';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
 import { CliError, parseDuration, parsePort } from './options.ts';
 
@@ -158,9 +160,11 @@ export function controlPlaneCommand(): Command {
         logger,
         clock: systemClock,
       });
+      const stopWatchingTokens = apiTokens && flags.apiTokenFile ? watchApiTokens(apiTokens, flags.apiTokenFile, logger) : undefined;
       stopOnSignals(
         async (why) => {
           logger.info({ why }, 'stopping');
+          stopWatchingTokens?.();
           await controlPlane.close();
         },
         { forceAfterMs: 15_000, onStdinClose: flags.exitOnStdinClose === true },
@@ -178,6 +182,27 @@ async function readApiTokens(file: string | undefined) {
   } catch (error) {
     throw new CliError(`error: ${(error as Error).message}`);
   }
+}
+
+/** How often the token file is looked at: an edit takes effect within this, without a restart. */
+const TOKEN_FILE_POLL_MS = 2000;
+
+/**
+ * Reloads the API tokens when their file changes (adding, revoking or rotating one needs no restart). A file that
+ * cannot be used is logged and ignored: the tokens in force stay, so a half-written edit locks nobody out.
+ */
+function watchApiTokens(tokens: ApiTokens, file: string, logger: Logger): () => void {
+  const onChange = (current: Stats, previous: Stats) => {
+    if (current.mtimeMs === previous.mtimeMs && current.size === previous.size && current.ino === previous.ino) return;
+    try {
+      tokens.reload(file);
+      logger.info({ file }, 'API tokens reloaded');
+    } catch (error) {
+      logger.error({ file, err: error }, 'API token file not reloaded: the tokens in force stay');
+    }
+  };
+  watchFile(file, { interval: TOKEN_FILE_POLL_MS, persistent: false }, onChange);
+  return () => unwatchFile(file, onChange);
 }
 
 /** --api-tls-cert and --api-tls-key, read; both or neither. */

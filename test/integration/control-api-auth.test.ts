@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request as httpsRequest } from 'node:https';
 import { runProcess, runWeft, startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import { waitFor } from '../../src/testing/wait.ts';
 
 const TOKEN = 'operator-token-0123456789abcdef';
 const SECOND = 'ci-robot-token-fedcba9876543210';
@@ -112,6 +113,30 @@ test('a read-only token reads everything (GETs, an explain, an apply\'s dry run)
   const written = await as(TOKEN, 'POST', '/weft/v1/apply', service, 'application/yaml');
   assert.equal(written.status, 200, 'a full token writes');
   await written.arrayBuffer();
+});
+
+test('an edited token file takes effect without a restart; a broken edit is logged and the tokens in force stay', async (t) => {
+  const file = join(dir, 'rotating-tokens');
+  const [first, second] = ['rotation-first-0123456789', 'rotation-second-9876543210'];
+  writeFileSync(file, `${first}\n`);
+  const rotating = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', file], { env: { WEFT_LOG_LEVEL: 'warn' } });
+  t.after(() => rotating.stop({ timeoutMs: 5000 }));
+  const statusWith = async (token: string) => {
+    const response = await fetch(`${String(rotating.ready.api)}/weft/v1/kinds`, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(5000) });
+    await response.arrayBuffer();
+    return response.status;
+  };
+  assert.equal(await statusWith(first), 200);
+  assert.equal(await statusWith(second), 401);
+  // Rotation: the second token in, the first out.
+  writeFileSync(file, `${second}\n`);
+  await waitFor(async () => (await statusWith(second)) === 200, { timeoutMs: 15_000, message: 'the new token to be taken' });
+  assert.equal(await statusWith(first), 401, 'the removed token is refused');
+  // A broken edit changes nothing.
+  writeFileSync(file, 'short\n');
+  await waitFor(() => rotating.stderr().includes('API token file not reloaded'), { timeoutMs: 15_000, message: 'the broken file to be logged' });
+  assert.match(rotating.stderr(), /line 1: a token must be at least 16 characters long/);
+  assert.equal(await statusWith(second), 200, 'the tokens in force stay');
 });
 
 test('a token file that cannot be used stops the control plane with the file and line', async () => {

@@ -32,18 +32,31 @@ export interface ApiToken {
 
 /** The accepted tokens, kept as SHA-256 digests and compared in constant time. */
 export class ApiTokens {
-  private readonly known: readonly { digest: Buffer; scope: ApiScope }[];
+  private known: readonly { digest: Buffer; scope: ApiScope }[];
 
   constructor(tokens: readonly ApiToken[]) {
+    this.known = ApiTokens.digested(tokens);
+  }
+
+  private static digested(tokens: readonly ApiToken[]): { digest: Buffer; scope: ApiScope }[] {
     if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, 'no API token given');
     for (const { token } of tokens) {
       if (token.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `an API token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
     }
-    this.known = tokens.map(({ token, scope }) => ({ digest: digest(token), scope }));
+    return tokens.map(({ token, scope }) => ({ digest: digest(token), scope }));
+  }
+
+  static fromFile(path: string): ApiTokens {
+    return new ApiTokens(ApiTokens.readFile(path));
+  }
+
+  /** Takes the tokens in `path` from now on; a file that cannot be used throws and changes nothing (the tokens in force stay). */
+  reload(path: string): void {
+    this.known = ApiTokens.digested(ApiTokens.readFile(path));
   }
 
   /** One token per line, optionally followed by `read-only`; blank lines and lines starting with # are skipped. Errors name the file and line. */
-  static fromFile(path: string): ApiTokens {
+  private static readFile(path: string): ApiToken[] {
     let text: string;
     try {
       text = readFileSync(path, 'utf8');
@@ -64,7 +77,7 @@ export class ApiTokens {
       tokens.push({ token, scope: words.length === 1 ? 'read-only' : 'full' });
     }
     if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path}: no token in it (one per line; # starts a comment)`);
-    return new ApiTokens(tokens);
+    return tokens;
   }
 
   /** The scope of `token`, or undefined when it is none of these. */
