@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { createSecureContext } from 'node:tls';
+import { isLoopbackHost } from '../api/loopback.ts';
 import type { ApiTokens } from '../control/api/auth.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { announceReady, stopOnSignals } from './lifecycle.ts';
@@ -223,8 +224,4 @@ function readApiTls(flags: ControlPlaneFlags): { cert: Buffer; key: Buffer } | u
     throw new CliError(`error: --api-tls-cert ${flags.apiTlsCert} with --api-tls-key ${flags.apiTlsKey}: ${(error as Error).message}`);
   }
   return tls;
-}
-
-function isLoopbackHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host.startsWith('127.');
 }

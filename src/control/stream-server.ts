@@ -18,6 +18,7 @@ import type { IndexChange, ResourceIndex } from './index.ts';
 import { sameJson } from './store/canonical.ts';
 import { QUOTA_LIMITS, RATE_LIMIT_QUOTA_PATH, type QuotaReport } from '../api/rate-limit-quota.ts';
 import { GlobalRateLimitLedger } from './ratelimit.ts';
+import { isLoopbackAddress } from '../api/loopback.ts';
 import type { LeaseId, Store } from './store/types.ts';
 
 /** The label a registered instance carries: the name of the template Workload it was started from. */
@@ -196,7 +197,7 @@ export class StreamServer {
       // Both servers take the peeked bytes from the socket's buffer themselves; resuming here would spill them.
       if (chunk[0] === TLS_HANDSHAKE_RECORD) {
         this.secure!.emit('connection', socket);
-      } else if (this.options.plaintextFromAnyHost || isLoopback(socket.remoteAddress)) {
+      } else if (this.options.plaintextFromAnyHost || isLoopbackAddress(socket.remoteAddress)) {
         this.server.emit('connection', socket);
       } else {
         this.options.logger.warn({ remote: socket.remoteAddress }, 'refused a cleartext connection from another host on the stream port: use https:// and --ca-bundle');
@@ -376,7 +377,7 @@ export class StreamServer {
     const quota = report as QuotaReport;
     const authorization = headers.authorization;
     const token = typeof authorization === 'string' && /^Bearer /i.test(authorization) ? authorization.slice(7).trim() : undefined;
-    if (token !== undefined || !isLoopback(stream.session?.socket?.remoteAddress)) {
+    if (token !== undefined || !isLoopbackAddress(stream.session?.socket?.remoteAddress)) {
       try {
         await this.options.issuer.authenticate(token, quota.namespace, typeof quota.workload === 'string' ? quota.workload : undefined);
       } catch (error) {
@@ -660,7 +661,7 @@ export class ProxyConnection {
     const node = parsed.data as NodeInfo;
     const token = typeof message.token === 'string' ? message.token : undefined;
     // A proxy on this host may go without a token (it gets config, not a certificate); one from elsewhere may not.
-    if (token !== undefined || !isLoopback(this.stream.session?.socket?.remoteAddress)) {
+    if (token !== undefined || !isLoopbackAddress(this.stream.session?.socket?.remoteAddress)) {
       try {
         await this.server.options.issuer.authenticate(token, node.namespace, node.workload);
       } catch (error) {
@@ -867,11 +868,6 @@ export class ProxyConnection {
       return true;
     }
   }
-}
-
-function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
 }
 
 /** The body, or undefined once it passes `limit` bytes (the rest is not read). */

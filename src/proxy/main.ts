@@ -1,9 +1,9 @@
 // Starts one proxy in this process: workload identity, discovery client, listeners, admin server, drain on close.
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ErrorCodes, WeftError } from '../api/errors.ts';
+import { isLoopbackHost } from '../api/loopback.ts';
 import type { LiveProxyState } from '../api/explain.ts';
 import type { NodeInfo, ProxyMode, ProxySnapshot } from '../api/snapshot.ts';
 import type { Clock } from '../telemetry/clock.ts';
@@ -156,7 +156,7 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
   const { clock, namespace } = options;
   const host = options.host ?? '127.0.0.1';
   const address = options.address ?? '127.0.0.1';
-  const tunnelHost = options.tunnelHost ?? (isLoopback(address) ? '127.0.0.1' : '0.0.0.0');
+  const tunnelHost = options.tunnelHost ?? (isLoopbackHost(address) ? '127.0.0.1' : '0.0.0.0');
   const instance = options.instance ?? `${options.workload ?? 'proxy'}-${randomBytes(3).toString('hex')}`;
   const id = `${namespace}/${instance}`;
   const logger = options.logger.child({ proxy: id });
@@ -524,9 +524,4 @@ export async function startProxy(options: ProxyOptions): Promise<RunningProxy> {
     tapsRunning: () => tap.running,
     close: () => (closing ??= close()),
   };
-}
-
-function isLoopback(address: string): boolean {
-  if (address === 'localhost' || address === '::1') return true;
-  return isIP(address) === 4 && address.startsWith('127.');
 }

@@ -9,6 +9,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
+import { isLoopbackAddress } from '../../api/loopback.ts';
 import { methodNotAllowed, parseJson, readBody, sendJson } from './http.ts';
 import { ApiError } from './status.ts';
 
@@ -109,10 +110,29 @@ export function readOnlyRefused(method: string, pathname: string): ApiError {
   return new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `a read-only API token may not ${method} ${pathname}: it reads (GET, explain, dry runs) and changes nothing`);
 }
 
-/** Whether a caller's address is this host's (where local mode lets it create bootstrap tokens and rotate the CA). */
-export function isLoopback(address: string | undefined): boolean {
-  if (!address) return false;
-  return address === '::1' || address.startsWith('127.') || address.startsWith('::ffff:127.');
+/** Who may create bootstrap tokens and rotate the CA over the API. */
+export interface PrivilegedCallers {
+  /** Local mode (`weft up`, `--insecure-local-tokens`): without API tokens, callers on this host may. */
+  localMode: boolean;
+  /** The API asks for tokens (--api-token-file): a caller that got this far holds a full one and may, from any host. */
+  callersHoldApiTokens?: boolean;
+}
+
+/**
+ * Throws 403 unless the caller may do what `action` says ("creates bootstrap tokens"): a holder of an API token,
+ * else in local mode a caller on this host, else nobody. `otherwise` is added to the refusal (another way to do it).
+ */
+export function requirePrivilegedCaller(req: IncomingMessage, policy: PrivilegedCallers, action: string, otherwise = ''): void {
+  if (policy.callersHoldApiTokens === true) return;
+  if (!policy.localMode) {
+    throw new ApiError(
+      403,
+      'Forbidden',
+      ErrorCodes.FORBIDDEN,
+      `this control plane ${action} over its API only for holders of an API token (run it with --api-token-file) or, with --insecure-local-tokens, for anyone on its own host${otherwise ? `; ${otherwise}` : ''}`,
+    );
+  }
+  if (!isLoopbackAddress(req.socket.remoteAddress)) throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `this control plane ${action} only for callers on its own host`);
 }
 
 /** Paths that ask for a token when the API has them: the data. /healthz, the session path and the dashboard's files do not. */

@@ -5,23 +5,16 @@ import { ErrorCodes, isWeftError, WeftError } from '../../api/errors.ts';
 import type { Clock } from '../../telemetry/clock.ts';
 import { CertificateAuthority } from '../ca/authority.ts';
 import type { MeshCa } from '../ca/rotating.ts';
-import { isLoopback } from './auth.ts';
+import { requirePrivilegedCaller, type PrivilegedCallers } from './auth.ts';
 import { parseJson, readBody, sendJson } from './http.ts';
 import { ApiError } from './status.ts';
 
 export const CA_PATH = '/weft/v1/ca';
 export const CA_ROTATE_PATH = '/weft/v1/ca/rotate';
 
-export interface CaPolicy {
+/** Rotating (and above all installing a CA someone hands over) is for the callers `requirePrivilegedCaller` lets through. */
+export interface CaPolicy extends PrivilegedCallers {
   ca: MeshCa;
-  /**
-   * Local mode, as for bootstrap tokens: without API tokens, rotating (and
-   * above all installing a CA someone hands over) is for callers on this host
-   * only, and only when the operator allowed it.
-   */
-  localMode: boolean;
-  /** The API asks for tokens (--api-token-file): a caller that got here holds one and may rotate the CA from any host. */
-  callersHoldApiTokens?: boolean;
   clock: Clock;
 }
 
@@ -39,17 +32,7 @@ export function handleCaState(res: ServerResponse, policy: CaPolicy): void {
 }
 
 export async function handleCaRotate(req: IncomingMessage, res: ServerResponse, policy: CaPolicy): Promise<void> {
-  if (policy.callersHoldApiTokens !== true) {
-    if (!policy.localMode) {
-      throw new ApiError(
-        403,
-        'Forbidden',
-        ErrorCodes.FORBIDDEN,
-        'this control plane rotates its CA over its API only for holders of an API token (run it with --api-token-file) or, with --insecure-local-tokens, for anyone on its own host; or restart it with the new --ca-cert/--ca-key',
-      );
-    }
-    if (!isLoopback(req.socket.remoteAddress)) throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, "the CA is rotated only by callers on the control plane's own host");
-  }
+  requirePrivilegedCaller(req, policy, 'rotates its CA', 'or restart it with the new --ca-cert/--ca-key');
   const parsed = RotateRequest.safeParse(parseJson(await readBody(req, 256 * 1024)));
   if (!parsed.success) {
     const causes = parsed.error.issues.map((issue) => ({ field: issue.path.join('.'), message: issue.message }));

@@ -4,22 +4,15 @@ import { z } from 'zod';
 import { ErrorCodes } from '../../api/errors.ts';
 import { dnsLabel, dnsSubdomain } from '../../api/meta.ts';
 import type { TokenAuthority } from '../ca/tokens.ts';
-import { isLoopback } from './auth.ts';
+import { requirePrivilegedCaller, type PrivilegedCallers } from './auth.ts';
 import { parseJson, readBody, sendJson } from './http.ts';
 import { ApiError } from './status.ts';
 
 export const TOKENS_PATH = '/weft/v1/tokens';
 
-export interface TokenPolicy {
+/** Bootstrap tokens go to the callers `requirePrivilegedCaller` lets through. */
+export interface TokenPolicy extends PrivilegedCallers {
   tokens: TokenAuthority;
-  /**
-   * Local mode (`weft up`, `weft control-plane --insecure-local-tokens`): any
-   * caller on this host may create tokens. Without it, and without API
-   * tokens, the API hands out none.
-   */
-  localMode: boolean;
-  /** The API asks for tokens (--api-token-file): a caller that got here holds one and may create bootstrap tokens from any host. */
-  callersHoldApiTokens?: boolean;
 }
 
 const TokenRequest = z.strictObject({
@@ -40,19 +33,7 @@ export interface TokenAnswer {
 }
 
 export async function handleCreateToken(req: IncomingMessage, res: ServerResponse, policy: TokenPolicy, now: () => number): Promise<void> {
-  if (policy.callersHoldApiTokens !== true) {
-    if (!policy.localMode) {
-      throw new ApiError(
-        403,
-        'Forbidden',
-        ErrorCodes.FORBIDDEN,
-        'this control plane creates bootstrap tokens only for holders of an API token (run it with --api-token-file) or, with --insecure-local-tokens, for anyone on its own host',
-      );
-    }
-    if (!isLoopback(req.socket.remoteAddress)) {
-      throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, 'bootstrap tokens are created only for callers on the control plane\'s own host');
-    }
-  }
+  requirePrivilegedCaller(req, policy, 'creates bootstrap tokens');
   const parsed = TokenRequest.safeParse(parseJson(await readBody(req, 16 * 1024)));
   if (!parsed.success) {
     const causes = parsed.error.issues.map((issue) => ({ field: issue.path.join('.'), message: issue.message }));

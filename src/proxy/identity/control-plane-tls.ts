@@ -3,6 +3,7 @@ import http2 from 'node:http2';
 import { isIP } from 'node:net';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { isControlPlaneId } from '../../api/identity.ts';
+import { isLoopbackHost } from '../../api/loopback.ts';
 import { spiffeServerIdentityCheck } from './peer.ts';
 
 /** The roots a proxy trusts on the stream port: `weft proxy --ca-bundle`, plus the mesh trust bundle it was last sent (so a root rotation does not strand it). */
@@ -32,11 +33,6 @@ export function connectControlPlane(url: string, tls: ControlPlaneTls | undefine
   });
 }
 
-/** Loopback hosts: the only ones a bootstrap token may be sent to in cleartext. */
-export function isLoopbackHost(hostname: string): boolean {
-  const host = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
-  return host === 'localhost' || host === '::1' || /^127\./.test(host);
-}
 
 /**
  * Refuses control plane URLs that would send the bootstrap token across the
