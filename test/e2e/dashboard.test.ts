@@ -518,6 +518,10 @@ describe('the dashboard, in chromium, against weft up of the demo', () => {
     // The calling proxy's live endpoint state, relayed by the control plane from its admin listener, as `weft explain` reads it.
     assert.match(await page.getByTestId('explain-live').innerText(), /as default\/frontend-0 sees it, read at /);
     await shot('explain');
+    // The caller's address goes along (for policies on ipBlocks), and the trace says which it was.
+    await page.getByLabel('Caller address (optional)').fill('10.0.0.7');
+    await page.getByRole('button', { name: 'Explain' }).click();
+    await page.getByText('(caller 10.0.0.7)').waitFor();
     const sent = await load?.stop();
     load = undefined;
     assert.ok(sent !== undefined && sent > 0);

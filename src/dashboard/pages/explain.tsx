@@ -51,6 +51,7 @@ export function ExplainPage({ namespace }: { namespace: string | undefined }) {
   const [method, setMethod] = useState('GET');
   const [url, setUrl] = useState('');
   const [headers, setHeaders] = useState('');
+  const [sourceIp, setSourceIp] = useState('');
   const [trace, setTrace] = useState<ExplainTrace | undefined>(undefined);
   const [error, setError] = useState<string | undefined>(undefined);
   const [busy, setBusy] = useState(false);
@@ -68,6 +69,7 @@ export function ExplainPage({ namespace }: { namespace: string | undefined }) {
         method,
         url: url.trim(),
         headers: parseHeaders(headers),
+        ...(sourceIp.trim() ? { sourceIp: sourceIp.trim() } : {}),
       };
     } catch (problem) {
       setError((problem as Error).message);
@@ -117,6 +119,16 @@ export function ExplainPage({ namespace }: { namespace: string | undefined }) {
           <span class="label">URL</span>
           <input type="text" value={url} required placeholder="http://catalog:8080/products" onInput={(e) => setUrl((e.currentTarget as HTMLInputElement).value)} />
         </label>
+        <label>
+          <span class="label">Caller address (optional)</span>
+          <input
+            type="text"
+            value={sourceIp}
+            placeholder="10.0.0.7"
+            title="For AuthorizationPolicies on ipBlocks and source.ip: the client's address at a gateway, the calling instance's from a workload"
+            onInput={(e) => setSourceIp((e.currentTarget as HTMLInputElement).value)}
+          />
+        </label>
         <label class="wide-field">
           <span class="label">Headers (one "Name: value" per line)</span>
           <textarea rows={2} value={headers} onInput={(e) => setHeaders((e.currentTarget as HTMLTextAreaElement).value)} />
@@ -147,7 +159,8 @@ function Trace({ trace }: { trace: ExplainTrace }) {
         {trace.verdict.reason && <code> {trace.verdict.reason}</code>}
         <div>{trace.verdict.summary}</div>
         <div class="muted small">
-          {trace.request.method} {trace.request.url} from {trace.from.kind} {trace.from.name}, config <code>{trace.from.snapshotVersion.slice(0, 12)}</code>
+          {trace.request.method} {trace.request.url} from {trace.from.kind} {trace.from.name}
+          {trace.request.sourceIp !== undefined && ` (caller ${trace.request.sourceIp})`}, config <code>{trace.from.snapshotVersion.slice(0, 12)}</code>
         </div>
       </section>
       {trace.risks.length > 0 && (
