@@ -193,3 +193,13 @@ export function proxyBackends(id: string, workload?: string): Promise<LiveProxyS
 export async function signIn(token: string): Promise<void> {
   await request<unknown>('POST', '/weft/v1/session', JSON.stringify({ token }), 'application/json');
 }
+
+/** Whether this control plane's API asks for a token, and whether this browser's session holds one (GET /weft/v1/session). */
+export function session(): Promise<{ tokenRequired: boolean; signedIn: boolean }> {
+  return request('GET', '/weft/v1/session');
+}
+
+/** Clears the session cookie (DELETE /weft/v1/session). */
+export async function signOut(): Promise<void> {
+  await request<unknown>('DELETE', '/weft/v1/session');
+}

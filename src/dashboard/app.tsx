@@ -9,6 +9,7 @@ import { TopologyPage } from './pages/topology.tsx';
 import { TrafficPage } from './pages/traffic.tsx';
 import { ExplainPage } from './pages/explain.tsx';
 import { SignInPage } from './pages/sign-in.tsx';
+import { session, signOut } from './api.ts';
 import { href, parseRoute, type Route } from './router.ts';
 
 const NAMESPACE_KEY = 'weft.namespace';
@@ -40,6 +41,14 @@ export function App() {
   const live = useLive();
   const [namespace, setNamespaceState] = useState<string | undefined>(readNamespace);
   const namespaces = useMemo(() => namespacesOf(live.objects.values()), [live.objects]);
+  // A control plane with API tokens: this browser signed in with one, so it can sign out.
+  const [signedInWithToken, setSignedInWithToken] = useState(false);
+  useEffect(() => {
+    session().then(
+      (s) => setSignedInWithToken(s.tokenRequired && s.signedIn),
+      () => setSignedInWithToken(false),
+    );
+  }, []);
   const setNamespace = (value: string | undefined) => {
     setNamespaceState(value);
     try {
@@ -99,6 +108,11 @@ export function App() {
           <span class={`connection ${live.connection}`} role="status" aria-live="polite" title="Updates arrive over Server-Sent Events from /weft/v1/events">
             {CONNECTION_LABELS[live.connection]}
           </span>
+          {signedInWithToken && live.connection !== 'signed-out' && (
+            <button type="button" onClick={() => void signOut().finally(() => location.reload())}>
+              Sign out
+            </button>
+          )}
         </div>
       </header>
       <main id="main" class="main" tabIndex={-1}>

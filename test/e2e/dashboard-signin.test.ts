@@ -31,7 +31,7 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-test('signed out, the dashboard asks for the API token; a wrong one is refused in words; the right one opens the live pages', async () => {
+test('signed out, the dashboard asks for the API token; a wrong one is refused in words; the right one opens the live pages; signing out asks again', async () => {
   const page = browser!.page;
   const base = `${String(controlPlane.ready.api)}/`;
   await page.goto(`${base}#/proxies`);
@@ -55,6 +55,11 @@ test('signed out, the dashboard asks for the API token; a wrong one is refused i
   assert.ok(session, 'the session cookie is set');
   assert.equal(session.httpOnly, true, 'scripts cannot read the token');
   assert.equal(session.sameSite, 'Strict', 'other sites cannot send it');
+
+  // Signing out clears the cookie: the page loads again, refused, and asks for the token.
+  await page.getByRole('button', { name: 'Sign out' }).click();
+  await page.getByRole('form', { name: 'Sign in' }).waitFor();
+  assert.equal((await browser!.context.cookies(base)).some((c) => c.name === 'weft-api-token'), false, 'the session cookie is gone');
 
   // The only failures seen were the refusals before signing in: 401s, and the browser's console lines about them.
   const unexpected = browser!.problems.filter((p) => !/^HTTP 401 /.test(p) && !/status of 401/.test(p));
