@@ -3,6 +3,7 @@ import type { PortProtocol, SnapshotEndpoint } from '../../../api/snapshot.ts';
 import type { HttpExchange, HttpVersion, TcpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
 import { sendHttp2 } from '../../transport/h2.ts';
+import { dropMeshHeaders } from '../../transport/headers.ts';
 import { sendHttp } from '../../transport/http.ts';
 import { endpointWire, hostPort, type Pools } from '../../transport/pools.ts';
 import { connectDirect, openTunnelStream } from '../../transport/tcp.ts';
@@ -14,11 +15,6 @@ export interface ForwardContext {
   /** "<namespace>/<workload>" of this proxy: sent to peers as weft-source. */
   source: string;
   connectTimeoutMs: number;
-}
-
-/** The peer (tunnel) or direct address an endpoint is reached at. */
-export function peerKey(endpoint: SnapshotEndpoint): string {
-  return endpointWire(endpoint).peer;
 }
 
 /**
@@ -67,9 +63,7 @@ export function forwardHttp(context: ForwardContext): Layer<unknown, HttpExchang
     }
     if (ex.avoid !== undefined) {
       // A retry that moved from a tunnelled endpoint to a direct one: the app must not see mesh headers.
-      delete ex.headers[TARGET_PORT_HEADER];
-      delete ex.headers[SOURCE_HEADER];
-      delete ex.headers[APP_PROTOCOL_HEADER];
+      dropMeshHeaders(ex.headers);
     }
     if (ex.upgrade) return sendUpgrade(ex, () => connectDirect(endpoint.address, endpoint.port, context.connectTimeoutMs), ex.headers, where);
     if (app === 'h2') return sendHttp2(ex, context.pools.h2Plain(wire.peer), ex.headers, where);

@@ -6,11 +6,12 @@
 // when the request's body is streamed (not buffered) and so cannot be sent twice.
 import type { HttpFilter, HttpRouteRule, SnapshotBackend } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
-import type { HttpExchange } from '../../exchange.ts';
+import type { Headers, HttpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
 import type { Balancer, BalancerRegistry } from '../balancer/balancers.ts';
 import { filtersOf } from '../filters.ts';
 import type { ForwardContext } from '../forward/index.ts';
+import { dropMeshHeaders } from '../../transport/headers.ts';
 import type { Http1Attempt } from '../../transport/http1-client.ts';
 import { SOURCE_HEADER, TARGET_PORT_HEADER } from '../mesh-headers/index.ts';
 
@@ -80,14 +81,14 @@ function sendCopy(ex: HttpExchange, mirror: CompiledMirror, context: MirrorConte
     return;
   }
   const endpoint = picked.endpoint;
-  const headers: Record<string, string | string[]> = {};
+  const headers: Headers = {};
   for (const [name, value] of Object.entries(ex.headers)) if (value !== undefined) headers[name] = value;
   if (endpoint.tunnelPort !== undefined) {
     headers[TARGET_PORT_HEADER] = String(endpoint.port);
     headers[SOURCE_HEADER] = context.forward.source;
   } else {
-    delete headers[TARGET_PORT_HEADER];
-    delete headers[SOURCE_HEADER];
+    // A copy for an app: none of the mesh's own headers (a retried primary may have put some on the exchange).
+    dropMeshHeaders(headers);
   }
   budget.inFlight++;
   budget.sent++;
