@@ -113,4 +113,6 @@ export interface ProxyStatus {
   certExpiresAt?: string;
   /** The proxy's admin listener (/metrics) as "host:port", when it said (NodeInfo.adminPort). */
   admin?: string;
+  /** The control-plane replica that holds (or last held) its stream, when the control plane has a name for itself. */
+  replica?: string;
 }

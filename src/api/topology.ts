@@ -57,6 +57,8 @@ export interface TopologyTraffic {
   edges: TrafficEdge[];
   /** Per route rule (additive; absent from servers that do not collect them). */
   routes?: TrafficRoute[];
+  /** Control-plane replicas that did not answer, and why: the traffic of the proxies they hold is missing. */
+  partial?: string[];
 }
 
 /** GET /api/v1/services/<namespace>/<name>?window=1m: one Service's traffic, its callers, its callees and its routes. */
@@ -88,6 +90,8 @@ export interface ServiceTraffic {
   series?: TrafficSample[];
   /** How long each step of `series` is, in milliseconds. */
   seriesStepMs?: number;
+  /** Control-plane replicas that did not answer, and why: the traffic of the proxies they hold is missing. */
+  partial?: string[];
 }
 
 /** One step of a Service's traffic: what its callers counted in the step that ends at `t`. */

@@ -15,6 +15,8 @@ interface ControlPlaneFlags {
   apiPort: number;
   streamHost: string;
   streamPort: number;
+  advertiseAddress?: string;
+  replicaName?: string;
   leaseTtl: number;
   debounce?: number;
   store?: string;
@@ -95,6 +97,8 @@ export function controlPlaneCommand(): Command {
     .option('--api-token-file <file>', 'the REST API asks for one of the tokens in this file (one per line, at least 16 characters): "Authorization: Bearer <token>", $WEFT_API_TOKEN for the CLI')
     .option('--stream-host <host>', 'address of the proxy config stream', '127.0.0.1')
     .option('--stream-port <port>', 'port of the proxy config stream (0 = any)', parsePort, 15010)
+    .option('--advertise-address <host>', 'on etcd: the address other replicas reach this one\'s stream port at, to show every replica\'s proxies and traffic (default: --stream-host, or this host\'s first non-loopback address when that is 0.0.0.0)')
+    .option('--replica-name <name>', 'this replica\'s name in `weft status` and in the leader election (default: host-pid-random)')
     .option('--lease-ttl <duration>', 'how long a proxy registration outlives its last heartbeat', parseDuration, 10_000)
     .addOption(new Option('--debounce <duration>', 'push changes closer together than this as one snapshot').argParser(parseDuration))
     .option('--store <url>', 'keep the config in etcd instead: etcd://host1:2379,host2:2379')
@@ -150,6 +154,8 @@ export function controlPlaneCommand(): Command {
         ...(apiTls ? { apiTls } : {}),
         streamHost: flags.streamHost,
         streamPort: flags.streamPort,
+        ...(flags.advertiseAddress ? { advertiseHost: flags.advertiseAddress } : {}),
+        ...(flags.replicaName ? { replicaName: flags.replicaName } : {}),
         leaseTtlMs: flags.leaseTtl,
         ...(flags.debounce !== undefined ? { debounceMs: flags.debounce } : {}),
         ...(ca ? { ca } : {}),

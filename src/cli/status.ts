@@ -9,7 +9,8 @@ import { resolveServer } from './options.ts';
 
 const yesNo = (b: boolean) => (b ? 'yes' : 'no');
 
-export function formatProxies(proxies: readonly ProxyStatus[]): string {
+/** With several control-plane replicas, a REPLICA column says which one holds each proxy's stream. */
+export function formatProxies(proxies: readonly ProxyStatus[], options: { replicas?: boolean } = {}): string {
   if (proxies.length === 0) return 'No proxies have connected.\n';
   const sorted = [...proxies].sort((a, b) => a.id.localeCompare(b.id));
   const rows = sorted.map((p) => [
@@ -19,9 +20,32 @@ export function formatProxies(proxies: readonly ProxyStatus[]): string {
     yesNo(p.ready),
     shortVersion(p.ackedVersion),
     shortVersion(p.sentVersion),
+    ...(options.replicas ? [p.replica ?? '-'] : []),
     p.lastNack ? truncate(`${p.lastNack.code}: ${p.lastNack.message}`, 60) : '-',
   ]);
-  return table(['ID', 'WORKLOAD', 'CONNECTED', 'READY', 'ACKED', 'SENT', 'LAST NACK'], rows);
+  return table(['ID', 'WORKLOAD', 'CONNECTED', 'READY', 'ACKED', 'SENT', ...(options.replicas ? ['REPLICA'] : []), 'LAST NACK'], rows);
+}
+
+/** A replica as GET /weft/v1/status lists it (control/mesh-view.ts). */
+interface ReplicaRow {
+  name: string;
+  stream: string;
+  self: boolean;
+  reachable: boolean;
+  error?: string;
+  proxies: number;
+}
+
+/** The control-plane replicas: which one answered, which leads, how many proxies each holds, and any that could not be asked. */
+export function formatReplicas(replicas: readonly ReplicaRow[], leader: string | undefined): string {
+  const rows = replicas.map((r) => [
+    `${r.name}${r.self ? ' (asked)' : ''}`,
+    r.stream,
+    r.name === leader ? 'yes' : 'no',
+    String(r.proxies),
+    r.reachable ? 'yes' : truncate(`no: ${r.error ?? 'unknown'}`, 70),
+  ]);
+  return table(['REPLICA', 'STREAM', 'LEADS', 'PROXIES', 'REACHABLE'], rows);
 }
 
 /** "in 11h", "in 4m", "expired 2m ago": how long a certificate has left. */
@@ -85,7 +109,12 @@ export function statusCommand(): Command {
         return;
       }
       process.stdout.write(`Control plane ${client.server}${serverFacts(server)}\n\n`);
-      process.stdout.write(formatProxies(proxies));
+      const replicas = Array.isArray(server?.replicas) ? (server.replicas as ReplicaRow[]) : [];
+      if (replicas.length > 1) {
+        const leader = (server?.leader as { holder?: string } | undefined)?.holder;
+        process.stdout.write(`${formatReplicas(replicas, leader)}\n`);
+      }
+      process.stdout.write(formatProxies(proxies, { replicas: replicas.length > 1 }));
       process.stdout.write(`\n${summarize(proxies)}\n`);
       const identities = formatIdentities(proxies);
       if (identities) process.stdout.write(`\n${identities}`);

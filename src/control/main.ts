@@ -17,6 +17,10 @@ import { LastGoodVersions } from './last-good.ts';
 import { LeaderElection } from './leader.ts';
 import { StreamServer } from './stream-server.ts';
 import { StreamIdentity } from './ca/stream-identity.ts';
+import { MeshView } from './mesh-view.ts';
+import { PeerClient } from './peers.ts';
+import { advertisedHost, ReplicaRegistry } from './replicas.ts';
+import type { TapLine } from '../api/tap.ts';
 import type { ApiTokens } from './api/auth.ts';
 import { ApiServer } from './api/server.ts';
 import { TelemetryAggregator } from './telemetry/aggregator.ts';
@@ -74,8 +78,14 @@ export interface ControlPlaneOptions {
    * several replicas on one etcd.
    */
   caEncryptionKey?: Buffer;
-  /** This replica's name in the leader election (default host-pid-random). */
+  /** This replica's name in the leader election and in other replicas' views (default host-pid-random). */
   replicaName?: string;
+  /**
+   * The host other replicas reach this one's stream port at (on etcd, where
+   * replicas ask each other for their proxies). Default: the stream host,
+   * or this host's first non-loopback address when that binds every interface.
+   */
+  advertiseHost?: string;
   /** Trust domain of a newly generated root. Default: the stored MeshConfig's, else cluster.local. */
   trustDomain?: string;
   /** Lifetime of workload certificates. Default 24 h. */
@@ -112,6 +122,8 @@ export const DEFAULT_STREAM_PORT = 15010;
 export const DEFAULT_LEASE_TTL_MS = 10_000;
 /** How often a replica sharing its CA through the store looks for another replica's rotation. */
 const SHARED_CA_REFRESH_MS = 5_000;
+/** How long a replica waits for another's answer when it shows the whole mesh. */
+const PEER_TIMEOUT_MS = 3_000;
 
 const realCompiler: CompilerFunctions = { compile, snapshotInputKey, checkSnapshot, computeStatuses };
 
@@ -194,9 +206,10 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     const statusWriter = new StatusWriter({ store, index, computeStatuses: compiler.computeStatuses, clock, logger });
     cleanup.push(() => statusWriter.close());
     // Statuses are written by one replica, the elected leader; the others compile and serve but never race it.
+    const replicaName = options.replicaName ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`;
     const election = new LeaderElection({
       store,
-      identity: options.replicaName ?? `${hostname()}-${process.pid}-${randomBytes(2).toString('hex')}`,
+      identity: replicaName,
       ttlMs: leaseTtlMs,
       sole: store.kind !== 'etcd',
       clock,
@@ -230,8 +243,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       logger,
     });
     cleanup.push(() => streamIdentity.stop());
+    // `weft status`, `top`, `tap` and the dashboard see the whole mesh from any replica (mesh-view.ts): on etcd,
+    // where replicas share the store, each records where it is and asks the others for what their proxies report.
+    let view: MeshView | undefined;
+    const peerClient = store.kind === 'etcd' ? new PeerClient({ credentials: { get current() { return streamIdentity.current; }, roots: () => trust.bundle }, timeoutMs: PEER_TIMEOUT_MS }) : undefined;
+    if (peerClient) cleanup.push(() => peerClient.close());
     const stream = await StreamServer.start({
       tls: streamIdentity,
+      peers: peerClient ? { roots: () => trust.bundle, handle: (request, path, headers) => view?.answerPeer(request, path, headers) } : undefined,
       plaintextFromAnyHost: options.plaintextStreamFromAnyHost,
       onTelemetry: (proxy, report) => telemetry.record(proxy, report),
       onTap: (proxy, message) => tapHub?.onProxyMessage(proxy, message),
@@ -246,7 +265,47 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       port: options.streamPort ?? DEFAULT_STREAM_PORT,
     });
     cleanup.push(() => stream.close());
-    tapHub = new TapHub({ logger, proxies: () => stream.proxies(), input: () => index.input(), send: (proxy, message) => stream.sendTo(proxy, message) });
+    // New roots (a rotation, or the end of its overlap) check the next replicas' client certificates.
+    ca.onChange(() => stream.refreshTls());
+    let registry: ReplicaRegistry | undefined;
+    if (peerClient) {
+      const host = options.advertiseHost ?? advertisedHost(options.streamHost ?? '127.0.0.1');
+      if (host === undefined) {
+        logger.warn({ streamHost: options.streamHost }, 'no address to give other replicas for this one (--advertise-address): they will not see its proxies');
+      } else {
+        const self = { name: replicaName, stream: `https://${host.includes(':') ? `[${host}]` : host}:${stream.port}` };
+        registry = await ReplicaRegistry.start({ store, index, self, ttlMs: leaseTtlMs, clock, logger });
+        cleanup.push(() => registry?.close());
+      }
+    }
+    view = new MeshView({
+      self: { name: replicaName, stream: stream.secureUrl ?? stream.url },
+      peers: registry ? () => registry.peers() : undefined,
+      client: peerClient,
+      localProxies: () => stream.proxies(),
+      telemetry,
+      clock,
+      logger,
+    });
+    const meshView = view;
+    tapHub = new TapHub({
+      logger,
+      proxies: () => meshView.proxies(),
+      input: () => index.input(),
+      send: (proxy, message) => stream.sendTo(proxy, message),
+      self: replicaName,
+      peerTap: peerClient && registry
+        ? (replica, query, onLine, onEnd) => {
+            const peer = registry.peers().find((p) => p.name === replica);
+            if (!peer) {
+              onEnd(new Error(`control-plane replica ${replica} is gone`));
+              return () => {};
+            }
+            return peerClient.streamLines(peer, `tap?${query}`, (line) => onLine(line as TapLine), onEnd);
+          }
+        : undefined,
+    });
+    meshView.attachTap(tapHub);
 
     const api = await ApiServer.start({
       apiTokens: options.apiTokens,
@@ -256,19 +315,21 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       logger,
       host: options.apiHost ?? '127.0.0.1',
       port: options.apiPort ?? DEFAULT_API_PORT,
-      proxies: () => stream.proxies(),
-      topology: async (window) => telemetry.topology(window),
-      serviceTraffic: async (namespace, name, window) => telemetry.service(namespace, name, window),
+      proxies: () => meshView.proxies(),
+      refreshProxies: registry ? () => meshView.refresh() : undefined,
+      topology: (window) => meshView.topology(window),
+      serviceTraffic: (namespace, name, window) => meshView.service(namespace, name, window),
       tokens: { tokens, localMode: options.localTokens === true, callersHoldApiTokens: options.apiTokens !== undefined },
       ca: { ca, localMode: options.localTokens === true, callersHoldApiTokens: options.apiTokens !== undefined, clock },
-      explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => stream.proxies(), now: () => clock.now() }),
+      explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => meshView.proxies(), now: () => clock.now() }),
       now: () => clock.now(),
       status: async () => ({
         store: store.kind,
         revision: await store.revision(),
         indexRevision: index.revision,
         objects: index.counts(),
-        proxies: stream.proxies(),
+        proxies: meshView.proxies(),
+        replicas: meshView.replicas(),
         snapshots: cache.status(),
         compileErrors: cache.recentErrors(),
         statusWrites: statusWriter.writeCount,

@@ -19,6 +19,10 @@ import { sameJson } from './store/canonical.ts';
 import { QUOTA_LIMITS, RATE_LIMIT_QUOTA_PATH, type QuotaReport } from '../api/rate-limit-quota.ts';
 import { GlobalRateLimitLedger } from './ratelimit.ts';
 import { isLoopbackAddress } from '../api/loopback.ts';
+import { isControlPlaneId } from '../api/identity.ts';
+import { authorizedPeerSpiffeId } from '../api/peer-identity.ts';
+import { TLSSocket } from 'node:tls';
+import { PEER_PATH_PREFIX } from './peers.ts';
 import type { LeaseId, Store } from './store/types.ts';
 
 /** The label a registered instance carries: the name of the template Workload it was started from. */
@@ -54,6 +58,12 @@ export interface StreamServerOptions {
   tls?: StreamTlsSource | undefined;
   /** With `tls`: also take cleartext from other hosts (a migration aid; tokens then travel in the clear). */
   plaintextFromAnyHost?: boolean | undefined;
+  /**
+   * Other control-plane replicas' questions (paths under PEER_PATH_PREFIX),
+   * answered only over TLS to a client certificate of the mesh CA that
+   * carries the control plane's SPIFFE ID; absent: those paths are 404.
+   */
+  peers?: { roots: () => readonly string[]; handle: (stream: http2.ServerHttp2Stream, path: string, headers: http2.IncomingHttpHeaders) => void } | undefined;
 }
 
 /** The stream port's certificate, and news of its renewals. */
@@ -140,10 +150,9 @@ export class StreamServer {
     this.server = http2.createServer();
     const { tls } = options;
     if (tls) {
-      this.secure = http2.createSecureServer({ key: tls.current.keyPem, cert: tls.current.certPem, minVersion: 'TLSv1.3' });
+      this.secure = http2.createSecureServer(this.secureContext());
       this.secure.on('tlsClientError', (error) => options.logger.debug({ err: error }, 'stream port TLS handshake failed'));
-      const secure = this.secure;
-      this.stopTls = tls.onChange(() => secure.setSecureContext({ key: tls.current.keyPem, cert: tls.current.certPem, minVersion: 'TLSv1.3' }));
+      this.stopTls = tls.onChange(() => this.refreshTls());
       this.front = createNetServer((socket) => this.onFrontConnection(socket));
     }
     for (const server of this.secure ? [this.server, this.secure] : [this.server]) {
@@ -178,6 +187,23 @@ export class StreamServer {
     server.boundPort = (listening.address() as AddressInfo).port;
     listening.on('error', (error) => options.logger.error({ err: error }, 'stream server error'));
     return server;
+  }
+
+  /**
+   * The TLS side's certificate and, for replicas' questions, the roots a
+   * client certificate is checked against. A client certificate is asked
+   * for but not required: proxies present none, and a failed check matters
+   * only on the replicas' paths.
+   */
+  private secureContext(): http2.SecureServerOptions {
+    const tls = this.options.tls!;
+    const roots = this.options.peers?.roots() ?? [];
+    return { key: tls.current.keyPem, cert: tls.current.certPem, minVersion: 'TLSv1.3', ...(roots.length > 0 ? { requestCert: true, rejectUnauthorized: false, ca: [...roots] } : {}) };
+  }
+
+  /** A new certificate, or new roots (a CA rotation, or the end of its overlap): new handshakes use them. */
+  refreshTls(): void {
+    this.secure?.setSecureContext(this.secureContext());
   }
 
   /** With TLS: a handshake goes to the TLS side; cleartext only from this host (or anywhere, if allowed). */
@@ -307,6 +333,36 @@ export class StreamServer {
     record.status.connected = false;
   }
 
+  /** Another replica's question: only a verified control-plane certificate gets an answer. */
+  private onPeerRequest(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, path: string, handle: (stream: http2.ServerHttp2Stream, path: string, headers: http2.IncomingHttpHeaders) => void): void {
+    const socket = stream.session?.socket;
+    let refusal: string | undefined;
+    if (!(socket instanceof TLSSocket)) refusal = 'only over TLS';
+    else {
+      try {
+        authorizedPeerSpiffeId(socket, isControlPlaneId);
+      } catch (error) {
+        refusal = (error as Error).message;
+      }
+    }
+    if (refusal !== undefined) {
+      this.options.logger.warn({ remote: socket?.remoteAddress, reason: refusal }, "refused a replica's question from a client that is not a control plane");
+      answerJson(stream, 403, { code: ErrorCodes.PEER_IDENTITY, message: `these paths answer other control-plane replicas only: ${refusal}` });
+      return;
+    }
+    if (headers[':method'] !== 'GET') {
+      answerJson(stream, 405, { code: ErrorCodes.BAD_REQUEST, message: 'use GET' });
+      return;
+    }
+    try {
+      handle(stream, path.slice(PEER_PATH_PREFIX.length), headers);
+    } catch (error) {
+      this.options.logger.error({ err: error, path }, "answering a replica's question failed");
+      if (!stream.headersSent) answerJson(stream, 500, { code: ErrorCodes.INTERNAL, message: (error as Error).message });
+      else stream.destroy();
+    }
+  }
+
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     stream.on('error', (error) => this.options.logger.debug({ err: error }, 'config stream error'));
     if (headers[':path'] === CERTIFICATE_PATH) {
@@ -321,6 +377,11 @@ export class StreamServer {
         this.options.logger.error({ err: error }, 'rate limit quota report failed');
         answerJson(stream, 500, { code: ErrorCodes.INTERNAL, message: 'the quota report failed' });
       });
+      return;
+    }
+    const path = headers[':path'] ?? '';
+    if (path.startsWith(PEER_PATH_PREFIX) && this.options.peers) {
+      this.onPeerRequest(stream, headers, path, this.options.peers.handle);
       return;
     }
     if (headers[':path'] !== STREAM_PATH) {

@@ -9,7 +9,7 @@ import type { RunningControlPlane } from '../../src/control/main.ts';
 import { CertificateAuthority } from '../../src/control/ca/authority.ts';
 import { postCertificateRequest } from '../../src/proxy/identity/client.ts';
 import { generateKeyAndCsr } from '../../src/proxy/identity/csr.ts';
-import { peerSpiffeId } from '../../src/proxy/identity/peer.ts';
+import { peerSpiffeId } from '../../src/api/peer-identity.ts';
 import { startProxy } from '../../src/proxy/main.ts';
 import { systemClock } from '../../src/telemetry/clock.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';

@@ -103,3 +103,42 @@ test('a split leg carries the Service the caller addressed (via) and counts for 
   );
   assert.equal(agg.service('shop', 'catalog', '1m').inbound.length, 2);
 });
+
+test('replicas merge their windows: a proxy that moved between replicas counts once, a split histogram merges, series add up', () => {
+  const clock = new ManualClock();
+  // Two replicas' aggregators on one clock; frontend-a talks to replica A for 5 s, then to B for 5 s; frontend-b only to B.
+  const a = new TelemetryAggregator(clock);
+  const b = new TelemetryAggregator(clock);
+  for (let i = 0; i < 10; i++) {
+    clock.advance(1000);
+    (i < 5 ? a : b).record('shop/frontend-a', { intervalMs: 1000, edges: [edge({ requests: 10, failures: 1, latency: [2, 10] })] });
+    b.record('shop/frontend-b', { intervalMs: 1000, edges: [edge({ requests: 30, failures: 0, latency: [8, 30] })] });
+  }
+  const fromB = b.window(60_000);
+  const merged = a.topology('1m', [fromB]);
+  assert.equal(merged.available, true);
+  const e = merged.edges[0]!;
+  // Each replica alone would say 10 rps for frontend-a over the half it saw; merged, it is 10 rps once, not 20.
+  assert.equal(e.requestsPerSecond, 40);
+  assert.equal(e.successRate, 1 - 10 / 400);
+  // A quarter of the requests in bucket 2, three quarters in bucket 8: the median comes from bucket 8.
+  assert.ok(e.p50Ms! > 100, `p50 ${e.p50Ms} from the merged histogram`);
+  // The same view asked of B with A's window.
+  assert.deepEqual(b.topology('1m', [a.window(60_000)]).edges, merged.edges);
+
+  // A replica without reports of its own still shows what the others hold.
+  const c = new TelemetryAggregator(clock);
+  assert.equal(c.topology('1m').available, false);
+  assert.equal(c.topology('1m', [a.window(60_000), fromB]).edges[0]!.requestsPerSecond, 40);
+
+  // Series: each replica counts its steps for the same end; the sums are the whole service's.
+  const end = b.seriesEnd();
+  const service = a.service('shop', 'catalog', '1m', { windows: [fromB], series: [b.seriesCounts('shop', 'catalog', 60_000, a.seriesEnd())] });
+  assert.equal(end, a.seriesEnd() + 5000, 'B saw the newest report; A asks B for its own end');
+  const counted = service.series!.reduce((sum, s) => sum + s.requestsPerSecond * (service.seriesStepMs! / 1000), 0);
+  // A's end is 5 s before the last reports: B's last 5 s of both proxies (5 × 40) fall after it.
+  assert.equal(Math.round(counted), 400 - 5 * 40);
+  // Malformed peer data is left out, not thrown on.
+  const junk = { proxies: { 'x/y': { coveredMs: 'soon', edges: [] }, 'x/z': { coveredMs: 1000, edges: [{ reporter: 'nobody' }] } }, workloadServices: {} } as never;
+  assert.equal(a.topology('1m', [junk]).edges[0]!.requestsPerSecond, 10);
+});

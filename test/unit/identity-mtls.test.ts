@@ -12,7 +12,7 @@ import { systemClock } from '../../src/telemetry/clock.ts';
 import { silentLogger } from '../../src/telemetry/logger.ts';
 import { CertificateAuthority } from '../../src/control/ca/authority.ts';
 import { IdentityManager } from '../../src/proxy/identity/manager.ts';
-import { authorizedPeerSpiffeId, spiffeServerIdentityCheck, type ExpectedIdentity } from '../../src/proxy/identity/peer.ts';
+import { authorizedPeerSpiffeId, spiffeServerIdentityCheck, type ExpectedIdentity } from '../../src/api/peer-identity.ts';
 
 const TD = 'example.org';
 const REVIEWS = `spiffe://${TD}/ns/shop/sa/reviews`;

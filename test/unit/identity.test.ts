@@ -9,7 +9,7 @@ import { parseSpiffeId, spiffeId, trustDomainId } from '../../src/api/identity.t
 import { ManualClock } from '../../src/telemetry/clock.ts';
 import { CertificateAuthority } from '../../src/control/ca/authority.ts';
 import { generateKeyAndCsr } from '../../src/proxy/identity/csr.ts';
-import { peerSpiffeId, spiffeServerIdentityCheck, subjectAltNames, verifyPeerSpiffeId } from '../../src/proxy/identity/peer.ts';
+import { peerSpiffeId, spiffeServerIdentityCheck, subjectAltNames, verifyPeerSpiffeId } from '../../src/api/peer-identity.ts';
 
 const ID = 'spiffe://example.org/ns/shop/sa/reviews';
 

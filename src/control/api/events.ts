@@ -21,6 +21,8 @@ export interface EventsOptions {
   store: Store;
   logger: Logger;
   proxies: () => ProxyStatus[];
+  /** Brings the proxy list of other control-plane replicas up to date (mesh-view.ts); called before each comparison. */
+  refreshProxies?: (() => Promise<void>) | undefined;
   /** How often the proxy list is compared with what was last sent. Default 500 ms. */
   proxyPollMs?: number;
   /** A comment line this often keeps idle connections (and proxies in between) from timing out. Default 15 s. */
@@ -136,7 +138,11 @@ export function handleEvents(req: IncomingMessage, res: ServerResponse, url: URL
   if (resumeFrom === undefined) syncThenFollow();
   else follow(resumeFrom);
 
-  const proxyTimer = setInterval(sendProxiesIfChanged, options.proxyPollMs ?? 500);
+  const refresh = options.refreshProxies;
+  const proxyTimer = setInterval(() => {
+    if (refresh) refresh().then(sendProxiesIfChanged, () => {});
+    else sendProxiesIfChanged();
+  }, options.proxyPollMs ?? 500);
   const keepAliveTimer = setInterval(() => {
     if (!closed && !res.writableEnded) res.write(': keep-alive\n\n');
   }, options.keepAliveMs ?? 15_000);

@@ -52,6 +52,8 @@ export interface ApiServerOptions {
   host: string;
   port: number;
   proxies: () => ProxyStatus[];
+  /** Asks other control-plane replicas for their proxies before `proxies` is read (mesh-view.ts); absent with one control plane. */
+  refreshProxies?: (() => Promise<void>) | undefined;
   /** The body of GET /weft/v1/status. */
   status: () => Promise<unknown>;
   /** Bootstrap tokens for proxies (POST /weft/v1/tokens); absent = the path does not exist. */
@@ -148,6 +150,7 @@ export class ApiServer {
       }
       if (url.pathname === TAP_PATH && this.options.tap) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+        await this.options.refreshProxies?.();
         return this.options.tap.handle(res, url);
       }
       const trafficOf = this.options.serviceTraffic ? serviceTrafficTarget(url.pathname) : undefined;
@@ -159,6 +162,7 @@ export class ApiServer {
       const proxyAdmin = parseProxyAdminPath(url.pathname);
       if (proxyAdmin) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+        await this.options.refreshProxies?.();
         return await handleProxyAdmin(res, proxyAdmin, this.options.proxies(), url.searchParams);
       }
       const resourcePath = parseResourcePath(url.pathname);
@@ -171,9 +175,11 @@ export class ApiServer {
           return await handleApply(req, res, url, store);
         case PROXIES_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+          await this.options.refreshProxies?.();
           return sendJson(res, 200, this.options.proxies());
         case STATUS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
+          await this.options.refreshProxies?.();
           return sendJson(res, 200, await this.options.status());
         case TOKENS_PATH:
           if (!this.options.tokens) throw notFound(`no such path ${url.pathname}`);
@@ -189,10 +195,11 @@ export class ApiServer {
           return await handleCaRotate(req, res, this.options.ca);
         case EVENTS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
-          return handleEvents(req, res, url, { store, logger, proxies: this.options.proxies });
+          return handleEvents(req, res, url, { store, logger, proxies: this.options.proxies, refreshProxies: this.options.refreshProxies });
         case EXPLAIN_PATH:
           if (!this.options.explain) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
+          await this.options.refreshProxies?.();
           return await handleExplain(req, res, this.options.explain);
         case KINDS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);

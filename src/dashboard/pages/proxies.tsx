@@ -44,6 +44,8 @@ export function ProxiesPage({ namespace, selectedId }: { namespace: string | und
     .filter((p) => filter === 'all' || problemOf(p) !== undefined)
     .filter((p) => !needle || p.id.toLowerCase().includes(needle) || (p.workload ?? '').toLowerCase().includes(needle));
   const all = live.proxies.filter((p) => !namespace || p.namespace === namespace);
+  // With several control-plane replicas, each proxy says which one holds its stream.
+  const manyReplicas = new Set(live.proxies.map((p) => p.replica).filter(Boolean)).size > 1;
   const counts = {
     connected: all.filter((p) => p.connected).length,
     ready: all.filter((p) => p.ready).length,
@@ -124,6 +126,11 @@ export function ProxiesPage({ namespace, selectedId }: { namespace: string | und
                     <td>
                       <span class={`badge ${p.connected ? 'ok' : 'bad'}`}>{p.connected ? 'yes' : 'no'}</span>
                       {p.connectedAt && p.connected && <div class="muted small">{age(p.connectedAt, now)}</div>}
+                      {manyReplicas && p.replica && (
+                        <div class="muted small" data-testid="replica">
+                          via {p.replica}
+                        </div>
+                      )}
                     </td>
                     <td>
                       <span class={`badge ${p.ready ? 'ok' : 'bad'}`}>{p.ready ? 'yes' : 'no'}</span>

@@ -4,7 +4,7 @@ import { isIP } from 'node:net';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { isControlPlaneId } from '../../api/identity.ts';
 import { isLoopbackHost } from '../../api/loopback.ts';
-import { spiffeServerIdentityCheck } from './peer.ts';
+import { spiffeServerIdentityCheck } from '../../api/peer-identity.ts';
 
 /** The roots a proxy trusts on the stream port: `weft proxy --ca-bundle`, plus the mesh trust bundle it was last sent (so a root rotation does not strand it). */
 export interface ControlPlaneTls {

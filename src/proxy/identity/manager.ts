@@ -5,7 +5,7 @@ import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import type { Clock, Timer } from '../../telemetry/clock.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { generateKeyAndCsr } from './csr.ts';
-import { peerSpiffeId } from './peer.ts';
+import { peerSpiffeId } from '../../api/peer-identity.ts';
 
 /** What the CA answers to a CSR (over the config stream, in the control plane's wiring). */
 export interface IssuedCertificate {

@@ -8,7 +8,7 @@ import type { Clock } from '../../telemetry/clock.ts';
 import type { Counter, Histogram, MetricsRegistry } from '../../telemetry/metrics.ts';
 import { classifyUpstreamError, proxyError } from '../errors.ts';
 import type { IdentityManager } from '../identity/manager.ts';
-import { peerSpiffeId, spiffeServerIdentityCheck } from '../identity/peer.ts';
+import { peerSpiffeId, spiffeServerIdentityCheck } from '../../api/peer-identity.ts';
 import { hostPort } from './pools.ts';
 
 /** What both ends of the tunnel must agree on: HTTP/1.1 requests and CONNECT, spoken by weft proxies. */

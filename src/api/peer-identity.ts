@@ -1,11 +1,20 @@
-// Reads and checks the SPIFFE ID a TLS peer presented, for the mesh tunnel's client and server sides.
-import type { X509Certificate } from 'node:crypto';
-import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { ErrorCodes, WeftError } from '../../api/errors.ts';
-import { parseSpiffeId } from '../../api/identity.ts';
+// Reads and checks the SPIFFE ID a TLS peer presented: the mesh tunnel's two sides, and control-plane replicas asking each other.
+import { ErrorCodes, WeftError } from './errors.ts';
+import { parseSpiffeId } from './identity.ts';
 
-/** A peer certificate as node:tls gives it (`getPeerCertificate()`) or as `getPeerX509Certificate()` does. */
-export type PeerCertificateLike = PeerCertificate | X509Certificate;
+/**
+ * A peer certificate as node:tls gives it (`getPeerCertificate()`) or as
+ * `getPeerX509Certificate()` does: what is read of it, spelled out here
+ * because api/ takes nothing from node: (test/unit/imports.test.ts).
+ */
+export type PeerCertificateLike = { raw?: Uint8Array; ca?: boolean; subjectaltname?: string } | { raw: Uint8Array; ca: boolean; subjectAltName: string | undefined };
+
+/** The side of a finished TLS handshake that is read (a node:tls TLSSocket). */
+export interface VerifiedSocketLike {
+  authorized: boolean;
+  authorizationError?: Error | string | undefined;
+  getPeerCertificate(): PeerCertificateLike;
+}
 
 /** The exact ID expected, or a predicate over the presented one (e.g. "any identity in namespace N"). */
 export type ExpectedIdentity = string | ((spiffeId: string) => boolean);
@@ -38,7 +47,7 @@ export function peerSpiffeId(peer: PeerCertificateLike | undefined | null): stri
 }
 
 /** For `tls.connect({ checkServerIdentity })`: the mesh checks the server's SPIFFE ID, not a host name. */
-export function spiffeServerIdentityCheck(expected: ExpectedIdentity): (hostname: string, cert: PeerCertificate) => Error | undefined {
+export function spiffeServerIdentityCheck(expected: ExpectedIdentity): (hostname: string, cert: PeerCertificateLike) => Error | undefined {
   return (_hostname, cert) => {
     try {
       verifyPeerSpiffeId(cert, expected);
@@ -50,7 +59,7 @@ export function spiffeServerIdentityCheck(expected: ExpectedIdentity): (hostname
 }
 
 /** After a handshake (server side): the chain verified and the client is who it must be; returns its ID. */
-export function authorizedPeerSpiffeId(socket: TLSSocket, expected: ExpectedIdentity): string {
+export function authorizedPeerSpiffeId(socket: VerifiedSocketLike, expected: ExpectedIdentity): string {
   if (!socket.authorized) {
     throw refused(`the peer's certificate was not verified: ${socket.authorizationError ?? 'no certificate'}`);
   }
