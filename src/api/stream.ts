@@ -116,3 +116,17 @@ export interface ProxyStatus {
   /** The control-plane replica that holds (or last held) its stream, when the control plane has a name for itself. */
   replica?: string;
 }
+
+/** A control-plane replica as GET /weft/v1/status lists it (`replicas`): every replica answers for the whole mesh. */
+export interface ReplicaStatus {
+  name: string;
+  /** Its stream port over TLS, where the other replicas ask it. */
+  stream: string;
+  /** Whether it is the replica that answered. */
+  self: boolean;
+  /** Whether it answered the last time it was asked (always true for the one answering). */
+  reachable: boolean;
+  error?: string;
+  /** How many proxies hold their streams with it now. */
+  proxies: number;
+}

@@ -1,6 +1,6 @@
 // `weft status`: the control plane and every proxy it knows: connected, ready, config versions, last NACK, certificate expiry, the CA's roots.
 import { Command, Option } from 'commander';
-import type { ProxyStatus } from '../api/stream.ts';
+import type { ProxyStatus, ReplicaStatus } from '../api/stream.ts';
 import { ApiError, WeftClient, type ServerStatus } from './client.ts';
 import { shortVersion, table, truncate } from './format.ts';
 import { formatCaCertificates } from './ca.ts';
@@ -26,18 +26,8 @@ export function formatProxies(proxies: readonly ProxyStatus[], options: { replic
   return table(['ID', 'WORKLOAD', 'CONNECTED', 'READY', 'ACKED', 'SENT', ...(options.replicas ? ['REPLICA'] : []), 'LAST NACK'], rows);
 }
 
-/** A replica as GET /weft/v1/status lists it (control/mesh-view.ts). */
-interface ReplicaRow {
-  name: string;
-  stream: string;
-  self: boolean;
-  reachable: boolean;
-  error?: string;
-  proxies: number;
-}
-
 /** The control-plane replicas: which one answered, which leads, how many proxies each holds, and any that could not be asked. */
-export function formatReplicas(replicas: readonly ReplicaRow[], leader: string | undefined): string {
+export function formatReplicas(replicas: readonly ReplicaStatus[], leader: string | undefined): string {
   const rows = replicas.map((r) => [
     `${r.name}${r.self ? ' (asked)' : ''}`,
     r.stream,
@@ -109,7 +99,7 @@ export function statusCommand(): Command {
         return;
       }
       process.stdout.write(`Control plane ${client.server}${serverFacts(server)}\n\n`);
-      const replicas = Array.isArray(server?.replicas) ? (server.replicas as ReplicaRow[]) : [];
+      const replicas = Array.isArray(server?.replicas) ? (server.replicas as ReplicaStatus[]) : [];
       if (replicas.length > 1) {
         const leader = (server?.leader as { holder?: string } | undefined)?.holder;
         process.stdout.write(`${formatReplicas(replicas, leader)}\n`);

@@ -9,7 +9,7 @@
 // telemetry/aggregator.ts), and tap streams. A replica that cannot be asked
 // is named in the answer's `replicas`; the view is then partial, not wrong.
 import type http2 from 'node:http2';
-import type { ProxyStatus } from '../api/stream.ts';
+import type { ProxyStatus, ReplicaStatus } from '../api/stream.ts';
 import type { ServiceTraffic, TopologyTraffic } from '../api/topology.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Clock } from '../telemetry/clock.ts';
@@ -20,18 +20,6 @@ import { parseWindow, type SeriesCounts, type TelemetryAggregator, type TrafficW
 
 /** How long a fetched peer proxy list serves before the next question asks again. */
 const PEER_LIST_FRESH_MS = 1000;
-
-/** One replica as `weft status` shows it. */
-export interface ReplicaStatus {
-  name: string;
-  stream: string;
-  self: boolean;
-  /** Whether it answered the last time it was asked (always true for this one). */
-  reachable: boolean;
-  error?: string;
-  /** How many proxies it holds streams for now. */
-  proxies: number;
-}
 
 export interface MeshViewOptions {
   /** This replica's name and stream URL. */

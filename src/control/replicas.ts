@@ -1,6 +1,5 @@
 // Control-plane replicas find each other through the store: each keeps one lease-bound record saying where its stream port is, so that any replica can show the whole mesh.
 import { networkInterfaces } from 'node:os';
-import { objectKey } from '../api/meta.ts';
 import type { Clock, Timer } from '../telemetry/clock.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ResourceIndex } from './index.ts';
@@ -101,10 +100,6 @@ export class ReplicaRegistry {
       this.lease = undefined;
     }
   }
-}
-
-export function replicaKey(name: string): string {
-  return objectKey({ apiVersion: REPLICA_API_VERSION, kind: REPLICA_KIND, name });
 }
 
 /**

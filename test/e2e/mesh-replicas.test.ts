@@ -3,7 +3,7 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { Agent } from 'node:http';
-import type { ProxyStatus } from '../../src/api/stream.ts';
+import type { ProxyStatus, ReplicaStatus } from '../../src/api/stream.ts';
 import type { TapLine } from '../../src/api/tap.ts';
 import type { ServiceTraffic, TopologyTraffic } from '../../src/api/topology.ts';
 import { runWeft } from '../../src/testing/process.ts';
@@ -33,25 +33,16 @@ spec:
   serviceAccount: client
 `;
 
-interface ReplicaInfo {
-  name: string;
-  stream: string;
-  self: boolean;
-  reachable: boolean;
-  error?: string;
-  proxies: number;
-}
-
 async function getJson<T>(url: string): Promise<T> {
   const res = await fetch(url);
   if (!res.ok) throw new Error(`GET ${url}: ${res.status} ${await res.text()}`);
   return (await res.json()) as T;
 }
 
-/** The NDJSON lines of a tap, until it ends or `deadlineMs` passes. */
+/** The NDJSON lines of a tap, until it ends or `signal` aborts. */
 async function* tapLines(url: string, signal: AbortSignal): AsyncGenerator<TapLine> {
   const res = await fetch(url, { signal });
-  assert.equal(res.status, 200, await (res.status === 200 ? Promise.resolve('') : res.text()));
+  if (res.status !== 200) assert.fail(`GET ${url}: ${res.status} ${await res.text()}`);
   const decoder = new TextDecoder();
   let rest = '';
   for await (const chunk of res.body!) {
@@ -82,7 +73,7 @@ describe('control-plane replicas show one mesh (etcd, two replicas)', { timeout:
       { workload: 'echo-v1', instance: 'echo-v1-0', echo: true },
     ])) as [WorkloadProcesses, WorkloadProcesses];
     apis = mesh.replicas.map((r) => String(r.ready.api));
-    names = await Promise.all(apis.map(async (api) => (await getJson<{ replicas: ReplicaInfo[] }>(`${api}/weft/v1/status`)).replicas.find((r) => r.self)!.name));
+    names = await Promise.all(apis.map(async (api) => (await getJson<{ replicas: ReplicaStatus[] }>(`${api}/weft/v1/status`)).replicas.find((r) => r.self)!.name));
     await mesh.converged(2);
   });
 
@@ -100,7 +91,7 @@ describe('control-plane replicas show one mesh (etcd, two replicas)', { timeout:
       const holder = Object.fromEntries(proxies.map((p) => [p.id, p.replica]));
       assert.deepEqual(holder, { [client.id]: names[0], [echo.id]: names[1] }, `as ${api} lists them`);
     }
-    const status = await getJson<{ replicas: ReplicaInfo[] }>(`${apis[0]}/weft/v1/status`);
+    const status = await getJson<{ replicas: ReplicaStatus[] }>(`${apis[0]}/weft/v1/status`);
     assert.deepEqual(
       status.replicas.map((r) => [r.name, r.self, r.reachable, r.proxies]),
       [[names[0], true, true, 1], [names[1], false, true, 1]],
@@ -190,7 +181,7 @@ describe('control-plane replicas show one mesh (etcd, two replicas)', { timeout:
 
   it('answers the replicas\' paths to control planes only', async () => {
     const { trustBundle } = await getJson<{ trustBundle: string[] }>(`${apis[1]}/weft/v1/ca`);
-    const stream = (await getJson<{ replicas: ReplicaInfo[] }>(`${apis[0]}/weft/v1/status`)).replicas[1]!.stream;
+    const stream = (await getJson<{ replicas: ReplicaStatus[] }>(`${apis[0]}/weft/v1/status`)).replicas[1]!.stream;
     const ask = (url: string, options: http2.SecureClientSessionOptions) =>
       new Promise<{ status: number; body: string }>((resolve, reject) => {
         const session = http2.connect(url, options);
@@ -220,7 +211,7 @@ describe('control-plane replicas show one mesh (etcd, two replicas)', { timeout:
   it('drops a replica that stopped from the view once its record expires, and shows its proxies on the replica they moved to', async () => {
     await mesh.replicas[1]!.stop({ signal: 'SIGKILL' });
     const replicas = await waitFor(async () => {
-      const status = await getJson<{ replicas: ReplicaInfo[] }>(`${apis[0]}/weft/v1/status`);
+      const status = await getJson<{ replicas: ReplicaStatus[] }>(`${apis[0]}/weft/v1/status`);
       return status.replicas.length === 1 ? status.replicas : undefined;
     }, { timeoutMs: 15_000, message: 'the killed replica gone from the first one\'s view' });
     assert.equal(replicas[0]!.name, names[0]);

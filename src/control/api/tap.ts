@@ -8,6 +8,7 @@
 // template Workload carries `weft.dev/tap: enabled` are asked.
 import type { ServerResponse } from 'node:http';
 import type { ServerHttp2Stream } from 'node:http2';
+import type { Writable } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import { ErrorCodes } from '../../api/errors.ts';
 import type { ControlMessage, ProxyMessage, ProxyStatus } from '../../api/stream.ts';
@@ -68,31 +69,18 @@ interface TapSink {
   onClose(listener: () => void): void;
 }
 
-function responseSink(res: ServerResponse): TapSink {
+/** A client's HTTP/1.1 response, or another replica's HTTP/2 stream. */
+function sinkOf(writable: Writable): TapSink {
   return {
-    write: (text) => res.write(text),
-    end: () => res.end(),
+    write: (text) => writable.write(text),
+    end: () => writable.end(),
     get buffered() {
-      return res.writableLength;
+      return writable.writableLength;
     },
     get gone() {
-      return res.destroyed;
+      return writable.destroyed;
     },
-    onClose: (listener) => res.once('close', listener),
-  };
-}
-
-function streamSink(stream: ServerHttp2Stream): TapSink {
-  return {
-    write: (text) => stream.write(text),
-    end: () => stream.end(),
-    get buffered() {
-      return stream.writableLength;
-    },
-    get gone() {
-      return stream.destroyed;
-    },
-    onClose: (listener) => stream.once('close', listener),
+    onClose: (listener) => writable.once('close', listener),
   };
 }
 
@@ -238,7 +226,7 @@ export class TapHub {
     // A service's tap is what its workloads receive.
     if (resolved.target.kind === 'service' && filter.direction === undefined) filter.direction = 'inbound';
     res.writeHead(200, { ...NDJSON_HEADERS, 'x-accel-buffering': 'no' });
-    void this.run(responseSink(res), resolved.proxies, resolved.skipped, filter, max, `${resolved.target.kind} ${resolved.target.namespace}/${resolved.target.name}`);
+    void this.run(sinkOf(res), resolved.proxies, resolved.skipped, filter, max, `${resolved.target.kind} ${resolved.target.namespace}/${resolved.target.name}`);
   }
 
   /** Another replica's part of a tap: the proxies it names (`proxy`), which hold their streams here. */
@@ -255,7 +243,7 @@ export class TapHub {
     }
     stream.respond({ ':status': 200, ...NDJSON_HEADERS });
     const proxies = params.getAll('proxy');
-    void this.run(streamSink(stream), proxies, [], query.filter, query.max, 'the proxies asked for', { localOnly: true });
+    void this.run(sinkOf(stream), proxies, [], query.filter, query.max, 'the proxies asked for', { localOnly: true });
   }
 
   private checkCapacity(): void {
