@@ -268,18 +268,18 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
     // New roots (a rotation, or the end of its overlap) check the next replicas' client certificates.
     ca.onChange(() => stream.refreshTls());
     let registry: ReplicaRegistry | undefined;
+    const advertised = options.advertiseHost ?? advertisedHost(options.streamHost ?? '127.0.0.1');
+    const self = { name: replicaName, stream: advertised === undefined ? (stream.secureUrl ?? stream.url) : `https://${advertised.includes(':') ? `[${advertised}]` : advertised}:${stream.port}` };
     if (peerClient) {
-      const host = options.advertiseHost ?? advertisedHost(options.streamHost ?? '127.0.0.1');
-      if (host === undefined) {
+      if (advertised === undefined) {
         logger.warn({ streamHost: options.streamHost }, 'no address to give other replicas for this one (--advertise-address): they will not see its proxies');
       } else {
-        const self = { name: replicaName, stream: `https://${host.includes(':') ? `[${host}]` : host}:${stream.port}` };
         registry = await ReplicaRegistry.start({ store, index, self, ttlMs: leaseTtlMs, clock, logger });
         cleanup.push(() => registry?.close());
       }
     }
     view = new MeshView({
-      self: { name: replicaName, stream: stream.secureUrl ?? stream.url },
+      self,
       peers: registry ? () => registry.peers() : undefined,
       client: peerClient,
       localProxies: () => stream.proxies(),

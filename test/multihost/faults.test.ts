@@ -3,7 +3,7 @@ import { describe, it, before, after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bedUnavailable } from '../../src/testing/netns.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { MeshBed, markedRoute, LEASE_TTL_MS } from './mesh-bed.ts';
+import { MeshBed, markedRoute, LEASE_TTL_MS, STREAM_PORT } from './mesh-bed.ts';
 
 /** Extra rule fields: a 1 s per-attempt timeout and two more attempts, which an attempt to a vanished host needs. */
 const retryOnTimeout = `
@@ -27,6 +27,25 @@ if (unavailable) {
 
     after(async () => {
       await mesh?.close();
+    });
+
+    it('either replica lists every proxy on every host, each with the replica holding its stream', async () => {
+      const views = await waitFor(
+        async () => {
+          const lists = await Promise.all(['e1', 'e2'].map((name) => mesh.proxiesSeenBy(name)));
+          return lists.every((list) => list.filter((p) => p.connected).length === 3) ? lists : undefined;
+        },
+        { timeoutMs: 10_000, message: 'all three proxies listed by both replicas' },
+      );
+      const holders = views.map((list) => Object.fromEntries(list.map((p) => [p.id, p.replica])));
+      assert.deepEqual(holders[0], holders[1], 'both replicas agree on who holds which stream');
+      assert.ok(Object.values(holders[0]!).every((r) => r === 'e1' || r === 'e2'), JSON.stringify(holders[0]));
+      // Each found the other at its bridge address (--stream-host 0.0.0.0, no --advertise-address).
+      const status = (await (await fetch(`${mesh.replica('e1').api}/weft/v1/status`)).json()) as { replicas: { name: string; stream: string; reachable: boolean }[] };
+      assert.deepEqual(
+        status.replicas.map((r) => [r.name, r.stream, r.reachable]),
+        ['e1', 'e2'].map((name) => [name, `https://${mesh.replica(name).host.address}:${STREAM_PORT}`, true]),
+      );
     });
 
     it('a killed control-plane replica: proxies move to the other within seconds, no request fails, applies keep working', async (t) => {

@@ -13,7 +13,7 @@ import { podOf, type HttpResult } from '../e2e/harness.ts';
 
 // Inside a namespace every port is free: the bed uses the products' default ports.
 const API_PORT = 15000;
-const STREAM_PORT = 15010;
+export const STREAM_PORT = 15010;
 const OUTBOUND_PORT = 15001;
 const ADMIN_PORT = 15020;
 const APP_PORT = 9080;
@@ -148,6 +148,8 @@ export class MeshBed {
         '--store', `etcd://${this.etcdEndpoints}`,
         '--api-host', '0.0.0.0', '--api-port', String(API_PORT),
         '--stream-host', '0.0.0.0', '--stream-port', String(STREAM_PORT),
+        // Named after its host, so that the proxies' `replica` says where they are (the address others reach it at is found: --stream-host binds every interface).
+        '--replica-name', name,
         '--insecure-local-tokens',
         '--lease-ttl', `${LEASE_TTL_MS / 1000}s`,
       ],
@@ -222,8 +224,14 @@ export class MeshBed {
     return { code: result.code, output: result.stdout + result.stderr };
   }
 
+  /** The proxies whose streams `replica` holds (or last held), as it lists them (every replica lists every proxy, each with its `replica`). */
   async proxiesOn(replica: string): Promise<ProxyStatus[]> {
-    const res = await fetch(`${this.replica(replica).api}/weft/v1/proxies`, { signal: AbortSignal.timeout(3000) });
+    return (await this.proxiesSeenBy(replica)).filter((p) => p.replica === replica);
+  }
+
+  /** Every proxy of the mesh, as `replica` lists them. */
+  async proxiesSeenBy(replica: string): Promise<ProxyStatus[]> {
+    const res = await fetch(`${this.replica(replica).api}/weft/v1/proxies`, { signal: AbortSignal.timeout(5000) });
     if (!res.ok) throw new Error(`GET /weft/v1/proxies on ${replica}: ${res.status}`);
     return (await res.json()) as ProxyStatus[];
   }
