@@ -323,12 +323,12 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       ca: { ca, localMode: options.localTokens === true, callersHoldApiTokens: options.apiTokens !== undefined, clock },
       explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => meshView.proxies(), now: () => clock.now() }),
       now: () => clock.now(),
-      status: async () => ({
+      status: async (visible) => ({
         store: store.kind,
         revision: await store.revision(),
         indexRevision: index.revision,
         objects: index.counts(),
-        proxies: meshView.proxies(),
+        proxies: meshView.proxies().filter((p) => visible(p.namespace)),
         replicas: meshView.replicas(),
         snapshots: cache.status(),
         compileErrors: cache.recentErrors(),

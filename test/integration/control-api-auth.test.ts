@@ -11,6 +11,10 @@ import { waitFor } from '../../src/testing/wait.ts';
 const TOKEN = 'operator-token-0123456789abcdef';
 const SECOND = 'ci-robot-token-fedcba9876543210';
 const READER = 'dashboard-reader-0011223344556677';
+/** A team's robot: everything in namespaces shop and cart, nothing else. */
+const SHOP = 'shop-team-robot-00aa11bb22cc33dd';
+/** A team's wall screen: reads shop only. */
+const SHOP_READER = 'shop-team-screen-44ee55ff66007788';
 
 let dir: string;
 let tokensFile: string;
@@ -20,7 +24,7 @@ let api: string;
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'weft-api-auth-'));
   tokensFile = join(dir, 'api-tokens');
-  writeFileSync(tokensFile, `# operators\n${TOKEN}\n\n${SECOND}\n# wall screens\n${READER}   read-only\n`, { mode: 0o600 });
+  writeFileSync(tokensFile, `# operators\n${TOKEN}\n\n${SECOND}\n# wall screens\n${READER}   read-only\n${SHOP} namespaces=shop,cart\n${SHOP_READER} read-only namespaces=shop\n`, { mode: 0o600 });
   controlPlane = await startWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', tokensFile], { env: { WEFT_LOG_LEVEL: 'warn' } });
   api = String(controlPlane.ready.api);
 });
@@ -29,6 +33,25 @@ after(async () => {
   await controlPlane?.stop({ timeoutMs: 5000 });
   rmSync(dir, { recursive: true, force: true });
 });
+
+/** A streamed answer's text, read until `done` says it holds enough (then the stream is cancelled); bounded by `timeoutMs`. */
+async function readUntil(response: Response, done: (text: string) => boolean, timeoutMs = 5000): Promise<string> {
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  const timer = setTimeout(() => void reader.cancel(), timeoutMs);
+  let text = '';
+  try {
+    while (!done(text)) {
+      const { value, done: ended } = await reader.read();
+      if (ended) throw new Error(`the stream ended before it held what was awaited: ${text.slice(0, 300)}`);
+      text += decoder.decode(value, { stream: true });
+    }
+    return text;
+  } finally {
+    clearTimeout(timer);
+    await reader.cancel().catch(() => {});
+  }
+}
 
 const get = (path: string, headers: Record<string, string> = {}) => fetch(api + path, { headers, signal: AbortSignal.timeout(5000) });
 
@@ -115,6 +138,78 @@ test('a read-only token reads everything (GETs, an explain, an apply\'s dry run)
   await written.arrayBuffer();
 });
 
+test('a token for some namespaces sees and changes only theirs: objects, applies, lists, watches, proxies, tokens, traffic, tap; nothing cluster-wide', async () => {
+  const as = (token: string, method: string, path: string, body?: string, type = 'application/json') =>
+    fetch(api + path, { method, headers: { authorization: `Bearer ${token}`, ...(body ? { 'content-type': type } : {}) }, ...(body ? { body } : {}), signal: AbortSignal.timeout(5000) });
+  const service = (namespace: string, name: string) => `apiVersion: v1\nkind: Service\nmetadata: {name: ${name}, namespace: ${namespace}}\nspec:\n  ports: [{name: http, port: 80}]\n`;
+  // The operator puts one Service in each of three namespaces.
+  const seeded = await as(TOKEN, 'POST', '/weft/v1/apply', [service('shop', 'front'), service('cart', 'basket'), service('bank', 'vault')].join('---\n'), 'application/yaml');
+  assert.equal(seeded.status, 200, await seeded.clone().text());
+  await seeded.arrayBuffer();
+  const messageOf = async (response: Response) => ((await response.json()) as { message: string }).message;
+
+  // Applies: in its namespaces, yes; one object elsewhere refuses the whole apply and names it.
+  const mine = await as(SHOP, 'POST', '/weft/v1/apply', service('shop', 'front-v2'), 'application/yaml');
+  assert.equal(mine.status, 200, await mine.clone().text());
+  await mine.arrayBuffer();
+  const mixed = await as(SHOP, 'POST', '/weft/v1/apply', [service('cart', 'basket-v2'), service('bank', 'heist')].join('---\n'), 'application/yaml');
+  assert.equal(mixed.status, 403);
+  const refusal = (await mixed.json()) as { message: string; details: { causes: { object: string; item: number }[] } };
+  assert.match(refusal.message, /an API token for namespaces shop, cart may not apply Service bank\/heist: namespace bank is not one of them; nothing was applied/);
+  assert.deepEqual(refusal.details.causes.map((c) => [c.object, c.item]), [['Service bank/heist', 1]]);
+  assert.equal((await as(TOKEN, 'GET', '/api/v1/namespaces/cart/services/basket-v2')).status, 404, 'nothing of the refused apply was written');
+  // A cluster-scoped object: read, never written.
+  const mesh = 'apiVersion: weft.dev/v1alpha1\nkind: MeshConfig\nmetadata: {name: default}\nspec: {}\n';
+  const clusterWide = await as(SHOP, 'POST', '/weft/v1/apply', mesh, 'application/yaml');
+  assert.equal(clusterWide.status, 403);
+  assert.match(await messageOf(clusterWide), /may not apply MeshConfig default: it is cluster-wide/);
+  const meshConfigs = await as(SHOP, 'GET', '/apis/weft.dev/v1alpha1/meshconfigs');
+  assert.equal(meshConfigs.status, 200);
+  await meshConfigs.arrayBuffer();
+
+  // Reads: one object elsewhere is refused; a list across namespaces shows only its own.
+  const elsewhere = await as(SHOP, 'GET', '/api/v1/namespaces/bank/services/vault');
+  assert.equal(elsewhere.status, 403);
+  assert.match(await messageOf(elsewhere), /may not read services in namespace bank/);
+  const listed = (await (await as(SHOP, 'GET', '/api/v1/services')).json()) as { items: { metadata: { namespace: string; name: string } }[] };
+  assert.deepEqual(listed.items.map((i) => `${i.metadata.namespace}/${i.metadata.name}`).sort(), ['cart/basket', 'shop/front', 'shop/front-v2']);
+  const deleteElsewhere = await as(SHOP, 'DELETE', '/api/v1/namespaces/bank/services/vault');
+  assert.equal(deleteElsewhere.status, 403);
+  await deleteElsewhere.arrayBuffer();
+  const postElsewhere = await as(SHOP, 'POST', '/api/v1/services', JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'sneaky', namespace: 'bank' }, spec: { ports: [{ port: 80 }] } }));
+  assert.equal(postElsewhere.status, 403, 'a POST to the collection of every namespace is judged by the namespace in its body');
+  await postElsewhere.arrayBuffer();
+
+  // A watch across namespaces and the events stream: only its own namespaces' objects.
+  const watched = await readUntil(await as(SHOP_READER, 'GET', '/api/v1/services?watch=true'), (text) => text.includes('front-v2\"'));
+  const seen = watched.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { object: { metadata: { namespace: string } } }).object.metadata.namespace);
+  assert.deepEqual([...new Set(seen)], ['shop']);
+  const events = await readUntil(await as(SHOP_READER, 'GET', '/weft/v1/events'), (text) => /event: sync\ndata: .*\n\n/.test(text));
+  const sync = JSON.parse(/event: sync\ndata: (.*)\n/.exec(events)![1]!) as { items: { kind: string; metadata: { namespace?: string } }[] };
+  assert.deepEqual([...new Set(sync.items.filter((i) => i.kind === 'Service').map((i) => i.metadata.namespace))], ['shop']);
+
+  // Bootstrap tokens, tap, traffic, explain and the CA: its namespaces only, and nothing cluster-wide.
+  const tokenHere = await as(SHOP, 'POST', '/weft/v1/tokens', JSON.stringify({ namespace: 'cart', workload: 'basket' }));
+  assert.equal(tokenHere.status, 201);
+  await tokenHere.arrayBuffer();
+  for (const [method, path, body, pattern] of [
+    ['POST', '/weft/v1/tokens', JSON.stringify({ namespace: 'bank', workload: 'vault' }), /may not create bootstrap tokens in namespace bank/],
+    ['GET', '/api/v1/tap?target=svc/vault&namespace=bank', undefined, /may not tap: namespace bank/],
+    ['GET', '/api/v1/services/bank/vault?window=1m', undefined, /may not read the traffic of Service bank\/vault/],
+    ['POST', '/weft/v1/explain', JSON.stringify({ from: 'bank/vault', method: 'GET', url: 'http://front.shop/' }), /may not explain requests from namespace bank/],
+    ['POST', '/weft/v1/ca/rotate', '{}', /may not rotate the CA: it is cluster-wide/],
+    ['GET', '/weft/v1/proxies/bank/vault-0/config', undefined, /may not read proxy bank\/vault-0/],
+  ] as const) {
+    const refused = await as(SHOP, method, path, body);
+    assert.equal(refused.status, 403, `${method} ${path}`);
+    assert.match(await messageOf(refused), pattern);
+  }
+  // Its read-only sibling is still read-only inside its namespace.
+  const readOnly = await as(SHOP_READER, 'POST', '/weft/v1/apply', service('shop', 'front-v3'), 'application/yaml');
+  assert.equal(readOnly.status, 403);
+  assert.match(await messageOf(readOnly), /a read-only API token may not/);
+});
+
 test('an edited token file takes effect without a restart; a broken edit is logged and the tokens in force stay', async (t) => {
   const file = join(dir, 'rotating-tokens');
   const [first, second] = ['rotation-first-0123456789', 'rotation-second-9876543210'];
@@ -149,7 +244,11 @@ test('a token file that cannot be used stops the control plane with the file and
   writeFileSync(scoped, `${TOKEN} admin\n`);
   const unknownScope = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', scoped], { timeoutMs: 20_000 });
   assert.equal(unknownScope.code, 1);
-  assert.match(unknownScope.stderr, /line 1: after the token only "read-only" may follow, not "admin"/);
+  assert.match(unknownScope.stderr, /line 1: after the token only "read-only" and "namespaces=a,b" may follow \(each once\), not "admin"/);
+  writeFileSync(scoped, `${TOKEN} namespaces=shop,Bad_Name\n`);
+  const badNamespace = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', scoped], { timeoutMs: 20_000 });
+  assert.equal(badNamespace.code, 1);
+  assert.match(badNamespace.stderr, /line 1: namespaces= takes namespace names separated by commas, and "Bad_Name" is none/);
   const empty = join(dir, 'empty-tokens');
   writeFileSync(empty, '# nobody yet\n');
   const none = await runWeft(['control-plane', '--api-port', '0', '--stream-port', '0', '--api-token-file', empty], { timeoutMs: 20_000 });

@@ -1,12 +1,14 @@
 // POST /weft/v1/apply: validate every object first, write nothing if any is invalid, then create or update each one (or, with ?dryRun=All, say what would change).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ErrorCodes } from '../../api/errors.ts';
-import { objectKey, type Resource } from '../../api/meta.ts';
+import { groupOf, objectKey, type Resource } from '../../api/meta.ts';
+import { KINDS } from '../../api/resources.ts';
 import { validateResource } from '../../api/validate.ts';
 import { parseResources } from '../../api/yaml.ts';
 import { sameJson } from '../store/canonical.ts';
 import type { Store, StoredResource } from '../store/types.ts';
 import { parseJson, readBody, sendJson } from './http.ts';
+import { requireNamespace, type ApiGrant } from './auth.ts';
 import { createOrUpdate } from './resources.ts';
 import { ApiError, type StatusCause } from './status.ts';
 
@@ -39,7 +41,7 @@ export interface DryRunResult {
  * when the content type says yaml. `?namespace=` is the namespace of objects
  * that name none (default "default").
  */
-export async function handleApply(req: IncomingMessage, res: ServerResponse, url: URL, store: Store): Promise<void> {
+export async function handleApply(req: IncomingMessage, res: ServerResponse, url: URL, store: Store, grant?: ApiGrant): Promise<void> {
   const text = await readBody(req);
   const defaultNamespace = url.searchParams.get('namespace') || undefined;
   const contentType = String(req.headers['content-type'] ?? '').toLowerCase();
@@ -54,6 +56,18 @@ export async function handleApply(req: IncomingMessage, res: ServerResponse, url
       causes,
     );
   }
+  // A namespaced token applies all of it or none: every object must be in one of its namespaces.
+  const refused: StatusCause[] = [];
+  resources.forEach((resource, item) => {
+    const namespaced = KINDS.find((k) => k.kind === resource.kind && k.group === groupOf(resource.apiVersion))?.namespaced ?? true;
+    const name = `${resource.kind} ${resource.metadata.namespace ? `${resource.metadata.namespace}/` : ''}${resource.metadata.name}`;
+    try {
+      requireNamespace(grant, namespaced ? resource.metadata.namespace : undefined, `apply ${name}`);
+    } catch (error) {
+      refused.push({ object: name, item, message: (error as Error).message });
+    }
+  });
+  if (refused.length) throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `${refused[0]!.message}${refused.length > 1 ? ` (and ${refused.length - 1} more)` : ''}; nothing was applied`, refused);
   if (isDryRun(url)) {
     const results: DryRunResult[] = [];
     for (const resource of resources) results.push(await planOne(store, resource));

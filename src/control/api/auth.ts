@@ -23,21 +23,33 @@ function digest(token: string): Buffer {
   return createHash('sha256').update(token).digest();
 }
 
-/** What a token may do: everything, or read (GET and HEAD, an explain, an apply's dry run) without changing anything. */
-export type ApiScope = 'full' | 'read-only';
+/**
+ * What a token may do. `readOnly`: read (GET and HEAD, an explain, an
+ * apply's dry run) without changing anything. `namespaces`: only objects,
+ * proxies, traffic and taps of these namespaces, and no cluster-wide change
+ * (cluster-scoped objects are read, never written; the CA is not rotated).
+ * Absent: every namespace.
+ */
+export interface ApiGrant {
+  readOnly: boolean;
+  namespaces?: ReadonlySet<string> | undefined;
+}
 
 export interface ApiToken {
   token: string;
-  scope: ApiScope;
+  grant: ApiGrant;
 }
 
-function digested(tokens: readonly ApiToken[]): { digest: Buffer; scope: ApiScope }[] {
-  return tokens.map(({ token, scope }) => ({ digest: digest(token), scope }));
+function digested(tokens: readonly ApiToken[]): { digest: Buffer; grant: ApiGrant }[] {
+  return tokens.map(({ token, grant }) => ({ digest: digest(token), grant }));
 }
+
+/** A namespace name as Kubernetes spells one (an RFC 1123 label). */
+const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 
 /** The accepted tokens, kept as SHA-256 digests and compared in constant time. */
 export class ApiTokens {
-  private known: readonly { digest: Buffer; scope: ApiScope }[];
+  private known: readonly { digest: Buffer; grant: ApiGrant }[];
 
   /** Tokens as readFile checked them. */
   private constructor(tokens: readonly ApiToken[]) {
@@ -53,7 +65,11 @@ export class ApiTokens {
     this.known = digested(ApiTokens.readFile(path));
   }
 
-  /** One token per line, optionally followed by `read-only`; blank lines and lines starting with # are skipped. Errors name the file and line. */
+  /**
+   * One token per line, optionally followed by `read-only` and by
+   * `namespaces=a,b`; blank lines and lines starting with # are skipped.
+   * Errors name the file and line.
+   */
   private static readFile(path: string): ApiToken[] {
     let text: string;
     try {
@@ -69,27 +85,37 @@ export class ApiTokens {
       const [token, ...words] = line.split(/\s+/) as [string, ...string[]];
       const where = `--api-token-file ${path} line ${i + 1}`;
       if (token.length < MIN_API_TOKEN_LENGTH) throw new WeftError(ErrorCodes.INVALID, `${where}: a token must be at least ${MIN_API_TOKEN_LENGTH} characters long`);
-      if (words.length > 1 || (words.length === 1 && words[0] !== 'read-only')) {
-        throw new WeftError(ErrorCodes.INVALID, `${where}: after the token only "read-only" may follow, not "${words.join(' ')}"`);
+      const grant: { readOnly: boolean; namespaces?: ReadonlySet<string> } = { readOnly: false };
+      for (const word of words) {
+        if (word === 'read-only' && !grant.readOnly) {
+          grant.readOnly = true;
+        } else if (word.startsWith('namespaces=') && grant.namespaces === undefined) {
+          const names = word.slice('namespaces='.length).split(',');
+          const bad = names.find((n) => !NAMESPACE.test(n));
+          if (bad !== undefined) throw new WeftError(ErrorCodes.INVALID, `${where}: namespaces= takes namespace names separated by commas, and "${bad}" is none`);
+          grant.namespaces = new Set(names);
+        } else {
+          throw new WeftError(ErrorCodes.INVALID, `${where}: after the token only "read-only" and "namespaces=a,b" may follow (each once), not "${word}"`);
+        }
       }
-      tokens.push({ token, scope: words.length === 1 ? 'read-only' : 'full' });
+      tokens.push({ token, grant });
     }
     if (tokens.length === 0) throw new WeftError(ErrorCodes.INVALID, `--api-token-file ${path}: no token in it (one per line; # starts a comment)`);
     return tokens;
   }
 
-  /** The scope of `token`, or undefined when it is none of these. */
-  scopeOf(token: string | undefined): ApiScope | undefined {
+  /** What `token` may do, or undefined when it is none of these. */
+  grantOf(token: string | undefined): ApiGrant | undefined {
     if (token === undefined || token === '') return undefined;
     const offered = digest(token);
     // Every digest is compared, so the time taken says nothing about which (if any) matched.
-    let scope: ApiScope | undefined;
-    for (const known of this.known) if (timingSafeEqual(offered, known.digest)) scope ??= known.scope;
-    return scope;
+    let grant: ApiGrant | undefined;
+    for (const known of this.known) if (timingSafeEqual(offered, known.digest)) grant ??= known.grant;
+    return grant;
   }
 
   accepts(token: string | undefined): boolean {
-    return this.scopeOf(token) !== undefined;
+    return this.grantOf(token) !== undefined;
   }
 }
 
@@ -105,6 +131,28 @@ export function onlyReads(method: string, url: URL, paths: { explain: string; ap
 
 export function readOnlyRefused(method: string, pathname: string): ApiError {
   return new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `a read-only API token may not ${method} ${pathname}: it reads (GET, explain, dry runs) and changes nothing`);
+}
+
+/** Whether a caller with `grant` (undefined: an API without tokens) sees the objects, proxies and traffic of `namespace`. */
+export function seesNamespace(grant: ApiGrant | undefined, namespace: string): boolean {
+  return grant?.namespaces === undefined || grant.namespaces.has(namespace);
+}
+
+/** Whether a caller reaches every namespace (and so may make cluster-wide changes). */
+export function reachesAll(grant: ApiGrant | undefined): boolean {
+  return grant?.namespaces === undefined;
+}
+
+/**
+ * Throws 403 unless the caller may act on `namespace` (`what` says what it
+ * asked, e.g. "apply HTTPRoute shop/a"); `undefined` is a cluster-scoped
+ * object or a cluster-wide action, which only a token for every namespace may change.
+ */
+export function requireNamespace(grant: ApiGrant | undefined, namespace: string | undefined, what: string): void {
+  if (reachesAll(grant)) return;
+  const allowed = [...grant!.namespaces!].join(', ');
+  if (namespace === undefined) throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `an API token for namespaces ${allowed} may not ${what}: it is cluster-wide`);
+  if (!grant!.namespaces!.has(namespace)) throw new ApiError(403, 'Forbidden', ErrorCodes.FORBIDDEN, `an API token for namespaces ${allowed} may not ${what}: namespace ${namespace} is not one of them`);
 }
 
 /** Who may create bootstrap tokens and rotate the CA over the API. */

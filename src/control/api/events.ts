@@ -21,6 +21,8 @@ export interface EventsOptions {
   store: Store;
   logger: Logger;
   proxies: () => ProxyStatus[];
+  /** The namespaces a namespaced API token sees: only their objects (and cluster-scoped ones) and proxies are sent. Absent: all. */
+  visible?: ((namespace: string) => boolean) | undefined;
   /** Brings the proxy list of other control-plane replicas up to date (mesh-view.ts); called before each comparison. */
   refreshProxies?: (() => Promise<void>) | undefined;
   /** How often the proxy list is compared with what was last sent. Default 500 ms. */
@@ -89,9 +91,12 @@ export function handleEvents(req: IncomingMessage, res: ServerResponse, url: URL
     res.write(`${id === undefined ? '' : `id: ${id}\n`}event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   };
 
+  const visible = options.visible;
+  const shown = (object: { apiVersion: string; kind: string; metadata: { namespace?: string | undefined } }) =>
+    isServed(object) && (visible === undefined || object.metadata.namespace === undefined || visible(object.metadata.namespace));
   let lastProxies = '';
   const sendProxiesIfChanged = () => {
-    const proxies = options.proxies();
+    const proxies = visible ? options.proxies().filter((p) => visible(p.namespace)) : options.proxies();
     const fingerprint = proxiesFingerprint(proxies);
     if (fingerprint === lastProxies) return;
     lastProxies = fingerprint;
@@ -99,7 +104,7 @@ export function handleEvents(req: IncomingMessage, res: ServerResponse, url: URL
   };
 
   const onEvent = (event: WatchEvent) => {
-    if (!isServed(event.object)) return;
+    if (!shown(event.object)) return;
     let type: ObjectChange['type'];
     if (event.type === 'delete') type = 'DELETED';
     else type = event.previous ? 'MODIFIED' : 'ADDED';
@@ -122,7 +127,7 @@ export function handleEvents(req: IncomingMessage, res: ServerResponse, url: URL
     store.list().then(
       ({ items, revision }) => {
         if (closed) return;
-        send('sync', { revision, items: items.filter(isServed).map(redacted) }, revision);
+        send('sync', { revision, items: items.filter(shown).map(redacted) }, revision);
         follow(revision);
       },
       (error: unknown) => {

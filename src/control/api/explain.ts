@@ -26,11 +26,15 @@ const ExplainRequestSchema = z.object({
   liveUnavailable: z.string().optional(),
 });
 
-export async function handleExplain(req: IncomingMessage, res: ServerResponse, explain: (request: ExplainRequest) => ExplainTrace): Promise<void> {
+/** `permit` throws unless the caller may look at the namespace the request comes from (a namespaced API token). */
+export async function handleExplain(req: IncomingMessage, res: ServerResponse, explain: (request: ExplainRequest) => ExplainTrace, permit: (namespace: string) => void = () => {}): Promise<void> {
   const parsed = ExplainRequestSchema.safeParse(parseJson(await readBody(req, 1024 * 1024)));
   if (!parsed.success) {
     const problems = parsed.error.issues.map((i) => `${i.path.join('.') || 'body'}: ${i.message}`);
     throw new ApiError(422, 'Invalid', ErrorCodes.INVALID, `invalid explain request: ${problems.join('; ')}`);
   }
+  // "<namespace>/<name>"; anything else is refused by the explain itself.
+  const namespace = (parsed.data.from ?? parsed.data.gateway)?.split('/')[0];
+  if (namespace) permit(namespace);
   sendJson(res, 200, explain(parsed.data as ExplainRequest), { 'cache-control': 'no-store' });
 }

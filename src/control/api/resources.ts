@@ -7,6 +7,7 @@ import { validateResource } from '../../api/validate.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Store, StoredResource, WatchEvent } from '../store/types.ts';
 import { methodNotAllowed, notFound, parseJson, readBody, sendError, sendJson } from './http.ts';
+import { requireNamespace, seesNamespace, type ApiGrant } from './auth.ts';
 import { ApiError, errorAnswer } from './status.ts';
 
 export interface ResourcePath {
@@ -66,6 +67,8 @@ export function parseResourcePath(pathname: string): ResourcePath | undefined {
 export interface ResourceHandlerOptions {
   store: Store;
   logger: Logger;
+  /** What the caller's API token may do (undefined: the API asks for none). */
+  grant?: ApiGrant | undefined;
 }
 
 type LabelRequirement = { key: string; op: '=' | '!=' | 'exists' | '!exists'; value?: string };
@@ -114,14 +117,20 @@ export async function handleResource(req: IncomingMessage, res: ServerResponse, 
   const { info } = path;
   const method = req.method ?? 'GET';
   const errorDetails = { name: path.name, kind: info.plural };
+  const { grant } = options;
+  // A namespaced token: its namespaces' objects; cluster-scoped ones are read, never changed.
+  const reads = method === 'GET' || method === 'HEAD';
+  const visible = (o: StoredResource) => !info.namespaced || seesNamespace(grant, o.metadata.namespace ?? '');
   try {
+    if (!info.namespaced && !reads) requireNamespace(grant, undefined, `${method} ${info.kind}${path.name ? ` ${path.name}` : ''}`);
+    if (info.namespaced && path.namespace !== undefined) requireNamespace(grant, path.namespace, `${reads ? 'read' : 'change'} ${info.plural} in namespace ${path.namespace}`);
     if (path.name === undefined) {
       if (method === 'GET') {
         const watch = url.searchParams.get('watch');
-        if (watch === 'true' || watch === '1') return await watchCollection(req, res, url, path, options);
-        return await listCollection(res, url, path, store);
+        if (watch === 'true' || watch === '1') return await watchCollection(req, res, url, path, options, visible);
+        return await listCollection(res, url, path, store, visible);
       }
-      if (method === 'POST') return await create(req, res, path, store);
+      if (method === 'POST') return await create(req, res, path, store, grant);
       throw methodNotAllowed(method, ['GET', 'POST']);
     }
     const key = keyFor(path, path.name);
@@ -153,14 +162,15 @@ async function getOne(res: ServerResponse, key: string, path: ResourcePath, stor
   sendJson(res, 200, asVersion(object, path.apiVersion));
 }
 
-async function listCollection(res: ServerResponse, url: URL, path: ResourcePath, store: Store): Promise<void> {
+/** `visible`: what the caller's token sees (a list across namespaces shows only its own). */
+async function listCollection(res: ServerResponse, url: URL, path: ResourcePath, store: Store, visible: (o: StoredResource) => boolean): Promise<void> {
   const selector = parseLabelSelector(url.searchParams.get('labelSelector'));
   const { items, revision } = await store.list({ group: path.info.group || 'core', kind: path.info.kind, namespace: path.namespace });
   sendJson(res, 200, {
     apiVersion: path.apiVersion,
     kind: `${path.info.kind}List`,
     metadata: { resourceVersion: String(revision) },
-    items: items.filter((o) => matchesLabels(o.metadata.labels, selector)).map((o) => asVersion(o, path.apiVersion)),
+    items: items.filter((o) => visible(o) && matchesLabels(o.metadata.labels, selector)).map((o) => asVersion(o, path.apiVersion)),
   });
 }
 
@@ -169,7 +179,7 @@ async function listCollection(res: ServerResponse, url: URL, path: ResourcePath,
  * starts with an ADDED event per existing object, as Kubernetes does. With a
  * label selector, an object that stops matching is reported DELETED.
  */
-async function watchCollection(req: IncomingMessage, res: ServerResponse, url: URL, path: ResourcePath, options: ResourceHandlerOptions): Promise<void> {
+async function watchCollection(req: IncomingMessage, res: ServerResponse, url: URL, path: ResourcePath, options: ResourceHandlerOptions, visible: (o: StoredResource) => boolean): Promise<void> {
   const { store, logger } = options;
   const selector = parseLabelSelector(url.searchParams.get('labelSelector'));
   const rv = url.searchParams.get('resourceVersion');
@@ -179,7 +189,7 @@ async function watchCollection(req: IncomingMessage, res: ServerResponse, url: U
   if (rv === null || rv === '' || rv === '0') {
     const listed = await store.list({ group, kind: path.info.kind, namespace: path.namespace });
     from = listed.revision;
-    initial = listed.items.filter((o) => matchesLabels(o.metadata.labels, selector));
+    initial = listed.items.filter((o) => visible(o) && matchesLabels(o.metadata.labels, selector));
   } else {
     from = Number(rv);
     if (!Number.isSafeInteger(from) || from < 0) throw new ApiError(400, 'BadRequest', ErrorCodes.BAD_REQUEST, `resourceVersion must be a number, got "${rv}"`);
@@ -191,7 +201,7 @@ async function watchCollection(req: IncomingMessage, res: ServerResponse, url: U
   };
   for (const object of initial) write('ADDED', asVersion(object, path.apiVersion));
   const inScope = (o: StoredResource) =>
-    groupOf(o.apiVersion) === path.info.group && o.kind === path.info.kind && (path.namespace === undefined || o.metadata.namespace === path.namespace);
+    groupOf(o.apiVersion) === path.info.group && o.kind === path.info.kind && (path.namespace === undefined || o.metadata.namespace === path.namespace) && visible(o);
   const onEvent = (event: WatchEvent) => {
     const object = event.object;
     if (!inScope(object)) return;
@@ -290,8 +300,10 @@ export async function createOrUpdate(store: Store, resource: Resource): Promise<
   }
 }
 
-async function create(req: IncomingMessage, res: ServerResponse, path: ResourcePath, store: Store): Promise<void> {
+async function create(req: IncomingMessage, res: ServerResponse, path: ResourcePath, store: Store, grant: ApiGrant | undefined): Promise<void> {
   const resource = withoutStatus(await readObject(req, path));
+  // Posted to the collection of every namespace: the body says which.
+  if (path.info.namespaced) requireNamespace(grant, resource.metadata.namespace, `create ${path.info.kind} ${resource.metadata.namespace}/${resource.metadata.name}`);
   try {
     const stored = await store.put(resource, { expectedResourceVersion: '0' });
     sendJson(res, 201, asVersion(stored, path.apiVersion));

@@ -8,7 +8,7 @@ import { SERVICE_TRAFFIC_PREFIX, TOPOLOGY_PATH, type ServiceTraffic, type Topolo
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Store } from '../store/types.ts';
 import { APPLY_PATH, handleApply } from './apply.ts';
-import { credentialOf, handleSession, needsToken, onlyReads, readOnlyRefused, SESSION_PATH, unauthorized, type ApiTokens } from './auth.ts';
+import { credentialOf, handleSession, needsToken, onlyReads, reachesAll, readOnlyRefused, requireNamespace, seesNamespace, SESSION_PATH, unauthorized, type ApiGrant, type ApiTokens } from './auth.ts';
 import { EVENTS_PATH, handleEvents } from './events.ts';
 import { handleExplain } from './explain.ts';
 import { EXPLAIN_PATH, type ExplainRequest, type ExplainTrace } from '../../api/explain.ts';
@@ -34,6 +34,17 @@ function serviceTrafficTarget(pathname: string): { namespace: string; name: stri
   return { namespace: decodeURIComponent(parts[0]), name: decodeURIComponent(parts[1]) };
 }
 
+/** The part of the traffic a namespaced token sees: its namespaces' services, and the edges and routes that start or end in them. */
+function trafficOfNamespaces(traffic: TopologyTraffic, visible: (namespace: string) => boolean): TopologyTraffic {
+  const touches = (e: { source: { namespace: string }; destination: { namespace: string } }) => visible(e.source.namespace) || visible(e.destination.namespace);
+  return {
+    ...traffic,
+    services: traffic.services.filter((s) => visible(s.namespace)),
+    edges: traffic.edges.filter(touches),
+    ...(traffic.routes ? { routes: traffic.routes.filter(touches) } : {}),
+  };
+}
+
 /** What GET /api/v1/topology answers while nothing collects traffic metrics. */
 function noTrafficYet(window: string): TopologyTraffic {
   return {
@@ -54,8 +65,8 @@ export interface ApiServerOptions {
   proxies: () => ProxyStatus[];
   /** Asks other control-plane replicas for their proxies before `proxies` is read (mesh-view.ts); absent with one control plane. */
   refreshProxies?: (() => Promise<void>) | undefined;
-  /** The body of GET /weft/v1/status. */
-  status: () => Promise<unknown>;
+  /** The body of GET /weft/v1/status, with the proxies of the namespaces the caller sees. */
+  status: (visible: (namespace: string) => boolean) => Promise<unknown>;
   /** Bootstrap tokens for proxies (POST /weft/v1/tokens); absent = the path does not exist. */
   tokens?: TokenPolicy;
   /** The mesh CA (GET /weft/v1/ca, POST /weft/v1/ca/rotate); absent = the paths do not exist. */
@@ -137,54 +148,61 @@ export class ApiServer {
     const { store, logger } = this.options;
     try {
       if (url.pathname === SESSION_PATH) return await handleSession(req, res, this.options.apiTokens, this.options.tls !== undefined);
+      // What the caller may do: undefined when the API asks for no token (everything).
+      let grant: ApiGrant | undefined;
       if (this.options.apiTokens && needsToken(url.pathname)) {
-        const scope = this.options.apiTokens.scopeOf(credentialOf(req));
-        if (scope === undefined) throw unauthorized(req);
-        if (scope === 'read-only' && !onlyReads(method, url, { explain: EXPLAIN_PATH, apply: APPLY_PATH })) throw readOnlyRefused(method, url.pathname);
+        grant = this.options.apiTokens.grantOf(credentialOf(req));
+        if (grant === undefined) throw unauthorized(req);
+        if (grant.readOnly && !onlyReads(method, url, { explain: EXPLAIN_PATH, apply: APPLY_PATH })) throw readOnlyRefused(method, url.pathname);
       }
+      const visible = (namespace: string) => seesNamespace(grant, namespace);
       // Before the resource paths: /api/v1/ is the core group's, and "topology" is no kind.
       if (url.pathname === TOPOLOGY_PATH) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
         const window = url.searchParams.get('window') || '5m';
-        return sendJson(res, 200, this.options.topology ? await this.options.topology(window) : noTrafficYet(window), { 'cache-control': 'no-store' });
+        const topology = this.options.topology ? await this.options.topology(window) : noTrafficYet(window);
+        return sendJson(res, 200, reachesAll(grant) ? topology : trafficOfNamespaces(topology, visible), { 'cache-control': 'no-store' });
       }
       if (url.pathname === TAP_PATH && this.options.tap) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
         await this.options.refreshProxies?.();
+        requireNamespace(grant, url.searchParams.get('namespace') || 'default', 'tap');
         return this.options.tap.handle(res, url);
       }
       const trafficOf = this.options.serviceTraffic ? serviceTrafficTarget(url.pathname) : undefined;
       if (trafficOf && this.options.serviceTraffic) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
         const window = url.searchParams.get('window') || '5m';
+        requireNamespace(grant, trafficOf.namespace, `read the traffic of Service ${trafficOf.namespace}/${trafficOf.name}`);
         return sendJson(res, 200, await this.options.serviceTraffic(trafficOf.namespace, trafficOf.name, window), { 'cache-control': 'no-store' });
       }
       const proxyAdmin = parseProxyAdminPath(url.pathname);
       if (proxyAdmin) {
         if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
         await this.options.refreshProxies?.();
+        requireNamespace(grant, proxyAdmin.id.split('/')[0], `read proxy ${proxyAdmin.id}`);
         return await handleProxyAdmin(res, proxyAdmin, this.options.proxies(), url.searchParams);
       }
       const resourcePath = parseResourcePath(url.pathname);
-      if (resourcePath) return await handleResource(req, res, url, resourcePath, { store, logger });
+      if (resourcePath) return await handleResource(req, res, url, resourcePath, { store, logger, grant });
       switch (url.pathname) {
         case '/healthz':
           return sendText(res, 200, 'ok\n');
         case APPLY_PATH:
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
-          return await handleApply(req, res, url, store);
+          return await handleApply(req, res, url, store, grant);
         case PROXIES_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           await this.options.refreshProxies?.();
-          return sendJson(res, 200, this.options.proxies());
+          return sendJson(res, 200, this.options.proxies().filter((p) => visible(p.namespace)));
         case STATUS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           await this.options.refreshProxies?.();
-          return sendJson(res, 200, await this.options.status());
+          return sendJson(res, 200, await this.options.status(visible));
         case TOKENS_PATH:
           if (!this.options.tokens) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
-          return await handleCreateToken(req, res, this.options.tokens, this.options.now ?? Date.now);
+          return await handleCreateToken(req, res, this.options.tokens, this.options.now ?? Date.now, (namespace) => requireNamespace(grant, namespace, `create bootstrap tokens in namespace ${namespace}`));
         case CA_PATH:
           if (!this.options.ca) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
@@ -192,15 +210,16 @@ export class ApiServer {
         case CA_ROTATE_PATH:
           if (!this.options.ca) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
+          requireNamespace(grant, undefined, 'rotate the CA');
           return await handleCaRotate(req, res, this.options.ca);
         case EVENTS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
-          return handleEvents(req, res, url, { store, logger, proxies: this.options.proxies, refreshProxies: this.options.refreshProxies });
+          return handleEvents(req, res, url, { store, logger, proxies: this.options.proxies, refreshProxies: this.options.refreshProxies, visible: reachesAll(grant) ? undefined : visible });
         case EXPLAIN_PATH:
           if (!this.options.explain) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
           await this.options.refreshProxies?.();
-          return await handleExplain(req, res, this.options.explain);
+          return await handleExplain(req, res, this.options.explain, (namespace) => requireNamespace(grant, namespace, `explain requests from namespace ${namespace}`));
         case KINDS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           return sendJson(res, 200, {

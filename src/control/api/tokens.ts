@@ -32,7 +32,8 @@ export interface TokenAnswer {
   expiresAt?: string;
 }
 
-export async function handleCreateToken(req: IncomingMessage, res: ServerResponse, policy: TokenPolicy, now: () => number): Promise<void> {
+/** `permit` throws unless the caller may create tokens in the namespace asked for (a namespaced API token). */
+export async function handleCreateToken(req: IncomingMessage, res: ServerResponse, policy: TokenPolicy, now: () => number, permit: (namespace: string) => void = () => {}): Promise<void> {
   requirePrivilegedCaller(req, policy, 'creates bootstrap tokens');
   const parsed = TokenRequest.safeParse(parseJson(await readBody(req, 16 * 1024)));
   if (!parsed.success) {
@@ -40,6 +41,7 @@ export async function handleCreateToken(req: IncomingMessage, res: ServerRespons
     throw new ApiError(422, 'Invalid', ErrorCodes.INVALID, 'a token request is {namespace, workload?, host?, ttlMs?}', causes);
   }
   const request = parsed.data;
+  permit(request.namespace);
   let token: string;
   try {
     token = await policy.tokens.create({
