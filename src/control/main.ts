@@ -323,15 +323,14 @@ export async function startControlPlane(options: ControlPlaneOptions): Promise<R
       ca: { ca, localMode: options.localTokens === true, callersHoldApiTokens: options.apiTokens !== undefined, clock },
       explain: (request) => explainFromConfig(request, { input: () => index.input(), compile: compileWithTrust, proxies: () => meshView.proxies(), now: () => clock.now() }),
       now: () => clock.now(),
-      status: async (visible) => ({
+      status: async (visible, everyNamespace) => ({
         store: store.kind,
         revision: await store.revision(),
         indexRevision: index.revision,
-        objects: index.counts(),
         proxies: meshView.proxies().filter((p) => visible(p.namespace)),
         replicas: meshView.replicas(),
-        snapshots: cache.status(),
-        compileErrors: cache.recentErrors(),
+        // What spans every namespace (object counts, snapshot keys, failed compiles naming objects) only for callers that see them all.
+        ...(everyNamespace ? { objects: index.counts(), snapshots: cache.status(), compileErrors: cache.recentErrors() } : {}),
         statusWrites: statusWriter.writeCount,
         leader: { self: election.isLeader, holder: (await LeaderElection.holder(store)) ?? null },
         ca: { ...ca.describe(), workloadCertTtlMs: options.certTtlMs ?? DEFAULT_CERT_TTL_MS },

@@ -204,6 +204,11 @@ test('a token for some namespaces sees and changes only theirs: objects, applies
     assert.equal(refused.status, 403, `${method} ${path}`);
     assert.match(await messageOf(refused), pattern);
   }
+  // Status: its namespaces' proxies, and nothing that spans the others.
+  const status = (await (await as(SHOP, 'GET', '/weft/v1/status')).json()) as Record<string, unknown>;
+  assert.deepEqual([status.objects, status.snapshots, status.compileErrors], [undefined, undefined, undefined]);
+  assert.deepEqual(status.proxies, []);
+  assert.ok(((await (await as(TOKEN, 'GET', '/weft/v1/status')).json()) as Record<string, unknown>).objects, 'the operator sees the counts');
   // Its read-only sibling is still read-only inside its namespace.
   const readOnly = await as(SHOP_READER, 'POST', '/weft/v1/apply', service('shop', 'front-v3'), 'application/yaml');
   assert.equal(readOnly.status, 403);

@@ -65,8 +65,8 @@ export interface ApiServerOptions {
   proxies: () => ProxyStatus[];
   /** Asks other control-plane replicas for their proxies before `proxies` is read (mesh-view.ts); absent with one control plane. */
   refreshProxies?: (() => Promise<void>) | undefined;
-  /** The body of GET /weft/v1/status, with the proxies of the namespaces the caller sees. */
-  status: (visible: (namespace: string) => boolean) => Promise<unknown>;
+  /** The body of GET /weft/v1/status, with the proxies of the namespaces the caller sees (and, when it sees them all, what spans them). */
+  status: (visible: (namespace: string) => boolean, everyNamespace: boolean) => Promise<unknown>;
   /** Bootstrap tokens for proxies (POST /weft/v1/tokens); absent = the path does not exist. */
   tokens?: TokenPolicy;
   /** The mesh CA (GET /weft/v1/ca, POST /weft/v1/ca/rotate); absent = the paths do not exist. */
@@ -198,7 +198,7 @@ export class ApiServer {
         case STATUS_PATH:
           if (method !== 'GET') throw methodNotAllowed(method, ['GET']);
           await this.options.refreshProxies?.();
-          return sendJson(res, 200, await this.options.status(visible));
+          return sendJson(res, 200, await this.options.status(visible, reachesAll(grant)));
         case TOKENS_PATH:
           if (!this.options.tokens) throw notFound(`no such path ${url.pathname}`);
           if (method !== 'POST') throw methodNotAllowed(method, ['POST']);
