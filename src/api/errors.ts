@@ -27,6 +27,8 @@ export const ErrorCodes = {
   CIRCUIT_OPEN: 'WEFT_ERR_CIRCUIT_OPEN',
   /** Proxy: the request's JWT failed verification (RequestAuthentication): 401 with WWW-Authenticate. */
   JWT_INVALID: 'WEFT_ERR_JWT_INVALID',
+  /** Proxy: the request carries an API key that no RequestAuthentication's apiKeys accepts: 401 with WWW-Authenticate. */
+  API_KEY_INVALID: 'WEFT_ERR_API_KEY_INVALID',
   /** Proxy: a JWT could not be verified because its issuer's keys (JWKS) cannot be fetched and none are cached: 401 (fail closed). */
   JWKS_UNAVAILABLE: 'WEFT_ERR_JWKS_UNAVAILABLE',
   /** Proxy: an AuthorizationPolicy denies the request (403; gRPC PERMISSION_DENIED; a TCP connection is closed). */

@@ -818,6 +818,29 @@ export const JWTRule = z
   });
 export type JWTRule = z.infer<typeof JWTRule>;
 
+/**
+ * API keys (a gateway's partners, scripts): each key of the referenced
+ * Secrets' data is a client id, its value that client's key. A request that
+ * carries a key must carry one of these; the client id becomes its request
+ * principal ("api-key/<client id>"), which AuthorizationPolicy reads.
+ */
+export const ApiKeyAuth = z
+  .strictObject({
+    /** Secrets in the policy's namespace. */
+    credentialRefs: z
+      .array(z.strictObject({ group: z.literal('').optional(), kind: z.literal('Secret').optional(), name: z.string().min(1).max(253) }))
+      .min(1)
+      .max(16),
+    /** Where keys are looked for; neither: the `x-api-key` header. A header's `prefix` ("ApiKey ") is stripped. */
+    fromHeaders: z.array(JWTHeader).max(8).optional(),
+    fromParams: z.array(z.string().min(1).max(256)).max(8).optional(),
+    /** The client id is sent on in this header (whatever a client sent under that name is removed first). */
+    clientIdHeader: outputHeaderName.optional(),
+    /** false (default): the key is removed from the request once checked, so the app never sees it. */
+    forwardOriginalKey: z.boolean().default(false),
+  });
+export type ApiKeyAuth = z.infer<typeof ApiKeyAuth>;
+
 export const RequestAuthenticationTargetReference = z.strictObject({
   /** Left out: the kind's own group ("" for Service, gateway.networking.k8s.io for Gateway). */
   group: z.string().optional(),
@@ -831,6 +854,7 @@ export const RequestAuthenticationSpec = z
     targetRefs: z.array(RequestAuthenticationTargetReference).min(1).max(16).optional(),
     selector: z.strictObject({ matchLabels: labels }).optional(),
     jwtRules: z.array(JWTRule).max(16).default([]),
+    apiKeys: ApiKeyAuth.optional(),
   })
   .superRefine((spec, ctx) => {
     if (spec.targetRefs !== undefined && spec.selector !== undefined) ctx.addIssue({ code: 'custom', path: ['selector'], message: 'use targetRefs or selector, not both' });

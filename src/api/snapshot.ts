@@ -345,6 +345,8 @@ export interface SnapshotInbound {
   rateLimits?: SnapshotRateLimit[];
   /** RequestAuthentication rules that apply to this workload: tokens are verified on arrival (before authorization). */
   requestAuthentication?: SnapshotJwtRule[];
+  /** RequestAuthentication apiKeys that apply to this workload: keys are checked on arrival (before authorization). */
+  apiKeys?: SnapshotApiKeyRule[];
   /** AuthorizationPolicies this workload enforces on arrival; absent when none applies and the mesh default is ALLOW. */
   authorization?: SnapshotAuthorization;
 }
@@ -381,6 +383,23 @@ export interface SnapshotJwtRule {
   clockSkewMs: number;
   jwksCacheMs: number;
   jwksTimeoutMs: number;
+}
+
+/**
+ * The apiKeys of one RequestAuthentication, compiled. The keys themselves
+ * never leave the control plane: a proxy gets each one's SHA-256 and checks
+ * the digest of what a request presents.
+ */
+export interface SnapshotApiKeyRule {
+  /** "<ns>/<policy>", for logs. */
+  id: string;
+  /** Hex SHA-256 of each accepted key → the client id it identifies. */
+  keys: Record<string, string>;
+  /** Header names lower-case; `prefix` stripped (compared case-insensitively). */
+  fromHeaders: { name: string; prefix: string }[];
+  fromParams: string[];
+  clientIdHeader?: string;
+  forwardOriginalKey: boolean;
 }
 
 export interface SnapshotAuthorization {
@@ -518,6 +537,8 @@ export interface SnapshotGateway {
   ports: SnapshotGatewayPort[];
   /** RequestAuthentication rules on this Gateway: tokens are verified before routing. */
   requestAuthentication?: SnapshotJwtRule[];
+  /** RequestAuthentication apiKeys on this Gateway: keys are checked before routing. */
+  apiKeys?: SnapshotApiKeyRule[];
   /** AuthorizationPolicies targeting this Gateway (and mesh-wide ones), enforced on every HTTP request and TCP connection it accepts. */
   authorization?: SnapshotAuthorization;
 }

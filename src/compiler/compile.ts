@@ -6,6 +6,8 @@ import {
   type ProxySnapshot,
   type RouteTable,
   type SnapshotLimits,
+  type SnapshotApiKeyRule,
+  type SnapshotJwtRule,
   type SnapshotService,
 } from '../api/snapshot.ts';
 import { canonicalJson, sha256Hex } from './hash.ts';
@@ -20,7 +22,7 @@ import { inboundRateLimits } from './rate-limit.ts';
 import { gatewayAuthorization, indexAuthorizationPolicies, workloadAuthorization } from './authorization.ts';
 import { observability } from './observability.ts';
 import { indexPeerAuthentications, workloadMtlsMode } from './peer-authentication.ts';
-import { gatewayRequestAuthentication, inboundRequestAuthentication } from './request-authentication.ts';
+import { gatewayRequestAuthentication, inboundRequestAuthentication, type RequestAuthnRules } from './request-authentication.ts';
 
 /**
  * The snapshot for one proxy. Everything in it depends only on the input and
@@ -98,14 +100,17 @@ export function compile(input: CompilerInput, node: NodeInfo): ProxySnapshot {
       if (gatewayAuthz) snapshot.gateway.authorization = gatewayAuthz;
     }
   }
-  // RequestAuthentication: JWT rules verified on arrival at a workload's proxy (sidecar or node), or at the Gateway.
-  const jwtRules = node.mode === 'gateway' ? undefined : template ? inboundRequestAuthentication(input, template) : undefined;
-  if (jwtRules && jwtRules.length > 0) snapshot.inbound = { ...snapshot.inbound, requestAuthentication: jwtRules };
-  if (snapshot.gateway) {
-    const gatewayRules = gatewayRequestAuthentication(input, snapshot.gateway.namespace, snapshot.gateway.name);
-    if (gatewayRules.length > 0) snapshot.gateway = { ...snapshot.gateway, requestAuthentication: gatewayRules };
-  }
+  // RequestAuthentication: JWT rules and API keys checked on arrival at a workload's proxy (sidecar or node), or at the Gateway.
+  const inboundAuthn = node.mode === 'gateway' ? undefined : template ? inboundRequestAuthentication(input, template) : undefined;
+  if (inboundAuthn) snapshot.inbound = withAuthn(snapshot.inbound, inboundAuthn);
+  if (snapshot.gateway) snapshot.gateway = withAuthn(snapshot.gateway, gatewayRequestAuthentication(input, snapshot.gateway.namespace, snapshot.gateway.name));
   return { version: sha256Hex(canonicalJson(snapshot, prepared.sharedJson)), ...snapshot };
+}
+
+/** The section with the rules that apply, leaving out empty lists (a snapshot without them reads as before). */
+function withAuthn<T extends { requestAuthentication?: SnapshotJwtRule[]; apiKeys?: SnapshotApiKeyRule[] }>(section: T, rules: RequestAuthnRules): T {
+  if (rules.jwtRules.length === 0 && rules.apiKeys.length === 0) return section;
+  return { ...section, ...(rules.jwtRules.length > 0 ? { requestAuthentication: rules.jwtRules } : {}), ...(rules.apiKeys.length > 0 ? { apiKeys: rules.apiKeys } : {}) };
 }
 
 /** The content hash of a snapshot: SHA-256 of its canonical JSON without `version`. */

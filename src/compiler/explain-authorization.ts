@@ -108,7 +108,7 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
       const at = `workload ${namespace}/${template.metadata.name}`;
       if (seen.has(at)) continue;
       seen.add(at);
-      const reading = authenticate(at, inboundRequestAuthentication(input, template), forwarded);
+      const reading = authenticate(at, inboundRequestAuthentication(input, template).jwtRules, forwarded);
       // A sidecar's destinations see the calling instance's address; a gateway's see the gateway's own, which explain does not know.
       const callerAddress = source.kind === 'workload' ? trace.request.sourceIp : undefined;
       evaluate(at, workloadAuthorization(index, input.services, template), caller, callerAddress, workloadPort, reading?.principal);

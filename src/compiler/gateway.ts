@@ -1,4 +1,5 @@
 // Gateways: which GatewayClasses and Gateways are weft's, their listeners, the routes attached to each, and a gateway proxy's snapshot.
+import { secretValue } from './secrets.ts';
 import { compareHostSpecificity, intersectHostnames, normalHost } from '../api/hostnames.ts';
 import type { Condition, Resource } from '../api/meta.ts';
 import {
@@ -321,19 +322,6 @@ function resolveCertificate(
     return { problem: no('InvalidCertificateRef', `${where}: Secret ${key} has no PEM private key in tls.key`) };
   }
   return { certificate: { certPem, keyPem } };
-}
-
-/** A Secret's value as text: stringData wins over data (base64), as Kubernetes merges them on write. */
-function secretValue(secret: Secret, name: string): string | undefined {
-  const plain = secret.spec.stringData?.[name];
-  if (plain !== undefined) return plain;
-  const encoded = secret.spec.data?.[name];
-  if (encoded === undefined) return undefined;
-  try {
-    return atob(encoded.replace(/\s+/g, ''));
-  } catch {
-    return undefined;
-  }
 }
 
 function selectorMatches(selector: LabelSelector | undefined, labels: Record<string, string>): boolean {

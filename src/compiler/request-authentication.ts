@@ -1,7 +1,9 @@
-// RequestAuthentications → the JWT rules each sidecar workload and Gateway verifies, and each policy's status.
+// RequestAuthentications → the JWT rules and API keys each sidecar workload and Gateway checks, and each policy's status.
 import type { Condition } from '../api/meta.ts';
-import { ASYMMETRIC_JWT_ALGORITHMS, type JWTRule, type RequestAuthentication } from '../api/resources.ts';
-import type { SnapshotJwtRule } from '../api/snapshot.ts';
+import { ASYMMETRIC_JWT_ALGORITHMS, type ApiKeyAuth, type JWTRule, type RequestAuthentication, type Secret } from '../api/resources.ts';
+import type { SnapshotApiKeyRule, SnapshotJwtRule } from '../api/snapshot.ts';
+import { sha256Hex } from './hash.ts';
+import { secretEntries } from './secrets.ts';
 import { parseGatewayDuration } from './duration.ts';
 import { compareStrings } from './hash.ts';
 import { serviceNamespace } from './services.ts';
@@ -30,6 +32,13 @@ interface CompiledPolicy {
   /** Present: workloads (and Gateways) with these labels. */
   matchLabels?: Record<string, string>;
   rules: SnapshotJwtRule[];
+  apiKeys?: SnapshotApiKeyRule;
+}
+
+/** What a workload or Gateway checks: JWT rules and API keys, in policy order. */
+export interface RequestAuthnRules {
+  jwtRules: SnapshotJwtRule[];
+  apiKeys: SnapshotApiKeyRule[];
 }
 
 export interface RequestAuthnIndex {
@@ -44,13 +53,13 @@ export interface RequestAuthnIndex {
 type Labelled = { metadata: { name: string; namespace?: string | undefined; labels?: Record<string, string> | undefined } };
 type Selecting = Labelled & { spec: { selector?: Record<string, string> | undefined } };
 
-const cache = new WeakMap<readonly RequestAuthentication[], { services: unknown; gateways: unknown; meshConfig: unknown; index: RequestAuthnIndex }>();
+const cache = new WeakMap<readonly RequestAuthentication[], { services: unknown; gateways: unknown; meshConfig: unknown; secrets: unknown; index: RequestAuthnIndex }>();
 
 /** Compiles every RequestAuthentication once per input. */
 export function indexRequestAuthentications(input: CompilerInput): RequestAuthnIndex {
   const policies = input.requestAuthentications ?? [];
   const cached = cache.get(policies);
-  if (cached && cached.services === input.services && cached.gateways === input.gateways && cached.meshConfig === input.meshConfig) return cached.index;
+  if (cached && cached.services === input.services && cached.gateways === input.gateways && cached.meshConfig === input.meshConfig && cached.secrets === input.secrets) return cached.index;
   const services = new Set(input.services.map((s) => `${serviceNamespace(s)}/${s.metadata.name}`));
   const gateways = new Set((input.gateways ?? []).map((g) => `${serviceNamespace(g)}/${g.metadata.name}`));
   const index: RequestAuthnIndex = { policies: [], statuses: new Map(), rootNamespace: input.meshConfig?.spec?.rootNamespace ?? DEFAULT_ROOT_NAMESPACE };
@@ -63,30 +72,39 @@ export function indexRequestAuthentications(input: CompilerInput): RequestAuthnI
     const generation = policy.metadata.generation;
     const rules = (policy.spec.jwtRules ?? []).map((rule, i) => compileRule(rule, `${key}/${i}`));
     const compiled: CompiledPolicy = { namespace: ns, rules };
+    // A Secret that is missing or holds no key is named in the status; the keys of the others still count.
+    let keysProblem: string | undefined;
+    if (policy.spec.apiKeys) {
+      const { rule, problem } = compileApiKeys(policy.spec.apiKeys, key, ns, input.secrets ?? []);
+      compiled.apiKeys = rule;
+      keysProblem = problem;
+    }
+    const accepted = (): Condition =>
+      keysProblem === undefined ? condition('Accepted', 'True', 'Accepted', '', generation) : condition('Accepted', 'False', 'Invalid', keysProblem, generation);
     if (policy.spec.targetRefs) {
       compiled.targets = [];
       const ancestors = policy.spec.targetRefs.map((ref, i): RequestAuthnAncestorStatus => {
         const group = ref.group === undefined || ref.group === 'core' ? GROUP_OF_KIND[ref.kind] : ref.group;
         const ancestorRef = { group: GROUP_OF_KIND[ref.kind], kind: ref.kind, namespace: ns, name: ref.name };
-        let accepted: Condition;
+        let verdict: Condition;
         if (group !== GROUP_OF_KIND[ref.kind]) {
-          accepted = condition('Accepted', 'False', 'Invalid', `spec.targetRefs[${i}].group: a ${ref.kind} is in group "${GROUP_OF_KIND[ref.kind]}", not "${group}"`, generation);
+          verdict = condition('Accepted', 'False', 'Invalid', `spec.targetRefs[${i}].group: a ${ref.kind} is in group "${GROUP_OF_KIND[ref.kind]}", not "${group}"`, generation);
         } else if (!(ref.kind === 'Service' ? services : gateways).has(`${ns}/${ref.name}`)) {
-          accepted = condition('Accepted', 'False', 'TargetNotFound', `${ref.kind} ${ns}/${ref.name} does not exist`, generation);
+          verdict = condition('Accepted', 'False', 'TargetNotFound', `${ref.kind} ${ns}/${ref.name} does not exist`, generation);
         } else {
           compiled.targets!.push({ kind: ref.kind, name: ref.name });
-          accepted = condition('Accepted', 'True', 'Accepted', '', generation);
+          verdict = accepted();
         }
-        return { ancestorRef, controllerName: CONTROLLER_NAME, conditions: [accepted] };
+        return { ancestorRef, controllerName: CONTROLLER_NAME, conditions: [verdict] };
       });
       index.statuses.set(key, { ancestors });
     } else {
       if (policy.spec.selector) compiled.matchLabels = { ...policy.spec.selector.matchLabels };
-      index.statuses.set(key, { conditions: [condition('Accepted', 'True', 'Accepted', '', generation)] });
+      index.statuses.set(key, { conditions: [accepted()] });
     }
-    if (rules.length > 0) index.policies.push(compiled);
+    if (rules.length > 0 || compiled.apiKeys) index.policies.push(compiled);
   }
-  cache.set(policies, { services: input.services, gateways: input.gateways, meshConfig: input.meshConfig, index });
+  cache.set(policies, { services: input.services, gateways: input.gateways, meshConfig: input.meshConfig, secrets: input.secrets, index });
   return index;
 }
 
@@ -115,6 +133,45 @@ function compileRule(rule: JWTRule, id: string): SnapshotJwtRule {
   return compiled;
 }
 
+/**
+ * The keys of the referenced Secrets as SHA-256 digests, each naming its
+ * client (the Secret's key). Two clients with the same key cannot be told
+ * apart: that is a problem, and the key is left out.
+ */
+function compileApiKeys(auth: ApiKeyAuth, id: string, namespace: string, secrets: readonly Secret[]): { rule: SnapshotApiKeyRule; problem?: string } {
+  const problems: string[] = [];
+  // Every client a key names: one key naming two clients could be either.
+  const owners = new Map<string, Set<string>>();
+  auth.credentialRefs.forEach((ref, i) => {
+    const secret = secrets.find((s) => serviceNamespace(s) === namespace && s.metadata.name === ref.name);
+    if (!secret) return problems.push(`spec.apiKeys.credentialRefs[${i}]: Secret ${namespace}/${ref.name} does not exist`);
+    const entries = secretEntries(secret).filter(([, value]) => value !== '');
+    if (entries.length === 0) return problems.push(`spec.apiKeys.credentialRefs[${i}]: Secret ${namespace}/${ref.name} holds no key (each data key is a client id, its value that client's API key)`);
+    for (const [client, value] of entries) {
+      const digest = sha256Hex(value);
+      let clients = owners.get(digest);
+      if (!clients) owners.set(digest, (clients = new Set()));
+      clients.add(client);
+    }
+    return undefined;
+  });
+  const keys: Record<string, string> = {};
+  for (const [digest, clients] of owners) {
+    if (clients.size === 1) keys[digest] = [...clients][0]!;
+    else problems.push(`clients ${[...clients].sort().join(', ')} of spec.apiKeys share one key: it is accepted for none of them`);
+  }
+  const noLocation = auth.fromHeaders === undefined && auth.fromParams === undefined;
+  const rule: SnapshotApiKeyRule = {
+    id,
+    keys,
+    fromHeaders: noLocation ? [{ name: 'x-api-key', prefix: '' }] : (auth.fromHeaders ?? []).map((h) => ({ name: h.name.toLowerCase(), prefix: h.prefix ?? '' })),
+    fromParams: [...(auth.fromParams ?? [])],
+    forwardOriginalKey: auth.forwardOriginalKey ?? false,
+  };
+  if (auth.clientIdHeader !== undefined) rule.clientIdHeader = auth.clientIdHeader.toLowerCase();
+  return problems.length > 0 ? { rule, problem: problems.join('; ') } : { rule };
+}
+
 /** A policy applies in its own namespace; one in the root namespace without targetRefs, in every namespace. */
 function inScope(policy: CompiledPolicy, namespace: string, rootNamespace: string): boolean {
   return policy.namespace === namespace || (policy.namespace === rootNamespace && policy.targets === undefined);
@@ -130,11 +187,11 @@ function labelsMatch(selector: Record<string, string>, labels: Record<string, st
  * match, or a Service targetRef whose selector picks its instances (they
  * carry the template's labels plus `weft.dev/workload: <name>`).
  */
-export function inboundRequestAuthentication(input: CompilerInput, template: Labelled): SnapshotJwtRule[] {
+export function inboundRequestAuthentication(input: CompilerInput, template: Labelled): RequestAuthnRules {
   const ns = serviceNamespace(template);
   const labels: Record<string, string> = { ...(template.metadata.labels ?? {}), 'weft.dev/workload': template.metadata.name };
   const services = input.services as readonly Selecting[];
-  const rules: SnapshotJwtRule[] = [];
+  const rules: RequestAuthnRules = { jwtRules: [], apiKeys: [] };
   const index = indexRequestAuthentications(input);
   for (const policy of index.policies) {
     if (!inScope(policy, ns, index.rootNamespace)) continue;
@@ -147,23 +204,28 @@ export function inboundRequestAuthentication(input: CompilerInput, template: Lab
         return Object.keys(selector).length > 0 && labelsMatch(selector, labels);
       });
     } else applies = policy.matchLabels === undefined || labelsMatch(policy.matchLabels, labels);
-    if (applies) rules.push(...policy.rules);
+    if (applies) add(rules, policy);
   }
   return rules;
 }
 
+function add(rules: RequestAuthnRules, policy: CompiledPolicy): void {
+  rules.jwtRules.push(...policy.rules);
+  if (policy.apiKeys) rules.apiKeys.push(policy.apiKeys);
+}
+
 /** The rules a Gateway's proxy verifies: namespace-wide policies, a selector its labels (or its gateway-name label) match, or a Gateway targetRef. */
-export function gatewayRequestAuthentication(input: CompilerInput, namespace: string, name: string): SnapshotJwtRule[] {
+export function gatewayRequestAuthentication(input: CompilerInput, namespace: string, name: string): RequestAuthnRules {
   const gateway = (input.gateways ?? []).find((g) => serviceNamespace(g) === namespace && g.metadata.name === name);
   const labels: Record<string, string> = { ...(gateway?.metadata.labels ?? {}), [GATEWAY_NAME_LABEL]: name };
-  const rules: SnapshotJwtRule[] = [];
+  const rules: RequestAuthnRules = { jwtRules: [], apiKeys: [] };
   const index = indexRequestAuthentications(input);
   for (const policy of index.policies) {
     if (!inScope(policy, namespace, index.rootNamespace)) continue;
     const applies = policy.targets
       ? policy.targets.some((t) => t.kind === 'Gateway' && t.name === name)
       : policy.matchLabels === undefined || labelsMatch(policy.matchLabels, labels);
-    if (applies) rules.push(...policy.rules);
+    if (applies) add(rules, policy);
   }
   return rules;
 }

@@ -23,6 +23,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.RBAC_DENIED]: 403,
   [ErrorCodes.INVALID_PATH]: 400,
   [ErrorCodes.JWT_INVALID]: 401,
+  [ErrorCodes.API_KEY_INVALID]: 401,
   [ErrorCodes.JWKS_UNAVAILABLE]: 401,
 };
 
@@ -71,6 +72,7 @@ const GRPC_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.RBAC_DENIED]: GrpcStatus.PERMISSION_DENIED,
   [ErrorCodes.UNAUTHORIZED]: GrpcStatus.UNAUTHENTICATED,
   [ErrorCodes.JWT_INVALID]: GrpcStatus.UNAUTHENTICATED,
+  [ErrorCodes.API_KEY_INVALID]: GrpcStatus.UNAUTHENTICATED,
   [ErrorCodes.JWKS_UNAVAILABLE]: GrpcStatus.UNAUTHENTICATED,
   // Limits of the mesh's own (not the app's): the caller should back off, as for a server's RESOURCE_EXHAUSTED.
   [ErrorCodes.RATE_LIMITED]: GrpcStatus.RESOURCE_EXHAUSTED,

@@ -153,7 +153,7 @@ export class HttpExchange implements Exchange {
   attempts = 0;
   /** Set at the start of an exchange the access log will write (access-log.ts): what it measures on the way. */
   accessLogMark: { writtenBefore: number; respondedAt: number } | undefined = undefined;
-  /** RequestAuthentication: the verified JWT's "<iss>/<sub>"; undefined when the request carried no token (AuthorizationPolicy requestPrincipals). */
+  /** RequestAuthentication: the verified JWT's "<iss>/<sub>", else a checked API key's "api-key/<client>"; undefined when the request carried neither (AuthorizationPolicy requestPrincipals). */
   requestPrincipal: string | undefined = undefined;
   /** The verified JWT's claims (request.auth.claims); undefined without a verified token. */
   jwtClaims: Readonly<Record<string, unknown>> | undefined = undefined;

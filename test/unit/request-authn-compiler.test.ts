@@ -1,7 +1,9 @@
 // Unit tests of RequestAuthentication in the schema and the compiler: field errors, which sidecars and Gateways get which rules, statuses.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Gateway, HTTPRoute, HTTPRouteRule, RequestAuthentication, Service, Workload } from '../../src/api/resources.ts';
+import { createHash } from 'node:crypto';
+import type { Gateway, HTTPRoute, HTTPRouteRule, RequestAuthentication, Secret, Service, Workload } from '../../src/api/resources.ts';
+import { withoutPrivateKeys } from '../../src/proxy/gateway/config.ts';
 import type { NodeInfo, ProxySnapshot } from '../../src/api/snapshot.ts';
 import { validateResource } from '../../src/api/validate.ts';
 import { checkSnapshot, compile } from '../../src/compiler/compile.ts';
@@ -184,4 +186,50 @@ test('compiler: a policy without targets in the root namespace applies to every 
   assert.deepEqual(snapshotOf(input, edgeNode).gateway?.requestAuthentication?.map((r) => r.issuer), ['root.example']);
   const elsewhere = { ...input, meshConfig: parsed<CompilerInput['meshConfig']>({ apiVersion: 'weft.dev/v1alpha1', kind: 'MeshConfig', metadata: { name: 'default' }, spec: { rootNamespace: 'platform' } }) };
   assert.equal(snapshotOf(elsewhere, sidecar('reviews-v1')).inbound.requestAuthentication, undefined);
+});
+
+test('apiKeys: Secrets become SHA-256 digests naming their clients (the keys never reach a snapshot); defaults, clashes and missing Secrets in the status', () => {
+  const secret = (name: string, spec: Record<string, unknown>): Secret => parsed({ apiVersion: 'v1', kind: 'Secret', metadata: { name, namespace: NS }, ...spec });
+  assert.deepEqual(issues({ apiKeys: { credentialRefs: [] } }), ['spec.apiKeys.credentialRefs: Too small: expected array to have >=1 items']);
+  assert.match(issues({ apiKeys: { credentialRefs: [{ name: 'k' }], clientIdHeader: 'Content-Length' } })[0]!, /apiKeys\.clientIdHeader: must not be a framing header/);
+  assert.match(issues({ apiKeys: { credentialRefs: [{ kind: 'ConfigMap', name: 'k' }] } })[0]!, /apiKeys\.credentialRefs\[0\]\.kind/);
+  const input: CompilerInput = {
+    services: [svc('reviews', { app: 'reviews' })],
+    workloads: [template('reviews-v1', { app: 'reviews' })],
+    httpRoutes: [edgeRoute],
+    namespaces: [],
+    gateways: [gateway],
+    secrets: [
+      // stringData, and data in base64 (a key that is not ASCII is hashed as its UTF-8 bytes, as the proxy hashes what it reads).
+      secret('partners', { stringData: { acme: 'acme-key-1' }, data: { globex: Buffer.from('glöbex-key-2').toString('base64') } }),
+      secret('twins', { stringData: { one: 'same-key', two: 'same-key', three: 'own-key' } }),
+    ],
+    requestAuthentications: [
+      authn('edge-keys', { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge' }], apiKeys: { credentialRefs: [{ name: 'partners' }], clientIdHeader: 'X-Client' } }),
+      authn('svc-keys', { targetRefs: [{ kind: 'Service', name: 'reviews' }], apiKeys: { credentialRefs: [{ name: 'twins' }, { name: 'ghost' }], fromHeaders: [{ name: 'Authorization', prefix: 'ApiKey ' }], fromParams: ['key'], forwardOriginalKey: true } }),
+    ],
+  };
+  const sha = (text: string) => createHash('sha256').update(text).digest('hex');
+  const edge = snapshotOf(input, edgeNode);
+  assert.deepEqual(edge.gateway!.apiKeys, [
+    { id: `${NS}/edge-keys`, keys: { [sha('acme-key-1')]: 'acme', [sha('glöbex-key-2')]: 'globex' }, fromHeaders: [{ name: 'x-api-key', prefix: '' }], fromParams: [], clientIdHeader: 'x-client', forwardOriginalKey: false },
+  ]);
+  assert.equal(edge.gateway!.requestAuthentication, undefined, 'no JWT rules: no field');
+  assert.doesNotMatch(JSON.stringify(edge), /acme-key-1/);
+  const reviews = snapshotOf(input, sidecar('reviews-v1')).inbound.apiKeys!;
+  // The shared key is accepted for neither client; the Secret that does not exist adds none.
+  assert.deepEqual(reviews[0]!.keys, { [sha('own-key')]: 'three' });
+  assert.deepEqual([reviews[0]!.fromHeaders, reviews[0]!.fromParams, reviews[0]!.forwardOriginalKey], [[{ name: 'authorization', prefix: 'ApiKey ' }], ['key'], true]);
+  const statuses = computeStatuses(input);
+  const accepted = (name: string) => (statuses.get(`weft.dev/RequestAuthentication/${NS}/${name}`) as { ancestors: { conditions: { status: string; reason: string; message: string }[] }[] }).ancestors[0]!.conditions[0]!;
+  assert.deepEqual([accepted('edge-keys').status, accepted('edge-keys').reason], ['True', 'Accepted']);
+  assert.deepEqual([accepted('svc-keys').status, accepted('svc-keys').reason], ['False', 'Invalid']);
+  assert.equal(
+    accepted('svc-keys').message,
+    'spec.apiKeys.credentialRefs[1]: Secret mesh/ghost does not exist; clients one, two of spec.apiKeys share one key: it is accepted for none of them',
+  );
+  // What the proxy's admin listener shows: the clients, not the digests.
+  const shown = withoutPrivateKeys(edge)!;
+  assert.deepEqual(Object.values(shown.gateway!.apiKeys![0]!.keys).sort(), ['acme', 'globex']);
+  assert.doesNotMatch(JSON.stringify(shown), new RegExp(sha('acme-key-1')));
 });

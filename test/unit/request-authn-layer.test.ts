@@ -4,9 +4,9 @@ import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
-import { createHmac } from 'node:crypto';
+import { createHash, createHmac } from 'node:crypto';
 import { ErrorCodes, isWeftError, type WeftError } from '../../src/api/errors.ts';
-import type { SnapshotJwtRule } from '../../src/api/snapshot.ts';
+import type { SnapshotApiKeyRule, SnapshotJwtRule } from '../../src/api/snapshot.ts';
 import { grpcStatusOf, statusOf } from '../../src/proxy/errors.ts';
 import { HttpExchange } from '../../src/proxy/exchange.ts';
 import { JwksCache, requestAuthentication } from '../../src/proxy/layers/request-authn/index.ts';
@@ -78,14 +78,14 @@ function newCache(cooldownMs = 30_000): JwksCache {
 }
 const sharedCache = newCache();
 
-async function send(rules: SnapshotJwtRule[], options: { path?: string; headers?: Record<string, string>; cache?: JwksCache } = {}): Promise<Outcome> {
+async function send(rules: SnapshotJwtRule[], options: { path?: string; headers?: Record<string, string>; cache?: JwksCache; apiKeys?: SnapshotApiKeyRule[] } = {}): Promise<Outcome> {
   const headers = { host: 'reviews.mesh', ...(options.headers ?? {}) };
   const responseHeaders: Record<string, string> = {};
   const req = { method: 'GET', headers, httpVersionMajor: 1 } as unknown as IncomingMessage;
   const res = { headersSent: false, setHeader: (name: string, value: string) => void (responseHeaders[name] = value) } as unknown as ServerResponse;
   const ex = new HttpExchange('inbound', req, res, options.path ?? '/reviews/1', { ...headers }, 0);
   let passed = false;
-  const step = requestAuthentication({ jwks: options.cache ?? sharedCache, clock: systemClock })({ requestAuthentication: rules }, async () => {
+  const step = requestAuthentication({ jwks: options.cache ?? sharedCache, clock: systemClock })({ requestAuthentication: rules, apiKeys: options.apiKeys }, async () => {
     passed = true;
   });
   let error: WeftError | undefined;
@@ -308,4 +308,47 @@ test('two rules of two issuers: each token goes to its issuer’s rule', async (
   assert.equal((await send([rule({ jwks: JSON.stringify({ keys: [rsa.jwk] }) }), other], { headers: bearer(await sign(ec, { iss: 'https://other.example', sub: 'bob' })) })).ex.requestPrincipal, 'https://other.example/bob');
   // An ES256 token claiming the first issuer is checked against the first issuer's keys only.
   assertRefused(await send([rule({ jwks: JSON.stringify({ keys: [rsa.jwk] }) }), other], { headers: bearer(await sign(ec)) }), /no key of the issuer/);
+});
+
+test('API keys: a key two rules read passes by either; with a JWT the token names the principal; a bad key anywhere refuses; each key removed unless forwarded', async () => {
+  const digest = (key: string) => createHash('sha256').update(key).digest('hex');
+  const keyRule = (id: string, keys: Record<string, string>, fields: Partial<SnapshotApiKeyRule> = {}): SnapshotApiKeyRule => ({
+    id,
+    keys: Object.fromEntries(Object.entries(keys).map(([client, key]) => [digest(key), client])),
+    fromHeaders: [{ name: 'x-api-key', prefix: '' }],
+    fromParams: [],
+    forwardOriginalKey: false,
+    ...fields,
+  });
+  const partners = keyRule('mesh/partners', { acme: 'acme-0123456789' }, { clientIdHeader: 'x-client' });
+  const robots = keyRule('mesh/robots', { robot: 'robot-0123456789' }, { fromHeaders: [{ name: 'x-api-key', prefix: '' }, { name: 'authorization', prefix: 'ApiKey ' }], fromParams: ['key'], forwardOriginalKey: true });
+
+  const byEither = await send([], { apiKeys: [partners, robots], headers: { 'x-api-key': 'robot-0123456789', 'x-client': 'forged' } });
+  assert.equal(byEither.passed, true);
+  assert.equal(byEither.ex.requestPrincipal, 'api-key/robot');
+  assert.equal(byEither.ex.headers['x-client'], undefined, 'a client id header is the checked client\'s or none');
+  assert.equal(byEither.ex.headers['x-api-key'], 'robot-0123456789', 'the robots rule forwards its keys');
+
+  const withPrefix = await send([], { apiKeys: [partners, robots], headers: { authorization: 'apikey robot-0123456789' }, path: '/reviews/1?key=robot-0123456789&x=1' });
+  assert.equal(withPrefix.passed, true);
+  assert.equal(withPrefix.ex.path, '/reviews/1?key=robot-0123456789&x=1');
+
+  const partner = await send([], { apiKeys: [partners], headers: { 'x-api-key': 'acme-0123456789' } });
+  assert.deepEqual([partner.ex.requestPrincipal, partner.ex.headers['x-client'], partner.ex.headers['x-api-key']], ['api-key/acme', 'acme', undefined]);
+
+  // A token and a key: the token's principal; the key still names its client.
+  const both = await send([rule()], { apiKeys: [partners], headers: { ...bearer(await sign(rsa)), 'x-api-key': 'acme-0123456789' } });
+  assert.equal(both.passed, true);
+  assert.deepEqual([both.ex.requestPrincipal, both.ex.headers['x-client']], [`${ISSUER}/alice`, 'acme']);
+
+  // A bad key refuses the request even beside a good token, with its own code and challenge.
+  const bad = await send([rule()], { apiKeys: [partners, robots], headers: { ...bearer(await sign(rsa)), 'x-api-key': 'guess' } });
+  assert.equal(bad.passed, false);
+  assert.equal(bad.error?.code, ErrorCodes.API_KEY_INVALID);
+  assert.equal(statusOf(bad.error!), 401);
+  assert.equal(grpcStatusOf(bad.error!), 16);
+  assert.equal(bad.responseHeaders['www-authenticate'], 'ApiKey realm="http://reviews.mesh/reviews/1"');
+  // No key, no token: passes without a principal.
+  const none = await send([], { apiKeys: [partners] });
+  assert.deepEqual([none.passed, none.ex.requestPrincipal], [true, undefined]);
 });

@@ -129,6 +129,7 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     rateLimits: snapshot?.inbound.rateLimits,
     authorization: snapshot?.inbound.authorization,
     requestAuthentication: snapshot?.inbound.requestAuthentication,
+    apiKeys: snapshot?.inbound.apiKeys,
   };
   const audit = context.audit ?? NO_AUDIT_LOG;
   const inboundAuthz: AuthorizationContext = { audit, clock: context.outbound.clock, at: 'inbound', proxy: context.localName };

@@ -4,6 +4,16 @@ import type { ProxySnapshot } from '../../api/snapshot.ts';
 import { HTTP_TOKEN } from '../../api/http-syntax.ts';
 import { array, bool, check, num, object, oneOf, optional, record, str, tagged, type Shape } from './shape.ts';
 
+/** A RequestAuthentication's apiKeys (inbound and gateway): digests of keys, each naming a client. */
+export const API_KEY_RULE = object({
+  id: str(),
+  keys: record(str({ min: 1 })),
+  fromHeaders: array(object({ name: str({ min: 1, pattern: HTTP_TOKEN }), prefix: str() })),
+  fromParams: array(str({ min: 1 })),
+  clientIdHeader: optional(str({ min: 1, pattern: HTTP_TOKEN })),
+  forwardOriginalKey: bool,
+});
+
 const port = num({ int: true, min: 1, max: 65535 });
 const percent = num({ min: 0, max: 100 });
 const nonEmpty = str({ min: 1 });
@@ -127,7 +137,7 @@ const SnapshotShape: Shape = object({
       ),
     }),
   ),
-  inbound: object({ ports: array(port), rateLimits }),
+  inbound: object({ ports: array(port), rateLimits, apiKeys: optional(array(API_KEY_RULE)) }),
   upstreams: array(object({ localPort: port, routeKey: str(), host: nonEmpty })),
 });
 

@@ -2,7 +2,7 @@
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { firstHostMatch } from '../../api/route-match.ts';
-import type { ProxySnapshot, SnapshotGatewayListener, SnapshotJwtRule } from '../../api/snapshot.ts';
+import type { ProxySnapshot, SnapshotApiKeyRule, SnapshotGatewayListener, SnapshotJwtRule } from '../../api/snapshot.ts';
 import type { HttpExchange, TcpExchange } from '../exchange.ts';
 import { buildOutboundTcp, jwksCache, type OutboundContext } from '../outbound/stack.ts';
 import { gatewayRequestAuthentication } from '../layers/request-authn/index.ts';
@@ -11,6 +11,7 @@ import { buildGatewayHttp } from './stack.ts';
 import { gatewayAuthorization, type AuthorizationContext } from '../layers/authorization/index.ts';
 import { NO_AUDIT_LOG } from '../audit-log.ts';
 import { array, check, num, object, oneOf, optional, str } from '../config/shape.ts';
+import { API_KEY_RULE } from '../config/validate.ts';
 
 export interface GatewayVirtualHost {
   hostname: string;
@@ -85,6 +86,7 @@ const GatewayShape = object({
       ),
     }),
   ),
+  apiKeys: optional(array(API_KEY_RULE)),
 });
 
 /** `authz`: where the Gateway's AuthorizationPolicies write their audit lines; the policies are enforced on every virtual host either way. */
@@ -98,7 +100,7 @@ export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, contex
   }
   const problems: string[] = [];
   const guard = gatewayAuthorization(gateway.authorization, authz ?? { audit: NO_AUDIT_LOG, clock: context.clock, at: 'gateway', proxy: `${gateway.namespace}/${gateway.name}` });
-  const authenticate = gatewayRequestAuthentication(gateway.requestAuthentication, { jwks: jwksCache(context), clock: context.clock });
+  const authenticate = gatewayRequestAuthentication(gateway, { jwks: jwksCache(context), clock: context.clock });
   const ports = new Map<number, GatewayPortConfig>();
   for (const port of gateway.ports) {
     const listeners: GatewayListenerConfig[] = [];
@@ -142,6 +144,7 @@ export function withoutPrivateKeys(snapshot: ProxySnapshot | undefined): ProxySn
   if (!snapshot) return snapshot;
   const shown: ProxySnapshot = { ...snapshot };
   if (snapshot.inbound.requestAuthentication) shown.inbound = { ...snapshot.inbound, requestAuthentication: snapshot.inbound.requestAuthentication.map(withoutJwksSecrets) };
+  if (snapshot.inbound.apiKeys) shown.inbound = { ...shown.inbound, apiKeys: snapshot.inbound.apiKeys.map(withoutKeyDigests) };
   if (!snapshot.gateway) return shown;
   shown.gateway = {
     ...snapshot.gateway,
@@ -153,7 +156,13 @@ export function withoutPrivateKeys(snapshot: ProxySnapshot | undefined): ProxySn
     })),
   };
   if (snapshot.gateway.requestAuthentication) shown.gateway.requestAuthentication = snapshot.gateway.requestAuthentication.map(withoutJwksSecrets);
+  if (snapshot.gateway.apiKeys) shown.gateway.apiKeys = snapshot.gateway.apiKeys.map(withoutKeyDigests);
   return shown;
+}
+
+/** The clients an apiKeys rule knows, without their keys' digests (a short key could be found from its digest). */
+function withoutKeyDigests(rule: SnapshotApiKeyRule): SnapshotApiKeyRule {
+  return { ...rule, keys: Object.fromEntries(Object.values(rule.keys).map((client, i) => [`${NOT_SHOWN} ${i + 1}`, client])) };
 }
 
 const NOT_SHOWN = '(not shown)';

@@ -257,7 +257,12 @@ export class TunnelListener {
       responder.http(ex, badPath);
       return;
     }
-    config.inboundHttp(ex).catch((error: unknown) => responder.http(ex, error));
+    // A layer that throws rather than rejects still gets its answer, not a reset connection (the gateway and outbound listeners do the same).
+    try {
+      config.inboundHttp(ex).catch((error: unknown) => responder.http(ex, error));
+    } catch (error) {
+      responder.http(ex, error);
+    }
   }
 
   /**

@@ -1,4 +1,4 @@
-// RequestAuthentication layer: finds JWTs where the rules say, verifies them (jose), and gives the request its principal and claims; an invalid token is 401.
+// RequestAuthentication layer: finds JWTs and API keys where the rules say, verifies them (jose; key digests), and gives the request its principal and claims; an invalid token or key is 401.
 //
 // Istio's semantics: a request without a token passes with no request
 // principal (AuthorizationPolicy decides what such a request may do); a
@@ -6,10 +6,15 @@
 // the place it was found in, or the request is refused with 401 and
 // `WWW-Authenticate: Bearer ... error="invalid_token"`. Every token found
 // must verify; the first one found gives the principal.
-import { createSecretKey, type KeyObject } from 'node:crypto';
+//
+// API keys work the same way: no key, the request passes; a key that is
+// there must be one of the rules' (compared by SHA-256: the proxy never
+// holds the keys), else 401. A key gives the principal "api-key/<client>",
+// unless a JWT gave one.
+import { createHash, createSecretKey, type KeyObject } from 'node:crypto';
 import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions, createLocalJWKSet, jwtVerify } from 'jose';
 import { ErrorCodes, isWeftError, type WeftError } from '../../../api/errors.ts';
-import type { SnapshotJwtRule } from '../../../api/snapshot.ts';
+import type { SnapshotApiKeyRule, SnapshotJwtRule } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
 import { jose } from './jose.ts';
@@ -29,7 +34,11 @@ export interface RequestAuthnContext {
 /** What the layer serves: the inbound side's or a Gateway's rules. */
 export interface RequestAuthnTarget {
   requestAuthentication?: readonly SnapshotJwtRule[] | undefined;
+  apiKeys?: readonly SnapshotApiKeyRule[] | undefined;
 }
+
+/** The principal an API key gives its request: "api-key/<client id>" (AuthorizationPolicy's requestPrincipals). */
+export const API_KEY_PRINCIPAL_PREFIX = 'api-key/';
 
 type Location = { kind: 'header'; name: string; prefix: string } | { kind: 'param'; name: string } | { kind: 'cookie'; name: string };
 
@@ -61,31 +70,50 @@ interface Verified {
 /** The inbound side's layer: the rules come with its target. */
 export function requestAuthentication(context: RequestAuthnContext): Layer<RequestAuthnTarget, HttpExchange> {
   return (target, next) => {
-    const guard = compileGuard(target.requestAuthentication ?? [], context);
+    const guard = compileGuard(target.requestAuthentication ?? [], target.apiKeys ?? [], context);
     return guard ? guard(next) : next;
   };
 }
 
 /** A Gateway's layer: its rules compiled once, for every virtual host's stack. */
-export function gatewayRequestAuthentication(rules: readonly SnapshotJwtRule[] | undefined, context: RequestAuthnContext): Layer<unknown, HttpExchange> {
-  const guard = compileGuard(rules ?? [], context);
+export function gatewayRequestAuthentication(rules: RequestAuthnTarget | undefined, context: RequestAuthnContext): Layer<unknown, HttpExchange> {
+  const guard = compileGuard(rules?.requestAuthentication ?? [], rules?.apiKeys ?? [], context);
   return (_target, next) => (guard ? guard(next) : next);
 }
 
-function compileGuard(rules: readonly SnapshotJwtRule[], context: RequestAuthnContext): ((next: Step<HttpExchange>) => Step<HttpExchange>) | undefined {
-  if (rules.length === 0) return undefined;
+function compileGuard(rules: readonly SnapshotJwtRule[], keyRules: readonly SnapshotApiKeyRule[], context: RequestAuthnContext): ((next: Step<HttpExchange>) => Step<HttpExchange>) | undefined {
+  if (rules.length === 0 && keyRules.length === 0) return undefined;
   const locations = compileLocations(rules.map((rule) => compileRule(rule, context.jwks)));
-  // Headers a verified token fills in: whatever a client sent under those names is removed first, token or not.
-  const outputHeaders = [...new Set(rules.flatMap((r) => [...(r.outputPayloadToHeader ? [r.outputPayloadToHeader] : []), ...r.outputClaimToHeaders.map((o) => o.header)]))];
+  const keyLocations = compileKeyLocations(keyRules);
+  // Headers a verified token or key fills in: whatever a client sent under those names is removed first, token or not.
+  const outputHeaders = [
+    ...new Set([
+      ...rules.flatMap((r) => [...(r.outputPayloadToHeader ? [r.outputPayloadToHeader] : []), ...r.outputClaimToHeaders.map((o) => o.header)]),
+      ...keyRules.flatMap((r) => (r.clientIdHeader ? [r.clientIdHeader] : [])),
+    ]),
+  ];
   const clock = context.clock;
   return (next) =>
     (ex) => {
       for (const name of outputHeaders) delete ex.headers[name];
-      const found = findTokens(ex, locations);
-      if (found.length === 0) return next(ex);
+      let keys: FoundKey[] = [];
+      if (keyLocations.length > 0) {
+        try {
+          keys = checkKeys(ex, keyLocations);
+        } catch (error) {
+          // Steps answer with promises: a refusal is a rejected one, as the other layers' are.
+          return Promise.reject(keyRefusal(ex, error));
+        }
+      }
+      const found = locations.length > 0 ? findTokens(ex, locations) : [];
+      if (found.length === 0) {
+        admitKeys(ex, keys);
+        return next(ex);
+      }
       return verifyAll(found, clock.now()).then(
         (verified) => {
           admit(ex, found, verified);
+          admitKeys(ex, keys);
           return next(ex);
         },
         (error: unknown) => {
@@ -93,6 +121,76 @@ function compileGuard(rules: readonly SnapshotJwtRule[], context: RequestAuthnCo
         },
       );
     };
+}
+
+type KeyLocation = { kind: 'header'; name: string; prefix: string } | { kind: 'param'; name: string };
+
+interface CompiledKeyLocation {
+  location: KeyLocation;
+  /** The rules that read this place: a key there must be one of theirs. */
+  rules: readonly SnapshotApiKeyRule[];
+}
+
+interface FoundKey {
+  client: string;
+  rule: SnapshotApiKeyRule;
+  location: KeyLocation;
+}
+
+/** Every place an apiKeys rule reads (headers, then parameters), each with the rules reading it. */
+function compileKeyLocations(rules: readonly SnapshotApiKeyRule[]): CompiledKeyLocation[] {
+  const byKey = new Map<string, { location: KeyLocation; rules: SnapshotApiKeyRule[] }>();
+  const add = (location: KeyLocation, rule: SnapshotApiKeyRule) => {
+    const key = location.kind === 'header' ? `header:${location.name}:${location.prefix.toLowerCase()}` : `param:${location.name}`;
+    let entry = byKey.get(key);
+    if (!entry) byKey.set(key, (entry = { location, rules: [] }));
+    entry.rules.push(rule);
+  };
+  for (const rule of rules) for (const h of rule.fromHeaders) add({ kind: 'header', name: h.name, prefix: h.prefix }, rule);
+  for (const rule of rules) for (const name of rule.fromParams) add({ kind: 'param', name }, rule);
+  return [...byKey.values()];
+}
+
+/** The keys the request carries, each checked against the rules reading where it was found; one that none accepts throws. */
+function checkKeys(ex: HttpExchange, locations: readonly CompiledKeyLocation[]): FoundKey[] {
+  const found: FoundKey[] = [];
+  for (const { location, rules } of locations) {
+    const presented: string[] = [];
+    if (location.kind === 'header') {
+      const prefix = location.prefix;
+      for (const value of values(ex.headers[location.name])) {
+        if (prefix === '') presented.push(value.trim());
+        else if (value.length > prefix.length && value.slice(0, prefix.length).toLowerCase() === prefix.toLowerCase()) presented.push(value.slice(prefix.length).trim());
+      }
+    } else if (ex.path.includes('?')) {
+      for (const value of ex.queryParams.getAll(location.name)) presented.push(value.trim());
+    }
+    for (const key of presented) {
+      if (key === '') continue;
+      const digest = createHash('sha256').update(key).digest('hex');
+      const rule = rules.find((r) => Object.hasOwn(r.keys, digest));
+      if (!rule) throw proxyError(ErrorCodes.API_KEY_INVALID, `the API key in ${location.kind === 'header' ? `header ${location.name}` : `query parameter ${location.name}`} is not one this service accepts`, 401);
+      found.push({ client: rule.keys[digest]!, rule, location });
+    }
+  }
+  return found;
+}
+
+/** A checked key: the principal (unless a token gave one), the client id header, and the key removed unless forwarded. */
+function admitKeys(ex: HttpExchange, keys: readonly FoundKey[]): void {
+  if (keys.length === 0) return;
+  ex.requestPrincipal ??= `${API_KEY_PRINCIPAL_PREFIX}${keys[0]!.client}`;
+  for (const { client, rule, location } of keys) {
+    if (rule.clientIdHeader && ex.headers[rule.clientIdHeader] === undefined && !INVALID_FIELD_VALUE_CHAR.test(client)) ex.headers[rule.clientIdHeader] = client;
+    if (!rule.forwardOriginalKey) strip(ex, location);
+  }
+}
+
+/** The 401 for a key no rule accepts; the challenge names a scheme of its own, as there is no standard one for API keys. */
+function keyRefusal(ex: HttpExchange, error: unknown): WeftError {
+  const refused = isWeftError(error) ? error : proxyError(ErrorCodes.API_KEY_INVALID, error instanceof Error ? error.message : String(error), 401);
+  if (!ex.res.headersSent) ex.res.setHeader('www-authenticate', `ApiKey realm="${realmOf(ex)}"`);
+  return refused;
 }
 
 function compileRule(rule: SnapshotJwtRule, jwks: JwksCache): CompiledRule {
@@ -274,11 +372,15 @@ function asRefusal(error: unknown): WeftError {
 function refusal(ex: HttpExchange, error: unknown): WeftError {
   const refused = asRefusal(error);
   if (!ex.res.headersSent) {
-    const host = values(ex.headers.host)[0] ?? '';
-    const realm = `${ex.scheme}://${host}${ex.pathname}`.replace(/["\\]/g, '').replace(/[^\x20-\x7e]/g, '').slice(0, 256);
-    ex.res.setHeader('www-authenticate', `Bearer realm="${realm}", error="invalid_token"`);
+    ex.res.setHeader('www-authenticate', `Bearer realm="${realmOf(ex)}", error="invalid_token"`);
   }
   return refused;
+}
+
+/** RFC 6750 §3's realm: scheme, host and path, never the query (which may hold the token or key). */
+function realmOf(ex: HttpExchange): string {
+  const host = values(ex.headers.host)[0] ?? '';
+  return `${ex.scheme}://${host}${ex.pathname}`.replace(/["\\]/g, '').replace(/[^\x20-\x7e]/g, '').slice(0, 256);
 }
 
 function admit(ex: HttpExchange, found: readonly FoundToken[], verified: readonly Verified[]): void {
@@ -314,8 +416,8 @@ function claimText(payload: JWTPayload, claim: string): string | undefined {
   return text === undefined || INVALID_FIELD_VALUE_CHAR.test(text) ? undefined : text;
 }
 
-/** Removes a verified token from where it was found, so that the app never sees it (forwardOriginalToken: false). */
-function strip(ex: HttpExchange, location: Location): void {
+/** Removes a verified token (or key) from where it was found, so that the app never sees it (forwardOriginalToken: false). */
+function strip(ex: HttpExchange, location: Location | KeyLocation): void {
   if (location.kind === 'header') {
     delete ex.headers[location.name];
   } else if (location.kind === 'param') {
