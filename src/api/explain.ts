@@ -256,6 +256,8 @@ export interface ExplainAuthorization {
    * signature (explain has no keys), so the decision holds only for a genuine token.
    */
   unverifiedRequestPrincipal?: string;
+  /** "api-key/<client>" of the request's API key, which explain checks against the keys' digests as the proxy does. */
+  requestPrincipal?: string;
 }
 
 /** The RequestAuthentication rules one proxy verifies tokens with, and the tokens the request carries where they look. */
@@ -265,6 +267,28 @@ export interface ExplainAuthentication {
   rules: ExplainJwtRule[];
   /** In the order the proxy finds them; the first gives the request principal. */
   tokens: ExplainToken[];
+  /** RequestAuthentication apiKeys there, and the keys the request carries (checked for real: the snapshot holds their digests). */
+  apiKeyRules?: ExplainApiKeyRule[];
+  apiKeys?: ExplainApiKey[];
+}
+
+export interface ExplainApiKeyRule {
+  /** "<ns>/<policy>". */
+  id: string;
+  /** Where keys are looked for. */
+  from: string[];
+  /** How many clients it knows. */
+  clients: number;
+}
+
+export interface ExplainApiKey {
+  /** 'header x-api-key', 'query parameter api_key'. */
+  foundIn: string;
+  /** The client the key identifies; absent when no rule reading that place knows it. */
+  client?: string;
+  /** The rule that knows it. */
+  acceptedBy?: string;
+  problem?: string;
 }
 
 export interface ExplainJwtRule {

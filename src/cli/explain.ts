@@ -150,11 +150,15 @@ export function formatTrace(trace: ExplainTrace): string {
   }
   if (trace.authentication?.length) {
     out.push('');
-    out.push('Authentication (RequestAuthentication; tokens NOT verified by explain):');
+    const keys = trace.authentication.some((a) => a.apiKeyRules?.length);
+    out.push(`Authentication (RequestAuthentication; tokens NOT verified by explain${keys ? ', API keys checked' : ''}):`);
     for (const a of trace.authentication) {
       out.push(`  at ${a.at}:`);
+      for (const r of a.apiKeyRules ?? []) out.push(`    API keys (${r.id}): ${r.clients} client(s), key from ${r.from.join(', ')}`);
+      for (const k of a.apiKeys ?? []) out.push(`    API key in ${k.foundIn}: ${k.client !== undefined ? `client ${k.client} (${k.acceptedBy ?? ''})` : `✗ ${k.problem ?? 'unknown'} → 401`}`);
+      if (a.apiKeyRules?.length && !a.apiKeys?.length) out.push('    the request carries no API key there');
       for (const r of a.rules) out.push(`    issuer ${r.issuer} (${r.id}): token from ${r.from.join(', ')}${r.audiences.length ? `; audiences ${r.audiences.join(', ')}` : ''}; keys ${r.keys}`);
-      if (a.tokens.length === 0) out.push('    the request carries no token there: it passes with no request principal');
+      if (a.rules.length > 0 && a.tokens.length === 0) out.push('    the request carries no token there: it passes with no request principal');
       for (const t of a.tokens) {
         const claims = [t.iss !== undefined ? `iss ${t.iss}` : 'no iss', t.sub !== undefined ? `sub ${t.sub}` : 'no sub', ...(t.aud ? [`aud ${t.aud.join(', ')}`] : []), ...(t.expiresAt ? [`exp ${t.expiresAt}${t.expired ? ' (EXPIRED)' : ''}`] : [])];
         out.push(`    token in ${t.foundIn}, unverified: ${claims.join(', ')}`);
@@ -166,7 +170,11 @@ export function formatTrace(trace: ExplainTrace): string {
     out.push('');
     out.push('Authorization:');
     for (const a of trace.authorization) {
-      const caller = [...(a.principal ? [`caller ${a.principal}`] : []), ...(a.unverifiedRequestPrincipal ? [`request principal ${a.unverifiedRequestPrincipal} UNVERIFIED`] : [])];
+      const caller = [
+        ...(a.principal ? [`caller ${a.principal}`] : []),
+        ...(a.unverifiedRequestPrincipal ? [`request principal ${a.unverifiedRequestPrincipal} UNVERIFIED`] : []),
+        ...(a.requestPrincipal ? [`request principal ${a.requestPrincipal}`] : []),
+      ];
       out.push(`  ${a.allowed ? '✓ allowed' : '✗ DENIED'} at ${a.at}${caller.length ? ` (${caller.join(', ')})` : ''}: ${a.why}`);
       for (const audit of a.audited) out.push(`    audited by ${audit}`);
     }

@@ -1,4 +1,4 @@
-// `weft explain`, authentication part: the RequestAuthentication rules a verifying proxy applies, and what it would make of the request's token, read without verifying it.
+// `weft explain`, authentication part: the RequestAuthentication rules a verifying proxy applies, and what it would make of the request's token (read without verifying it) and API keys (checked against their digests).
 //
 // Tokens are looked for where the proxy looks (request-authn layer): every
 // rule's headers (prefix stripped), then query parameters, then cookies. The
@@ -7,14 +7,18 @@
 // would refuse whatever the signature (not a JWT, an issuer no rule reading
 // that place accepts, expired, no allowed audience) is a 401 in the trace.
 import { ErrorCodes } from '../api/errors.ts';
-import type { ExplainAuthentication, ExplainJwtRule, ExplainToken, ExplainVerdict } from '../api/explain.ts';
-import type { SnapshotJwtRule } from '../api/snapshot.ts';
+import type { ExplainApiKey, ExplainAuthentication, ExplainJwtRule, ExplainToken, ExplainVerdict } from '../api/explain.ts';
+import type { SnapshotApiKeyRule, SnapshotJwtRule } from '../api/snapshot.ts';
+import { sha256Hex } from './hash.ts';
 
 /** What one verifying proxy makes of the request's tokens. */
 export interface TokenReading {
   authentication: ExplainAuthentication;
-  /** The request principal and claims the proxy gives the request if its first token verifies; absent when it has none or is refused. */
-  principal?: { requestPrincipal: string; claims: Record<string, unknown>; audiences: string[] };
+  /**
+   * The request principal and claims the proxy gives the request if its first token verifies (else, an API key's
+   * client); absent when it has none or is refused. `checked`: it comes from an API key, which explain checks for real.
+   */
+  principal?: { requestPrincipal: string; claims: Record<string, unknown>; audiences: string[]; checked?: boolean };
   /** The 401 the proxy answers whatever the signature. */
   refusal?: ExplainVerdict;
   /** The request as the proxy sends it on: tokens removed where the rule that accepts them does not forward them. */
@@ -35,10 +39,31 @@ type Location = { kind: 'header'; name: string; prefix: string } | { kind: 'para
  * judges `exp`; without it expiry is shown, not judged. Undefined when no
  * rule applies there (the proxy does not read tokens at all).
  */
-export function readTokens(at: string, rules: readonly SnapshotJwtRule[], request: TokenRequest, now: number | undefined): TokenReading | undefined {
-  if (rules.length === 0) return undefined;
+export function readTokens(at: string, rules: readonly SnapshotJwtRule[], request: TokenRequest, now: number | undefined, keyRules: readonly SnapshotApiKeyRule[] = []): TokenReading | undefined {
+  if (rules.length === 0 && keyRules.length === 0) return undefined;
   const authentication: ExplainAuthentication = { at, rules: rules.map(describeRule), tokens: [] };
   const reading: TokenReading = { authentication, forwarded: { headers: { ...request.headers }, path: request.path } };
+  // Keys first, as the proxy checks them first: an unknown one is the 401 whatever the tokens.
+  let client: string | undefined;
+  if (keyRules.length > 0) {
+    authentication.apiKeyRules = keyRules.map((r) => ({ id: r.id, from: [...r.fromHeaders.map((h) => locationText({ kind: 'header', ...h })), ...r.fromParams.map((name) => locationText({ kind: 'param', name }))], clients: new Set(Object.values(r.keys)).size }));
+    authentication.apiKeys = [];
+    for (const { token: key, location, readers } of findIn(keyPlaces(keyRules), request)) {
+      const digest = sha256Hex(key);
+      const rule = readers.find((r) => Object.hasOwn(r.keys, digest));
+      const shown: ExplainApiKey = { foundIn: locationText(location) };
+      if (rule) {
+        shown.client = rule.keys[digest]!;
+        shown.acceptedBy = rule.id;
+        client ??= shown.client;
+        if (!rule.forwardOriginalKey) strip(reading.forwarded, location);
+      } else {
+        shown.problem = `the API key in ${shown.foundIn} is not one this service accepts`;
+        reading.refusal ??= { outcome: 'denied', status: 401, reason: ErrorCodes.API_KEY_INVALID, summary: `refused at ${at}: ${shown.problem}` };
+      }
+      authentication.apiKeys.push(shown);
+    }
+  }
   for (const { token, location, readers } of findTokens(rules, request)) {
     const shown = judge(token, locationText(location), readers, now);
     authentication.tokens.push(shown.token);
@@ -57,6 +82,8 @@ export function readTokens(at: string, rules: readonly SnapshotJwtRule[], reques
       claims,
       audiences: aud === undefined ? [] : Array.isArray(aud) ? aud.map(String) : [String(aud)],
     };
+  } else if (client !== undefined && !reading.refusal) {
+    reading.principal = { requestPrincipal: `api-key/${client}`, claims: {}, audiences: [], checked: true };
   }
   return reading;
 }
@@ -79,21 +106,42 @@ function locationKey(location: Location): string {
   return location.kind === 'header' ? `header:${location.name}:${location.prefix.toLowerCase()}` : `${location.kind}:${location.name}`;
 }
 
-function findTokens(rules: readonly SnapshotJwtRule[], request: TokenRequest): { token: string; location: Location; readers: SnapshotJwtRule[] }[] {
-  const places = new Map<string, { location: Location; readers: SnapshotJwtRule[] }>();
-  const add = (location: Location, rule: SnapshotJwtRule) => {
+type Place<R> = { location: Location; readers: R[] };
+
+function placesOf<R>(add: (place: (location: Location, rule: R) => void) => void): Place<R>[] {
+  const places = new Map<string, Place<R>>();
+  add((location, rule) => {
     const key = locationKey(location);
     const place = places.get(key);
     if (place) place.readers.push(rule);
     else places.set(key, { location, readers: [rule] });
-  };
-  for (const rule of rules) for (const h of rule.fromHeaders) add({ kind: 'header', name: h.name, prefix: h.prefix }, rule);
-  for (const rule of rules) for (const name of rule.fromParams) add({ kind: 'param', name }, rule);
-  for (const rule of rules) for (const name of rule.fromCookies) add({ kind: 'cookie', name }, rule);
+  });
+  return [...places.values()];
+}
+
+function findTokens(rules: readonly SnapshotJwtRule[], request: TokenRequest): { token: string; location: Location; readers: SnapshotJwtRule[] }[] {
+  const places = placesOf<SnapshotJwtRule>((add) => {
+    for (const rule of rules) for (const h of rule.fromHeaders) add({ kind: 'header', name: h.name, prefix: h.prefix }, rule);
+    for (const rule of rules) for (const name of rule.fromParams) add({ kind: 'param', name }, rule);
+    for (const rule of rules) for (const name of rule.fromCookies) add({ kind: 'cookie', name }, rule);
+  });
+  return findIn(places, request);
+}
+
+/** The places apiKeys rules read (headers, then query parameters), each with its readers. */
+function keyPlaces(rules: readonly SnapshotApiKeyRule[]): Place<SnapshotApiKeyRule>[] {
+  return placesOf<SnapshotApiKeyRule>((add) => {
+    for (const rule of rules) for (const h of rule.fromHeaders) add({ kind: 'header', name: h.name, prefix: h.prefix }, rule);
+    for (const rule of rules) for (const name of rule.fromParams) add({ kind: 'param', name }, rule);
+  });
+}
+
+/** What the request carries in each place: a header (its prefix stripped), query parameters, cookies. */
+function findIn<R>(places: readonly Place<R>[], request: TokenRequest): { token: string; location: Location; readers: R[] }[] {
   const q = request.path.indexOf('?');
   const params = new URLSearchParams(q === -1 ? '' : request.path.slice(q + 1));
-  const found: { token: string; location: Location; readers: SnapshotJwtRule[] }[] = [];
-  for (const { location, readers } of places.values()) {
+  const found: { token: string; location: Location; readers: R[] }[] = [];
+  for (const { location, readers } of places) {
     const push = (token: string) => {
       if (token !== '') found.push({ token, location, readers });
     };

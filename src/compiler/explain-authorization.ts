@@ -2,7 +2,7 @@
 import { compileAuthorization, type AuthzRequest } from '../api/authorization.ts';
 import { ErrorCodes } from '../api/errors.ts';
 import type { ExplainAuthentication, ExplainAuthorization, ExplainTrace, ExplainVerdict } from '../api/explain.ts';
-import { gatewayWorkloadName, type ProxySnapshot, type SnapshotAuthorization, type SnapshotJwtRule } from '../api/snapshot.ts';
+import { gatewayWorkloadName, type ProxySnapshot, type SnapshotApiKeyRule, type SnapshotAuthorization, type SnapshotJwtRule } from '../api/snapshot.ts';
 import { indexAuthorizationPolicies, workloadAuthorization } from './authorization.ts';
 import { readTokens, type TokenReading, type TokenRequest } from './explain-authentication.ts';
 import { inboundRequestAuthentication } from './request-authentication.ts';
@@ -56,16 +56,17 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
   const addressUnknownAt: string[] = [];
   // What reaches the destinations: a gateway removes the tokens it verified unless its rule forwards them.
   let forwarded: TokenRequest = { headers: trace.request.headers, path: trace.request.path };
-  const authenticate = (at: string, rules: readonly SnapshotJwtRule[] | undefined, request: TokenRequest): TokenReading | undefined => {
+  const authenticate = (at: string, rules: readonly SnapshotJwtRule[] | undefined, keyRules: readonly SnapshotApiKeyRule[] | undefined, request: TokenRequest): TokenReading | undefined => {
     if (!http) return undefined;
-    const reading = readTokens(at, rules ?? [], request, now);
+    const reading = readTokens(at, rules ?? [], request, now, keyRules ?? []);
     if (!reading) return undefined;
     authentications.push(reading.authentication);
     if (reading.refusal) stops.push(reading.refusal);
     return reading;
   };
   const evaluate = (at: string, authorization: SnapshotAuthorization | undefined, principal: string | undefined, sourceIp: string | undefined, port: number, token: TokenReading['principal']) => {
-    const unverified = token ? { unverifiedRequestPrincipal: token.requestPrincipal } : {};
+    // An API key's client is checked; a token's principal is what the token claims.
+    const unverified = token ? (token.checked ? { requestPrincipal: token.requestPrincipal } : { unverifiedRequestPrincipal: token.requestPrincipal }) : {};
     if (!authorization) {
       results.push({ at, ...(principal ? { principal } : {}), allowed: true, why: 'no AuthorizationPolicy applies', audited: [], ...unverified });
       return;
@@ -81,7 +82,7 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
 
   if (source.kind === 'gateway' && snapshot.gateway) {
     const at = `gateway ${source.name}`;
-    const reading = authenticate(at, snapshot.gateway.requestAuthentication, forwarded);
+    const reading = authenticate(at, snapshot.gateway.requestAuthentication, snapshot.gateway.apiKeys, forwarded);
     if (reading) forwarded = reading.forwarded;
     evaluate(at, snapshot.gateway.authorization, undefined, trace.request.sourceIp, trace.entry?.port ?? 0, reading?.principal);
   }
@@ -108,7 +109,8 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
       const at = `workload ${namespace}/${template.metadata.name}`;
       if (seen.has(at)) continue;
       seen.add(at);
-      const reading = authenticate(at, inboundRequestAuthentication(input, template).jwtRules, forwarded);
+      const authn = inboundRequestAuthentication(input, template);
+      const reading = authenticate(at, authn.jwtRules, authn.apiKeys, forwarded);
       // A sidecar's destinations see the calling instance's address; a gateway's see the gateway's own, which explain does not know.
       const callerAddress = source.kind === 'workload' ? trace.request.sourceIp : undefined;
       evaluate(at, workloadAuthorization(index, input.services, template), caller, callerAddress, workloadPort, reading?.principal);

@@ -17,6 +17,7 @@ const FIELDS: Record<string, keyof CompilerInput> = {
   Gateway: 'gateways',
   GatewayClass: 'gatewayClasses',
   HTTPRoute: 'httpRoutes',
+  Secret: 'secrets',
 };
 
 const NS = 'shop';
@@ -204,6 +205,32 @@ test('at a gateway: its RequestAuthentication reads the token first and removes 
   const bad = at({ 'x-token': unsignedToken({ iss: ISSUER, sub: 'carol' }) });
   assert.equal(bad.verdict.status, 401);
   assert.match(bad.verdict.summary, /^refused at gateway shop\/edge: the token's issuer \("https:\/\/issuer\.example"\) is not configured/);
+});
+
+test('API keys are checked for real (the snapshot holds their digests): a known key names its client for requestPrincipals, an unknown one is a 401, and the gateway removes the key it checked', () => {
+  const input = load([
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: { name: 'weft' }, spec: { controllerName: 'weft.dev/gateway-controller' } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: NS }, spec: { gatewayClassName: 'weft', listeners: [{ name: 'web', port: 80, protocol: 'HTTP' }] } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'site', namespace: NS }, spec: { parentRefs: [{ name: 'edge' }], rules: [{ backendRefs: [{ name: 'reviews', port: 9080 }] }] } },
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'partners', namespace: NS }, stringData: { acme: 'acme-secret-key-1' } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'RequestAuthentication', metadata: { name: 'edge-keys', namespace: NS }, spec: { targetRefs: [{ kind: 'Gateway', name: 'edge' }], apiKeys: { credentialRefs: [{ name: 'partners' }] } } },
+    policy('partners-only', { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'edge' }], rules: [{ from: [{ source: { requestPrincipals: ['api-key/acme'] } }] }] }),
+  ]);
+  const at = (headers: Record<string, string>) => explainFromConfig({ gateway: `${NS}/edge`, method: 'GET', url: 'http://shop.example.com/', headers }, { input: () => input, compile, proxies: () => [], now: () => NOW });
+  const good = at({ 'X-API-Key': 'acme-secret-key-1' });
+  assert.equal(good.verdict.outcome, 'forwarded');
+  assert.deepEqual(good.authentication?.[0]?.apiKeys, [{ foundIn: 'header x-api-key', client: 'acme', acceptedBy: `${NS}/edge-keys` }]);
+  assert.deepEqual(good.authentication?.[0]?.apiKeyRules, [{ id: `${NS}/edge-keys`, from: ['header x-api-key'], clients: 1 }]);
+  assert.deepEqual([good.authorization?.[0]?.allowed, good.authorization?.[0]?.requestPrincipal, good.authorization?.[0]?.unverifiedRequestPrincipal], [true, 'api-key/acme', undefined]);
+  const text = formatTrace(good);
+  assert.match(text, /API key in header x-api-key: client acme \(shop\/edge-keys\)/);
+  assert.match(text, /request principal api-key\/acme[):,]/);
+  const bad = at({ 'x-api-key': 'guessed' });
+  assert.equal(bad.verdict.status, 401);
+  assert.equal(bad.verdict.reason, ErrorCodes.API_KEY_INVALID);
+  assert.match(bad.verdict.summary, /^refused at gateway shop\/edge: the API key in header x-api-key is not one this service accepts/);
+  const none = at({});
+  assert.equal(none.verdict.status, 403, 'no key: no principal, and the policy wants one');
 });
 
 test('policies on addresses are evaluated with --source-ip: the caller\'s at a sidecar\'s destinations, the client\'s at a gateway; unknown, a note says where', () => {
