@@ -548,6 +548,66 @@ export const FaultInjectionSpec = z
   });
 export type FaultInjectionSpec = z.infer<typeof FaultInjectionSpec>;
 
+// ---------------------------------------------------------------- weft.dev/v1alpha1 (GraphQLApi)
+
+/** A `{args.name}` or `{parent.name}` placeholder in a resolver's path. */
+export const GRAPHQL_PLACEHOLDER = /\{(args|parent)\.([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
+/** How one field is resolved: a call to a REST endpoint of a Service in the API's namespace, through the mesh. */
+export const GraphQLRestResolver = z.strictObject({
+  service: z.string().min(1).max(253),
+  port: z.number().int().min(1).max(65535),
+  method: z.enum(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']).default('GET'),
+  /** The path (and query); `{args.x}` is the field's argument x, `{parent.x}` field x of the object being resolved, each URL-encoded. */
+  path: z
+    .string()
+    .min(1)
+    .max(2048)
+    .regex(/^\//, 'must start with /')
+    .refine((path) => !/[\s#]/.test(path.replace(GRAPHQL_PLACEHOLDER, '')), 'must not hold spaces or a fragment (#)'),
+  /** POST, PUT and PATCH: the JSON body, the field's arguments (`args`) or one of them (`args.input`). */
+  body: z
+    .string()
+    .regex(/^args(\.[A-Za-z_][A-Za-z0-9_]*)?$/, 'must be "args" or "args.<argument>"')
+    .optional(),
+  /** Headers of the GraphQL request passed on to the call (authorization, say). */
+  forwardHeaders: z.array(headerName).max(16).optional(),
+  /** Where the value is in the JSON answer, as a dot path ("data.items"); default: the whole answer. */
+  resultPath: z
+    .string()
+    .regex(/^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$/, 'must be a dot path such as data.items')
+    .optional(),
+});
+export type GraphQLRestResolver = z.infer<typeof GraphQLRestResolver>;
+
+/**
+ * A GraphQL endpoint over REST services (as Gloo's GraphQLApi): an SDL
+ * schema, and for the fields that need one a REST call that resolves it.
+ * Fields without a resolver take the value of the same name from their
+ * parent. An HTTPRoute rule serves it through an ExtensionRef filter.
+ */
+export const GraphQLApiSpec = z
+  .strictObject({
+    schema: z.string().min(1).max(262_144),
+    resolvers: z
+      .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$/, 'must be "Type.field"'), z.strictObject({ rest: GraphQLRestResolver }))
+      .default({}),
+    /** Deeper queries are refused before anything is called. */
+    maxDepth: z.number().int().min(1).max(64).default(12),
+    /** Whether clients may ask for the schema (__schema, __type). */
+    introspection: z.boolean().default(true),
+    /** How long one REST call may take. */
+    timeout: gatewayDuration.default('10s'),
+  })
+  .superRefine((spec, ctx) => {
+    for (const [field, { rest }] of Object.entries(spec.resolvers)) {
+      if (rest.body !== undefined && !['POST', 'PUT', 'PATCH'].includes(rest.method)) {
+        ctx.addIssue({ code: 'custom', path: ['resolvers', field, 'rest', 'body'], message: `a ${rest.method} call carries no body: use POST, PUT or PATCH` });
+      }
+    }
+  });
+export type GraphQLApiSpec = z.infer<typeof GraphQLApiSpec>;
+
 /** What a rate limit's buckets are keyed by, besides the policy's target (Envoy calls these descriptors). */
 export const RateLimitDescriptor = z
   .strictObject({
@@ -884,6 +944,7 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'MeshConfig', plural: 'meshconfigs', namespaced: false, spec: MeshConfigSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true, spec: BackendTrafficPolicySpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'FaultInjection', plural: 'faultinjections', namespaced: true, spec: FaultInjectionSpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'GraphQLApi', plural: 'graphqlapis', namespaced: true, spec: GraphQLApiSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RateLimitPolicy', plural: 'ratelimitpolicies', namespaced: true, spec: RateLimitPolicySpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RequestAuthentication', plural: 'requestauthentications', namespaced: true, spec: RequestAuthenticationSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', namespaced: true, spec: AuthorizationPolicySpec },
@@ -951,6 +1012,7 @@ export type MeshConfig = Resource<MeshConfigSpec>;
 export type BackendTrafficPolicy = Resource<BackendTrafficPolicySpec>;
 export type FaultInjection = Resource<FaultInjectionSpec>;
 export type RateLimitPolicy = Resource<RateLimitPolicySpec>;
+export type GraphQLApi = Resource<GraphQLApiSpec>;
 export type RequestAuthentication = Resource<RequestAuthenticationSpec>;
 export type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 export { AuthorizationPolicySpec };

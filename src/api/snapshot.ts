@@ -121,7 +121,37 @@ export type HttpFilter =
   | { type: 'URLRewrite'; rewrite: UrlRewrite }
   | { type: 'RequestMirror'; mirror: RequestMirror }
   | { type: 'CORS'; cors: CorsPolicy }
-  | { type: 'FaultInjection'; fault: FaultInjection };
+  | { type: 'FaultInjection'; fault: FaultInjection }
+  | { type: 'GraphQL'; graphql: SnapshotGraphQLApi };
+
+/**
+ * A GraphQLApi (weft.dev ExtensionRef filter): the proxy answers GraphQL
+ * requests itself, calling the resolvers' REST endpoints through the mesh.
+ */
+export interface SnapshotGraphQLApi {
+  /** "<ns>/<name>". */
+  name: string;
+  /** The SDL, as checked by the control plane. */
+  schema: string;
+  /** "Type.field" → its REST call. */
+  resolvers: Record<string, SnapshotGraphQLResolver>;
+  maxDepth: number;
+  introspection: boolean;
+  timeoutMs: number;
+}
+
+export interface SnapshotGraphQLResolver {
+  /** A key of `backends` (the Service port called). */
+  backend: string;
+  /** The Host the call carries: the Service's name. */
+  host: string;
+  method: string;
+  /** With `{args.x}` / `{parent.x}` placeholders. */
+  path: string;
+  body?: string;
+  forwardHeaders: string[];
+  resultPath?: string[];
+}
 
 /**
  * A FaultInjection (weft.dev ExtensionRef filter): a delay, an abort, or both,

@@ -216,6 +216,11 @@ export function checkSnapshot(s: ProxySnapshot, options: CheckSnapshotOptions = 
         if (!Number.isInteger(backend.weight) || backend.weight < 0) problems.push(`routes["${key}"] rule ${rule.id} has weight ${backend.weight}`);
       }
       for (const filter of [...rule.filters, ...rule.backends.flatMap((b) => b.filters)]) {
+        if (filter.type === 'GraphQL') {
+          for (const [field, resolver] of Object.entries(filter.graphql.resolvers)) {
+            if (!(resolver.backend in s.backends)) problems.push(`routes["${key}"] rule ${rule.id}: GraphQLApi ${filter.graphql.name} resolves ${field} with backend ${resolver.backend}, which is not in backends`);
+          }
+        }
         if (filter.type === 'RequestMirror' && filter.mirror.backend !== undefined && !(filter.mirror.backend in s.backends)) {
           problems.push(`routes["${key}"] rule ${rule.id} mirrors to backend ${filter.mirror.backend}, which is not in backends`);
         }

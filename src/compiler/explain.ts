@@ -389,7 +389,7 @@ function describeModifier(modifier: HeaderModifier): string {
 
 function explainFilters(filters: readonly HttpFilter[], scope: string, rule: HttpRouteRule, req: ParsedRequest, trace: ExplainTrace): ExplainFilter[] {
   // In the order the proxy's stack runs them (outbound/stack.ts), whatever the order in the route.
-  const order: HttpFilter['type'][] = ['CORS', 'RequestHeaderModifier', 'URLRewrite', 'ResponseHeaderModifier', 'RequestRedirect', 'FaultInjection', 'RequestMirror'];
+  const order: HttpFilter['type'][] = ['CORS', 'RequestHeaderModifier', 'URLRewrite', 'ResponseHeaderModifier', 'RequestRedirect', 'FaultInjection', 'GraphQL', 'RequestMirror'];
   const sorted = [...filters].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type));
   return sorted.map((filter): ExplainFilter => {
     switch (filter.type) {
@@ -440,6 +440,17 @@ function explainFilters(filters: readonly HttpFilter[], scope: string, rule: Htt
           describe: `FaultInjection ${fault.name}: ${parts.join(', ') || 'nothing'}`,
           effect: fault.headers ? (applies ? 'the request has the headers it applies to' : 'the request lacks the headers it applies to: no fault') : 'applies to every request',
           config: fault,
+        };
+      }
+      case 'GraphQL': {
+        const api = filter.graphql;
+        const calls = Object.entries(api.resolvers).map(([field, r]) => `${field} → ${r.method} http://${r.host}${r.path}`);
+        return {
+          type: filter.type,
+          scope,
+          describe: `GraphQLApi ${api.name}: the proxy answers GraphQL itself`,
+          effect: calls.length > 0 ? `resolvers call ${calls.join('; ')}` : 'no field calls a service',
+          config: { name: api.name, resolvers: api.resolvers, maxDepth: api.maxDepth, introspection: api.introspection, timeoutMs: api.timeoutMs },
         };
       }
     }
@@ -580,6 +591,19 @@ function explainHttpRule(rule: HttpRouteRule, req: ParsedRequest, snapshot: Prox
     if (fault.delay && fault.delay.percent > 0) trace.risks.push({ percent: fault.delay.percent, why: `FaultInjection ${fault.name} delays ${fault.delay.percent} % of such requests by ${fault.delay.ms} ms` });
     if (fault.abort && fault.abort.percent > 0 && fault !== faultAbort) {
       trace.risks.push({ reason: ErrorCodes.FAULT_INJECTED, status: fault.abort.httpStatus ?? 500, percent: fault.abort.percent, why: `FaultInjection ${fault.name} aborts ${fault.abort.percent} % of such requests` });
+    }
+  }
+  if (!faultAbort) {
+    const graphql = rule.filters.find((f) => f.type === 'GraphQL');
+    if (graphql) {
+      const api = graphql.graphql;
+      const services = [...new Set(Object.values(api.resolvers).map((r) => r.backend))];
+      trace.verdict = {
+        outcome: 'graphql',
+        status: 200,
+        summary: `the proxy answers it as GraphQLApi ${api.name}${services.length > 0 ? `, calling ${services.join(', ')} for the fields the query asks for` : ''}`,
+      };
+      return;
     }
   }
   if (faultAbort) {

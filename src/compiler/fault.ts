@@ -1,12 +1,20 @@
-// FaultInjection objects → the snapshot's FaultInjection filter, and how a route's ExtensionRef filter resolves to one.
+// FaultInjection objects → the snapshot's FaultInjection filter, and how a route's ExtensionRef filter resolves to one (or to a GraphQLApi).
 import type { FaultInjection as FaultInjectionResource } from '../api/resources.ts';
 import type { FaultInjection, HttpFilter, StringMatch } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
+import type { GraphQLIndex } from './graphql.ts';
 import type { RefProblem } from './routes.ts';
 import { serviceNamespace } from './services.ts';
 
 export const EXTENSION_GROUP = 'weft.dev';
 export const FAULT_INJECTION_KIND = 'FaultInjection';
+export const GRAPHQL_API_KIND = 'GraphQLApi';
+
+/** The weft.dev objects a route's ExtensionRef filters may name, compiled once per input. */
+export interface ExtensionIndex {
+  faults: FaultIndex;
+  graphqlApis: GraphQLIndex;
+}
 
 /** A FaultInjection compiled once per input: the filter, or why it cannot be used. */
 export interface CompiledFault {
@@ -60,7 +68,7 @@ function compileFault(object: FaultInjectionResource, name: string): CompiledFau
 
 /**
  * An ExtensionRef filter in a route of `namespace`. A known, valid
- * FaultInjection becomes its filter; anything else is a ResolvedRefs problem
+ * FaultInjection or GraphQLApi becomes its filter; anything else is a ResolvedRefs problem
  * (InvalidKind for a kind weft does not know, BackendNotFound for a missing
  * or unusable object) and undefined: the Gateway API says such a filter must
  * not be skipped, so the caller makes the requests it covers answer 500.
@@ -69,14 +77,29 @@ export function resolveExtensionRef(
   ref: { group: string; kind: string; name: string },
   where: string,
   namespace: string,
-  faults: FaultIndex,
+  extensions: ExtensionIndex,
   refProblems: RefProblem[],
 ): HttpFilter | undefined {
-  if (ref.group !== EXTENSION_GROUP || ref.kind !== FAULT_INJECTION_KIND) {
-    refProblems.push({ reason: 'InvalidKind', message: `${where}: ExtensionRef ${ref.group}/${ref.kind} is not a kind weft knows (it knows ${EXTENSION_GROUP}/${FAULT_INJECTION_KIND}); the requests it covers answer 500` });
+  if (ref.group !== EXTENSION_GROUP || (ref.kind !== FAULT_INJECTION_KIND && ref.kind !== GRAPHQL_API_KIND)) {
+    refProblems.push({
+      reason: 'InvalidKind',
+      message: `${where}: ExtensionRef ${ref.group}/${ref.kind} is not a kind weft knows (it knows ${EXTENSION_GROUP}/${FAULT_INJECTION_KIND} and ${EXTENSION_GROUP}/${GRAPHQL_API_KIND}); the requests it covers answer 500`,
+    });
     return undefined;
   }
-  const compiled = faults.get(`${namespace}/${ref.name}`);
+  if (ref.kind === GRAPHQL_API_KIND) {
+    const api = extensions.graphqlApis.get(`${namespace}/${ref.name}`);
+    if (!api) {
+      refProblems.push({ reason: 'BackendNotFound', message: `${where}: GraphQLApi ${namespace}/${ref.name} does not exist; the requests it covers answer 500` });
+      return undefined;
+    }
+    if (!api.api) {
+      refProblems.push({ reason: 'BackendNotFound', message: `${where}: GraphQLApi ${namespace}/${ref.name} is invalid (${api.problems.join('; ')}); the requests it covers answer 500` });
+      return undefined;
+    }
+    return { type: 'GraphQL', graphql: api.api };
+  }
+  const compiled = extensions.faults.get(`${namespace}/${ref.name}`);
   if (!compiled) {
     refProblems.push({ reason: 'BackendNotFound', message: `${where}: FaultInjection ${namespace}/${ref.name} does not exist; the requests it covers answer 500` });
     return undefined;

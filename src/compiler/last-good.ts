@@ -1,8 +1,9 @@
 // Last known good: which problems make one version of a route or policy uncompilable on its own, and the status of an object whose previous version stays in force.
 import type { Condition, Resource } from '../api/meta.ts';
-import type { BackendTrafficPolicy, FaultInjection, GRPCRoute, HTTPRoute, RateLimitPolicy, Service } from '../api/resources.ts';
+import type { BackendTrafficPolicy, FaultInjection, GraphQLApi, GRPCRoute, HTTPRoute, RateLimitPolicy, Service } from '../api/resources.ts';
 import { resolveBackendPolicies, routeTargetKey } from './backend-policy.ts';
 import { indexFaultInjections } from './fault.ts';
+import { indexGraphQLApis } from './graphql.ts';
 import { grpcRouteForm } from './grpc-routes.ts';
 import { indexRateLimitPolicies } from './rate-limit.ts';
 import { analyzeRoute } from './routes.ts';
@@ -13,7 +14,7 @@ import { serviceNamespace } from './services.ts';
  * compiled. Services, Workloads, Gateways and the like are left out: their
  * problems are either rejected by the API's schemas or depend on other objects.
  */
-export const LAST_GOOD_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute', 'BackendTrafficPolicy', 'RateLimitPolicy', 'FaultInjection']);
+export const LAST_GOOD_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute', 'BackendTrafficPolicy', 'RateLimitPolicy', 'FaultInjection', 'GraphQLApi']);
 
 /**
  * A route or policy compiled from an older version than the one in the store.
@@ -27,6 +28,9 @@ export interface FallBack {
   /** What is wrong with `generation`. */
   problems: string[];
 }
+
+/** Routes judged alone: their ExtensionRefs resolve to nothing here (reference problems are not the route's own). */
+const NO_EXTENSIONS = { faults: new Map(), graphqlApis: new Map() };
 
 /**
  * Problems of one object version that no other object can cure: an invalid
@@ -43,10 +47,14 @@ export function selfContainedProblems(object: Resource): string[] | undefined {
   switch (object.kind) {
     case 'HTTPRoute':
       // Everything analyzeRoute drops a rule for is about the route alone; reference problems go to refProblems.
-      return [...analyzeRoute(object as HTTPRoute, new Map(), undefined, undefined, new Map()).dropped, ...zeroWeightRules(object as HTTPRoute)];
+      return [...analyzeRoute(object as HTTPRoute, new Map(), undefined, undefined, NO_EXTENSIONS).dropped, ...zeroWeightRules(object as HTTPRoute)];
     case 'GRPCRoute': {
       const form = grpcRouteForm(object as GRPCRoute);
-      return [...analyzeRoute(form.route, new Map(), undefined, form, new Map()).dropped, ...zeroWeightRules(object as GRPCRoute)];
+      return [...analyzeRoute(form.route, new Map(), undefined, form, NO_EXTENSIONS).dropped, ...zeroWeightRules(object as GRPCRoute)];
+    }
+    case 'GraphQLApi': {
+      const api = object as GraphQLApi;
+      return indexGraphQLApis([api], new Map()).get(`${serviceNamespace(api)}/${api.metadata.name}`)?.ownProblems ?? [];
     }
     case 'FaultInjection': {
       const fault = object as FaultInjection;

@@ -7,6 +7,7 @@ import { analyzeRoute, buildRouteTable, compareRouteAge, type AnalyzedRoute } fr
 import { grpcBackendProtocol, grpcRouteForm } from './grpc-routes.ts';
 import { indexEndpointSlices, sliceEndpoints } from './endpoint-slices.ts';
 import { indexFaultInjections } from './fault.ts';
+import { indexGraphQLApis } from './graphql.ts';
 import { indexRateLimitPolicies, rateLimitTargetKey, type RateLimitIndex } from './rate-limit.ts';
 import { indexReferenceGrants, type ReferencePermits } from './gateway-grants.ts';
 import { CLUSTER_DOMAIN, indexEndpointWorkloads, meshPorts, portProtocol, serviceEndpoints, serviceNamespace } from './services.ts';
@@ -61,6 +62,7 @@ function sourcesOf(input: CompilerInput): readonly unknown[] {
     input.backendTrafficPolicies,
     input.grpcRoutes,
     input.faultInjections,
+    input.graphqlApis,
     input.rateLimitPolicies,
     input.meshConfig,
     input.namespaces,
@@ -122,12 +124,12 @@ function prepareUncached(input: CompilerInput): PreparedInput {
   applyBackendPolicies(backends, backendPolicies);
 
   const grants = indexReferenceGrants(input.referenceGrants ?? []);
-  const faults = indexFaultInjections(input.faultInjections ?? []);
-  const httpRoutes = input.httpRoutes.map((route) => analyzeRoute(route, serviceIndex, grants, undefined, faults));
+  const extensions = { faults: indexFaultInjections(input.faultInjections ?? []), graphqlApis: indexGraphQLApis(input.graphqlApis ?? [], serviceIndex) };
+  const httpRoutes = input.httpRoutes.map((route) => analyzeRoute(route, serviceIndex, grants, undefined, extensions));
   // GRPCRoutes compile through the HTTPRoute analysis in their HTTP form (POST /<service>/<method>).
   const grpcRoutes = (input.grpcRoutes ?? []).map((route) => {
     const form = grpcRouteForm(route);
-    return analyzeRoute(form.route, serviceIndex, grants, form, faults);
+    return analyzeRoute(form.route, serviceIndex, grants, form, extensions);
   });
   const routes = [...httpRoutes, ...grpcRoutes].sort((a, b) => byNamespaceAndName(a.route, b.route) || compareStrings(a.route.kind, b.route.kind));
   speakGrpcToGrpcBackends(grpcRoutes, backends, serviceIndex);

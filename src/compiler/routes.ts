@@ -14,7 +14,7 @@ import {
 } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
 import { compileFilters, type FilterScope, type MirrorRef } from './filters.ts';
-import { resolveExtensionRef, type FaultIndex } from './fault.ts';
+import { resolveExtensionRef, type ExtensionIndex } from './fault.ts';
 import { compareGrpcRanks, type GrpcMatchRank, type GrpcRouteForm } from './grpc-routes.ts';
 import { backendRefPermitted, type ReferencePermits } from './gateway-grants.ts';
 import { compareStrings } from './hash.ts';
@@ -122,7 +122,7 @@ export function analyzeRoute(
   /** A GRPCRoute in its HTTPRoute form (grpc-routes.ts): its match problems and precedence. */
   grpc?: Pick<GrpcRouteForm, 'ruleProblems' | 'ranks'>,
   /** FaultInjections by "ns/name", which ExtensionRef filters resolve to; absent: ExtensionRef filters are unsupported. */
-  faults?: FaultIndex,
+  extensions?: ExtensionIndex,
 ): AnalyzedRoute {
   const namespace = routeNamespace(route);
   const parents = serviceParents(route, namespace, services);
@@ -140,13 +140,16 @@ export function analyzeRoute(
       matches: rule.matches,
       problems,
       resolveMirror: (ref, refWhere) => resolveMirrorRef(ref, refWhere, namespace, parentServiceKeys, services, refProblems, granted),
-      ...(faults ? { resolveExtension: (ref: { group: string; kind: string; name: string }, refWhere: string) => resolveExtensionRef(ref, refWhere, namespace, faults, refProblems) } : {}),
+      ...(extensions ? { resolveExtension: (ref: { group: string; kind: string; name: string }, refWhere: string) => resolveExtensionRef(ref, refWhere, namespace, extensions, refProblems) } : {}),
     });
     const matches = compileMatches(rule.matches, where, problems);
     const ruleScope = scope(`${where}.filters`);
     let filters = compileFilters(rule.filters, ruleScope);
     if (filters.some((f) => f.type === 'RequestRedirect') && (rule.backendRefs?.length ?? 0) > 0) {
       problems.push(`${where}: a RequestRedirect filter must not be used together with backendRefs`);
+    }
+    if (filters.some((f) => f.type === 'GraphQL') && (rule.backendRefs?.length ?? 0) > 0) {
+      problems.push(`${where}: a GraphQLApi filter answers the requests itself and must not be used together with backendRefs`);
     }
     const backends = (rule.backendRefs ?? []).map((ref, refIndex) => {
       const refWhere = `${where}.backendRefs[${refIndex}]`;

@@ -8,6 +8,7 @@ import type { AnalyzedRoute } from './routes.ts';
 import { CONTROLLER_NAME, type HTTPRouteStatus, type ObjectStatus, type CompilerInput } from './types.ts';
 import { resolveUpstreams } from './upstreams.ts';
 import { indexFaultInjections } from './fault.ts';
+import { indexGraphQLApis } from './graphql.ts';
 import { applyFallBacks } from './last-good.ts';
 import { indexAuthorizationPolicies } from './authorization.ts';
 import { indexRequestAuthentications } from './request-authentication.ts';
@@ -79,6 +80,12 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
       keyOf(fault),
       problems.length === 0 ? accepted(fault) : { conditions: [condition('Accepted', 'False', 'Invalid', problems.join('; '), fault.metadata.generation)] },
     );
+  }
+  // GraphQLApis: Accepted unless their schema, resolvers or the Services these call are wrong (graphql.ts).
+  const graphqlApis = indexGraphQLApis(input.graphqlApis ?? [], prepared.serviceIndex);
+  for (const api of input.graphqlApis ?? []) {
+    const problems = graphqlApis.get(`${api.metadata.namespace ?? 'default'}/${api.metadata.name}`)?.problems ?? [];
+    statuses.set(keyOf(api), problems.length === 0 ? accepted(api) : { conditions: [condition('Accepted', 'False', 'Invalid', problems.join('; '), api.metadata.generation)] });
   }
   for (const policy of input.rateLimitPolicies ?? []) {
     const status = prepared.rateLimits.statuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);

@@ -4,6 +4,7 @@ import type {
   BackendTrafficPolicy,
   EndpointSlice,
   FaultInjection,
+  GraphQLApi,
   Gateway,
   GatewayClass,
   GRPCRoute,
@@ -30,6 +31,7 @@ export interface CompilerInput {
   httpRoutes: readonly HTTPRoute[];
   /** FaultInjections (weft.dev), which routes' ExtensionRef filters name. */
   faultInjections?: readonly FaultInjection[] | undefined;
+  graphqlApis?: readonly GraphQLApi[] | undefined;
   /** RateLimitPolicies (weft.dev), attached to HTTPRoutes, Services and Gateways. */
   rateLimitPolicies?: readonly RateLimitPolicy[] | undefined;
   /** AuthorizationPolicies (weft.dev): enforced by the workloads and gateways they select or target. */

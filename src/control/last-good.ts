@@ -25,6 +25,7 @@ const LISTS = {
   BackendTrafficPolicy: 'backendTrafficPolicies',
   RateLimitPolicy: 'rateLimitPolicies',
   FaultInjection: 'faultInjections',
+  GraphQLApi: 'graphqlApis',
 } as const satisfies Record<string, keyof CompilerInput>;
 
 export interface LastGoodOptions {

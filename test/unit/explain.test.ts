@@ -25,6 +25,7 @@ const FIELDS: Record<string, keyof CompilerInput> = {
   TCPRoute: 'tcpRoutes',
   TLSRoute: 'tlsRoutes',
   FaultInjection: 'faultInjections',
+  GraphQLApi: 'graphqlApis',
   RateLimitPolicy: 'rateLimitPolicies',
   BackendTrafficPolicy: 'backendTrafficPolicies',
   Gateway: 'gateways',
@@ -214,6 +215,26 @@ test('weighted split with one share unable to serve: forwarded, with the failing
   assert.deepEqual(trace.backends.map((b) => [b.key, b.percent]), [['shop/reviews-v1:9080', 80], ['shop/ratings:8080', 20]]);
   assert.equal(trace.verdict.outcome, 'forwarded');
   assert.ok(trace.risks.some((r) => r.percent === 20 && r.reason === ErrorCodes.NO_HEALTHY_UPSTREAM));
+});
+
+test('a GraphQLApi rule: the proxy answers it, and the trace names the calls its resolvers would make', () => {
+  const api = `
+apiVersion: weft.dev/v1alpha1
+kind: GraphQLApi
+metadata: {name: shop-api, namespace: shop}
+spec:
+  schema: "type Query { rating(id: ID!): Int }"
+  resolvers:
+    Query.rating: {rest: {service: ratings, port: 8080, path: "/ratings/{args.id}"}}
+---`;
+  const route = httpRoute('graphql', `    - matches: [{path: {type: Exact, value: /graphql}}]
+      filters: [{type: ExtensionRef, extensionRef: {group: weft.dev, kind: GraphQLApi, name: shop-api}}]`);
+  const trace = explain(api + route, { method: 'POST', url: 'http://reviews:9080/graphql' });
+  assert.equal(trace.verdict.outcome, 'graphql');
+  assert.equal(trace.verdict.status, 200);
+  assert.equal(trace.verdict.summary, 'the proxy answers it as GraphQLApi shop/shop-api, calling shop/ratings:8080 for the fields the query asks for');
+  assert.equal(trace.rule!.filters[0]!.effect, 'resolvers call Query.rating → GET http://ratings/ratings/{args.id}');
+  assert.match(formatTrace(trace), /Verdict: GRAPHQL/);
 });
 
 test('redirect and rewrite: the Location and the rewritten path as the proxy would build them', () => {

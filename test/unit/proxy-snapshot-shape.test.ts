@@ -58,6 +58,14 @@ test('validateSnapshot names the field: a filter kind this proxy does not know, 
   const unknownFilter = structuredClone(good);
   (unknownFilter.routes['default/a:80']!.rules[0]!.filters as unknown[]).push({ type: 'Teleport' });
   assert.throws(() => validateSnapshot(unknownFilter), invalidSnapshot(/malformed snapshot: routes\.default\/a:80\.rules\.0\.filters\.0\.type: must be one of RequestHeaderModifier, .*got "Teleport"/));
+  // A GraphQL filter and API keys are checked too: a resolver path must start with /, a key rule needs its fields.
+  const graphql = structuredClone(good);
+  const resolver = { backend: 'default/a:80', host: 'a', method: 'GET', path: 'products', forwardHeaders: [] };
+  (graphql.routes['default/a:80']!.rules[0]!.filters as unknown[]).push({ type: 'GraphQL', graphql: { name: 'default/api', schema: 'type Query { a: Int }', resolvers: { 'Query.a': resolver }, maxDepth: 5, introspection: true, timeoutMs: 1000 } });
+  assert.throws(() => validateSnapshot(graphql), invalidSnapshot(/filters\.0\.graphql\.resolvers\.Query\.a\.path: must match/));
+  const keys = structuredClone(good);
+  (keys.inbound as Record<string, unknown>).apiKeys = [{ id: 'default/keys', keys: {}, fromHeaders: [{ name: 'x api key', prefix: '' }], fromParams: [], forwardOriginalKey: false }];
+  assert.throws(() => validateSnapshot(keys), invalidSnapshot(/inbound\.apiKeys\.0\.fromHeaders\.0\.name: must match/));
   const badPort = structuredClone(good);
   (badPort.backends['default/a:80']!.endpoints[0] as { port: number }).port = 70000;
   assert.throws(() => validateSnapshot(badPort), invalidSnapshot(/backends\.default\/a:80\.endpoints\.0\.port: must be at most 65535, got 70000/));

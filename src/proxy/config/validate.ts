@@ -58,6 +58,26 @@ const filter = tagged('type', {
       headers: optional(array(namedStringMatch)),
     }),
   }),
+  GraphQL: object({
+    graphql: object({
+      name: str(),
+      schema: nonEmpty,
+      resolvers: record(
+        object({
+          backend: nonEmpty,
+          host: nonEmpty,
+          method: oneOf(['GET', 'POST', 'PUT', 'PATCH', 'DELETE']),
+          path: str({ min: 1, pattern: /^\// }),
+          body: optional(str()),
+          forwardHeaders: array(str({ min: 1, pattern: HTTP_TOKEN })),
+          resultPath: optional(array(str({ min: 1 }))),
+        }),
+      ),
+      maxDepth: num({ int: true, min: 1 }),
+      introspection: bool,
+      timeoutMs: num({ positive: true }),
+    }),
+  }),
 });
 const protocol = oneOf(['http', 'http2', 'grpc', 'tcp']);
 const rateLimits = optional(

@@ -11,6 +11,7 @@ import { outlierDetection } from '../layers/outlier/index.ts';
 import { retryBudget } from '../layers/retry-budget/index.ts';
 import { cors } from '../layers/cors/index.ts';
 import { faultInjection } from '../layers/fault/index.ts';
+import { graphqlEndpoint } from '../layers/graphql/index.ts';
 import { rateLimit, RateLimiterRegistry } from '../layers/rate-limit/index.ts';
 import { JwksCache } from '../layers/request-authn/jwks.ts';
 import { pinEndpoint } from '../layers/endpoint/index.ts';
@@ -75,12 +76,13 @@ function mirrorContext(context: OutboundContext): MirrorContext {
  * HTTP to one service port: route table → rule → backend → endpoint. A rule
  * and a backendRef run the same filters, in the same order: CORS (answers
  * preflights), request headers, URL rewrite, response headers, redirect
- * (answers), fault injection, mirrors. A rule's rate limits come first, before
+ * (answers), fault injection, mirrors; a rule's GraphQLApi answers after its timeout starts. A rule's rate limits come first, before
  * any of them.
  */
 export function buildOutboundHttp(table: RouteTable, context: OutboundContext): Step<HttpExchange> {
   const mirrors = mirrorContext(context);
   const faults = faultInjection({ clock: context.clock });
+  const graphql = graphqlEndpoint({ backends: context.backends, balancers: context.balancers, forward: context.forward, clock: context.clock });
   const backendStack = (target: BackendTarget): Step<HttpExchange> =>
     stack(target, [
       cors, // the backendRef's own filters
@@ -109,6 +111,7 @@ export function buildOutboundHttp(table: RouteTable, context: OutboundContext): 
       requestRedirect,
       faults, // FaultInjection ExtensionRefs: after the rule's filters, before the backends (the delay is not counted in the request timeout, as in Envoy)
       requestTimeout(context.clock), // the whole exchange, retries and backoffs included
+      graphql, // a GraphQLApi ExtensionRef: the proxy answers, calling the resolvers' services (within the request timeout)
       bufferBody(DEFAULT_BUFFER_LIMIT_BYTES, context.clock), // only for rules that retry or mirror
       requestMirror(mirrors),
       sessionPersistence(context.clock), // back to the session's backend and endpoint

@@ -1,0 +1,271 @@
+// A GraphQLApi at a real gateway over real REST apps: one outside the mesh, one behind its own sidecar (mTLS); queries, nesting, arguments, mutations, errors on a field, depth and introspection limits, calls made once, bad config in the status.
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
+import { waitFor } from '../../src/testing/wait.ts';
+import { applyObjects, listenersOf, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
+
+const NS = 'shop';
+
+const SCHEMA = `
+type Query {
+  product(id: ID!): Product
+  products: [Product!]!
+}
+type Mutation {
+  addReview(productId: ID!, input: ReviewInput!): Review
+}
+input ReviewInput { stars: Int!, text: String }
+type Product { id: ID!, name: String!, price: Float, reviews: [Review!] }
+type Review { stars: Int!, text: String, by: String, product: Product }
+`;
+
+interface RestApp {
+  server: Server;
+  port: number;
+  /** Every request it got: "METHOD path", with the headers that matter. */
+  seen: { line: string; headers: IncomingMessage['headers']; body: string }[];
+}
+
+/** A small JSON REST app on 127.0.0.1:0: `routes` maps "METHOD /path" to a status and body. */
+async function restApp(handle: (method: string, path: string, body: string) => [number, unknown]): Promise<RestApp> {
+  const app: RestApp = { server: createServer(), port: 0, seen: [] };
+  app.server.on('request', (req, res) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => {
+      app.seen.push({ line: `${req.method} ${req.url}`, headers: req.headers, body });
+      const [status, value] = handle(req.method ?? 'GET', req.url ?? '/', body);
+      const text = value === undefined ? '' : JSON.stringify(value);
+      res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
+    });
+  });
+  await new Promise<void>((resolve) => app.server.listen(0, '127.0.0.1', resolve));
+  app.port = (app.server.address() as AddressInfo).port;
+  return app;
+}
+
+const PRODUCTS = [
+  { id: '1', name: 'teapot', price: 18.5 },
+  { id: '2', name: 'kettle', price: 32 },
+];
+
+let dir: string;
+let catalog: RestApp;
+let reviews: RestApp;
+const processes: RunningProcess[] = [];
+let port: number;
+let api: string;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'weft-graphql-'));
+  catalog = await restApp((method, path) => {
+    if (method === 'GET' && path === '/products') return [200, { items: PRODUCTS }];
+    const one = /^\/products\/([^/?]+)$/.exec(path);
+    if (method === 'GET' && one) {
+      const product = PRODUCTS.find((p) => p.id === decodeURIComponent(one[1]!));
+      return product ? [200, product] : [404, { message: 'no such product' }];
+    }
+    return [500, { message: 'catalog broke' }];
+  });
+  reviews = await restApp((method, path, body) => {
+    const of = /^\/reviews\/([^/?]+)$/.exec(path);
+    if (method === 'GET' && of) return of[1] === '2' ? [503, { message: 'down' }] : [200, [{ stars: 5, text: 'pours well', by: 'ann' }]];
+    if (method === 'POST' && of) return [201, { ...(JSON.parse(body) as object), by: 'you' }];
+    return [404, undefined];
+  });
+  const controlPlane = await startControlPlaneProcess();
+  processes.push(controlPlane);
+  api = String(controlPlane.ready.api);
+  await applyObjects(api, [
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: NS } },
+    { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'gw', namespace: NS }, spec: { gatewayClassName: 'weft', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } },
+    // The catalog outside the mesh; reviews behind its own sidecar, reached over the mesh tunnel with mTLS.
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'catalog', namespace: NS }, spec: { selector: { app: 'catalog' }, ports: [{ port: 8080, targetPort: catalog.port }] } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'catalog-0', namespace: NS, labels: { app: 'catalog' } }, spec: { address: '127.0.0.1', ports: [{ port: catalog.port }] } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: NS }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'reviews-v1', namespace: NS, labels: { app: 'reviews' } }, spec: { serviceAccount: 'reviews', ports: [{ name: 'http', port: 9080 }] } },
+    {
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'GraphQLApi',
+      metadata: { name: 'shop', namespace: NS },
+      spec: {
+        schema: SCHEMA,
+        maxDepth: 4,
+        introspection: false,
+        resolvers: {
+          'Query.products': { rest: { service: 'catalog', port: 8080, path: '/products', resultPath: 'items' } },
+          'Query.product': { rest: { service: 'catalog', port: 8080, path: '/products/{args.id}' } },
+          'Product.reviews': { rest: { service: 'reviews', port: 9080, path: '/reviews/{parent.id}', forwardHeaders: ['authorization'] } },
+          'Mutation.addReview': { rest: { service: 'reviews', port: 9080, method: 'POST', path: '/reviews/{args.productId}', body: 'args.input' } },
+        },
+      },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'graphql', namespace: NS },
+      spec: {
+        parentRefs: [{ name: 'gw' }],
+        hostnames: ['api.example'],
+        rules: [{ matches: [{ path: { type: 'Exact', value: '/graphql' } }], filters: [{ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'GraphQLApi', name: 'shop' } }] }],
+      },
+    },
+  ]);
+  const gateway = await startGatewayProcess(controlPlane, `${NS}/gw`, [80], await writeTokenFile(api, dir, NS, 'gw.gateway'));
+  processes.push(gateway);
+  const sidecar = await startWeft(
+    ['proxy', '--mode', 'sidecar', '--namespace', NS, '--workload', 'reviews-v1', '--app-port', `9080=${reviews.port}`, ...proxyArgs(controlPlane, await writeTokenFile(api, dir, NS, 'reviews-v1'))],
+    { env: { WEFT_LOG_LEVEL: 'warn' } },
+  );
+  processes.push(sidecar);
+  port = listenersOf(gateway)['80']!;
+  // Ready once the gateway answers GraphQL and the reviews sidecar has registered (its field resolves).
+  await waitFor(async () => (await query('{ product(id: "1") { reviews { stars } } }')).body.includes('"stars":5'), { timeoutMs: 20_000, message: 'the GraphQL API to resolve through the sidecar' });
+});
+
+after(async () => {
+  for (const p of processes.reverse()) await p.stop({ timeoutMs: 5000 });
+  await Promise.all([catalog, reviews].map((app) => app && new Promise<void>((resolve) => app.server.close(() => resolve()))));
+  rmSync(dir, { recursive: true, force: true });
+});
+
+function post(body: unknown, headers: Record<string, string> = {}, path = '/graphql'): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent: false, timeout: 10_000, headers: { host: 'api.example', 'content-type': 'application/json', ...headers } }, (res) => {
+      let answer = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer, headers: res.headers }));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+    req.on('error', reject);
+    req.end(text);
+  });
+}
+
+const query = (source: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}) => post({ query: source, ...(variables ? { variables } : {}) }, headers);
+
+function get(path: string): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host: 'api.example' } }, (res) => {
+      let answer = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer, headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('a query resolves across two services: a list, a field with an argument, and nested reviews through the mesh', async () => {
+  reviews.seen.length = 0;
+  const answer = await query('query($id: ID!) { products { id name } product(id: $id) { name price reviews { stars text by } } }', { id: '1' }, { authorization: 'Bearer abc' });
+  assert.equal(answer.status, 200, answer.body);
+  assert.match(String(answer.headers['content-type']), /^application\/json/);
+  assert.deepEqual(JSON.parse(answer.body), {
+    data: {
+      products: [{ id: '1', name: 'teapot' }, { id: '2', name: 'kettle' }],
+      product: { name: 'teapot', price: 18.5, reviews: [{ stars: 5, text: 'pours well', by: 'ann' }] },
+    },
+  });
+  // The reviews call went through the reviews sidecar (the app sees the mesh's x-forwarded-client-cert) with the forwarded header.
+  const call = reviews.seen.find((s) => s.line === 'GET /reviews/1')!;
+  assert.equal(call.headers.authorization, 'Bearer abc');
+  assert.match(String(call.headers['x-forwarded-client-cert']), /^By=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/reviews;.*URI=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/default$/);
+});
+
+test('the same call for the same parent is made once; a missing resource is null; a failing call is an error on its field only', async () => {
+  reviews.seen.length = 0;
+  const answer = JSON.parse((await query('{ a: product(id: "1") { reviews { stars } } b: product(id: "1") { reviews { stars } } c: product(id: "404") { name } k: product(id: "2") { name reviews { stars } } }')).body) as {
+    data: Record<string, unknown>;
+    errors: { message: string; path: (string | number)[] }[];
+  };
+  assert.deepEqual(answer.data, { a: { reviews: [{ stars: 5 }] }, b: { reviews: [{ stars: 5 }] }, c: null, k: { name: 'kettle', reviews: null } });
+  assert.equal(answer.errors.length, 1);
+  assert.deepEqual(answer.errors[0]!.path, ['k', 'reviews']);
+  assert.match(answer.errors[0]!.message, /GET http:\/\/reviews\/reviews\/2 answered 503/);
+  assert.deepEqual(reviews.seen.map((s) => s.line).sort(), ['GET /reviews/1', 'GET /reviews/2'], 'product 1\'s reviews were asked once for a and b');
+});
+
+test('a mutation sends its input as a JSON body; GET serves queries and refuses mutations', async () => {
+  const added = await query('mutation { addReview(productId: "1", input: { stars: 4, text: "sturdy" }) { stars text by } }');
+  assert.deepEqual(JSON.parse(added.body), { data: { addReview: { stars: 4, text: 'sturdy', by: 'you' } } });
+  assert.deepEqual(JSON.parse(reviews.seen.at(-1)!.body), { stars: 4, text: 'sturdy' });
+  const viaGet = await get(`/graphql?query=${encodeURIComponent('{ product(id: "2") { name } }')}`);
+  assert.deepEqual([viaGet.status, JSON.parse(viaGet.body)], [200, { data: { product: { name: 'kettle' } } }]);
+  const mutationViaGet = await get(`/graphql?query=${encodeURIComponent('mutation { addReview(productId: "1", input: {stars: 1}) { stars } }')}`);
+  assert.equal(mutationViaGet.status, 405);
+  assert.match(mutationViaGet.body, /a mutation is sent with POST, not GET/);
+});
+
+test('refused before anything is called: syntax, unknown fields, too deep, introspection off, not JSON', async () => {
+  const before = catalog.seen.length + reviews.seen.length;
+  const cases: [unknown, RegExp][] = [
+    [{ query: '{ product(id: "1") { name' }, /Syntax Error/],
+    [{ query: '{ product(id: "1") { colour } }' }, /Cannot query field "colour" on type "Product"/],
+    [{ query: '{ product(id: "1") { reviews { stars } } }', variables: 'x' }, /"variables" must be an object/],
+    [{ query: '{ __schema { types { name } } }' }, /introspection/i],
+    ['not json', /the body is not JSON/],
+  ];
+  for (const [body, pattern] of cases) {
+    const answer = await post(body);
+    assert.equal(answer.status, 400, answer.body);
+    assert.match((JSON.parse(answer.body) as { errors: { message: string }[] }).errors.map((e) => e.message).join('; '), pattern);
+  }
+  // maxDepth 4: four levels pass, five (through a fragment too) are refused.
+  const deep = await query('{ product(id: "1") { reviews { product { name } } } }');
+  assert.deepEqual(JSON.parse(deep.body), { data: { product: { reviews: [{ product: null }] } } });
+  const tooDeep = await query('{ product(id: "1") { ...more } } fragment more on Product { reviews { product { reviews { stars } } } }');
+  assert.equal(tooDeep.status, 400);
+  assert.match(tooDeep.body, /the query is 5 levels deep; this API allows 4/);
+  const unnamed = await query('query A { products { name } } query B { products { id } }');
+  assert.equal(unnamed.status, 400);
+  assert.match(unnamed.body, /several operations: name one/);
+  assert.equal(catalog.seen.length + reviews.seen.length - before, 2, 'only the query that passed made calls (product 1 and its reviews)');
+});
+
+test('a GraphQLApi with a bad schema or a resolver for nothing is not accepted, and says why', async () => {
+  await applyObjects(api, [
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'GraphQLApi', metadata: { name: 'broken', namespace: NS }, spec: { schema: 'type Query { a: Strin }', resolvers: {} } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'GraphQLApi', metadata: { name: 'dangling', namespace: NS }, spec: { schema: 'type Query { a(id: ID): String }', resolvers: { 'Query.b': { rest: { service: 'catalog', port: 8080, path: '/b' } }, 'Query.a': { rest: { service: 'nowhere', port: 1, path: '/a/{args.name}' } } } } },
+  ]);
+  const status = (name: string) =>
+    waitFor(async () => {
+      const res = await fetch(`${api}/apis/weft.dev/v1alpha1/namespaces/${NS}/graphqlapis/${name}`);
+      return ((await res.json()) as { status?: { conditions?: { type: string; status: string; message: string }[] } }).status?.conditions?.find((c) => c.type === 'Accepted');
+    }, { timeoutMs: 10_000, message: `the status of GraphQLApi ${name}` });
+  const broken = await status('broken');
+  assert.equal(broken.status, 'False');
+  assert.match(broken.message, /^spec\.schema: Unknown type "Strin"/);
+  const dangling = await status('dangling');
+  assert.equal(dangling.status, 'False');
+  assert.equal(
+    dangling.message,
+    'spec.resolvers["Query.b"]: type Query has no field b; spec.resolvers["Query.a"].rest.path: {args.name}: field Query.a has no argument name; spec.resolvers["Query.a"].rest.service: Service shop/nowhere does not exist',
+  );
+});
+
+test('an update that breaks the schema leaves the last good version answering, and the status says so', async () => {
+  await waitFor(async () => {
+    const res = await fetch(`${api}/apis/weft.dev/v1alpha1/namespaces/${NS}/graphqlapis/shop`);
+    return ((await res.json()) as { status?: unknown }).status !== undefined;
+  }, { timeoutMs: 10_000, message: 'the first status of GraphQLApi shop' });
+  const current = (await (await fetch(`${api}/apis/weft.dev/v1alpha1/namespaces/${NS}/graphqlapis/shop`)).json()) as { spec: Record<string, unknown> };
+  await applyObjects(api, [{ apiVersion: 'weft.dev/v1alpha1', kind: 'GraphQLApi', metadata: { name: 'shop', namespace: NS }, spec: { ...current.spec, schema: 'type Query { products: [Product!]! ' } }]);
+  const conditions = await waitFor(async () => {
+    const res = await fetch(`${api}/apis/weft.dev/v1alpha1/namespaces/${NS}/graphqlapis/shop`);
+    const body = (await res.json()) as { metadata: { generation: number }; status?: { conditions?: { type: string; status: string; message: string; observedGeneration?: number }[] } };
+    const all = body.status?.conditions ?? [];
+    return all.some((c) => c.observedGeneration === body.metadata.generation) ? all : undefined;
+  }, { timeoutMs: 10_000, message: 'the status of the broken generation' });
+  assert.match(JSON.stringify(conditions), /generation \d+ is invalid: spec\.schema: Syntax Error.*; generation \d+ stays in force/);
+  const still = await query('{ product(id: "2") { name } }');
+  assert.deepEqual(JSON.parse(still.body), { data: { product: { name: 'kettle' } } }, 'the last good schema still answers');
+});
