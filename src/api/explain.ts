@@ -44,6 +44,8 @@ export type ExplainOutcome =
   | 'preflight'
   /** The proxy answers it as a GraphQLApi, calling the resolvers' services for the fields asked. */
   | 'graphql'
+  /** The proxy serves an ApiPortal's pages. */
+  | 'portal'
   /** A policy refuses it: an exhausted rate limit, a FaultInjection abort at 100 %, an AuthorizationPolicy (403 WEFT_ERR_RBAC_DENIED). */
   | 'denied'
   /** The proxy refuses the request as malformed (a path that cannot be normalised: 400 WEFT_ERR_INVALID_PATH). */

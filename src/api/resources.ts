@@ -608,6 +608,47 @@ export const GraphQLApiSpec = z
   });
 export type GraphQLApiSpec = z.infer<typeof GraphQLApiSpec>;
 
+// ---------------------------------------------------------------- weft.dev/v1alpha1 (ApiPortal)
+
+const portalText = z.string().max(4096);
+
+/** One API a portal publishes: its routes (their hostnames and matches are its operations), a GraphQLApi's schema, an OpenAPI document. */
+export const PortalApi = z.strictObject({
+  /** Its address in the portal (…/apis/<name>/). */
+  name: dnsLabel,
+  title: z.string().min(1).max(200).optional(),
+  description: portalText.optional(),
+  /** HTTPRoutes of the portal's namespace. */
+  routes: z.array(z.strictObject({ name: z.string().min(1).max(253) })).max(32).optional(),
+  /** A GraphQLApi of the portal's namespace: its schema is published. */
+  graphql: z.strictObject({ name: z.string().min(1).max(253) }).optional(),
+  /** An OpenAPI document (JSON or YAML), published as JSON. */
+  openapi: z.string().max(1_048_576).optional(),
+});
+export type PortalApi = z.infer<typeof PortalApi>;
+
+/**
+ * A developer portal: pages a gateway serves (through a route's
+ * ExtensionRef filter) that publish APIs to the developers who call them:
+ * where to reach each one, its operations, how it authenticates (from the
+ * Gateway's RequestAuthentications), its OpenAPI document or GraphQL schema.
+ */
+export const ApiPortalSpec = z
+  .strictObject({
+    title: z.string().min(1).max(200),
+    description: portalText.optional(),
+    apis: z.array(PortalApi).min(1).max(64),
+  })
+  .superRefine((spec, ctx) => {
+    const seen = new Set<string>();
+    spec.apis.forEach((api, i) => {
+      if (seen.has(api.name)) ctx.addIssue({ code: 'custom', path: ['apis', i, 'name'], message: `another API is already named "${api.name}"` });
+      seen.add(api.name);
+      if (!api.routes?.length && !api.graphql && api.openapi === undefined) ctx.addIssue({ code: 'custom', path: ['apis', i], message: 'an API publishes routes, a GraphQLApi or an OpenAPI document (at least one)' });
+    });
+  });
+export type ApiPortalSpec = z.infer<typeof ApiPortalSpec>;
+
 /** What a rate limit's buckets are keyed by, besides the policy's target (Envoy calls these descriptors). */
 export const RateLimitDescriptor = z
   .strictObject({
@@ -945,6 +986,7 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'BackendTrafficPolicy', plural: 'backendtrafficpolicies', namespaced: true, spec: BackendTrafficPolicySpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'FaultInjection', plural: 'faultinjections', namespaced: true, spec: FaultInjectionSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'GraphQLApi', plural: 'graphqlapis', namespaced: true, spec: GraphQLApiSpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'ApiPortal', plural: 'apiportals', namespaced: true, spec: ApiPortalSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RateLimitPolicy', plural: 'ratelimitpolicies', namespaced: true, spec: RateLimitPolicySpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RequestAuthentication', plural: 'requestauthentications', namespaced: true, spec: RequestAuthenticationSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', namespaced: true, spec: AuthorizationPolicySpec },
@@ -1013,6 +1055,7 @@ export type BackendTrafficPolicy = Resource<BackendTrafficPolicySpec>;
 export type FaultInjection = Resource<FaultInjectionSpec>;
 export type RateLimitPolicy = Resource<RateLimitPolicySpec>;
 export type GraphQLApi = Resource<GraphQLApiSpec>;
+export type ApiPortal = Resource<ApiPortalSpec>;
 export type RequestAuthentication = Resource<RequestAuthenticationSpec>;
 export type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 export { AuthorizationPolicySpec };

@@ -122,7 +122,33 @@ export type HttpFilter =
   | { type: 'RequestMirror'; mirror: RequestMirror }
   | { type: 'CORS'; cors: CorsPolicy }
   | { type: 'FaultInjection'; fault: FaultInjection }
-  | { type: 'GraphQL'; graphql: SnapshotGraphQLApi };
+  | { type: 'GraphQL'; graphql: SnapshotGraphQLApi }
+  | { type: 'Portal'; portal: SnapshotPortal };
+
+/** An ApiPortal (weft.dev ExtensionRef filter): the proxy serves its pages and catalog under the rule's path. */
+export interface SnapshotPortal {
+  /** "<ns>/<name>". */
+  name: string;
+  title: string;
+  description?: string;
+  apis: SnapshotPortalApi[];
+}
+
+export interface SnapshotPortalApi {
+  name: string;
+  title: string;
+  description?: string;
+  /** "http://shop.example.com", from the routes' hostnames and their Gateways' listeners. */
+  baseUrls: string[];
+  /** From the routes' matches: methods (empty: any) and paths. */
+  operations: { methods: string[]; path: string; pathType: 'Exact' | 'PathPrefix' | 'RegularExpression' }[];
+  /** How callers authenticate, from the RequestAuthentications on the routes' Gateways ("API key in header x-api-key"). */
+  authentication: string[];
+  /** A GraphQLApi's SDL, and the paths it is served on. */
+  graphql?: { schema: string; paths: string[] };
+  /** The OpenAPI document, as JSON text. */
+  openapi?: string;
+}
 
 /**
  * A GraphQLApi (weft.dev ExtensionRef filter): the proxy answers GraphQL

@@ -70,3 +70,13 @@ function toSourceIssue(doc: Document, lines: LineCounter, file: string, object: 
   const { line, column } = locate(doc, lines, [...prefix, ...issue.segments]);
   return { file, line, column, object, path: issue.path, message: issue.message };
 }
+
+/** One YAML (or JSON, which YAML reads too) document's value; throws with yaml's message when it does not parse. */
+export function parseYamlValue(text: string): unknown {
+  const documents = parseAllDocuments(text);
+  const docs = Array.isArray(documents) ? documents : [documents];
+  if (docs.length !== 1) throw new Error(`expected one document, found ${docs.length}`);
+  const doc = docs[0]!;
+  if (doc.errors.length > 0) throw new Error(doc.errors[0]!.message);
+  return doc.toJSON() as unknown;
+}

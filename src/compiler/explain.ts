@@ -389,7 +389,7 @@ function describeModifier(modifier: HeaderModifier): string {
 
 function explainFilters(filters: readonly HttpFilter[], scope: string, rule: HttpRouteRule, req: ParsedRequest, trace: ExplainTrace): ExplainFilter[] {
   // In the order the proxy's stack runs them (outbound/stack.ts), whatever the order in the route.
-  const order: HttpFilter['type'][] = ['CORS', 'RequestHeaderModifier', 'URLRewrite', 'ResponseHeaderModifier', 'RequestRedirect', 'FaultInjection', 'GraphQL', 'RequestMirror'];
+  const order: HttpFilter['type'][] = ['CORS', 'RequestHeaderModifier', 'URLRewrite', 'ResponseHeaderModifier', 'RequestRedirect', 'FaultInjection', 'GraphQL', 'Portal', 'RequestMirror'];
   const sorted = [...filters].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type));
   return sorted.map((filter): ExplainFilter => {
     switch (filter.type) {
@@ -442,6 +442,14 @@ function explainFilters(filters: readonly HttpFilter[], scope: string, rule: Htt
           config: fault,
         };
       }
+      case 'Portal':
+        return {
+          type: filter.type,
+          scope,
+          describe: `ApiPortal ${filter.portal.name}: the proxy serves its pages`,
+          effect: `publishes ${filter.portal.apis.map((a) => a.name).join(', ')}`,
+          config: { name: filter.portal.name, apis: filter.portal.apis.map((a) => a.name) },
+        };
       case 'GraphQL': {
         const api = filter.graphql;
         const calls = Object.entries(api.resolvers).map(([field, r]) => `${field} → ${r.method} http://${r.host}${r.path}`);
@@ -594,6 +602,11 @@ function explainHttpRule(rule: HttpRouteRule, req: ParsedRequest, snapshot: Prox
     }
   }
   if (!faultAbort) {
+    const portal = rule.filters.find((f) => f.type === 'Portal');
+    if (portal) {
+      trace.verdict = { outcome: 'portal', status: 200, summary: `the proxy serves the pages of ApiPortal ${portal.portal.name}` };
+      return;
+    }
     const graphql = rule.filters.find((f) => f.type === 'GraphQL');
     if (graphql) {
       const api = graphql.graphql;

@@ -3,17 +3,20 @@ import type { FaultInjection as FaultInjectionResource } from '../api/resources.
 import type { FaultInjection, HttpFilter, StringMatch } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
 import type { GraphQLIndex } from './graphql.ts';
+import type { PortalIndex } from './portal.ts';
 import type { RefProblem } from './routes.ts';
 import { serviceNamespace } from './services.ts';
 
 export const EXTENSION_GROUP = 'weft.dev';
 export const FAULT_INJECTION_KIND = 'FaultInjection';
 export const GRAPHQL_API_KIND = 'GraphQLApi';
+export const API_PORTAL_KIND = 'ApiPortal';
 
 /** The weft.dev objects a route's ExtensionRef filters may name, compiled once per input. */
 export interface ExtensionIndex {
   faults: FaultIndex;
   graphqlApis: GraphQLIndex;
+  portals: PortalIndex;
 }
 
 /** A FaultInjection compiled once per input: the filter, or why it cannot be used. */
@@ -80,12 +83,21 @@ export function resolveExtensionRef(
   extensions: ExtensionIndex,
   refProblems: RefProblem[],
 ): HttpFilter | undefined {
-  if (ref.group !== EXTENSION_GROUP || (ref.kind !== FAULT_INJECTION_KIND && ref.kind !== GRAPHQL_API_KIND)) {
+  if (ref.group !== EXTENSION_GROUP || (ref.kind !== FAULT_INJECTION_KIND && ref.kind !== GRAPHQL_API_KIND && ref.kind !== API_PORTAL_KIND)) {
     refProblems.push({
       reason: 'InvalidKind',
-      message: `${where}: ExtensionRef ${ref.group}/${ref.kind} is not a kind weft knows (it knows ${EXTENSION_GROUP}/${FAULT_INJECTION_KIND} and ${EXTENSION_GROUP}/${GRAPHQL_API_KIND}); the requests it covers answer 500`,
+      message: `${where}: ExtensionRef ${ref.group}/${ref.kind} is not a kind weft knows (it knows ${EXTENSION_GROUP}/${FAULT_INJECTION_KIND}, ${GRAPHQL_API_KIND} and ${API_PORTAL_KIND}); the requests it covers answer 500`,
     });
     return undefined;
+  }
+  if (ref.kind === API_PORTAL_KIND) {
+    const compiled = extensions.portals.get(`${namespace}/${ref.name}`);
+    if (!compiled) {
+      refProblems.push({ reason: 'BackendNotFound', message: `${where}: ApiPortal ${namespace}/${ref.name} does not exist; the requests it covers answer 500` });
+      return undefined;
+    }
+    // What resolves is published; what does not is in the portal's own status.
+    return { type: 'Portal', portal: compiled.portal };
   }
   if (ref.kind === GRAPHQL_API_KIND) {
     const api = extensions.graphqlApis.get(`${namespace}/${ref.name}`);

@@ -1,9 +1,10 @@
 // Last known good: which problems make one version of a route or policy uncompilable on its own, and the status of an object whose previous version stays in force.
 import type { Condition, Resource } from '../api/meta.ts';
-import type { BackendTrafficPolicy, FaultInjection, GraphQLApi, GRPCRoute, HTTPRoute, RateLimitPolicy, Service } from '../api/resources.ts';
+import type { ApiPortal, BackendTrafficPolicy, FaultInjection, GraphQLApi, GRPCRoute, HTTPRoute, RateLimitPolicy, Service } from '../api/resources.ts';
 import { resolveBackendPolicies, routeTargetKey } from './backend-policy.ts';
 import { indexFaultInjections } from './fault.ts';
 import { indexGraphQLApis } from './graphql.ts';
+import { openApiJson } from './portal.ts';
 import { grpcRouteForm } from './grpc-routes.ts';
 import { indexRateLimitPolicies } from './rate-limit.ts';
 import { analyzeRoute } from './routes.ts';
@@ -14,7 +15,7 @@ import { serviceNamespace } from './services.ts';
  * compiled. Services, Workloads, Gateways and the like are left out: their
  * problems are either rejected by the API's schemas or depend on other objects.
  */
-export const LAST_GOOD_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute', 'BackendTrafficPolicy', 'RateLimitPolicy', 'FaultInjection', 'GraphQLApi']);
+export const LAST_GOOD_KINDS: ReadonlySet<string> = new Set(['HTTPRoute', 'GRPCRoute', 'BackendTrafficPolicy', 'RateLimitPolicy', 'FaultInjection', 'GraphQLApi', 'ApiPortal']);
 
 /**
  * A route or policy compiled from an older version than the one in the store.
@@ -30,7 +31,7 @@ export interface FallBack {
 }
 
 /** Routes judged alone: their ExtensionRefs resolve to nothing here (reference problems are not the route's own). */
-const NO_EXTENSIONS = { faults: new Map(), graphqlApis: new Map() };
+const NO_EXTENSIONS = { faults: new Map(), graphqlApis: new Map(), portals: new Map() };
 
 /**
  * Problems of one object version that no other object can cure: an invalid
@@ -51,6 +52,11 @@ export function selfContainedProblems(object: Resource): string[] | undefined {
     case 'GRPCRoute': {
       const form = grpcRouteForm(object as GRPCRoute);
       return [...analyzeRoute(form.route, new Map(), undefined, form, NO_EXTENSIONS).dropped, ...zeroWeightRules(object as GRPCRoute)];
+    }
+    case 'ApiPortal': {
+      // Only what the object says itself: an OpenAPI document that does not parse (routes and GraphQLApis are other objects).
+      const portal = object as ApiPortal;
+      return portal.spec.apis.flatMap((api, i) => (api.openapi === undefined ? [] : [openApiJson(api.openapi).problem].filter((p) => p !== undefined).map((p) => `spec.apis[${i}].openapi: ${p}`)));
     }
     case 'GraphQLApi': {
       const api = object as GraphQLApi;

@@ -8,6 +8,7 @@ import { grpcBackendProtocol, grpcRouteForm } from './grpc-routes.ts';
 import { indexEndpointSlices, sliceEndpoints } from './endpoint-slices.ts';
 import { indexFaultInjections } from './fault.ts';
 import { indexGraphQLApis } from './graphql.ts';
+import { indexApiPortals } from './portal.ts';
 import { indexRateLimitPolicies, rateLimitTargetKey, type RateLimitIndex } from './rate-limit.ts';
 import { indexReferenceGrants, type ReferencePermits } from './gateway-grants.ts';
 import { CLUSTER_DOMAIN, indexEndpointWorkloads, meshPorts, portProtocol, serviceEndpoints, serviceNamespace } from './services.ts';
@@ -63,6 +64,7 @@ function sourcesOf(input: CompilerInput): readonly unknown[] {
     input.grpcRoutes,
     input.faultInjections,
     input.graphqlApis,
+    input.apiPortals,
     input.rateLimitPolicies,
     input.meshConfig,
     input.namespaces,
@@ -124,7 +126,8 @@ function prepareUncached(input: CompilerInput): PreparedInput {
   applyBackendPolicies(backends, backendPolicies);
 
   const grants = indexReferenceGrants(input.referenceGrants ?? []);
-  const extensions = { faults: indexFaultInjections(input.faultInjections ?? []), graphqlApis: indexGraphQLApis(input.graphqlApis ?? [], serviceIndex) };
+  const graphqlApis = indexGraphQLApis(input.graphqlApis ?? [], serviceIndex);
+  const extensions = { faults: indexFaultInjections(input.faultInjections ?? []), graphqlApis, portals: indexApiPortals(input, graphqlApis) };
   const httpRoutes = input.httpRoutes.map((route) => analyzeRoute(route, serviceIndex, grants, undefined, extensions));
   // GRPCRoutes compile through the HTTPRoute analysis in their HTTP form (POST /<service>/<method>).
   const grpcRoutes = (input.grpcRoutes ?? []).map((route) => {

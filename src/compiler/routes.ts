@@ -148,8 +148,10 @@ export function analyzeRoute(
     if (filters.some((f) => f.type === 'RequestRedirect') && (rule.backendRefs?.length ?? 0) > 0) {
       problems.push(`${where}: a RequestRedirect filter must not be used together with backendRefs`);
     }
-    if (filters.some((f) => f.type === 'GraphQL') && (rule.backendRefs?.length ?? 0) > 0) {
-      problems.push(`${where}: a GraphQLApi filter answers the requests itself and must not be used together with backendRefs`);
+    for (const [type, kind] of [['GraphQL', 'GraphQLApi'], ['Portal', 'ApiPortal']] as const) {
+      if (filters.some((f) => f.type === type) && (rule.backendRefs?.length ?? 0) > 0) {
+        problems.push(`${where}: ${kind === 'ApiPortal' ? 'an' : 'a'} ${kind} filter answers the requests itself and must not be used together with backendRefs`);
+      }
     }
     const backends = (rule.backendRefs ?? []).map((ref, refIndex) => {
       const refWhere = `${where}.backendRefs[${refIndex}]`;

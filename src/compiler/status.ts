@@ -9,6 +9,7 @@ import { CONTROLLER_NAME, type HTTPRouteStatus, type ObjectStatus, type Compiler
 import { resolveUpstreams } from './upstreams.ts';
 import { indexFaultInjections } from './fault.ts';
 import { indexGraphQLApis } from './graphql.ts';
+import { indexApiPortals } from './portal.ts';
 import { applyFallBacks } from './last-good.ts';
 import { indexAuthorizationPolicies } from './authorization.ts';
 import { indexRequestAuthentications } from './request-authentication.ts';
@@ -86,6 +87,12 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
   for (const api of input.graphqlApis ?? []) {
     const problems = graphqlApis.get(`${api.metadata.namespace ?? 'default'}/${api.metadata.name}`)?.problems ?? [];
     statuses.set(keyOf(api), problems.length === 0 ? accepted(api) : { conditions: [condition('Accepted', 'False', 'Invalid', problems.join('; '), api.metadata.generation)] });
+  }
+  // ApiPortals: Accepted unless a route, GraphQLApi or OpenAPI document they publish is missing or bad (portal.ts).
+  const portals = indexApiPortals(input, graphqlApis);
+  for (const portal of input.apiPortals ?? []) {
+    const problems = portals.get(`${portal.metadata.namespace ?? 'default'}/${portal.metadata.name}`)?.problems ?? [];
+    statuses.set(keyOf(portal), problems.length === 0 ? accepted(portal) : { conditions: [condition('Accepted', 'False', 'Invalid', problems.join('; '), portal.metadata.generation)] });
   }
   for (const policy of input.rateLimitPolicies ?? []) {
     const status = prepared.rateLimits.statuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);

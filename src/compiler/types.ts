@@ -5,6 +5,7 @@ import type {
   EndpointSlice,
   FaultInjection,
   GraphQLApi,
+  ApiPortal,
   Gateway,
   GatewayClass,
   GRPCRoute,
@@ -32,6 +33,7 @@ export interface CompilerInput {
   /** FaultInjections (weft.dev), which routes' ExtensionRef filters name. */
   faultInjections?: readonly FaultInjection[] | undefined;
   graphqlApis?: readonly GraphQLApi[] | undefined;
+  apiPortals?: readonly ApiPortal[] | undefined;
   /** RateLimitPolicies (weft.dev), attached to HTTPRoutes, Services and Gateways. */
   rateLimitPolicies?: readonly RateLimitPolicy[] | undefined;
   /** AuthorizationPolicies (weft.dev): enforced by the workloads and gateways they select or target. */

@@ -26,6 +26,7 @@ const LISTS = {
   RateLimitPolicy: 'rateLimitPolicies',
   FaultInjection: 'faultInjections',
   GraphQLApi: 'graphqlApis',
+  ApiPortal: 'apiPortals',
 } as const satisfies Record<string, keyof CompilerInput>;
 
 export interface LastGoodOptions {

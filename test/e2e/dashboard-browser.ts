@@ -60,7 +60,8 @@ export interface Browser {
 }
 
 /** Headless chromium on a fresh profile, as DESIGN.md says, with every console error and page error recorded. */
-export async function launchBrowser(viewport = { width: 1440, height: 900 }): Promise<Browser> {
+/** `extraArgs`: more Chromium flags (e.g. --host-resolver-rules to reach a test gateway by a host name). */
+export async function launchBrowser(viewport = { width: 1440, height: 900 }, extraArgs: string[] = []): Promise<Browser> {
   if (!existsSync(CHROMIUM)) throw new Error(`no chromium at ${CHROMIUM}: install Debian's chromium (.ci/run does) or set WEFT_CHROMIUM`);
   const profile = mkdtempSync(join(tmpdir(), 'weft-chromium-'));
   const context = await chromium.launchPersistentContext(profile, {
@@ -68,7 +69,7 @@ export async function launchBrowser(viewport = { width: 1440, height: 900 }): Pr
     headless: true,
     viewport,
     timeout: 30_000,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic'],
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--disable-quic', ...extraArgs],
   });
   const page = context.pages()[0] ?? (await context.newPage());
   // A missing element fails in seconds, not in Playwright's default 30.

@@ -64,7 +64,7 @@ test('validateSnapshot names the field: a filter kind this proxy does not know, 
   (graphql.routes['default/a:80']!.rules[0]!.filters as unknown[]).push({ type: 'GraphQL', graphql: { name: 'default/api', schema: 'type Query { a: Int }', resolvers: { 'Query.a': resolver }, maxDepth: 5, introspection: true, timeoutMs: 1000 } });
   assert.throws(() => validateSnapshot(graphql), invalidSnapshot(/filters\.0\.graphql\.resolvers\.Query\.a\.path: must match/));
   const keys = structuredClone(good);
-  (keys.inbound as Record<string, unknown>).apiKeys = [{ id: 'default/keys', keys: {}, fromHeaders: [{ name: 'x api key', prefix: '' }], fromParams: [], forwardOriginalKey: false }];
+  (keys.inbound as unknown as Record<string, unknown>).apiKeys = [{ id: 'default/keys', keys: {}, fromHeaders: [{ name: 'x api key', prefix: '' }], fromParams: [], forwardOriginalKey: false }];
   assert.throws(() => validateSnapshot(keys), invalidSnapshot(/inbound\.apiKeys\.0\.fromHeaders\.0\.name: must match/));
   const badPort = structuredClone(good);
   (badPort.backends['default/a:80']!.endpoints[0] as { port: number }).port = 70000;

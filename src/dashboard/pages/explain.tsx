@@ -150,7 +150,7 @@ export function ExplainPage({ namespace }: { namespace: string | undefined }) {
 }
 
 function Trace({ trace }: { trace: ExplainTrace }) {
-  const forwarded = trace.verdict.outcome === 'forwarded' || trace.verdict.outcome === 'redirected' || trace.verdict.outcome === 'preflight' || trace.verdict.outcome === 'graphql';
+  const forwarded = trace.verdict.outcome === 'forwarded' || trace.verdict.outcome === 'redirected' || trace.verdict.outcome === 'preflight' || trace.verdict.outcome === 'graphql' || trace.verdict.outcome === 'portal';
   return (
     <div class="page" data-testid="explain-trace">
       <section class={`notice ${forwarded ? 'good' : 'bad'}`} aria-label="Verdict" data-testid="explain-verdict">

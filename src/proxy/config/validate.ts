@@ -78,6 +78,25 @@ const filter = tagged('type', {
       timeoutMs: num({ positive: true }),
     }),
   }),
+  Portal: object({
+    portal: object({
+      name: str(),
+      title: str(),
+      description: optional(str()),
+      apis: array(
+        object({
+          name: nonEmpty,
+          title: str(),
+          description: optional(str()),
+          baseUrls: array(str()),
+          operations: array(object({ methods: array(str()), path: str(), pathType: oneOf(['Exact', 'PathPrefix', 'RegularExpression']) })),
+          authentication: array(str()),
+          graphql: optional(object({ schema: str(), paths: array(str()) })),
+          openapi: optional(str()),
+        }),
+      ),
+    }),
+  }),
 });
 const protocol = oneOf(['http', 'http2', 'grpc', 'tcp']);
 const rateLimits = optional(

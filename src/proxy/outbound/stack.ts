@@ -12,6 +12,7 @@ import { retryBudget } from '../layers/retry-budget/index.ts';
 import { cors } from '../layers/cors/index.ts';
 import { faultInjection } from '../layers/fault/index.ts';
 import { graphqlEndpoint } from '../layers/graphql/index.ts';
+import { apiPortal } from '../layers/portal/index.ts';
 import { rateLimit, RateLimiterRegistry } from '../layers/rate-limit/index.ts';
 import { JwksCache } from '../layers/request-authn/jwks.ts';
 import { pinEndpoint } from '../layers/endpoint/index.ts';
@@ -112,6 +113,7 @@ export function buildOutboundHttp(table: RouteTable, context: OutboundContext): 
       faults, // FaultInjection ExtensionRefs: after the rule's filters, before the backends (the delay is not counted in the request timeout, as in Envoy)
       requestTimeout(context.clock), // the whole exchange, retries and backoffs included
       graphql, // a GraphQLApi ExtensionRef: the proxy answers, calling the resolvers' services (within the request timeout)
+      apiPortal, // an ApiPortal ExtensionRef: the proxy serves its pages
       bufferBody(DEFAULT_BUFFER_LIMIT_BYTES, context.clock), // only for rules that retry or mirror
       requestMirror(mirrors),
       sessionPersistence(context.clock), // back to the session's backend and endpoint

@@ -1,4 +1,4 @@
-// A GraphQLApi at a real gateway over real REST apps: one outside the mesh, one behind its own sidecar (mTLS); queries, nesting, arguments, mutations, errors on a field, depth and introspection limits, calls made once, bad config in the status.
+// The gateway's API features over real REST apps (one outside the mesh, one behind its own sidecar with mTLS): a GraphQLApi (queries, nesting, mutations, errors on a field, limits, calls made once, bad config) and an ApiPortal publishing it (pages, catalog, OpenAPI, escaping, in Chromium).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request, type IncomingMessage, type Server } from 'node:http';
@@ -9,6 +9,13 @@ import { join } from 'node:path';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { applyObjects, listenersOf, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
+import { launchBrowser } from '../e2e/dashboard-browser.ts';
+
+const OPENAPI = `openapi: 3.0.3
+info: {title: Catalog, version: '1.0'}
+paths:
+  /catalog/products: {get: {summary: Every product, responses: {'200': {description: the products}}}}
+`;
 
 const NS = 'shop';
 
@@ -105,6 +112,42 @@ before(async () => {
           'Product.reviews': { rest: { service: 'reviews', port: 9080, path: '/reviews/{parent.id}', forwardHeaders: ['authorization'] } },
           'Mutation.addReview': { rest: { service: 'reviews', port: 9080, method: 'POST', path: '/reviews/{args.productId}', body: 'args.input' } },
         },
+      },
+    },
+    // The portal publishes the catalog's REST route and the GraphQL API; the Gateway takes API keys, which the portal names.
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'partners', namespace: NS }, stringData: { acme: 'acme-portal-key-0123456789' } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'RequestAuthentication', metadata: { name: 'keys', namespace: NS }, spec: { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw' }], apiKeys: { credentialRefs: [{ name: 'partners' }] } } },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'catalog-rest', namespace: NS },
+      spec: {
+        parentRefs: [{ name: 'gw' }],
+        hostnames: ['api.example'],
+        rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/catalog' }, method: 'GET' }], filters: [{ type: 'URLRewrite', urlRewrite: { path: { type: 'ReplacePrefixMatch', replacePrefixMatch: '/' } } }], backendRefs: [{ name: 'catalog', port: 8080 }] }],
+      },
+    },
+    {
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'ApiPortal',
+      metadata: { name: 'developers', namespace: NS },
+      spec: {
+        title: 'Shop APIs',
+        description: 'Everything <script>alert(1)</script> a partner needs.',
+        apis: [
+          { name: 'catalog', title: 'Catalog', description: 'Products and prices.', routes: [{ name: 'catalog-rest' }], openapi: OPENAPI },
+          { name: 'shop-graphql', title: 'Shop GraphQL', routes: [{ name: 'graphql' }], graphql: { name: 'shop' } },
+        ],
+      },
+    },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'portal', namespace: NS },
+      spec: {
+        parentRefs: [{ name: 'gw' }],
+        hostnames: ['api.example'],
+        rules: [{ matches: [{ path: { type: 'PathPrefix', value: '/portal' } }], filters: [{ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'ApiPortal', name: 'developers' } }] }],
       },
     },
     {
@@ -268,4 +311,51 @@ test('an update that breaks the schema leaves the last good version answering, a
   assert.match(JSON.stringify(conditions), /generation \d+ is invalid: spec\.schema: Syntax Error.*; generation \d+ stays in force/);
   const still = await query('{ product(id: "2") { name } }');
   assert.deepEqual(JSON.parse(still.body), { data: { product: { name: 'kettle' } } }, 'the last good schema still answers');
+});
+
+test('the portal publishes the APIs: an index, a page per API with its base URL, operations and authentication, the catalog as JSON, OpenAPI and the GraphQL schema', async () => {
+  const index = await get('/portal/');
+  assert.equal(index.status, 200);
+  assert.match(String(index.headers['content-type']), /^text\/html/);
+  assert.match(String(index.headers['content-security-policy']), /default-src 'none'/);
+  assert.match(index.body, /<h1>Shop APIs<\/h1>/);
+  assert.match(index.body, /Everything &lt;script&gt;alert\(1\)&lt;\/script&gt; a partner needs\./, 'config text is escaped');
+  assert.doesNotMatch(index.body, /<script>/);
+  const catalog = JSON.parse((await get('/portal/apis.json')).body) as { apis: { name: string; baseUrls: string[]; operations: unknown[]; authentication: string[]; openapi?: string; graphql?: { schema: string; paths: string[] } }[] };
+  assert.deepEqual(catalog.apis.map((a) => a.name), ['catalog', 'shop-graphql']);
+  const [rest, graph] = catalog.apis as [typeof catalog.apis[0], typeof catalog.apis[0]];
+  assert.deepEqual(rest.baseUrls, ['http://api.example']);
+  assert.deepEqual(rest.operations, [{ methods: ['GET'], path: '/catalog', pathType: 'PathPrefix' }]);
+  assert.deepEqual(rest.authentication, ['API key in header x-api-key']);
+  assert.equal(rest.openapi, '/portal/apis/catalog/openapi.json');
+  assert.deepEqual(graph.graphql, { schema: '/portal/apis/shop-graphql/schema.graphql', paths: ['/graphql'] });
+  const openapi = await get('/portal/apis/catalog/openapi.json');
+  assert.deepEqual((JSON.parse(openapi.body) as { paths: Record<string, unknown> }).paths['/catalog/products'], { get: { summary: 'Every product', responses: { '200': { description: 'the products' } } } });
+  const schema = await get('/portal/apis/shop-graphql/schema.graphql');
+  assert.match(schema.body, /type Product \{ id: ID!, name: String!/);
+  const page = await get('/portal/apis/catalog/');
+  assert.match(page.body, /<code>http:\/\/api\.example<\/code>/);
+  assert.match(page.body, /<li>API key in header x-api-key<\/li>/);
+  assert.equal((await get('/portal/apis/nothing/')).status, 404);
+  // The REST route the portal describes works as described (the key is optional: no policy requires one).
+  const products = await get('/catalog/products');
+  assert.deepEqual(JSON.parse(products.body), { items: PRODUCTS });
+});
+
+test('the portal renders in Chromium: the index links to each API, whose page shows its operations, with no script and no console error', async () => {
+  const browser = await launchBrowser({ width: 1280, height: 800 }, [`--host-resolver-rules=MAP api.example 127.0.0.1:${port}`]);
+  try {
+    const { page } = browser;
+    await page.goto(`http://api.example:${port}/portal/`);
+    assert.equal(await page.locator('h1').textContent(), 'Shop APIs');
+    await page.locator('[data-api="shop-graphql"] a').click();
+    await page.waitForURL(/\/portal\/apis\/shop-graphql\/$/);
+    assert.match((await page.locator('[data-section="graphql"] pre').textContent()) ?? '', /type Mutation/);
+    await page.goto(`http://api.example:${port}/portal/apis/catalog/`);
+    assert.equal(await page.locator('[data-section="operations"] tbody tr').count(), 1);
+    assert.equal(await page.locator('script').count(), 0);
+    assert.deepEqual(browser.problems, []);
+  } finally {
+    await browser.close();
+  }
 });
