@@ -90,35 +90,22 @@ export function resolveExtensionRef(
     });
     return undefined;
   }
+  const named = `${namespace}/${ref.name}`;
+  const unusable = (why: string): undefined => {
+    refProblems.push({ reason: 'BackendNotFound', message: `${where}: ${ref.kind} ${named} ${why}; the requests it covers answer 500` });
+    return undefined;
+  };
   if (ref.kind === API_PORTAL_KIND) {
-    const compiled = extensions.portals.get(`${namespace}/${ref.name}`);
-    if (!compiled) {
-      refProblems.push({ reason: 'BackendNotFound', message: `${where}: ApiPortal ${namespace}/${ref.name} does not exist; the requests it covers answer 500` });
-      return undefined;
-    }
     // What resolves is published; what does not is in the portal's own status.
-    return { type: 'Portal', portal: compiled.portal };
+    const portal = extensions.portals.get(named)?.portal;
+    return portal ? { type: 'Portal', portal } : unusable('does not exist');
   }
   if (ref.kind === GRAPHQL_API_KIND) {
-    const api = extensions.graphqlApis.get(`${namespace}/${ref.name}`);
-    if (!api) {
-      refProblems.push({ reason: 'BackendNotFound', message: `${where}: GraphQLApi ${namespace}/${ref.name} does not exist; the requests it covers answer 500` });
-      return undefined;
-    }
-    if (!api.api) {
-      refProblems.push({ reason: 'BackendNotFound', message: `${where}: GraphQLApi ${namespace}/${ref.name} is invalid (${api.problems.join('; ')}); the requests it covers answer 500` });
-      return undefined;
-    }
-    return { type: 'GraphQL', graphql: api.api };
+    const compiled = extensions.graphqlApis.get(named);
+    if (!compiled) return unusable('does not exist');
+    return compiled.api ? { type: 'GraphQL', graphql: compiled.api } : unusable(`is invalid (${compiled.problems.join('; ')})`);
   }
-  const compiled = extensions.faults.get(`${namespace}/${ref.name}`);
-  if (!compiled) {
-    refProblems.push({ reason: 'BackendNotFound', message: `${where}: FaultInjection ${namespace}/${ref.name} does not exist; the requests it covers answer 500` });
-    return undefined;
-  }
-  if (!compiled.fault) {
-    refProblems.push({ reason: 'BackendNotFound', message: `${where}: FaultInjection ${namespace}/${ref.name} is invalid (${compiled.problems.join('; ')}); the requests it covers answer 500` });
-    return undefined;
-  }
-  return { type: 'FaultInjection', fault: compiled.fault };
+  const compiled = extensions.faults.get(named);
+  if (!compiled) return unusable('does not exist');
+  return compiled.fault ? { type: 'FaultInjection', fault: compiled.fault } : unusable(`is invalid (${compiled.problems.join('; ')})`);
 }

@@ -179,33 +179,25 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-function post(body: unknown, headers: Record<string, string> = {}, path = '/graphql'): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
-  const text = typeof body === 'string' ? body : JSON.stringify(body);
+type Answer = { status: number; body: string; headers: IncomingMessage['headers'] };
+
+/** One request to the gateway as host api.example, bounded. */
+function ask(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<Answer> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'POST', agent: false, timeout: 10_000, headers: { host: 'api.example', 'content-type': 'application/json', ...headers } }, (res) => {
+    const req = request({ host: '127.0.0.1', port, path, method, agent: false, timeout: 10_000, headers: { host: 'api.example', ...headers } }, (res) => {
       let answer = '';
       res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer, headers: res.headers }));
     });
     req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
     req.on('error', reject);
-    req.end(text);
+    req.end(body);
   });
 }
 
+const post = (body: unknown, headers: Record<string, string> = {}) => ask('POST', '/graphql', typeof body === 'string' ? body : JSON.stringify(body), { 'content-type': 'application/json', ...headers });
 const query = (source: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}) => post({ query: source, ...(variables ? { variables } : {}) }, headers);
-
-function get(path: string): Promise<{ status: number; body: string; headers: IncomingMessage['headers'] }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, agent: false, timeout: 10_000, headers: { host: 'api.example' } }, (res) => {
-      let answer = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer, headers: res.headers }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const get = (path: string) => ask('GET', path);
 
 test('a query resolves across two services: a list, a field with an argument, and nested reviews through the mesh', async () => {
   reviews.seen.length = 0;
