@@ -652,7 +652,7 @@ export type ApiPortalSpec = z.infer<typeof ApiPortalSpec>;
 /** What a rate limit's buckets are keyed by, besides the policy's target (Envoy calls these descriptors). */
 export const RateLimitDescriptor = z
   .strictObject({
-    type: z.enum(['Route', 'Service', 'SourceIdentity', 'Header', 'ClientIP']),
+    type: z.enum(['Route', 'Service', 'SourceIdentity', 'Header', 'ClientIP', 'RequestPrincipal']),
     /** Header only: the header whose value keys the bucket; a request without it shares one bucket. */
     header: headerName.optional(),
   })

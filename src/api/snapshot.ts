@@ -195,7 +195,7 @@ export interface FaultInjection {
 
 /** What a rate limit's buckets are keyed by, besides its target. */
 export type RateLimitDescriptor =
-  | { type: 'Route' | 'Service' | 'SourceIdentity' | 'ClientIP' }
+  | { type: 'Route' | 'Service' | 'SourceIdentity' | 'ClientIP' | 'RequestPrincipal' }
   | { type: 'Header'; header: string };
 
 /**

@@ -492,6 +492,10 @@ function rateLimitKey(limit: SnapshotRateLimit, rule: HttpRouteRule, req: Parsed
         parts.push('ClientIP (the caller\'s address)');
         known = false;
         break;
+      case 'RequestPrincipal':
+        parts.push('RequestPrincipal (the verified token\'s or API key\'s principal)');
+        known = false;
+        break;
       case 'Header': {
         const value = (req.headers[d.header] ?? '').slice(0, MAX_KEY_VALUE_LENGTH);
         parts.push(`Header ${d.header}=${value}`);

@@ -115,7 +115,14 @@ before(async () => {
       },
     },
     // The portal publishes the catalog's REST route and the GraphQL API; the Gateway takes API keys, which the portal names.
-    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'partners', namespace: NS }, stringData: { acme: 'acme-portal-key-0123456789' } },
+    { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'partners', namespace: NS }, stringData: { acme: 'acme-portal-key-0123456789', globex: 'globex-portal-key-9876543210' } },
+    // Each partner (its API key's client) gets its own quota on the catalog route; callers without a key share one.
+    {
+      apiVersion: 'weft.dev/v1alpha1',
+      kind: 'RateLimitPolicy',
+      metadata: { name: 'per-partner', namespace: NS },
+      spec: { targetRefs: [{ kind: 'HTTPRoute', name: 'catalog-rest' }], limits: [{ name: 'per-client', requests: 3, interval: '1h', descriptors: [{ type: 'RequestPrincipal' }] }] },
+    },
     { apiVersion: 'weft.dev/v1alpha1', kind: 'RequestAuthentication', metadata: { name: 'keys', namespace: NS }, spec: { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw' }], apiKeys: { credentialRefs: [{ name: 'partners' }] } } },
     {
       apiVersion: 'gateway.networking.k8s.io/v1',
@@ -350,4 +357,21 @@ test('the portal renders in Chromium: the index links to each API, whose page sh
   } finally {
     await browser.close();
   }
+});
+
+test('a rate limit keyed by RequestPrincipal gives each API key client its own quota, and callers without a key one shared quota', async () => {
+  const asClient = (key?: string) => ask('GET', '/catalog/products', undefined, key ? { 'x-api-key': key } : {});
+  const statuses = async (key: string | undefined, n: number) => {
+    const seen: number[] = [];
+    for (let i = 0; i < n; i++) seen.push((await asClient(key)).status);
+    return seen;
+  };
+  assert.deepEqual(await statuses('acme-portal-key-0123456789', 4), [200, 200, 200, 429]);
+  assert.deepEqual(await statuses('globex-portal-key-9876543210', 3), [200, 200, 200], "globex's quota is its own");
+  // Callers without a key share one bucket of 3 (the portal test may have spent some of it already).
+  const anonymous = await statuses(undefined, 4);
+  const first = anonymous.indexOf(429);
+  assert.ok(first >= 0 && first <= 3 && anonymous.slice(0, first).every((s) => s === 200) && anonymous.slice(first).every((s) => s === 429), JSON.stringify(anonymous));
+  const limited = await asClient('acme-portal-key-0123456789');
+  assert.equal(limited.headers['weft-reason'], 'WEFT_ERR_RATE_LIMITED');
 });

@@ -107,7 +107,7 @@ const rateLimits = optional(
       requests: num({ positive: true }),
       intervalMs: num({ positive: true }),
       burst: num({ min: 1 }),
-      descriptors: array(object({ type: oneOf(['Route', 'Service', 'SourceIdentity', 'ClientIP', 'Header']), header: optional(nonEmpty) })),
+      descriptors: array(object({ type: oneOf(['Route', 'Service', 'SourceIdentity', 'ClientIP', 'Header', 'RequestPrincipal']), header: optional(nonEmpty) })),
       scope: oneOf(['Local', 'Global']),
       maxKeys: num({ int: true, min: 1 }),
     }),

@@ -50,6 +50,9 @@ function keyPart(descriptor: RateLimitDescriptor, target: RateLimitTarget, sourc
       return (ex) => ex.peerIdentity ?? source;
     case 'ClientIP':
       return (ex) => ex.req.socket?.remoteAddress ?? '';
+    case 'RequestPrincipal':
+      // A verified JWT's iss/sub or an API key's client (request-authn runs first); callers with neither share one bucket.
+      return (ex) => ex.requestPrincipal ?? '';
     case 'Header': {
       const name = descriptor.header;
       return (ex) => {
