@@ -141,6 +141,15 @@ export class WeftClient {
     return this.request<Resource>('GET', WeftClient.resourcePath(kind, namespace, name));
   }
 
+  /**
+   * Creates or replaces one object. With `metadata.resourceVersion` the write
+   * is conditional ("0": only if it does not exist): another writer in between
+   * makes it fail with a 409 Conflict, to read again and retry.
+   */
+  put(kind: KindInfo, object: Resource): Promise<Resource> {
+    return this.request<Resource>('PUT', WeftClient.resourcePath(kind, object.metadata.namespace, object.metadata.name), object);
+  }
+
   /** Deletes one object; resolves to what the server returned (the object or a Status). */
   delete(kind: KindInfo, name: string, namespace?: string): Promise<unknown> {
     return this.request<unknown>('DELETE', WeftClient.resourcePath(kind, namespace, name));

@@ -22,6 +22,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   explain: async () => (await import('./explain.ts')).explainCommand(),
   dashboard: async () => (await import('./dashboard.ts')).dashboardCommand(),
   token: async () => (await import('./token.ts')).tokenCommand(),
+  apikey: async () => (await import('./apikey.ts')).apikeyCommand(),
   ca: async () => (await import('./ca.ts')).caCommand(),
   'control-plane': async () => (await import('./control-plane.ts')).controlPlaneCommand(),
   proxy: async () => (await import('./proxy.ts')).proxyCommand(),

@@ -2,6 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ErrorCodes } from '../../src/api/errors.ts';
+import { runWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { get, NS, startJwtMesh, type Answer, type JwtMesh } from './jwt-helpers.ts';
 
@@ -126,4 +127,33 @@ test('a Secret changed: the new key is taken and the old one refused; a policy n
   }, { timeoutMs: 10_000, message: 'the status of the policy with a missing Secret' });
   assert.deepEqual([status.status, status.reason], ['False', 'Invalid']);
   assert.match(status.message, /spec\.apiKeys\.credentialRefs\[1\]: Secret jwt\/nowhere does not exist/);
+});
+
+test('weft apikey: a key made for a new client works at the gateway as that client; list names clients, never keys; revoke takes it away', async () => {
+  const weft = (args: string[]) => runWeft(['apikey', ...args, '--secret', 'partners', '-n', NS], { env: { WEFT_SERVER: mesh.api } });
+  const created = await weft(['create', 'initech']);
+  assert.equal(created.code, 0, created.stderr);
+  const key = created.stdout.trim();
+  assert.match(key, /^wk_[A-Za-z0-9_-]{32}$/);
+  const ok = await waitFor(async () => {
+    const answer = await edge({ 'x-api-key': key });
+    return answer.status === 200 ? answer : undefined;
+  }, { timeoutMs: 10_000, message: 'the new key to be accepted' });
+  assert.equal(ok.seen!['x-client-id'], 'initech');
+
+  const listed = await weft(['list']);
+  assert.equal(listed.code, 0, listed.stderr);
+  assert.deepEqual(listed.stdout.trim().split('\n'), ['acme', 'globex', 'initech']);
+  assert.doesNotMatch(listed.stdout, new RegExp(key));
+
+  const again = await weft(['create', 'initech']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /client initech already has a key in Secret jwt\/partners: revoke it first, or give the new key another client id \(initech-2\)/);
+
+  const revoked = await weft(['revoke', 'initech']);
+  assert.equal(revoked.code, 0, revoked.stderr);
+  await waitFor(async () => (await edge({ 'x-api-key': key })).status === 401, { timeoutMs: 10_000, message: 'the revoked key to be refused' });
+  const gone = await runWeft(['apikey', 'list', '--secret', 'nowhere', '-n', NS], { env: { WEFT_SERVER: mesh.api } });
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /there is no Secret jwt\/nowhere/);
 });
