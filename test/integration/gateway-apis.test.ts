@@ -335,6 +335,9 @@ test('the portal publishes the APIs: an index, a page per API with its base URL,
   const page = await get('/portal/apis/catalog/');
   assert.match(page.body, /<code>http:\/\/api\.example<\/code>/);
   assert.match(page.body, /<li>API key in header x-api-key<\/li>/);
+  // The OpenAPI document's operations are listed on the page.
+  assert.match(page.body, /<h2>OpenAPI <span class="muted">version 1\.0<\/span><\/h2>/);
+  assert.match(page.body, /<tr><td><code>GET<\/code><\/td><td><code>\/catalog\/products<\/code><\/td><td>Every product<\/td><\/tr>/);
   assert.equal((await get('/portal/apis/nothing/')).status, 404);
   // The REST route the portal describes works as described (the key is optional: no policy requires one).
   const products = await get('/catalog/products');

@@ -129,6 +129,31 @@ ${api.description ? `<p>${escape(api.description)}</p>` : ''}
 <div class="card"><h2>Base URL</h2>${api.baseUrls.length ? api.baseUrls.map((u) => `<p><code>${escape(u)}</code></p>`).join('') : '<p class="muted">Not served by a Gateway listener yet.</p>'}</div>
 <div class="card" data-section="authentication"><h2>Authentication</h2>${api.authentication.length ? `<ul>${api.authentication.map((a) => `<li>${escape(a)}</li>`).join('')}</ul>` : '<p class="muted">None: the API takes anonymous calls.</p>'}</div>
 ${api.operations.length ? `<div class="card" data-section="operations"><h2>Operations</h2><table><thead><tr><th>Method</th><th>Path</th></tr></thead><tbody>\n${operations}\n</tbody></table></div>` : ''}
-${api.openapi ? `<div class="card"><h2>OpenAPI</h2><p><a href="${escape(`${base}/apis/${api.name}/openapi.json`)}">openapi.json</a></p></div>` : ''}
+${api.openapi ? openApiCard(api, base) : ''}
 ${api.graphql ? `<div class="card" data-section="graphql"><h2>GraphQL</h2><p>POST <code>{"query": ...}</code> to ${api.graphql.paths.map((p) => `<code>${escape(p)}</code>`).join(', ') || 'its endpoint'}. <a href="${escape(`${base}/apis/${api.name}/schema.graphql`)}">schema.graphql</a></p><pre>${escape(api.graphql.schema.trim())}</pre></div>` : ''}`;
+}
+
+const OPENAPI_METHODS = ['get', 'put', 'post', 'delete', 'options', 'head', 'patch', 'trace'];
+
+/** The OpenAPI document's operations as a table (method, path, summary), and a link to the whole document. */
+function openApiCard(api: SnapshotPortalApi, base: string): string {
+  let doc: { info?: { title?: unknown; version?: unknown }; paths?: Record<string, Record<string, { summary?: unknown; description?: unknown; operationId?: unknown }>> };
+  try {
+    doc = JSON.parse(api.openapi!) as typeof doc;
+  } catch {
+    doc = {};
+  }
+  const rows: string[] = [];
+  for (const [path, item] of Object.entries(doc.paths ?? {})) {
+    if (typeof item !== 'object' || item === null) continue;
+    for (const method of OPENAPI_METHODS) {
+      const operation = item[method];
+      if (typeof operation !== 'object' || operation === null) continue;
+      const summary = typeof operation.summary === 'string' ? operation.summary : typeof operation.description === 'string' ? operation.description : '';
+      rows.push(`<tr><td><code>${escape(method.toUpperCase())}</code></td><td><code>${escape(path)}</code></td><td>${escape(summary)}</td></tr>`);
+    }
+  }
+  const version = typeof doc.info?.version === 'string' ? ` <span class="muted">version ${escape(doc.info.version)}</span>` : '';
+  const table = rows.length > 0 ? `<table><thead><tr><th>Method</th><th>Path</th><th>Summary</th></tr></thead><tbody>\n${rows.join('\n')}\n</tbody></table>` : '<p class="muted">The document lists no operations.</p>';
+  return `<div class="card" data-section="openapi"><h2>OpenAPI${version}</h2>${table}<p><a href="${escape(`${base}/apis/${api.name}/openapi.json`)}">openapi.json</a></p></div>`;
 }
