@@ -18,7 +18,7 @@ import { REPLICA_HEADER, type PeerClient } from './peers.ts';
 import type { Replica } from './replicas.ts';
 import { parseWindow, type SeriesCounts, type TelemetryAggregator, type TrafficWindow } from './telemetry/aggregator.ts';
 
-/** How long a fetched peer proxy list serves before the next question asks again. */
+/** How long a fetched peer proxy list, or a peer's answer about traffic, serves before the next question asks again. */
 const PEER_LIST_FRESH_MS = 1000;
 
 export interface MeshViewOptions {
@@ -43,6 +43,8 @@ interface PeerList {
 export class MeshView {
   private readonly options: MeshViewOptions;
   private readonly lists = new Map<string, PeerList>();
+  /** The other replicas' answers to one traffic question, shared by every asker within PEER_LIST_FRESH_MS (open dashboards poll). */
+  private readonly asked = new Map<string, { at: number; answer: Promise<{ answers: unknown[]; failed: string[] }> }>();
   private refreshing: Promise<void> | undefined;
   private tap: TapHub | undefined;
 
@@ -153,13 +155,21 @@ export class MeshView {
     return others.failed.length > 0 ? { ...traffic, partial: others.failed } : traffic;
   }
 
-  /** Every other replica's answer to `path`; those that fail are named, and left out. */
-  private async askAll<T>(path: string): Promise<{ answers: T[]; failed: string[] }> {
+  /** Every other replica's answer to `path`, asked at most once a second; those that fail are named, and left out. */
+  private askAll<T>(path: string): Promise<{ answers: T[]; failed: string[] }> {
+    const now = this.options.clock.now();
+    for (const [key, entry] of this.asked) if (entry.at <= now - PEER_LIST_FRESH_MS) this.asked.delete(key);
+    let entry = this.asked.get(path);
+    if (!entry) this.asked.set(path, (entry = { at: now, answer: this.askAllNow(path) }));
+    return entry.answer as Promise<{ answers: T[]; failed: string[] }>;
+  }
+
+  private async askAllNow(path: string): Promise<{ answers: unknown[]; failed: string[] }> {
     const client = this.options.client;
     const peers = this.peers();
     if (!client || peers.length === 0) return { answers: [], failed: [] };
-    const results = await Promise.allSettled(peers.map((peer) => client.getJson<T>(peer, path)));
-    const answers: T[] = [];
+    const results = await Promise.allSettled(peers.map((peer) => client.getJson<unknown>(peer, path)));
+    const answers: unknown[] = [];
     const failed: string[] = [];
     results.forEach((result, i) => {
       if (result.status === 'fulfilled') answers.push(result.value);

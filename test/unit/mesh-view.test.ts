@@ -106,3 +106,31 @@ test('answers only questions meant for it: another name gets 421 and no proxies'
     await new Promise<void>((resolve) => server.close(() => resolve()));
   }
 });
+
+test('traffic questions to the other replicas are shared for a second: open dashboards do not multiply them', async () => {
+  const clock = new ManualClock();
+  const asked: string[] = [];
+  const client = {
+    async getJson(peer: Replica, path: string) {
+      asked.push(`${peer.name} ${path}`);
+      return { proxies: {}, workloadServices: {} };
+    },
+  } as unknown as PeerClient;
+  const view = new MeshView({
+    self: { name: 'a', stream: 'https://10.0.0.1:15010' },
+    peers: () => [{ name: 'b', stream: 'https://10.0.0.2:15010' }],
+    client,
+    localProxies: () => [],
+    telemetry: new TelemetryAggregator(clock),
+    clock,
+    logger: createLogger('test', 'silent'),
+  });
+  await Promise.all([view.topology('5m'), view.topology('5m'), view.topology('1m')]);
+  assert.deepEqual(asked, ['b traffic?window=5m', 'b traffic?window=1m']);
+  clock.advance(500);
+  await view.topology('5m');
+  assert.equal(asked.length, 2, 'within the second: the same answer');
+  clock.advance(600);
+  await view.topology('5m');
+  assert.deepEqual(asked.slice(2), ['b traffic?window=5m']);
+});

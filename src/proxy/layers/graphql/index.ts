@@ -9,8 +9,8 @@
 // mTLS, or straight); the same call asked twice in one request is made once.
 // A call that fails becomes a GraphQL error on its field, and the rest of the
 // answer stands, as GraphQL executes. Fields without a resolver take the
-// value of the same name from their parent object. graphql-js is loaded on
-// the first request of the first such route: a proxy without one never loads it.
+// value of the same name from their parent object. graphql-js is loaded when
+// a snapshot with such a route is applied: a proxy without one never loads it.
 import type { OutgoingHttpHeaders } from 'node:http';
 import { ErrorCodes } from '../../../api/errors.ts';
 import type { HttpFilter, SnapshotBackend, SnapshotGraphQLApi, SnapshotGraphQLResolver } from '../../../api/snapshot.ts';
@@ -53,9 +53,10 @@ export function graphqlEndpoint(context: GraphQLContext): Layer<{ filters: reado
   return (target, next) => {
     const filter = filterOf(target.filters, 'GraphQL');
     if (!filter) return next;
-    let compiled: Promise<CompiledApi> | undefined;
+    // Built when the snapshot is applied, not on the first request; a failure is every request's 500 (and no unhandled rejection meanwhile).
+    const compiled = compileApi(filter.graphql);
+    compiled.catch(() => {});
     return async (ex) => {
-      compiled ??= compileApi(filter.graphql);
       await serve(ex, await compiled, context);
     };
   };
