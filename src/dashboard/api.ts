@@ -1,6 +1,7 @@
 // The dashboard's client of the control-plane API: the same paths the CLI uses, plus /weft/v1/kinds, apply with dry run, delete, topology.
 import type { Resource } from '../api/meta.ts';
 import type { ExplainRequest, ExplainTrace, LiveProxyState } from '../api/explain.ts';
+import type { ReplicaStatus } from '../api/stream.ts';
 import type { TapLine } from '../api/tap.ts';
 import type { ServiceTraffic, TopologyTraffic } from '../api/topology.ts';
 
@@ -123,6 +124,16 @@ export async function serviceTraffic(namespace: string, name: string, window: st
   } catch (error) {
     if (error instanceof ApiFailure && error.status.code === 404) return undefined;
     throw error;
+  }
+}
+
+/** The control-plane replicas and which one leads, from GET /weft/v1/status; empty when the status cannot be read. */
+export async function replicas(): Promise<{ replicas: ReplicaStatus[]; leader: string | undefined }> {
+  try {
+    const status = await request<{ replicas?: ReplicaStatus[]; leader?: { holder?: string | null } }>('GET', '/weft/v1/status');
+    return { replicas: Array.isArray(status?.replicas) ? status.replicas : [], leader: status?.leader?.holder ?? undefined };
+  } catch {
+    return { replicas: [], leader: undefined };
   }
 }
 

@@ -173,6 +173,14 @@ describe('control-plane replicas show one mesh (etcd, two replicas)', { timeout:
         await row.waitFor();
         assert.equal((await row.locator('[data-testid=replica]').textContent())?.trim(), `via ${replica}`);
       }
+      // The replicas themselves: both reachable, the one answering marked, one proxy each.
+      for (const [i, name] of names.entries()) {
+        const row = browser.page.locator(`[data-testid=replicas] tr[data-replica="${name}"]`);
+        await row.waitFor();
+        const cells = (await row.locator('td').allTextContents()).map((t) => t.trim());
+        assert.deepEqual([cells[2], cells[3]], ['1', 'yes'], `replica ${name}: ${cells.join(' | ')}`);
+        assert.equal(await row.getByText('answering this page').count(), i === 1 ? 1 : 0);
+      }
       assert.deepEqual(browser.problems, []);
     } finally {
       await browser.close();

@@ -1,9 +1,9 @@
 // Workloads and proxies page: every proxy with its mode, connection, readiness, config version acked or its last NACK and reason; one proxy's running config and live backends.
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import type { LiveProxyState } from '../../api/explain.ts';
-import { proxyBackends, proxyConfig } from '../api.ts';
+import { proxyBackends, proxyConfig, replicas } from '../api.ts';
 import { loadYaml } from '../components/yaml.ts';
-import { useNow } from '../hooks.ts';
+import { useAsync, useNow } from '../hooks.ts';
 import type { ProxyStatus } from '../../api/stream.ts';
 import { useLive } from '../live.ts';
 import { age, partition, servicesOf, shortVersion, WORKLOAD_LABEL } from '../model.ts';
@@ -44,8 +44,9 @@ export function ProxiesPage({ namespace, selectedId }: { namespace: string | und
     .filter((p) => filter === 'all' || problemOf(p) !== undefined)
     .filter((p) => !needle || p.id.toLowerCase().includes(needle) || (p.workload ?? '').toLowerCase().includes(needle));
   const all = live.proxies.filter((p) => !namespace || p.namespace === namespace);
-  // With several control-plane replicas, each proxy says which one holds its stream.
+  // With several control-plane replicas, each proxy says which one holds its stream, and a table shows the replicas (asked again every 10 s).
   const manyReplicas = new Set(live.proxies.map((p) => p.replica).filter(Boolean)).size > 1;
+  const controlPlane = useAsync(() => replicas(), [Math.floor(now / 10_000)]);
   const counts = {
     connected: all.filter((p) => p.connected).length,
     ready: all.filter((p) => p.ready).length,
@@ -69,6 +70,41 @@ export function ProxiesPage({ namespace, selectedId }: { namespace: string | und
           <input type="search" value={search} placeholder="proxy or workload" onInput={(e) => setSearch((e.currentTarget as HTMLInputElement).value)} />
         </label>
       </div>
+      {controlPlane && controlPlane.replicas.length > 1 && (
+        <div class="table-scroll">
+          <table class="table" data-testid="replicas">
+            <caption>Control-plane replicas: each shows every proxy; a proxy's stream is held by one</caption>
+            <thead>
+              <tr>
+                <th scope="col">Replica</th>
+                <th scope="col">Stream</th>
+                <th scope="col">Leads</th>
+                <th scope="col">Proxies</th>
+                <th scope="col">Reachable</th>
+              </tr>
+            </thead>
+            <tbody>
+              {controlPlane.replicas.map((r) => (
+                <tr key={r.name} data-replica={r.name}>
+                  <th scope="row">
+                    {r.name}
+                    {r.self && <div class="muted small">answering this page</div>}
+                  </th>
+                  <td class="small">
+                    <code>{r.stream}</code>
+                  </td>
+                  <td>{r.name === controlPlane.leader ? 'yes' : 'no'}</td>
+                  <td>{r.proxies}</td>
+                  <td>
+                    <span class={`badge ${r.reachable ? 'ok' : 'bad'}`}>{r.reachable ? 'yes' : 'no'}</span>
+                    {r.error && <div class="small bad-text">{r.error}</div>}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
       <p class="summary" role="status" aria-live="polite">
         {all.length} prox{all.length === 1 ? 'y' : 'ies'}: {counts.connected} connected, {counts.ready} ready, {counts.inSync} up to date,{' '}
         <span class={counts.nacking ? 'bad-text' : ''}>{counts.nacking} rejecting their config</span>
