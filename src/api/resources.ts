@@ -6,6 +6,7 @@ import { PeerAuthenticationSpec } from './peer-authentication.ts';
 import { PATH_NORMALIZATIONS } from './path-normalize.ts';
 import { ACCESS_LOG_FIELDS } from './access-log.ts';
 import { HTTP_TOKEN } from './http-syntax.ts';
+import { GRAPHQL_PLACEHOLDER } from './snapshot.ts';
 
 const port = z.number().int().min(1).max(65535);
 const labels = z.record(z.string(), z.string());
@@ -550,8 +551,6 @@ export type FaultInjectionSpec = z.infer<typeof FaultInjectionSpec>;
 
 // ---------------------------------------------------------------- weft.dev/v1alpha1 (GraphQLApi)
 
-/** A `{args.name}` or `{parent.name}` placeholder in a resolver's path. */
-export const GRAPHQL_PLACEHOLDER = /\{(args|parent)\.([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 /** How one field is resolved: a call to a REST endpoint of a Service in the API's namespace, through the mesh. */
 export const GraphQLRestResolver = z.strictObject({

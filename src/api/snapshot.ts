@@ -166,6 +166,9 @@ export interface SnapshotGraphQLApi {
   timeoutMs: number;
 }
 
+/** A `{args.name}` or `{parent.name}` placeholder in a resolver's path: one definition for the schema, the compiler and the proxy (which loads no zod). */
+export const GRAPHQL_PLACEHOLDER = /\{(args|parent)\.([A-Za-z_][A-Za-z0-9_]*)\}/g;
+
 export interface SnapshotGraphQLResolver {
   /** A key of `backends` (the Service port called). */
   backend: string;

@@ -1,7 +1,7 @@
 // GraphQLApi objects → the snapshot's GraphQL filter: the schema checked with graphql-js, each resolver's field, placeholders and Service port checked.
 import { buildSchema, GraphQLObjectType, isObjectType, type GraphQLSchema } from 'graphql';
-import { GRAPHQL_PLACEHOLDER, type GraphQLApi, type Service } from '../api/resources.ts';
-import { servicePortKey, type SnapshotGraphQLApi, type SnapshotGraphQLResolver } from '../api/snapshot.ts';
+import type { GraphQLApi, Service } from '../api/resources.ts';
+import { GRAPHQL_PLACEHOLDER, servicePortKey, type SnapshotGraphQLApi, type SnapshotGraphQLResolver } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
 import { serviceNamespace } from './services.ts';
 

@@ -13,7 +13,7 @@
 // a snapshot with such a route is applied: a proxy without one never loads it.
 import type { OutgoingHttpHeaders } from 'node:http';
 import { ErrorCodes } from '../../../api/errors.ts';
-import type { HttpFilter, SnapshotBackend, SnapshotGraphQLApi, SnapshotGraphQLResolver } from '../../../api/snapshot.ts';
+import { GRAPHQL_PLACEHOLDER, type HttpFilter, type SnapshotBackend, type SnapshotGraphQLApi, type SnapshotGraphQLResolver } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
 import type { Headers, HttpExchange } from '../../exchange.ts';
@@ -37,7 +37,6 @@ export const MAX_GRAPHQL_REQUEST_BYTES = 1024 * 1024;
 /** The largest answer of one REST call read. */
 export const MAX_REST_ANSWER_BYTES = 8 * 1024 * 1024;
 
-const GRAPHQL_PLACEHOLDER = /\{(args|parent)\.([A-Za-z_][A-Za-z0-9_]*)\}/g;
 
 interface CompiledApi {
   graphql: GraphQLModule;
