@@ -31,6 +31,8 @@ export const ErrorCodes = {
   API_KEY_INVALID: 'WEFT_ERR_API_KEY_INVALID',
   /** Proxy: a JWT could not be verified because its issuer's keys (JWKS) cannot be fetched and none are cached: 401 (fail closed). */
   JWKS_UNAVAILABLE: 'WEFT_ERR_JWKS_UNAVAILABLE',
+  /** Proxy: a Transformation cannot be applied: a request body it reads is not JSON (400), or a body is over its maxBodyBytes (413 request, 502 response). */
+  TRANSFORMATION: 'WEFT_ERR_TRANSFORMATION',
   /** Proxy: an AuthorizationPolicy denies the request (403; gRPC PERMISSION_DENIED; a TCP connection is closed). */
   RBAC_DENIED: 'WEFT_ERR_RBAC_DENIED',
   /** Proxy: the request's path cannot be normalised (invalid percent-encoding, NUL, not origin-form): 400. */

@@ -7,6 +7,7 @@ import { PATH_NORMALIZATIONS } from './path-normalize.ts';
 import { ACCESS_LOG_FIELDS } from './access-log.ts';
 import { HTTP_TOKEN } from './http-syntax.ts';
 import { GRAPHQL_PLACEHOLDER } from './snapshot.ts';
+import { TemplateError, jsonTemplateRefs, parseJsonTemplate, parseTemplate, refName, templateRefs, type TemplateRef } from './template.ts';
 
 const port = z.number().int().min(1).max(65535);
 const labels = z.record(z.string(), z.string());
@@ -607,6 +608,115 @@ export const GraphQLApiSpec = z
   });
 export type GraphQLApiSpec = z.infer<typeof GraphQLApiSpec>;
 
+// ---------------------------------------------------------------- weft.dev/v1alpha1 (Transformation)
+
+/** Headers a transformation may not write: the framing and the connection are the proxy's. */
+const TRANSFORM_RESERVED_HEADERS: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding', 'connection', 'keep-alive', 'proxy-connection', 'upgrade', 'te', 'trailer']);
+
+const transformHeader = z.strictObject({ name: headerName, value: z.string().max(4096) });
+
+/** Header edits whose values are templates: set replaces, add appends, remove drops (before set and add). */
+const TransformHeaders = z.strictObject({
+  set: z.array(transformHeader).max(32).optional(),
+  add: z.array(transformHeader).max(32).optional(),
+  remove: z.array(headerName).max(32).optional(),
+});
+
+/** A new body: a JSON template (any JSON value whose strings may hold placeholders), or a text template with its content type. */
+const TransformBody = z.union([
+  z.strictObject({ json: z.unknown().refine((value) => value !== undefined, 'must be a JSON value') }),
+  z.strictObject({ text: z.string().max(65_536), contentType: z.string().min(1).max(256).default('text/plain; charset=utf-8') }),
+]);
+
+const TransformSide = z.strictObject({ headers: TransformHeaders.optional(), body: TransformBody.optional() });
+
+/**
+ * Rewrites requests and responses (as Gloo's transformations): header values
+ * and bodies rendered from templates over the request, the response, values
+ * extracted by regular expressions, and the verified JWT. An HTTPRoute rule or
+ * backendRef applies it through an ExtensionRef filter.
+ */
+export const TransformationSpec = z
+  .strictObject({
+    /** Named values, in order: a template, optionally narrowed by a regular expression's capture group; `{{ extract.<name> }}` reads them. */
+    extract: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be a name of letters, digits and _'),
+          value: z.string().min(1).max(4096),
+          regex: z.string().min(1).max(1024).optional(),
+          /** The capture group taken; default 1 when the expression has one, else the whole match. */
+          group: z.number().int().min(0).max(16).optional(),
+        }),
+      )
+      .max(32)
+      .default([]),
+    request: TransformSide.optional(),
+    response: TransformSide.optional(),
+    /** The largest body held to read or replace it, request or response. */
+    maxBodyBytes: z.number().int().min(1).max(16 * 1024 * 1024).default(1024 * 1024),
+  })
+  .superRefine((spec, ctx) => {
+    const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+    const extractors = new Set<string>();
+    /** Checks one template's placeholders against its side; `extractorsBefore`: the extractors it may read. */
+    const check = (path: (string | number)[], refs: readonly TemplateRef[], side: 'request' | 'response') => {
+      for (const ref of refs) {
+        if (side === 'request' && ref.source.startsWith('response.')) issue(path, `{{ ${refName(ref)} }}: the response is not known yet on the request side`);
+        if (side === 'response' && ref.source === 'request.body') issue(path, `{{ ${refName(ref)} }}: the request body is gone by the time the response comes; extract what is needed from it`);
+        if (ref.source === 'extract' && !extractors.has(ref.path[0]!)) issue(path, `{{ ${refName(ref)} }}: no extractor "${ref.path[0]}" is defined before this`);
+      }
+    };
+    const text = (path: (string | number)[], value: string): TemplateRef[] => {
+      try {
+        return templateRefs(parseTemplate(value));
+      } catch (error) {
+        if (error instanceof TemplateError) issue(path, error.message);
+        else throw error;
+        return [];
+      }
+    };
+    spec.extract.forEach((extractor, i) => {
+      if (extractors.has(extractor.name)) issue(['extract', i, 'name'], `"${extractor.name}" is defined twice`);
+      check(['extract', i, 'value'], text(['extract', i, 'value'], extractor.value), 'request');
+      if (extractor.regex !== undefined) {
+        try {
+          const groups = new RegExp(`${extractor.regex}|`).exec('')!.length - 1;
+          if (extractor.group !== undefined && extractor.group > groups) issue(['extract', i, 'group'], `the expression has ${groups} capture group(s)`);
+        } catch (error) {
+          issue(['extract', i, 'regex'], `invalid regular expression: ${(error as Error).message}`);
+        }
+      } else if (extractor.group !== undefined) issue(['extract', i, 'group'], 'a group needs a regex');
+      extractors.add(extractor.name);
+    });
+    for (const side of ['request', 'response'] as const) {
+      const edits = spec[side];
+      if (!edits) continue;
+      if (!edits.headers && !edits.body) issue([side], 'give headers, a body or both');
+      for (const list of ['set', 'add'] as const) {
+        edits.headers?.[list]?.forEach((header, i) => {
+          const path = [side, 'headers', list, i];
+          if (TRANSFORM_RESERVED_HEADERS.has(header.name.toLowerCase())) issue([...path, 'name'], `${header.name} is set by the proxy`);
+          check([...path, 'value'], text([...path, 'value'], header.value), side);
+        });
+      }
+      edits.headers?.remove?.forEach((name, i) => {
+        if (TRANSFORM_RESERVED_HEADERS.has(name.toLowerCase())) issue([side, 'headers', 'remove', i], `${name} is set by the proxy`);
+      });
+      const body = edits.body;
+      if (body && 'json' in body) {
+        try {
+          check([side, 'body', 'json'], jsonTemplateRefs(parseJsonTemplate(body.json)), side);
+        } catch (error) {
+          if (error instanceof TemplateError) issue([side, 'body', 'json'], error.message);
+          else throw error;
+        }
+      } else if (body) check([side, 'body', 'text'], text([side, 'body', 'text'], body.text), side);
+    }
+    if (!spec.request && !spec.response) issue([], 'a Transformation needs a request side, a response side or both');
+  });
+export type TransformationSpec = z.infer<typeof TransformationSpec>;
+
 // ---------------------------------------------------------------- weft.dev/v1alpha1 (ApiPortal)
 
 const portalText = z.string().max(4096);
@@ -986,6 +1096,7 @@ export const KINDS: readonly KindInfo[] = [
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'FaultInjection', plural: 'faultinjections', namespaced: true, spec: FaultInjectionSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'GraphQLApi', plural: 'graphqlapis', namespaced: true, spec: GraphQLApiSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'ApiPortal', plural: 'apiportals', namespaced: true, spec: ApiPortalSpec },
+  { group: 'weft.dev', versions: ['v1alpha1'], kind: 'Transformation', plural: 'transformations', namespaced: true, spec: TransformationSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RateLimitPolicy', plural: 'ratelimitpolicies', namespaced: true, spec: RateLimitPolicySpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'RequestAuthentication', plural: 'requestauthentications', namespaced: true, spec: RequestAuthenticationSpec },
   { group: 'weft.dev', versions: ['v1alpha1'], kind: 'AuthorizationPolicy', plural: 'authorizationpolicies', namespaced: true, spec: AuthorizationPolicySpec },
@@ -1055,6 +1166,7 @@ export type FaultInjection = Resource<FaultInjectionSpec>;
 export type RateLimitPolicy = Resource<RateLimitPolicySpec>;
 export type GraphQLApi = Resource<GraphQLApiSpec>;
 export type ApiPortal = Resource<ApiPortalSpec>;
+export type Transformation = Resource<TransformationSpec>;
 export type RequestAuthentication = Resource<RequestAuthenticationSpec>;
 export type AuthorizationPolicy = Resource<AuthorizationPolicySpec>;
 export { AuthorizationPolicySpec };

@@ -123,7 +123,28 @@ export type HttpFilter =
   | { type: 'CORS'; cors: CorsPolicy }
   | { type: 'FaultInjection'; fault: FaultInjection }
   | { type: 'GraphQL'; graphql: SnapshotGraphQLApi }
-  | { type: 'Portal'; portal: SnapshotPortal };
+  | { type: 'Portal'; portal: SnapshotPortal }
+  | { type: 'Transformation'; transformation: SnapshotTransformation };
+
+/**
+ * A Transformation (weft.dev ExtensionRef filter): header values and bodies
+ * rendered from templates (api/template.ts), as the control plane checked
+ * them; the proxy parses the templates once per snapshot.
+ */
+export interface SnapshotTransformation {
+  /** "<ns>/<name>". */
+  name: string;
+  extract: { name: string; value: string; regex?: string; group?: number }[];
+  request?: SnapshotTransformSide;
+  response?: SnapshotTransformSide;
+  maxBodyBytes: number;
+}
+
+export interface SnapshotTransformSide {
+  /** Names lower-case; values are templates. */
+  headers?: { set: { name: string; value: string }[]; add: { name: string; value: string }[]; remove: string[] };
+  body?: { json: unknown } | { text: string; contentType: string };
+}
 
 /** An ApiPortal (weft.dev ExtensionRef filter): the proxy serves its pages and catalog under the rule's path. */
 export interface SnapshotPortal {

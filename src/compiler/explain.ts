@@ -389,7 +389,7 @@ function describeModifier(modifier: HeaderModifier): string {
 
 function explainFilters(filters: readonly HttpFilter[], scope: string, rule: HttpRouteRule, req: ParsedRequest, trace: ExplainTrace): ExplainFilter[] {
   // In the order the proxy's stack runs them (outbound/stack.ts), whatever the order in the route.
-  const order: HttpFilter['type'][] = ['CORS', 'RequestHeaderModifier', 'URLRewrite', 'ResponseHeaderModifier', 'RequestRedirect', 'FaultInjection', 'GraphQL', 'Portal', 'RequestMirror'];
+  const order: HttpFilter['type'][] = ['CORS', 'RequestHeaderModifier', 'URLRewrite', 'ResponseHeaderModifier', 'RequestRedirect', 'FaultInjection', 'Transformation', 'GraphQL', 'Portal', 'RequestMirror'];
   const sorted = [...filters].sort((a, b) => order.indexOf(a.type) - order.indexOf(b.type));
   return sorted.map((filter): ExplainFilter => {
     switch (filter.type) {
@@ -450,6 +450,25 @@ function explainFilters(filters: readonly HttpFilter[], scope: string, rule: Htt
           effect: `publishes ${filter.portal.apis.map((a) => a.name).join(', ')}`,
           config: { name: filter.portal.name, apis: filter.portal.apis.map((a) => a.name) },
         };
+      case 'Transformation': {
+        const t = filter.transformation;
+        const sides = (['request', 'response'] as const).flatMap((side) => {
+          const edits = t[side];
+          if (!edits) return [];
+          const parts = [
+            ...(edits.headers ? [...edits.headers.remove.map((n) => `remove ${n}`), ...edits.headers.set.map((h) => `set ${h.name}`), ...edits.headers.add.map((h) => `add ${h.name}`)] : []),
+            ...(edits.body ? ['json' in edits.body ? 'a new JSON body' : `a new ${edits.body.contentType} body`] : []),
+          ];
+          return [`${side}: ${parts.join(', ')}`];
+        });
+        return {
+          type: filter.type,
+          scope,
+          describe: `Transformation ${t.name}: ${sides.join('; ')}`,
+          effect: t.extract.length > 0 ? `extracts ${t.extract.map((e) => e.name).join(', ')} from the request` : 'rewrites from the exchange itself',
+          config: t,
+        };
+      }
       case 'GraphQL': {
         const api = filter.graphql;
         const calls = Object.entries(api.resolvers).map(([field, r]) => `${field} → ${r.method} http://${r.host}${r.path}`);

@@ -1,9 +1,10 @@
-// FaultInjection objects → the snapshot's FaultInjection filter, and how a route's ExtensionRef filter resolves to one (or to a GraphQLApi).
+// FaultInjection objects → the snapshot's FaultInjection filter, and how a route's ExtensionRef filter resolves to one (or to a GraphQLApi, an ApiPortal, a Transformation).
 import type { FaultInjection as FaultInjectionResource } from '../api/resources.ts';
 import type { FaultInjection, HttpFilter, StringMatch } from '../api/snapshot.ts';
 import { parseGatewayDuration } from './duration.ts';
 import type { GraphQLIndex } from './graphql.ts';
 import type { PortalIndex } from './portal.ts';
+import type { TransformationIndex } from './transformation.ts';
 import type { RefProblem } from './routes.ts';
 import { serviceNamespace } from './services.ts';
 
@@ -11,12 +12,17 @@ export const EXTENSION_GROUP = 'weft.dev';
 export const FAULT_INJECTION_KIND = 'FaultInjection';
 export const GRAPHQL_API_KIND = 'GraphQLApi';
 export const API_PORTAL_KIND = 'ApiPortal';
+export const TRANSFORMATION_KIND = 'Transformation';
+
+/** The kinds an ExtensionRef filter may name. */
+const EXTENSION_KINDS: readonly string[] = [FAULT_INJECTION_KIND, GRAPHQL_API_KIND, API_PORTAL_KIND, TRANSFORMATION_KIND];
 
 /** The weft.dev objects a route's ExtensionRef filters may name, compiled once per input. */
 export interface ExtensionIndex {
   faults: FaultIndex;
   graphqlApis: GraphQLIndex;
   portals: PortalIndex;
+  transformations: TransformationIndex;
 }
 
 /** A FaultInjection compiled once per input: the filter, or why it cannot be used. */
@@ -71,7 +77,7 @@ function compileFault(object: FaultInjectionResource, name: string): CompiledFau
 
 /**
  * An ExtensionRef filter in a route of `namespace`. A known, valid
- * FaultInjection or GraphQLApi becomes its filter; anything else is a ResolvedRefs problem
+ * FaultInjection, GraphQLApi, ApiPortal or Transformation becomes its filter; anything else is a ResolvedRefs problem
  * (InvalidKind for a kind weft does not know, BackendNotFound for a missing
  * or unusable object) and undefined: the Gateway API says such a filter must
  * not be skipped, so the caller makes the requests it covers answer 500.
@@ -83,10 +89,10 @@ export function resolveExtensionRef(
   extensions: ExtensionIndex,
   refProblems: RefProblem[],
 ): HttpFilter | undefined {
-  if (ref.group !== EXTENSION_GROUP || (ref.kind !== FAULT_INJECTION_KIND && ref.kind !== GRAPHQL_API_KIND && ref.kind !== API_PORTAL_KIND)) {
+  if (ref.group !== EXTENSION_GROUP || !EXTENSION_KINDS.includes(ref.kind)) {
     refProblems.push({
       reason: 'InvalidKind',
-      message: `${where}: ExtensionRef ${ref.group}/${ref.kind} is not a kind weft knows (it knows ${EXTENSION_GROUP}/${FAULT_INJECTION_KIND}, ${GRAPHQL_API_KIND} and ${API_PORTAL_KIND}); the requests it covers answer 500`,
+      message: `${where}: ExtensionRef ${ref.group}/${ref.kind} is not a kind weft knows (it knows ${EXTENSION_GROUP}/${EXTENSION_KINDS.slice(0, -1).join(', ')} and ${EXTENSION_KINDS.at(-1)}); the requests it covers answer 500`,
     });
     return undefined;
   }
@@ -99,6 +105,11 @@ export function resolveExtensionRef(
     // What resolves is published; what does not is in the portal's own status.
     const portal = extensions.portals.get(named)?.portal;
     return portal ? { type: 'Portal', portal } : unusable('does not exist');
+  }
+  if (ref.kind === TRANSFORMATION_KIND) {
+    const compiled = extensions.transformations.get(named);
+    if (!compiled) return unusable('does not exist');
+    return { type: 'Transformation', transformation: compiled };
   }
   if (ref.kind === GRAPHQL_API_KIND) {
     const compiled = extensions.graphqlApis.get(named);

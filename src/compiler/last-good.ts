@@ -31,7 +31,7 @@ export interface FallBack {
 }
 
 /** Routes judged alone: their ExtensionRefs resolve to nothing here (reference problems are not the route's own). */
-const NO_EXTENSIONS = { faults: new Map(), graphqlApis: new Map(), portals: new Map() };
+const NO_EXTENSIONS = { faults: new Map(), graphqlApis: new Map(), portals: new Map(), transformations: new Map() };
 
 /**
  * Problems of one object version that no other object can cure: an invalid

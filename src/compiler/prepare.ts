@@ -7,6 +7,7 @@ import { analyzeRoute, buildRouteTable, compareRouteAge, type AnalyzedRoute } fr
 import { grpcBackendProtocol, grpcRouteForm } from './grpc-routes.ts';
 import { indexEndpointSlices, sliceEndpoints } from './endpoint-slices.ts';
 import { indexFaultInjections } from './fault.ts';
+import { indexTransformations } from './transformation.ts';
 import { indexGraphQLApis } from './graphql.ts';
 import { indexApiPortals } from './portal.ts';
 import { indexRateLimitPolicies, rateLimitTargetKey, type RateLimitIndex } from './rate-limit.ts';
@@ -65,6 +66,7 @@ function sourcesOf(input: CompilerInput): readonly unknown[] {
     input.faultInjections,
     input.graphqlApis,
     input.apiPortals,
+    input.transformations,
     input.rateLimitPolicies,
     input.meshConfig,
     input.namespaces,
@@ -127,7 +129,12 @@ function prepareUncached(input: CompilerInput): PreparedInput {
 
   const grants = indexReferenceGrants(input.referenceGrants ?? []);
   const graphqlApis = indexGraphQLApis(input.graphqlApis ?? [], serviceIndex);
-  const extensions = { faults: indexFaultInjections(input.faultInjections ?? []), graphqlApis, portals: indexApiPortals(input, graphqlApis) };
+  const extensions = {
+    faults: indexFaultInjections(input.faultInjections ?? []),
+    graphqlApis,
+    portals: indexApiPortals(input, graphqlApis),
+    transformations: indexTransformations(input.transformations ?? []),
+  };
   const httpRoutes = input.httpRoutes.map((route) => analyzeRoute(route, serviceIndex, grants, undefined, extensions));
   // GRPCRoutes compile through the HTTPRoute analysis in their HTTP form (POST /<service>/<method>).
   const grpcRoutes = (input.grpcRoutes ?? []).map((route) => {

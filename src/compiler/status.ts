@@ -94,6 +94,8 @@ export function computeStatuses(input: CompilerInput): Map<string, unknown> {
     const problems = portals.get(`${portal.metadata.namespace ?? 'default'}/${portal.metadata.name}`)?.problems ?? [];
     statuses.set(keyOf(portal), problems.length === 0 ? accepted(portal) : { conditions: [condition('Accepted', 'False', 'Invalid', problems.join('; '), portal.metadata.generation)] });
   }
+  // Transformations: always Accepted, since the API's schema checks every template and expression they hold.
+  for (const transformation of input.transformations ?? []) statuses.set(keyOf(transformation), accepted(transformation));
   for (const policy of input.rateLimitPolicies ?? []) {
     const status = prepared.rateLimits.statuses.get(`${policy.metadata.namespace ?? 'default'}/${policy.metadata.name}`);
     if (status) statuses.set(keyOf(policy), status);

@@ -20,6 +20,7 @@ import type {
   Service,
   TCPRoute,
   TLSRoute,
+  Transformation,
   Workload,
 } from '../api/resources.ts';
 import type { Condition, Resource } from '../api/meta.ts';
@@ -34,6 +35,8 @@ export interface CompilerInput {
   faultInjections?: readonly FaultInjection[] | undefined;
   graphqlApis?: readonly GraphQLApi[] | undefined;
   apiPortals?: readonly ApiPortal[] | undefined;
+  /** Transformations (weft.dev), which routes' ExtensionRef filters name. */
+  transformations?: readonly Transformation[] | undefined;
   /** RateLimitPolicies (weft.dev), attached to HTTPRoutes, Services and Gateways. */
   rateLimitPolicies?: readonly RateLimitPolicy[] | undefined;
   /** AuthorizationPolicies (weft.dev): enforced by the workloads and gateways they select or target. */

@@ -1,6 +1,6 @@
 // The resource index: an in-memory view of the store kept current by a watch, and the compiler's input built from it.
 import type { CompilerInput } from '../compiler/types.ts';
-import type { ApiPortal, FaultInjection, GraphQLApi, RateLimitPolicy } from '../api/resources.ts';
+import type { ApiPortal, FaultInjection, GraphQLApi, RateLimitPolicy, Transformation } from '../api/resources.ts';
 import type { BackendTrafficPolicy, EndpointSlice, Gateway, GatewayClass, GRPCRoute, HTTPRoute, MeshConfig, ReferenceGrant, Secret, Service, Workload } from '../api/resources.ts';
 import type { TCPRoute, TLSRoute } from '../api/resources.ts';
 import type { AuthorizationPolicy } from '../api/resources.ts';
@@ -137,6 +137,7 @@ export class ResourceIndex {
         faultInjections: this.list('FaultInjection') as readonly FaultInjection[],
         graphqlApis: this.list('GraphQLApi') as readonly GraphQLApi[],
         apiPortals: this.list('ApiPortal') as readonly ApiPortal[],
+        transformations: this.list('Transformation') as readonly Transformation[],
         rateLimitPolicies: this.list('RateLimitPolicy') as readonly RateLimitPolicy[],
         authorizationPolicies: this.list('AuthorizationPolicy') as readonly AuthorizationPolicy[],
         peerAuthentications: this.list('PeerAuthentication') as readonly PeerAuthentication[],

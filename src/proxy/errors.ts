@@ -25,6 +25,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.JWT_INVALID]: 401,
   [ErrorCodes.API_KEY_INVALID]: 401,
   [ErrorCodes.JWKS_UNAVAILABLE]: 401,
+  [ErrorCodes.TRANSFORMATION]: 502,
 };
 
 export function proxyError(code: ErrorCode, message: string, status?: number, grpcStatus?: number): WeftError {

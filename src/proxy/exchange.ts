@@ -69,6 +69,20 @@ export interface UpgradeRequest {
   readonly established: (upstream: Duplex, upstreamHead: Buffer) => Promise<void>;
 }
 
+/**
+ * A layer that rewrites upstream responses (a Transformation). The transport
+ * asks it at each response's head; when it wants the body, nothing is written
+ * to the client until the body is whole and rewritten.
+ */
+export interface ResponseRewrite {
+  /** The largest body held; a longer one fails the exchange (502 WEFT_ERR_TRANSFORMATION). */
+  readonly limitBytes: number;
+  /** At the head (headers as they will be forwarded, edits applied): true to be given the body; otherwise header rewrites are done here, in place. */
+  head(status: number, headers: Headers): boolean;
+  /** The held body: returns the body to send, `headers` edited in place (the transport sets content-length). */
+  body(status: number, headers: Headers, body: Buffer): Buffer;
+}
+
 /** Fields every exchange has, so that backend, balancer and port layers serve HTTP and TCP alike. */
 export interface Exchange {
   readonly direction: Direction;
@@ -138,6 +152,8 @@ export class HttpExchange implements Exchange {
   headers: Headers;
   /** Edits applied, in order, to the response's headers before they are written. */
   responseEdits: ((headers: Headers) => void)[] | undefined = undefined;
+  /** Rewrites the upstream's responses (Transformations); proxy-made answers are not rewritten. */
+  responseRewrite: ResponseRewrite | undefined = undefined;
   /** Set once the exchange is given up (timeout, client gone); the transport aborts its attempt. */
   aborted: Error | undefined = undefined;
   /** Installed by the transport while an upstream attempt runs. */

@@ -1,14 +1,14 @@
 // The gateway's API features over real REST apps (one outside the mesh, one behind its own sidecar with mTLS): a GraphQLApi (queries, nesting, mutations, errors on a field, limits, calls made once, bad config) and an ApiPortal publishing it (pages, catalog, OpenAPI, escaping, in Chromium).
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, request, type IncomingMessage, type Server } from 'node:http';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
-import { applyObjects, listenersOf, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
+import { applyObjects, askGateway, listenersOf, proxyArgs, startControlPlaneProcess, startGatewayProcess, writeTokenFile } from './gateway-helpers.ts';
 import { launchBrowser } from '../e2e/dashboard-browser.ts';
 
 const OPENAPI = `openapi: 3.0.3
@@ -186,21 +186,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-type Answer = { status: number; body: string; headers: IncomingMessage['headers'] };
-
-/** One request to the gateway as host api.example, bounded. */
-function ask(method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, agent: false, timeout: 10_000, headers: { host: 'api.example', ...headers } }, (res) => {
-      let answer = '';
-      res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer, headers: res.headers }));
-    });
-    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+/** One request to the gateway as host api.example. */
+const ask = (method: string, path: string, body?: string, headers: Record<string, string> = {}) => askGateway(port, method, path, body, { host: 'api.example', ...headers });
 
 const post = (body: unknown, headers: Record<string, string> = {}) => ask('POST', '/graphql', typeof body === 'string' ? body : JSON.stringify(body), { 'content-type': 'application/json', ...headers });
 const query = (source: string, variables?: Record<string, unknown>, headers: Record<string, string> = {}) => post({ query: source, ...(variables ? { variables } : {}) }, headers);

@@ -1,6 +1,7 @@
 // Fixtures for the tests that run the control plane and gateway proxies as real `weft` processes: API calls, applied objects, token files, a gateway proxy.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import { request, type IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import type { Certificate } from '../conformance/gateways.ts';
@@ -63,4 +64,25 @@ export function startGatewayProcess(controlPlane: RunningProcess, gateway: strin
 /** A gateway process's local port for each Gateway listener port, from its ready line. */
 export function listenersOf(gateway: RunningProcess): Record<string, number> {
   return (gateway.ready.ports as { listeners: Record<string, number> }).listeners;
+}
+
+/** An answer from a gateway listener: status, body as text, headers. */
+export interface GatewayAnswer {
+  status: number;
+  body: string;
+  headers: IncomingHttpHeaders;
+}
+
+/** One request to a gateway listener on 127.0.0.1:`port`, on a connection of its own, bounded at 10 s. */
+export function askGateway(port: number, method: string, path: string, body?: string, headers: Record<string, string> = {}): Promise<GatewayAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, agent: false, timeout: 10_000, headers }, (res) => {
+      let answer = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: answer, headers: res.headers }));
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 10 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
 }

@@ -26,6 +26,7 @@ const FIELDS: Record<string, keyof CompilerInput> = {
   TLSRoute: 'tlsRoutes',
   FaultInjection: 'faultInjections',
   GraphQLApi: 'graphqlApis',
+  Transformation: 'transformations',
   RateLimitPolicy: 'rateLimitPolicies',
   BackendTrafficPolicy: 'backendTrafficPolicies',
   Gateway: 'gateways',
@@ -235,6 +236,27 @@ spec:
   assert.equal(trace.verdict.summary, 'the proxy answers it as GraphQLApi shop/shop-api, calling shop/ratings:8080 for the fields the query asks for');
   assert.equal(trace.rule!.filters[0]!.effect, 'resolvers call Query.rating → GET http://ratings/ratings/{args.id}');
   assert.match(formatTrace(trace), /Verdict: GRAPHQL/);
+});
+
+test('a Transformation rule: the trace lists what each side rewrites and what is extracted, and the request is forwarded', () => {
+  const transformation = `
+apiVersion: weft.dev/v1alpha1
+kind: Transformation
+metadata: {name: v2, namespace: shop}
+spec:
+  extract: [{name: user, value: "{{ request.header.authorization }}", regex: "^Bearer (.+)$"}]
+  request: {headers: {set: [{name: x-user, value: "{{ extract.user }}"}], remove: [x-debug]}, body: {json: {user: "{{ extract.user }}"}}}
+  response: {body: {text: "{{ response.body.id }}", contentType: text/plain}}
+---`;
+  const route = httpRoute('v2', `    - matches: [{path: {type: PathPrefix, value: /v2}}]
+      filters: [{type: ExtensionRef, extensionRef: {group: weft.dev, kind: Transformation, name: v2}}]
+      backendRefs: [{name: reviews-v1, port: 9080}]`);
+  const trace = explain(transformation + route, { method: 'POST', url: 'http://reviews:9080/v2/x' });
+  assert.equal(trace.verdict.outcome, 'forwarded');
+  const filter = trace.rule!.filters[0]!;
+  assert.equal(filter.type, 'Transformation');
+  assert.equal(filter.describe, 'Transformation shop/v2: request: remove x-debug, set x-user, a new JSON body; response: a new text/plain body');
+  assert.equal(filter.effect, 'extracts user from the request');
 });
 
 test('redirect and rewrite: the Location and the rewritten path as the proxy would build them', () => {

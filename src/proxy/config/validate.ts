@@ -24,6 +24,18 @@ const headerModifier = object({
   remove: optional(array(nonEmpty)),
 });
 const pathModifier = object({ type: oneOf(['ReplaceFullPath', 'ReplacePrefixMatch']), value: str() });
+const namedValue = object({ name: str({ min: 1, pattern: HTTP_TOKEN }), value: str() });
+/** A Transformation's new body: `json` (any JSON value, null included) or `text` with its content type. */
+const transformBody: Shape = (value, path, issues) => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) issues.push({ path, message: 'expected an object' });
+  else if (!Object.hasOwn(value, 'json')) object({ text: str(), contentType: nonEmpty })(value, path, issues);
+};
+const transformSide = optional(
+  object({
+    headers: optional(object({ set: array(namedValue), add: array(namedValue), remove: array(nonEmpty) })),
+    body: optional(transformBody),
+  }),
+);
 const hostname = str({ pattern: /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/ });
 // A filter type this proxy does not know fails the snapshot: serving a rule without its filter would do what the user did not ask.
 const filter = tagged('type', {
@@ -76,6 +88,15 @@ const filter = tagged('type', {
       maxDepth: num({ int: true, min: 1 }),
       introspection: bool,
       timeoutMs: num({ positive: true }),
+    }),
+  }),
+  Transformation: object({
+    transformation: object({
+      name: str(),
+      extract: array(object({ name: nonEmpty, value: str(), regex: optional(nonEmpty), group: optional(num({ int: true, min: 0 })) })),
+      request: transformSide,
+      response: transformSide,
+      maxBodyBytes: num({ int: true, positive: true }),
     }),
   }),
   Portal: object({

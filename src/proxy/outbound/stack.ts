@@ -26,6 +26,7 @@ import { route } from '../layers/route/index.ts';
 import { routeBySni } from '../layers/sni-route/index.ts';
 import { sessionPersistence } from '../layers/session/index.ts';
 import { backendRequestTimeout, requestTimeout } from '../layers/timeout/index.ts';
+import { transformation } from '../layers/transformation/index.ts';
 import { urlRewrite } from '../layers/url-rewrite/index.ts';
 import { stack, type Step } from '../stack.ts';
 
@@ -77,12 +78,13 @@ function mirrorContext(context: OutboundContext): MirrorContext {
  * HTTP to one service port: route table → rule → backend → endpoint. A rule
  * and a backendRef run the same filters, in the same order: CORS (answers
  * preflights), request headers, URL rewrite, response headers, redirect
- * (answers), fault injection, mirrors; a rule's GraphQLApi answers after its timeout starts. A rule's rate limits come first, before
+ * (answers), fault injection, transformations, mirrors; a rule's GraphQLApi answers after its timeout starts. A rule's rate limits come first, before
  * any of them.
  */
 export function buildOutboundHttp(table: RouteTable, context: OutboundContext): Step<HttpExchange> {
   const mirrors = mirrorContext(context);
   const faults = faultInjection({ clock: context.clock });
+  const transformations = transformation();
   const graphql = graphqlEndpoint({ backends: context.backends, balancers: context.balancers, forward: context.forward, clock: context.clock });
   const backendStack = (target: BackendTarget): Step<HttpExchange> =>
     stack(target, [
@@ -92,6 +94,7 @@ export function buildOutboundHttp(table: RouteTable, context: OutboundContext): 
       responseHeaderModifier,
       requestRedirect,
       faults, // the backendRef's FaultInjection ExtensionRefs
+      transformations, // the backendRef's Transformation ExtensionRefs: its response is rewritten before the rule's
       requestMirror(mirrors),
       retryBudget(context.balancers), // BackendTrafficPolicy: the retry budget and parallel-retry limit the retry layer asks
       routeRetry({ clock: context.clock, connectAttempts: CONNECT_ATTEMPTS }), // the rule's retry policy, else refused connections only
@@ -112,6 +115,7 @@ export function buildOutboundHttp(table: RouteTable, context: OutboundContext): 
       requestRedirect,
       faults, // FaultInjection ExtensionRefs: after the rule's filters, before the backends (the delay is not counted in the request timeout, as in Envoy)
       requestTimeout(context.clock), // the whole exchange, retries and backoffs included
+      transformations, // Transformation ExtensionRefs: within the request timeout, since they may read the whole request body
       graphql, // a GraphQLApi ExtensionRef: the proxy answers, calling the resolvers' services (within the request timeout)
       apiPortal, // an ApiPortal ExtensionRef: the proxy serves its pages
       bufferBody(DEFAULT_BUFFER_LIMIT_BYTES, context.clock), // only for rules that retry or mirror

@@ -13,6 +13,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import type { Headers, HttpExchange } from '../exchange.ts';
 import { responseHeadersToForward } from './headers.ts';
+import { HeldResponse } from './held-response.ts';
 import { isPeerConnectFailure, resetResponse, resetStream, writeResponseHead } from './response.ts';
 
 export interface H2Settings {
@@ -358,6 +359,8 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
     let stream: ClientHttp2Stream | undefined;
     let lease: Lease | undefined;
     let trailers: Headers | undefined;
+    /** A response a Transformation rewrites: held whole, written at its end. */
+    let held: HeldResponse | undefined;
 
     const finish = (error?: unknown) => {
       if (settled) return;
@@ -465,6 +468,10 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
         if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
         out = responseHeadersToForward(out);
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
+        if (ex.responseRewrite?.head(status, out)) {
+          held = new HeldResponse(ex.responseRewrite, status, undefined, out);
+          return;
+        }
         responding = true;
         const endStream = (flags & h2constants.NGHTTP2_FLAG_END_STREAM) !== 0;
         if (!writeResponseHead(ex, status, out, endStream)) {
@@ -475,6 +482,11 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
         if (endStream) finish();
       });
       upstream.on('data', (chunk: Buffer) => {
+        if (held && !settled) {
+          const overflow = held.add(chunk);
+          if (overflow) giveUp(overflow);
+          return;
+        }
         if (settled || !responding) return;
         if (!res.write(chunk)) {
           upstream.pause();
@@ -486,6 +498,10 @@ export function sendHttp2(ex: HttpExchange, leasing: Promise<Lease>, headers: He
         if (typeof trailers['grpc-status'] === 'string') ex.answeredGrpcStatus = trailers['grpc-status'];
       });
       upstream.on('end', () => {
+        if (held && !settled && (upstream.rstCode ?? 0) === h2constants.NGHTTP2_NO_ERROR) {
+          finish(held.writeOrFail(ex));
+          return;
+        }
         if (settled || !responding) return;
         // node ends the readable side of a stream the peer reset, too: only an end without a reset is the real end.
         const code = upstream.rstCode ?? 0;

@@ -2,6 +2,7 @@
 import { ErrorCodes, WeftError } from '../../api/errors.ts';
 import { classifyUpstreamError } from '../errors.ts';
 import type { Headers, HttpExchange } from '../exchange.ts';
+import { HeldResponse } from './held-response.ts';
 import { responseHeadersToForward } from './headers.ts';
 import type { Http1Pool, Http1ResponseHandler } from './http1-client.ts';
 import { isPeerConnectFailure, resetResponse, responseGone, writeResponseHead } from './response.ts';
@@ -28,6 +29,8 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
     let ownError: Error | undefined;
     /** A gRPC trailers-only answer was written with the head: nothing more goes to the client. */
     let headOnly = false;
+    /** A response a Transformation rewrites: held whole, written at its end. */
+    let held: HeldResponse | undefined;
 
     const handler: Http1ResponseHandler = {
       onHead(statusCode, statusMessage, upstreamHeaders) {
@@ -41,6 +44,10 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
         if (typeof out['grpc-status'] === 'string') ex.answeredGrpcStatus = out['grpc-status'];
         if (ex.responseEdits) for (const edit of ex.responseEdits) edit(out);
         if (responseGone(ex)) return new WeftError(ErrorCodes.UPSTREAM_RESET, 'client closed the connection');
+        if (ex.responseRewrite?.head(statusCode, out)) {
+          held = new HeldResponse(ex.responseRewrite, statusCode, statusMessage, out);
+          return undefined;
+        }
         if (ex.req.httpVersionMajor === 2) {
           // gRPC status in the head means trailers-only: the HTTP/2 client must get it as one HEADERS frame ending the stream.
           headOnly = out['grpc-status'] !== undefined;
@@ -54,6 +61,12 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
       },
       onData(chunk) {
         if (headOnly) return true;
+        if (held) {
+          const overflow = held.add(chunk);
+          // Aborted after the parser is done with this read (an abort from within its callback would cut it short).
+          if (overflow) queueMicrotask(() => ex.onAbort?.(overflow));
+          return true;
+        }
         if (res.write(chunk) || waitingForDrain) return true;
         waitingForDrain = true;
         res.once('drain', () => {
@@ -68,6 +81,13 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
         const grpcStatus = trailers?.['grpc-status'];
         if (typeof grpcStatus === 'string') ex.answeredGrpcStatus = grpcStatus;
         ex.onAbort = undefined;
+        if (held) {
+          // Nothing reached the client yet: a body over the limit, or one the rewrite could not take, is answered by the proxy.
+          const failed = held.overflow ?? held.writeOrFail(ex);
+          if (failed) reject(failed);
+          else resolve();
+          return;
+        }
         if (!headOnly) {
           // HTTP/1.1 clients get them only on a chunked response; HTTP/2 clients always.
           if (trailers && Object.keys(trailers).length > 0) res.addTrailers(trailers as Record<string, string>);

@@ -117,3 +117,19 @@ function readBody(ex: HttpExchange, length: number | undefined, limitBytes = Inf
     req.once('close', onClose);
   });
 }
+
+/**
+ * The request body in full, however it arrives, for a layer that must read
+ * all of it (a GraphQL request, a Transformation). Rejects with `tooLarge()`
+ * past `limitBytes`, and as readBody does when the client goes away or the
+ * exchange is given up first.
+ */
+export function readWholeBody(ex: HttpExchange, limitBytes: number, tooLarge: () => Error): Promise<Buffer> {
+  if (ex.bufferedBody !== undefined || ex.body === undefined || !ex.hasBody) {
+    const whole = ex.bufferedBody ?? Buffer.alloc(0);
+    return whole.length > limitBytes ? Promise.reject(tooLarge()) : Promise.resolve(whole);
+  }
+  const declared = ex.req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limitBytes) return Promise.reject(tooLarge());
+  return readBody(ex, undefined, limitBytes).then((body) => body ?? Promise.reject(tooLarge()));
+}

@@ -19,6 +19,7 @@ import { proxyError } from '../../errors.ts';
 import type { Headers, HttpExchange } from '../../exchange.ts';
 import type { Layer } from '../../stack.ts';
 import type { BalancerRegistry } from '../balancer/balancers.ts';
+import { readWholeBody } from '../body-buffer/index.ts';
 import { filterOf } from '../filters.ts';
 import type { ForwardContext } from '../forward/index.ts';
 import { SOURCE_HEADER, TARGET_PORT_HEADER } from '../mesh-headers/index.ts';
@@ -156,7 +157,7 @@ function fromQuery(ex: HttpExchange): GraphQLRequest | { error: string } {
 async function fromBody(ex: HttpExchange): Promise<GraphQLRequest | { error: string }> {
   const type = String(ex.headers['content-type'] ?? '').toLowerCase();
   if (!type.startsWith('application/json')) return { error: 'a POST carries application/json: {"query": ..., "variables": ..., "operationName": ...}' };
-  const body = await readWhole(ex, MAX_GRAPHQL_REQUEST_BYTES);
+  const body = await readWholeBody(ex, MAX_GRAPHQL_REQUEST_BYTES, () => proxyError(ErrorCodes.BAD_REQUEST, `a GraphQL request may be at most ${MAX_GRAPHQL_REQUEST_BYTES} bytes`, 413));
   let parsed: unknown;
   try {
     parsed = JSON.parse(body.toString('utf8'));
@@ -171,35 +172,6 @@ async function fromBody(ex: HttpExchange): Promise<GraphQLRequest | { error: str
   if (fields.variables) request.variables = fields.variables as Record<string, unknown>;
   if (fields.operationName) request.operationName = fields.operationName;
   return request;
-}
-
-/** The request body in full, or 413 past `limit`. */
-function readWhole(ex: HttpExchange, limit: number): Promise<Buffer> {
-  if (ex.bufferedBody !== undefined || ex.body === undefined) return Promise.resolve(ex.bufferedBody ?? Buffer.alloc(0));
-  const body = ex.body;
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const done = (error?: Error) => {
-      body.off('data', onData);
-      body.off('end', onEnd);
-      body.off('error', onError);
-      if (error) reject(error);
-      else resolve(Buffer.concat(chunks, size));
-    };
-    const onData = (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) return done(proxyError(ErrorCodes.BAD_REQUEST, `a GraphQL request may be at most ${limit} bytes`, 413));
-      chunks.push(chunk);
-      return undefined;
-    };
-    const onEnd = () => done();
-    const onError = (error: Error) => done(error);
-    body.on('data', onData);
-    body.on('end', onEnd);
-    body.on('error', onError);
-    if (body.isPaused()) body.resume();
-  });
 }
 
 function answer(ex: HttpExchange, status: number, body: unknown, extra: Record<string, string> = {}): void {
