@@ -317,6 +317,38 @@ describe('HTTP/1.1 client: the pool', () => {
     await p.close();
   });
 
+  for (const [framing, answer] of [
+    ['Content-Length', 'HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nabcdef'],
+    ['chunked', 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n6\r\nabcdef\r\n0\r\n\r\n'],
+  ] as const) {
+    it(`an attempt aborted from within onData on its last bytes (${framing}) hears nothing more, and the pool goes on`, async () => {
+      const server = await rawServer((head, socket) => socket.write(head.includes('/next') ? 'HTTP/1.1 204 No Content\r\n\r\n' : answer));
+      const p = pool(server.port, 1);
+      const heard: string[] = [];
+      await new Promise<void>((resolve) => {
+        const attempt = p.request(
+          { method: 'GET', path: '/', headers: { host: 'test' }, body: null },
+          {
+            onHead: () => undefined,
+            onData: () => {
+              // As a reader over its size limit does: the whole body came in one read, and the attempt is given up in the middle of it.
+              heard.push('data');
+              attempt.abort(new Error('too large'));
+              resolve();
+              return false;
+            },
+            onEnd: () => heard.push('end'),
+            onError: () => heard.push('error'),
+          },
+        );
+      });
+      const next = await send(p, { path: '/next' });
+      assert.equal(next.status, 204);
+      assert.deepEqual(heard, ['data']);
+      await p.close();
+    });
+  }
+
   it('a refused head cuts the attempt and reports the refusal', async () => {
     const server = await rawServer((_head, socket) => socket.write('HTTP/1.1 500 Oops\r\nContent-Length: 3\r\n\r\nbad'));
     const p = pool(server.port);

@@ -63,8 +63,7 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
         if (headOnly) return true;
         if (held) {
           const overflow = held.add(chunk);
-          // Aborted after the parser is done with this read (an abort from within its callback would cut it short).
-          if (overflow) queueMicrotask(() => ex.onAbort?.(overflow));
+          if (overflow) ex.onAbort?.(overflow);
           return true;
         }
         if (res.write(chunk) || waitingForDrain) return true;

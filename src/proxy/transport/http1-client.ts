@@ -483,6 +483,7 @@ class Connection {
           at += take;
           this.remaining -= take;
           if (take) this.deliver(chunk);
+          if (this.current !== pending) return; // aborted from within onData
           if (this.remaining === 0) return this.complete(at < data.length, undefined);
           break;
         }
