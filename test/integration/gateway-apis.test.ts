@@ -2,6 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
+import { createServer as createH2Server, type Http2Server } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -28,7 +29,7 @@ type Mutation {
   addReview(productId: ID!, input: ReviewInput!): Review
 }
 input ReviewInput { stars: Int!, text: String }
-type Product { id: ID!, name: String!, price: Float, reviews: [Review!] }
+type Product { id: ID!, name: String!, price: Float, reviews: [Review!], stock: Int }
 type Review { stars: Int!, text: String, by: String, product: Product }
 `;
 
@@ -66,6 +67,8 @@ const PRODUCTS = [
 let dir: string;
 let catalog: RestApp;
 let reviews: RestApp;
+/** An app that speaks only HTTP/2 (h2c): GET /stock/<id>. */
+let stock: Http2Server;
 const processes: RunningProcess[] = [];
 let port: number;
 let api: string;
@@ -87,6 +90,13 @@ before(async () => {
     if (method === 'POST' && of) return [201, { ...(JSON.parse(body) as object), by: 'you' }];
     return [404, undefined];
   });
+  stock = createH2Server((req, res) => {
+    const id = /^\/stock\/([^/?]+)$/.exec(req.url)?.[1];
+    res.writeHead(id ? 200 : 404, { 'content-type': 'application/json' });
+    res.end(id ? JSON.stringify({ id, count: Number(id) * 10 }) : '');
+  });
+  await new Promise<void>((resolve) => stock.listen(0, '127.0.0.1', resolve));
+  const stockPort = (stock.address() as AddressInfo).port;
   const controlPlane = await startControlPlaneProcess();
   processes.push(controlPlane);
   api = String(controlPlane.ready.api);
@@ -96,6 +106,11 @@ before(async () => {
     // The catalog outside the mesh; reviews behind its own sidecar, reached over the mesh tunnel with mTLS.
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'catalog', namespace: NS }, spec: { selector: { app: 'catalog' }, ports: [{ port: 8080, targetPort: catalog.port }] } },
     { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'catalog-0', namespace: NS, labels: { app: 'catalog' } }, spec: { address: '127.0.0.1', ports: [{ port: catalog.port }] } },
+    // A second catalog endpoint that refuses connections (nothing listens on 127.0.0.2): calls to it are tried again elsewhere.
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'catalog-gone', namespace: NS, labels: { app: 'catalog' } }, spec: { address: '127.0.0.2', ports: [{ port: catalog.port }] } },
+    // Stock speaks HTTP/2 only, as its port says (h2c).
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'stock', namespace: NS }, spec: { selector: { app: 'stock' }, ports: [{ port: 8080, targetPort: stockPort, appProtocol: 'kubernetes.io/h2c' }] } },
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'stock-0', namespace: NS, labels: { app: 'stock' } }, spec: { address: '127.0.0.1', ports: [{ port: stockPort }] } },
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'reviews', namespace: NS }, spec: { selector: { app: 'reviews' }, ports: [{ name: 'http', port: 9080 }] } },
     { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'reviews-v1', namespace: NS, labels: { app: 'reviews' } }, spec: { serviceAccount: 'reviews', ports: [{ name: 'http', port: 9080 }] } },
     {
@@ -110,6 +125,7 @@ before(async () => {
           'Query.products': { rest: { service: 'catalog', port: 8080, path: '/products', resultPath: 'items' } },
           'Query.product': { rest: { service: 'catalog', port: 8080, path: '/products/{args.id}' } },
           'Product.reviews': { rest: { service: 'reviews', port: 9080, path: '/reviews/{parent.id}', forwardHeaders: ['authorization'] } },
+          'Product.stock': { rest: { service: 'stock', port: 8080, path: '/stock/{parent.id}', resultPath: 'count' } },
           'Mutation.addReview': { rest: { service: 'reviews', port: 9080, method: 'POST', path: '/reviews/{args.productId}', body: 'args.input' } },
         },
       },
@@ -182,7 +198,7 @@ before(async () => {
 
 after(async () => {
   for (const p of processes.reverse()) await p.stop({ timeoutMs: 5000 });
-  await Promise.all([catalog, reviews].map((app) => app && new Promise<void>((resolve) => app.server.close(() => resolve()))));
+  await Promise.all([catalog?.server, reviews?.server, stock].map((server) => server && new Promise<void>((resolve) => server.close(() => resolve()))));
   rmSync(dir, { recursive: true, force: true });
 });
 
@@ -208,6 +224,15 @@ test('a query resolves across two services: a list, a field with an argument, an
   const call = reviews.seen.find((s) => s.line === 'GET /reviews/1')!;
   assert.equal(call.headers.authorization, 'Bearer abc');
   assert.match(String(call.headers['x-forwarded-client-cert']), /^By=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/reviews;.*URI=spiffe:\/\/cluster\.local\/ns\/shop\/sa\/default$/);
+});
+
+test("resolver calls take the backend's own layers: a refused endpoint is tried again elsewhere, and an h2c port is spoken to in HTTP/2", async () => {
+  // Half the catalog's endpoints refuse connections: without the connect retry about half of these would fail.
+  for (let i = 0; i < 12; i++) {
+    const answer = await query('{ products { id stock } }');
+    assert.equal(answer.status, 200, answer.body);
+    assert.deepEqual(JSON.parse(answer.body), { data: { products: [{ id: '1', stock: 10 }, { id: '2', stock: 20 }] } });
+  }
 });
 
 test('the same call for the same parent is made once; a missing resource is null; a failing call is an error on its field only', async () => {

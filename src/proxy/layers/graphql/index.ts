@@ -4,9 +4,11 @@
 // body {query, variables, operationName}. A query that does not parse or
 // validate (including one deeper than maxDepth, or an introspection when it
 // is off) is answered 400 before anything is called. Fields with a resolver
-// are REST calls to an endpoint of their Service, picked by its balancer and
-// reached as the forward layer reaches it (a sidecar's mesh tunnel with
-// mTLS, or straight); the same call asked twice in one request is made once.
+// are REST calls to their Service port through the layers a routed request
+// to it takes (rest-call.ts: connect retries, balancer, circuit breaker,
+// outlier detection, the forward layer's mTLS tunnel or straight connection,
+// HTTP/2 to an h2c or gRPC port); the same call asked twice in one request
+// is made once.
 // A call that fails becomes a GraphQL error on its field, and the rest of the
 // answer stands, as GraphQL executes. Fields without a resolver take the
 // value of the same name from their parent object. graphql-js is loaded when
@@ -17,12 +19,12 @@ import { GRAPHQL_PLACEHOLDER, type HttpFilter, type SnapshotBackend, type Snapsh
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
 import type { Headers, HttpExchange } from '../../exchange.ts';
-import type { Layer } from '../../stack.ts';
+import type { Layer, Step } from '../../stack.ts';
 import type { BalancerRegistry } from '../balancer/balancers.ts';
 import { readWholeBody } from '../body-buffer/index.ts';
 import { filterOf } from '../filters.ts';
 import type { ForwardContext } from '../forward/index.ts';
-import { SOURCE_HEADER, TARGET_PORT_HEADER } from '../mesh-headers/index.ts';
+import { restCallStep, sendRestCall, type RestAnswer } from './rest-call.ts';
 
 type GraphQLModule = typeof import('graphql');
 
@@ -56,8 +58,15 @@ export function graphqlEndpoint(context: GraphQLContext): Layer<{ filters: reado
     // Built when the snapshot is applied, not on the first request; a failure is every request's 500 (and no unhandled rejection meanwhile).
     const compiled = compileApi(filter.graphql);
     compiled.catch(() => {});
+    // Each resolver's Service port gets the steps a routed request to it takes, built once per snapshot.
+    const steps = new Map<string, Step<HttpExchange>>();
+    for (const resolver of Object.values(filter.graphql.resolvers)) {
+      const backend = context.backends[resolver.backend];
+      if (backend && !steps.has(backend.key)) steps.set(backend.key, restCallStep(backend, context));
+    }
+    const caller: Caller = { steps, clock: context.clock };
     return async (ex) => {
-      await serve(ex, await compiled, context);
+      await serve(ex, await compiled, caller);
     };
   };
 }
@@ -101,7 +110,13 @@ interface GraphQLRequest {
   operationName?: string;
 }
 
-async function serve(ex: HttpExchange, compiled: CompiledApi, context: GraphQLContext): Promise<void> {
+/** How a request's resolvers call their services: a step per backend key. */
+interface Caller {
+  steps: ReadonlyMap<string, Step<HttpExchange>>;
+  clock: Clock;
+}
+
+async function serve(ex: HttpExchange, compiled: CompiledApi, caller: Caller): Promise<void> {
   const { graphql, schema } = compiled;
   if (ex.method !== 'GET' && ex.method !== 'POST') {
     return answer(ex, 405, { errors: [{ message: 'GraphQL is asked with GET (queries) or POST' }] }, { allow: 'GET, POST' });
@@ -130,7 +145,7 @@ async function serve(ex: HttpExchange, compiled: CompiledApi, context: GraphQLCo
     fieldResolver: (source, args, _context, info) => {
       const resolver = compiled.resolvers.get(`${info.parentType.name}.${info.fieldName}`);
       if (!resolver) return source !== null && typeof source === 'object' ? (source as Record<string, unknown>)[info.fieldName] : undefined;
-      return call(ex, resolver, compiled.api, source, args, context, calls);
+      return call(ex, resolver, compiled.api, source, args, caller, calls);
     },
   });
   return answer(ex, 200, result);
@@ -196,7 +211,7 @@ function call(
   api: SnapshotGraphQLApi,
   source: unknown,
   args: Record<string, unknown>,
-  context: GraphQLContext,
+  caller: Caller,
   calls: Map<string, Promise<unknown>>,
 ): Promise<unknown> {
   const parent = (source ?? {}) as Record<string, unknown>;
@@ -208,7 +223,7 @@ function call(
   const key = `${resolver.backend} ${resolver.method} ${path} ${body?.toString('utf8') ?? ''}`;
   let pending = calls.get(key);
   if (!pending) {
-    pending = send(ex, resolver, api, path, body, context).then((value) => pick(value, resolver.resultPath));
+    pending = send(ex, resolver, api, path, body, caller).then((value) => pick(value, resolver.resultPath));
     calls.set(key, pending);
   }
   return pending;
@@ -220,72 +235,33 @@ function pick(value: unknown, resultPath: readonly string[] | undefined): unknow
   return at;
 }
 
-function send(ex: HttpExchange, resolver: SnapshotGraphQLResolver, api: SnapshotGraphQLApi, path: string, body: Buffer | null, context: GraphQLContext): Promise<unknown> {
-  const backend = context.backends[resolver.backend];
+async function send(ex: HttpExchange, resolver: SnapshotGraphQLResolver, api: SnapshotGraphQLApi, path: string, body: Buffer | null, caller: Caller): Promise<unknown> {
   const what = `${resolver.method} http://${resolver.host}${path}`;
-  if (!backend) return Promise.reject(new Error(`${what}: the proxy has no backend ${resolver.backend}`));
-  const picked = context.balancers.balancerFor(backend).pick();
-  if (!picked) return Promise.reject(new Error(`${what}: ${resolver.backend} has no ready endpoint`));
-  const endpoint = picked.endpoint;
+  const step = caller.steps.get(resolver.backend);
+  if (!step) throw new Error(`${what}: the proxy has no backend ${resolver.backend}`);
   const headers: Headers = { host: resolver.host, accept: 'application/json' };
   for (const name of resolver.forwardHeaders) {
     const value = ex.headers[name];
     if (value !== undefined) headers[name] = value;
   }
-  if (body) headers['content-type'] = 'application/json';
-  if (endpoint.tunnelPort !== undefined) {
-    headers[TARGET_PORT_HEADER] = String(endpoint.port);
-    headers[SOURCE_HEADER] = context.forward.source;
+  if (body) {
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = String(body.length);
   }
-  picked.load.inFlight++;
-  return new Promise<unknown>((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let status = 0;
-    let settled = false;
-    const settle = (error: Error | undefined, value?: unknown) => {
-      if (settled) return;
-      settled = true;
-      timer.cancel();
-      picked.load.inFlight--;
-      if (error) reject(error);
-      else resolve(value);
-    };
-    const timer = context.clock.setTimeout(() => {
-      attempt.abort(new Error('timed out'));
-      settle(new Error(`${what}: no answer within ${api.timeoutMs} ms`));
-    }, api.timeoutMs);
-    const attempt = context.forward.pools.http1For(endpoint).request(
-      { path, method: resolver.method, headers, body },
-      {
-        onHead: (code) => {
-          status = code;
-          return undefined;
-        },
-        onData: (chunk) => {
-          size += chunk.length;
-          if (size > MAX_REST_ANSWER_BYTES) {
-            attempt.abort(new Error('too large'));
-            settle(new Error(`${what}: the answer is over ${MAX_REST_ANSWER_BYTES} bytes`));
-            return false;
-          }
-          chunks.push(chunk);
-          return true;
-        },
-        onEnd: () => {
-          // A resource that is not there is a null field, as GraphQL has it; any other failure is an error on the field.
-          if (status === 404) return settle(undefined, null);
-          if (status < 200 || status > 299) return settle(new Error(`${what} answered ${status}`));
-          const text = Buffer.concat(chunks, size).toString('utf8');
-          if (text.trim() === '') return settle(undefined, null);
-          try {
-            return settle(undefined, JSON.parse(text));
-          } catch {
-            return settle(new Error(`${what} answered something other than JSON`));
-          }
-        },
-        onError: (error) => settle(new Error(`${what}: ${error.message}`)),
-      },
-    );
-  });
+  let answered: RestAnswer;
+  try {
+    answered = await sendRestCall(step, ex, { method: resolver.method, path, headers, body, timeoutMs: api.timeoutMs, limitBytes: MAX_REST_ANSWER_BYTES }, caller.clock);
+  } catch (error) {
+    throw new Error(`${what}: ${(error as Error).message}`);
+  }
+  // A resource that is not there is a null field, as GraphQL has it; any other failure is an error on the field.
+  if (answered.status === 404) return null;
+  if (answered.status < 200 || answered.status > 299) throw new Error(`${what} answered ${answered.status}`);
+  const text = answered.body.toString('utf8');
+  if (text.trim() === '') return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new Error(`${what} answered something other than JSON`);
+  }
 }

@@ -208,8 +208,10 @@ function responseRewrite(ex: HttpExchange, t: CompiledTransformation, side: Comp
       const read = (ref: TemplateRef) => lookup(ref, values);
       if (side.headers) editHeaders(headers, side.headers, read);
       if (!side.body) return raw;
+      // A new body is a new representation: the upstream's encoding and validator no longer describe it.
       headers['content-type'] = side.body.contentType;
       delete headers['content-encoding'];
+      delete headers.etag;
       return renderBody(side.body, read);
     },
   };
