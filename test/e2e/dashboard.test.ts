@@ -5,15 +5,14 @@ import { createServer, type Server } from 'node:net';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { startWeft, type RunningProcess } from '../../src/testing/process.ts';
 import type { UpFile } from '../../src/cli/up.ts';
 import { request as httpRequest, Agent } from 'node:http';
 import { waitFor } from '../../src/testing/wait.ts';
 import { artifactsDir, ensureDashboardBuilt, launchBrowser, type Browser } from './dashboard-browser.ts';
+import { demoDir, demoMeshForTests } from './demo-mesh.ts';
 
-const demoDir = fileURLToPath(new URL('../../examples/demo/', import.meta.url));
 const LAPTOP = { width: 1366, height: 768 };
 const DEMO_SERVICES = ['frontend', 'catalog', 'catalog-v1', 'catalog-v2', 'pricing', 'cart'];
 
@@ -100,7 +99,7 @@ function listedEdges(page: Page): Promise<ListedEdge[]> {
   );
 }
 
-/** The demo's call graph: every edge a request to the shop's API exercises. */
+/** The demo's call graph: every edge a request to the shop's API exercises, then the edge Gateway's routes to the frontend and the catalog. */
 const DEMO_EDGES = [
   'traffic:svc:default/frontend->svc:default/catalog',
   'traffic:svc:default/frontend->svc:default/cart',
@@ -108,6 +107,8 @@ const DEMO_EDGES = [
   'split:default/catalog-split:svc:default/catalog:0:svc:default/catalog-v2',
   'traffic:svc:default/catalog-v1->svc:default/pricing',
   'traffic:svc:default/catalog-v2->svc:default/pricing',
+  'split:default/shop-site:gw:default/edge:0:svc:default/frontend',
+  'split:default/public-api:gw:default/edge:0:svc:default/catalog',
 ];
 
 describe('the dashboard, in chromium, against weft up of the demo', () => {
@@ -137,8 +138,7 @@ describe('the dashboard, in chromium, against weft up of the demo', () => {
   before(async () => {
     shots = artifactsDir();
     dir = await mkdtemp(join(tmpdir(), 'weft-dashboard-'));
-    // The demo as is, except for its fixed host port: tests bind port 0 only.
-    mesh = (await readFile(join(demoDir, 'mesh.yaml'), 'utf8')).replace(/^ {2}annotations:\n(?: +#.*\n)* +weft\.dev\/host-port.*\n/m, '');
+    mesh = await demoMeshForTests();
     await writeFile(join(dir, 'mesh.yaml'), mesh);
     await symlink(join(demoDir, 'services'), join(dir, 'services'));
     const [built, started] = await Promise.all([
@@ -153,7 +153,15 @@ describe('the dashboard, in chromium, against weft up of the demo', () => {
     const upFile = JSON.parse(await readFile(join(dir, '.weft', 'up.json'), 'utf8')) as UpFile;
     const frontend = upFile.workloads.find((w) => w.workload === 'frontend')?.appPorts[0]?.actual;
     assert.ok(frontend, 'up.json names the frontend app port');
-    demoLoad = combined([steadyLoad(frontend, '/api/shop', 8), steadyLoad(frontend, '/api/split?n=10', 4)]);
+    const edge = upFile.gateways?.find((g) => g.name === 'edge')?.listeners['80'];
+    assert.ok(edge, 'up.json names the edge gateway listener');
+    demoLoad = combined([
+      steadyLoad(frontend, '/api/shop', 8),
+      steadyLoad(frontend, '/api/split?n=10', 4),
+      // Through the Gateway too, so that its routes' edges carry traffic: the site and the public API.
+      steadyLoad(edge, '/', 1),
+      steadyLoad(edge, '/api/v1/products', 1),
+    ]);
     // A laptop's screen; one test below looks at a large monitor.
     browser = await launchBrowser(LAPTOP);
     if (built === 'built') process.stdout.write('# dashboard was stale or missing: built it\n');
@@ -193,12 +201,16 @@ describe('the dashboard, in chromium, against weft up of the demo', () => {
     await page.locator('[data-testid=topology-edges] li[data-edge-kind=split]').nth(1).waitFor();
 
     // Proxies push their counts every 5 s and the page polls every 5 s: the numbers arrive within a few pushes of the load.
+    let lacking: string[] = [];
     const withRates = async () => {
       const edges = await listedEdges(page);
       const demo = DEMO_EDGES.map((id) => edges.find((e) => e.id === id));
-      return demo.every((e) => e && e.rps > 0 && (e.kind !== 'split' || e.observedShare !== undefined)) ? { edges, demo: demo as ListedEdge[] } : undefined;
+      lacking = DEMO_EDGES.filter((_id, i) => !(demo[i] && demo[i].rps > 0 && (demo[i].kind !== 'split' || demo[i].observedShare !== undefined)));
+      return lacking.length === 0 ? { edges, demo: demo as ListedEdge[] } : undefined;
     };
-    await waitFor(withRates, { timeoutMs: 30_000, intervalMs: 250, message: 'every demo edge with a non-zero rate' });
+    await waitFor(withRates, { timeoutMs: 30_000, intervalMs: 250, message: 'every demo edge with a non-zero rate' }).catch((error: Error) =>
+      assert.fail(`${error.message}; still without one: ${lacking.join(', ')}`),
+    );
     // The last minute only: the window selector asks the API again, the graph keeps its elements.
     await page.getByLabel('Window').selectOption('1m');
     // The split is random per request: the first push may hold a few dozen, so the shares are judged once they have settled (they do within a few pushes).
@@ -374,7 +386,8 @@ describe('the dashboard, in chromium, against weft up of the demo', () => {
     const page = browser!.page;
     await page.goto(`${base}#/proxies`);
     const table = page.getByTestId('proxies');
-    await waitFor(async () => (await table.locator('tbody tr').count()) === 6, { timeoutMs: 5000, message: 'six proxies listed' });
+    // A sidecar beside each of the six app instances, and the edge Gateway's proxy.
+    await waitFor(async () => (await table.locator('tbody tr').count()) === 7, { timeoutMs: 5000, message: 'seven proxies listed' });
     assert.match(await table.locator('tr[data-proxy-id="default/frontend-0"]').innerText(), /sidecar[\s\S]*yes[\s\S]*yes[\s\S]*acked [0-9a-f]{12}/);
 
     // An upstream port that is already taken: cart's proxy cannot apply the snapshot and NACKs it.
@@ -493,7 +506,8 @@ describe('the dashboard, in chromium, against weft up of the demo', () => {
     await rule.filter({ hasText: /[\d.]+ rps · [\d.]+% ok · p99/ }).waitFor();
     assert.match(await page.locator('article.route[data-route="default/catalog-split"] [data-backend="default/catalog-v2"]').innerText(), /weight 70\s+70%\s+seen [\d.]+%/);
     // Outlier detection as the callers' balancers see the endpoints, and the policies that apply.
-    await page.getByTestId('endpoints').locator('tr', { hasText: 'catalog-v1-0' }).getByTestId('caller-view').filter({ hasText: /in rotation\s+for 1 caller/ }).waitFor({ timeout: 15_000 });
+    // Its callers: the frontend's sidecar, and the edge Gateway's proxy (its public API route sends to Service catalog).
+    await page.getByTestId('endpoints').locator('tr', { hasText: 'catalog-v1-0' }).getByTestId('caller-view').filter({ hasText: /in rotation\s+for 2 callers/ }).waitFor({ timeout: 15_000 });
     await applyYaml('apiVersion: weft.dev/v1alpha1\nkind: BackendTrafficPolicy\nmetadata: {name: catalog-balancing, namespace: default}\nspec:\n  targetRefs: [{kind: Service, name: catalog}]\n  loadBalancer: {type: RoundRobin}\n');
     const policy = page.locator('[data-testid=policies] tr[data-policy="BackendTrafficPolicy/catalog-balancing"]');
     await policy.waitFor();

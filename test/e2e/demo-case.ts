@@ -5,13 +5,12 @@ import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { runWeft, startWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import type { UpFile, UpProxyMode } from '../../src/cli/up.ts';
+import { demoDir, demoMeshForTests } from './demo-mesh.ts';
 import { viaProxy } from './harness.ts';
 
-const demoDir = fileURLToPath(new URL('../../examples/demo/', import.meta.url));
 
 interface Shop {
   catalog: { ok: boolean; error?: string; body: { version: string; products: { price: number | null }[]; pricing: { instance?: string } } };
@@ -33,14 +32,49 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The demo's Gateway: the shop, the public REST API (Transformation), GraphQL over catalog and cart, the portal. */
+async function checkEdge(facts: UpFile): Promise<void> {
+  const edge = facts.gateways?.find((g) => g.name === 'edge');
+  assert.ok(edge, 'weft up runs a gateway proxy for the demo Gateway');
+  const base = `http://127.0.0.1:${edge.listeners['80']}`;
+  const timeout = () => AbortSignal.timeout(10_000);
+
+  const site = await fetch(`${base}/`, { signal: timeout() });
+  assert.equal(site.status, 200);
+  assert.match(await site.text(), /<title>weft demo shop<\/title>/);
+
+  const products = await fetch(`${base}/api/v1/products`, { signal: timeout() });
+  assert.equal(products.status, 200);
+  const publicBody = (await products.json()) as { products: { id: string; price: number }[]; version: string };
+  assert.deepEqual(Object.keys(publicBody), ['products', 'version'], 'only the public fields are left');
+  assert.equal(publicBody.products.length, 4);
+  assert.ok(publicBody.products.every((p) => typeof p.price === 'number'));
+  assert.equal(products.headers.get('x-catalog-version'), publicBody.version);
+  assert.equal(products.headers.get('x-served-by'), null);
+
+  const graphql = (query: string) =>
+    fetch(`${base}/graphql`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ query }), signal: timeout() }).then(async (res) => ({ status: res.status, body: (await res.json()) as { data?: Record<string, unknown>; errors?: unknown } }));
+  const added = await graphql('mutation { addToCart(id: "yarn") { items { id } } }');
+  assert.equal(added.status, 200, JSON.stringify(added.body));
+  const read = await graphql('{ products { id name price } cart { items { id } } }');
+  assert.equal(read.status, 200, JSON.stringify(read.body));
+  assert.equal(read.body.errors, undefined, JSON.stringify(read.body.errors));
+  const data = read.body.data as { products: { id: string; price: number }[]; cart: { items: { id: string }[] } };
+  assert.deepEqual(data.products.map((p) => p.id), ['loom', 'shuttle', 'yarn', 'scissors']);
+  assert.ok(data.cart.items.some((item) => item.id === 'yarn'), 'the mutation reached the cart');
+
+  const portal = await fetch(`${base}/portal/apis.json`, { signal: timeout() });
+  assert.equal(portal.status, 200);
+  const catalogOf = (await portal.json()) as { apis: { name: string }[] };
+  assert.deepEqual(catalogOf.apis.map((a) => a.name), ['catalog', 'shop-graphql']);
+}
+
 /** The demo under `weft up --proxy-mode <proxyMode>`. */
 export function demoTest(proxyMode: UpProxyMode): void {
   test(`the demo mesh serves the shop through the mesh within 15 s (${proxyMode} proxies)`, async (t) => {
     const dir = await mkdtemp(join(tmpdir(), 'weft-demo-'));
     t.after(() => rm(dir, { recursive: true, force: true }));
-    // The demo as is, except for its fixed host port: tests bind port 0 only.
-    const mesh = (await readFile(join(demoDir, 'mesh.yaml'), 'utf8')).replace(/^ {2}annotations:\n(?: +#.*\n)* +weft\.dev\/host-port.*\n/m, '');
-    assert.doesNotMatch(mesh, /host-port/);
+    const mesh = await demoMeshForTests();
     await writeFile(join(dir, 'mesh.yaml'), mesh);
     await symlink(join(demoDir, 'services'), join(dir, 'services'));
 
@@ -89,6 +123,8 @@ export function demoTest(proxyMode: UpProxyMode): void {
         agent.destroy();
       }
       assert.ok(Math.abs(v2 / 10 - 10) <= 4, `catalog v2 got ${v2 / 10}% of 1,000 calls`);
+
+      await checkEdge(facts);
 
       // Move all traffic to v2 with weft apply; the proxies switch without restarting anything.
       const allToV2 = mesh.replace('weight: 90', 'weight: 0').replace('weight: 10', 'weight: 100');

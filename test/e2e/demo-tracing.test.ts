@@ -4,13 +4,12 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { UpFile } from '../../src/cli/up.ts';
 import { startWeft } from '../../src/testing/process.ts';
 import { waitFor } from '../../src/testing/wait.ts';
 import { startOtlpReceiver, type ReceivedSpan } from '../integration/observability-helpers.ts';
+import { demoDir, demoMeshForTests } from './demo-mesh.ts';
 
-const demoDir = fileURLToPath(new URL('../../examples/demo/', import.meta.url));
 const SERVER = 2;
 const CLIENT = 3;
 
@@ -19,7 +18,7 @@ test('the demo produces whole traces: frontend → catalog → pricing is one tr
   t.after(() => receiver.close());
   const dir = await mkdtemp(join(tmpdir(), 'weft-demo-tracing-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
-  const demo = (await readFile(join(demoDir, 'mesh.yaml'), 'utf8')).replace(/^ {2}annotations:\n(?: +#.*\n)* +weft\.dev\/host-port.*\n/m, '');
+  const demo = await demoMeshForTests();
   const meshConfig = `apiVersion: weft.dev/v1alpha1
 kind: MeshConfig
 metadata: {name: default}

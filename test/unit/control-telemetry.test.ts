@@ -56,6 +56,21 @@ test('edge rate sums its reporters over the time each covered; success rate and 
   assert.deepEqual([idle.available, idle.reason, idle.edges], [false, 'no requests in the last 5s', []]);
 });
 
+test('a workload reached under two Service names is drawn as the one most of its requests were addressed to, whatever came last', () => {
+  const clock = new ManualClock();
+  const agg = new TelemetryAggregator(clock);
+  const pricing = { namespace: 'shop', service: 'pricing', workload: 'pricing' };
+  for (let i = 0; i < 5; i++) {
+    clock.advance(1000);
+    // The frontend reaches catalog-v1's pods as Service catalog-v1 (a split leg), a gateway as Service catalog, less often and last.
+    agg.record('shop/frontend-a', { intervalMs: 1000, edges: [edge({ requests: 9, failures: 0, destination: { namespace: 'shop', service: 'catalog-v1', workload: 'catalog-v1' } })] });
+    agg.record('shop/edge-gw', { intervalMs: 1000, edges: [edge({ requests: 1, failures: 0, source: { namespace: 'shop', workload: 'edge.gateway' } })] });
+    agg.record('shop/catalog-v1-a', { intervalMs: 1000, edges: [edge({ requests: 10, failures: 0, source: { namespace: 'shop', workload: 'catalog-v1' }, destination: pricing })] });
+  }
+  const toPricing = agg.topology('1m').edges.find((e) => e.destination.service === 'pricing')!;
+  assert.deepEqual(toPricing.source, { namespace: 'shop', workload: 'catalog-v1', service: 'catalog-v1' });
+});
+
 test('windows: durations up to an hour; nonsense says why; nothing reported yet says so', () => {
   assert.equal(parseWindow('1m'), 60_000);
   assert.equal(parseWindow('30s'), 30_000);

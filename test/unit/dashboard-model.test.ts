@@ -62,6 +62,25 @@ describe('topology graph', () => {
     assert.deepEqual(graph.edges.map((e) => [e.source, e.target, e.label]), [['gw:default/edge', 'svc:default/frontend', '100%']]);
   });
 
+  it("puts a gateway's traffic on its routes' edges from the gateway node, with no node for its proxy or its listener", () => {
+    const route = split('web', 'edge', [['frontend', 1]]);
+    route.spec.parentRefs = [{ name: 'edge' }];
+    const gateway = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'edge', namespace: 'default' }, spec: {} };
+    // As the control plane reports a gateway's requests: from workload "<gateway>.gateway", addressed to one of its listeners.
+    const traffic: TopologyTraffic = {
+      available: true,
+      window: '5m',
+      generatedAt: '2026-01-01T00:00:00Z',
+      services: [],
+      edges: [
+        { source: { namespace: 'default', workload: 'edge.gateway' }, destination: { namespace: 'default', service: 'frontend' }, via: { namespace: 'gateway:default', service: 'edge/http/*' }, requestsPerSecond: 4, successRate: 1, p99Ms: 12, mtls: true },
+      ],
+    };
+    const graph = buildGraph({ ...demo, routes: [route], gateways: [gateway], showWorkloads: false, traffic });
+    assert.deepEqual(graph.edges.map((e) => [e.source, e.target, e.kind, e.stats?.requestsPerSecond, e.observedShare, e.mtls]), [['gw:default/edge', 'svc:default/frontend', 'split', 4, 1, true]]);
+    assert.equal(graph.nodes.some((n) => n.name.includes('gateway') || n.namespace.startsWith('gateway:')), false, graph.nodes.map((n) => n.id).join(', '));
+  });
+
   it('keeps element ids across changes, so the view can update in place', () => {
     const before = buildGraph({ ...demo, showWorkloads: false });
     const after = buildGraph({ ...demo, routes: [split('catalog-split', 'catalog', [['catalog-v1', 50], ['catalog-v2', 50]])], showWorkloads: false });

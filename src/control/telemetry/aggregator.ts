@@ -183,13 +183,40 @@ export class TelemetryAggregator {
     return end > 0 ? end : this.clock.now();
   }
 
+  /**
+   * The Service callers reach each workload by. A workload in several
+   * Services (catalog-v1's pods are catalog's too) may be reached by each of
+   * them, by different callers: it is drawn as the one most of its requests
+   * were addressed to (ties: the first by name), so that the answer does not
+   * flip with whichever report came last.
+   */
+  private workloadServices(): Record<string, string> {
+    const counts = new Map<string, Map<string, number>>();
+    for (const list of this.reports.values()) {
+      for (const report of list) {
+        for (const e of report.edges) {
+          if (e.reporter !== 'source' || e.destination.service === 'unknown') continue;
+          const workload = `${e.destination.namespace}/${e.destination.workload}`;
+          let byService = counts.get(workload);
+          if (!byService) counts.set(workload, (byService = new Map()));
+          byService.set(e.destination.service, (byService.get(e.destination.service) ?? 0) + e.requests);
+        }
+      }
+    }
+    const chosen: Record<string, string> = {};
+    for (const [workload, byService] of counts) {
+      let best: [string, number] | undefined;
+      for (const [service, requests] of byService) if (!best || requests > best[1] || (requests === best[1] && service < best[0])) best = [service, requests];
+      chosen[workload] = best![0];
+    }
+    return chosen;
+  }
+
   /** Every proxy's traffic over the last `windowMs`, summed per edge and route: what another replica merges into its view. */
   window(windowMs: number): TrafficWindow {
     const from = this.clock.now() - windowMs;
     const proxies: Record<string, ProxyTrafficWindow> = {};
-    const workloadServices: Record<string, string> = {};
-    for (const list of this.reports.values())
-      for (const report of list) for (const e of report.edges) if (e.reporter === 'source' && e.destination.service !== 'unknown') workloadServices[`${e.destination.namespace}/${e.destination.workload}`] = e.destination.service;
+    const workloadServices = this.workloadServices();
     for (const [proxyId, list] of this.reports) {
       // The time covered is what the proxy measured (its reports' intervals follow each other), not receipt
       // times: delivery lag varies, the proxy's own clock counted exactly the interval its counts belong to.

@@ -68,6 +68,9 @@ export interface GraphInput {
 export const serviceNodeId = (namespace: string, name: string) => `svc:${namespace}/${name}`;
 export const workloadNodeId = (namespace: string, name: string) => `wl:${namespace}/${name}`;
 export const gatewayNodeId = (namespace: string, name: string) => `gw:${namespace}/${name}`;
+/** How a gateway's proxies name their workload in traffic reports ("<gateway>.gateway"), and how they say a request was addressed to a listener. */
+const GATEWAY_WORKLOAD_SUFFIX = '.gateway';
+const GATEWAY_VIA_PREFIX = 'gateway:';
 export const EXTERNAL_NODE_ID = 'ext:outside';
 
 export function healthOf(stats: TrafficStats | undefined): TrafficHealth {
@@ -298,9 +301,16 @@ function addTraffic(
   addEdge: (edge: GraphEdge) => void,
 ): void {
   const traffic = input.traffic!;
+  /** A Gateway's node, when the graph has that Gateway (its proxies report as workload "<name>.gateway"). */
+  const gatewayNode = (namespace: string, name: string): string | undefined => {
+    const id = gatewayNodeId(namespace, name);
+    return nodes.has(id) ? id : undefined;
+  };
   for (const s of traffic.services) {
     if (!input.namespace || s.namespace === input.namespace) {
-      const node = nodes.get(addService(s.namespace, s.service));
+      // A Gateway listener's numbers are the Gateway node's.
+      const listener = s.namespace.startsWith(GATEWAY_VIA_PREFIX) ? gatewayNode(s.namespace.slice(GATEWAY_VIA_PREFIX.length), s.service.split('/')[0]!) : undefined;
+      const node = nodes.get(listener ?? addService(s.namespace, s.service));
       if (node) {
         node.stats = { ...s };
         node.health = healthOf(node.stats);
@@ -310,6 +320,8 @@ function addTraffic(
   const templates = input.workloads;
   const sourceIds = (peer: TrafficPeer): string[] => {
     if (peer.service) return [addService(peer.namespace, peer.service)];
+    const gateway = peer.workload?.endsWith(GATEWAY_WORKLOAD_SUFFIX) ? gatewayNode(peer.namespace, peer.workload.slice(0, -GATEWAY_WORKLOAD_SUFFIX.length)) : undefined;
+    if (gateway) return [gateway];
     if (peer.workload) {
       const template = templates.find((w) => (w.metadata.namespace ?? 'default') === peer.namespace && w.metadata.name === peer.workload);
       const owners = !input.showWorkloads && template ? servicesOf(template, input.services) : [];
@@ -333,11 +345,21 @@ function addTraffic(
     addEdge({ id, source, target, kind: 'traffic', stats: { ...stats }, health: 'unknown', label: '', ...(mtls === undefined ? {} : { mtls }) });
   };
 
+  /** What a request was addressed to: a Service, or a Gateway's listener (via "gateway:<ns>" / "<gateway>/<listener>/<host>"), drawn as the Gateway. */
+  const addressedNode = (via: { namespace: string; service: string }): string => {
+    if (via.namespace.startsWith(GATEWAY_VIA_PREFIX)) {
+      const gateway = gatewayNode(via.namespace.slice(GATEWAY_VIA_PREFIX.length), via.service.split('/')[0]!);
+      if (gateway) return gateway;
+    }
+    return addService(via.namespace, via.service);
+  };
+
   for (const e of traffic.edges) {
     const { source: _s, destination, via, mtls, protocol: _p, ...stats } = e;
     const destinationId = addService(destination.namespace, destination.service);
-    const addressed = via ? addService(via.namespace, via.service) : destinationId;
-    for (const sourceId of sourceIds(e.source)) accumulate(`traffic:${sourceId}->${addressed}`, sourceId, addressed, stats, mtls);
+    const addressed = via ? addressedNode(via) : destinationId;
+    // A gateway's requests are addressed to the gateway itself: only their leg onto the route's backends is drawn.
+    for (const sourceId of sourceIds(e.source)) if (sourceId !== addressed) accumulate(`traffic:${sourceId}->${addressed}`, sourceId, addressed, stats, mtls);
     if (addressed !== destinationId) {
       // The split leg: onto the route's edge when the config has one, else a traffic edge of its own.
       const split = [...edges.values()].filter((g) => g.kind === 'split' && g.source === addressed && g.target === destinationId);
