@@ -109,7 +109,9 @@ export const AuthorizationPolicySpec = z
     targetRefs: z.array(AuthorizationTargetReference).min(1, 'list at least one targetRef, or leave targetRefs out').max(16).optional(),
     /** The workloads (by label) of the policy's namespace that enforce it. Neither: every workload of the namespace (of the mesh, in the root namespace). */
     selector: z.strictObject({ matchLabels: z.record(z.string(), z.string()).optional() }).optional(),
-    action: z.enum(['ALLOW', 'DENY', 'AUDIT'], { error: 'must be ALLOW, DENY or AUDIT (CUSTOM is not supported)' }).default('ALLOW'),
+    action: z.enum(['ALLOW', 'DENY', 'AUDIT', 'CUSTOM'], { error: 'must be ALLOW, DENY, AUDIT or CUSTOM' }).default('ALLOW'),
+    /** CUSTOM: the MeshConfig extensionProvider that decides the requests the rules match (an external authorization service). */
+    provider: z.strictObject({ name: z.string().min(1).max(253) }).optional(),
     /**
      * Absent or empty: the policy matches no request (an ALLOW policy with no
      * rules then denies everything: it exists, and nothing matches it). A rule
@@ -119,5 +121,7 @@ export const AuthorizationPolicySpec = z
   })
   .superRefine((spec, ctx) => {
     if (spec.targetRefs !== undefined && spec.selector !== undefined) ctx.addIssue({ code: 'custom', path: ['selector'], message: 'use targetRefs or selector, not both' });
+    if (spec.action === 'CUSTOM' && spec.provider === undefined) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'a CUSTOM policy names its extensionProvider (provider.name)' });
+    if (spec.action !== 'CUSTOM' && spec.provider !== undefined) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'only a CUSTOM policy has a provider' });
   });
 export type AuthorizationPolicySpec = z.infer<typeof AuthorizationPolicySpec>;

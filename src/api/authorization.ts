@@ -1,7 +1,7 @@
-// AuthorizationPolicy evaluation: snapshot rules compiled once into closures, then Istio's AUDIT → DENY → ALLOW order per request. Shared by the proxy and `weft explain`.
+// AuthorizationPolicy evaluation: snapshot rules compiled once into closures, then Istio's CUSTOM → AUDIT → DENY → ALLOW order per request. Shared by the proxy and `weft explain`.
 import { conditionClaimPath, conditionHeader } from './authorization-conditions.ts';
 import { compileIpBlocks } from './ip-blocks.ts';
-import type { SnapshotAuthorization, SnapshotAuthzCondition, SnapshotAuthzOperation, SnapshotAuthzPolicy, SnapshotAuthzRule, SnapshotAuthzSource } from './snapshot.ts';
+import type { SnapshotAuthorization, SnapshotAuthzCondition, SnapshotAuthzCustomPolicy, SnapshotAuthzOperation, SnapshotAuthzPolicy, SnapshotAuthzRule, SnapshotAuthzSource } from './snapshot.ts';
 
 /** What a policy can look at: the caller (by its verified identity and address), and for HTTP the request. */
 export interface AuthzRequest {
@@ -56,6 +56,20 @@ const HTTP_ONLY_OPERATION: readonly (keyof SnapshotAuthzOperation)[] = ['hosts',
  * principals, request headers and JWT conditions) never matches, and a DENY or
  * AUDIT rule is applied with those fields left out (so it denies more, never less).
  */
+/**
+ * The CUSTOM policies a request matches, in order (their external services
+ * decide it before the other policies are looked at); undefined when there
+ * are none. On TCP their rules are applied as a DENY's are, with HTTP-only
+ * fields left out: a connection such a policy could match is refused, since
+ * an HTTP check cannot be made about it.
+ */
+export function compileCustomAuthorization(authorization: SnapshotAuthorization, tcp = false): ((request: AuthzRequest) => SnapshotAuthzCustomPolicy[]) | undefined {
+  const custom = authorization.custom ?? [];
+  if (custom.length === 0) return undefined;
+  const compiled = custom.map((policy) => ({ policy, matches: compilePolicy(policy, tcp, 'DENY').matches }));
+  return (request) => compiled.filter((c) => c.matches(request)).map((c) => c.policy);
+}
+
 export function compileAuthorization(authorization: SnapshotAuthorization, tcp = false): AuthzEvaluator {
   const audit = authorization.audit.map((p) => compilePolicy(p, tcp, 'AUDIT'));
   const deny = authorization.deny.map((p) => compilePolicy(p, tcp, 'DENY'));

@@ -35,6 +35,8 @@ export const ErrorCodes = {
   TRANSFORMATION: 'WEFT_ERR_TRANSFORMATION',
   /** Proxy: an AuthorizationPolicy denies the request (403; gRPC PERMISSION_DENIED; a TCP connection is closed). */
   RBAC_DENIED: 'WEFT_ERR_RBAC_DENIED',
+  /** Proxy: an external authorization service (a CUSTOM AuthorizationPolicy's provider) denied the request, or could not be asked (its answer's status, or statusOnError). */
+  EXT_AUTHZ_DENIED: 'WEFT_ERR_EXT_AUTHZ_DENIED',
   /** Proxy: the request's path cannot be normalised (invalid percent-encoding, NUL, not origin-form): 400. */
   INVALID_PATH: 'WEFT_ERR_INVALID_PATH',
   /** Proxy: shutting down. */

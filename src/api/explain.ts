@@ -262,6 +262,11 @@ export interface ExplainAuthorization {
   unverifiedRequestPrincipal?: string;
   /** "api-key/<client>" of the request's API key, which explain checks against the keys' digests as the proxy does. */
   requestPrincipal?: string;
+  /**
+   * CUSTOM policies the request matches: an external service decides it first,
+   * which explain cannot ask. The rest of the decision holds if it allows.
+   */
+  externalChecks?: { policy: string; provider?: string }[];
 }
 
 /** The RequestAuthentication rules one proxy verifies tokens with, and the tokens the request carries where they look. */

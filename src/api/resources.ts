@@ -103,6 +103,35 @@ export const MeshLimits = z.strictObject({
 });
 export type MeshLimits = z.infer<typeof MeshLimits>;
 
+/** HTTP headers by name, as ext authz lists them. */
+const headerNames = z.array(z.string().min(1).max(256).regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name')).max(64);
+
+/**
+ * An external authorization service over HTTP (Istio's envoyExtAuthzHttp):
+ * asked about each request a CUSTOM AuthorizationPolicy's rules match, with
+ * the request's method, path (after pathPrefix) and chosen headers. A 2xx
+ * answer allows; any other is the caller's answer.
+ */
+export const ExtAuthzHttpProvider = z.strictObject({
+  /** "<name>.<namespace>", or its "....svc.cluster.local" form. */
+  service: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?\.[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.svc(\.cluster\.local)?)?$/, 'must be "<service>.<namespace>" (optionally followed by .svc.cluster.local)'),
+  port: z.number().int().min(1).max(65535),
+  /** How long one check may take; default 1s. */
+  timeout: gatewayDuration.default('1s'),
+  /** Put in front of the request's path in the check. */
+  pathPrefix: z.string().regex(/^\/[^?#\s]*$/, 'must be a path starting with /').optional(),
+  /** Request headers sent with the check (besides host, method and path, which always are). */
+  includeRequestHeadersInCheck: headerNames.default([]),
+  /** Headers of an allowing answer set on the request before it goes on. */
+  headersToUpstreamOnAllow: headerNames.default([]),
+  /** Headers of a denying answer passed to the caller with it. */
+  headersToDownstreamOnDeny: headerNames.default([]),
+  /** When the service cannot be asked (down, slow, no endpoint): allow (true) or answer statusOnError (false, the default). */
+  failOpen: z.boolean().default(false),
+  statusOnError: z.number().int().min(400).max(599).default(403),
+});
+export type ExtAuthzHttpProvider = z.infer<typeof ExtAuthzHttpProvider>;
+
 export const MeshConfigSpec = z.strictObject({
   /** The SPIFFE trust domain of every identity in the mesh. */
   trustDomain: z
@@ -123,6 +152,12 @@ export const MeshConfigSpec = z.strictObject({
   authorization: z.strictObject({ defaultAction: z.enum(['ALLOW', 'DENY']).default('ALLOW') }).optional(),
   /** How request paths are normalised before routing and authorization (Istio's options); BASE when absent. */
   pathNormalization: z.enum(PATH_NORMALIZATIONS as ['NONE', 'BASE', 'MERGE_SLASHES', 'DECODE_AND_MERGE_SLASHES']).optional(),
+  /** Services the mesh can delegate to by name: CUSTOM AuthorizationPolicies name an external authorization provider here (Istio's extensionProviders). */
+  extensionProviders: z
+    .array(z.strictObject({ name: z.string().min(1).max(253), envoyExtAuthzHttp: ExtAuthzHttpProvider }))
+    .max(32)
+    .refine((list) => new Set(list.map((p) => p.name)).size === list.length, 'two extensionProviders have the same name')
+    .optional(),
   /** AuthorizationPolicies in this namespace apply mesh-wide (Istio's root namespace); default "weft-system". */
   rootNamespace: dnsLabel.optional(),
   /** Distributed tracing (W3C and B3 propagation, OTLP/HTTP export); absent: trace headers pass through untouched. */

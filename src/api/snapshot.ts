@@ -483,6 +483,8 @@ export interface SnapshotApiKeyRule {
 }
 
 export interface SnapshotAuthorization {
+  /** CUSTOM policies: an external service decides the requests they match, before DENY and ALLOW are looked at. */
+  custom?: SnapshotAuthzCustomPolicy[];
   deny: SnapshotAuthzPolicy[];
   /** Absent: no ALLOW policy applies. Present and empty cannot happen; an ALLOW policy without rules is listed with `rules: []`. */
   allow?: SnapshotAuthzPolicy[];
@@ -495,6 +497,29 @@ export interface SnapshotAuthzPolicy {
   name: string;
   /** Any rule may match; none (empty): the policy matches nothing. */
   rules: SnapshotAuthzRule[];
+}
+
+/** A CUSTOM policy; `provider` absent: its provider is not (or no longer) defined, and what it matches is denied. */
+export interface SnapshotAuthzCustomPolicy extends SnapshotAuthzPolicy {
+  provider?: SnapshotExtAuthz;
+}
+
+/** An external authorization service over HTTP (MeshConfig extensionProviders[].envoyExtAuthzHttp). */
+export interface SnapshotExtAuthz {
+  /** The provider's name. */
+  name: string;
+  /** A key of `backends`: the Service port asked. */
+  backend: string;
+  /** The Host the check carries. */
+  host: string;
+  timeoutMs: number;
+  pathPrefix: string;
+  /** Lower-case. */
+  includeRequestHeaders: string[];
+  headersToUpstreamOnAllow: string[];
+  headersToDownstreamOnDeny: string[];
+  failOpen: boolean;
+  statusOnError: number;
 }
 
 /** Every part present must match: one of `from`, one of `to`, all of `when`. String values use Istio's matches: "abc", "abc*", "*abc", "*". */

@@ -2,7 +2,8 @@
 import type { AuthorizationCondition, AuthorizationOperation, AuthorizationRule, AuthorizationSource } from '../api/authorization-policy.ts';
 import type { AuthorizationPolicy, Gateway, MeshConfig, Service } from '../api/resources.ts';
 import type { Condition } from '../api/meta.ts';
-import type { SnapshotAuthorization, SnapshotAuthzCondition, SnapshotAuthzOperation, SnapshotAuthzPolicy, SnapshotAuthzRule, SnapshotAuthzSource } from '../api/snapshot.ts';
+import { servicePortKey, type SnapshotAuthorization, type SnapshotAuthzCondition, type SnapshotAuthzCustomPolicy, type SnapshotAuthzOperation, type SnapshotAuthzPolicy, type SnapshotAuthzRule, type SnapshotAuthzSource, type SnapshotExtAuthz } from '../api/snapshot.ts';
+import { parseGatewayDuration } from './duration.ts';
 import { serviceNamespace } from './services.ts';
 import { CONTROLLER_NAME } from './types.ts';
 
@@ -28,8 +29,9 @@ export interface AuthorizationPolicyStatus {
 interface IndexedPolicy {
   namespace: string;
   name: string;
-  action: 'ALLOW' | 'DENY' | 'AUDIT';
-  compiled: SnapshotAuthzPolicy;
+  action: 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+  /** CUSTOM policies carry their provider (absent: it could not be resolved, and what they match is denied). */
+  compiled: SnapshotAuthzCustomPolicy;
   /** Absent: every workload in scope. */
   matchLabels?: Record<string, string>;
   /** targetRefs that exist, by kind. */
@@ -88,6 +90,13 @@ function indexUncached(policies: readonly AuthorizationPolicy[], input: Authoriz
       continue;
     }
     const entry: IndexedPolicy = { namespace: ns, name: policy.metadata.name, action: spec.action ?? 'ALLOW', compiled: { name: key, rules: (spec.rules ?? []).map(compileRule) } };
+    // A CUSTOM policy whose provider cannot be resolved still applies, closed: what it matches is denied (as Istio does).
+    let providerProblem: string | undefined;
+    if (spec.action === 'CUSTOM') {
+      const resolved = resolveProvider(spec.provider!.name, input);
+      if (resolved.provider) entry.compiled.provider = resolved.provider;
+      providerProblem = resolved.problem;
+    }
     if (spec.selector?.matchLabels !== undefined) entry.matchLabels = spec.selector.matchLabels;
     if (refs.length > 0) {
       const ancestors = refs.map((ref): AuthorizationAncestorStatus => {
@@ -101,12 +110,14 @@ function indexUncached(policies: readonly AuthorizationPolicy[], input: Authoriz
       entry.services = found.filter((r) => r.kind === 'Service').map((r) => r.name);
       entry.gateways = found.filter((r) => r.kind === 'Gateway').map((r) => r.name);
       const overall =
-        found.length > 0
-          ? condition('Accepted', 'True', 'Accepted', '', generation)
-          : condition('Accepted', 'False', 'TargetNotFound', 'none of its targetRefs exists; the policy applies nowhere', generation);
+        found.length === 0
+          ? condition('Accepted', 'False', 'TargetNotFound', 'none of its targetRefs exists; the policy applies nowhere', generation)
+          : providerProblem !== undefined
+            ? condition('Accepted', 'False', 'InvalidProvider', providerProblem, generation)
+            : condition('Accepted', 'True', 'Accepted', '', generation);
       statuses.set(key, { conditions: [overall], ancestors });
     } else {
-      statuses.set(key, { conditions: [condition('Accepted', 'True', 'Accepted', '', generation)] });
+      statuses.set(key, { conditions: [providerProblem !== undefined ? condition('Accepted', 'False', 'InvalidProvider', providerProblem, generation) : condition('Accepted', 'True', 'Accepted', '', generation)] });
     }
     indexed.push(entry);
   }
@@ -158,18 +169,45 @@ export function gatewayAuthorization(index: AuthorizationIndex, namespace: strin
 }
 
 function collect(index: AuthorizationIndex, applies: (policy: IndexedPolicy) => boolean): SnapshotAuthorization | undefined {
+  const custom: SnapshotAuthzCustomPolicy[] = [];
   const deny: SnapshotAuthzPolicy[] = [];
   const allow: SnapshotAuthzPolicy[] = [];
   const audit: SnapshotAuthzPolicy[] = [];
   for (const policy of index.policies) {
     if (!applies(policy)) continue;
-    (policy.action === 'DENY' ? deny : policy.action === 'AUDIT' ? audit : allow).push(policy.compiled);
+    if (policy.action === 'CUSTOM') custom.push(policy.compiled);
+    else (policy.action === 'DENY' ? deny : policy.action === 'AUDIT' ? audit : allow).push({ name: policy.compiled.name, rules: policy.compiled.rules });
   }
-  if (deny.length === 0 && allow.length === 0 && audit.length === 0 && !index.defaultDeny) return undefined;
+  if (custom.length === 0 && deny.length === 0 && allow.length === 0 && audit.length === 0 && !index.defaultDeny) return undefined;
   const result: SnapshotAuthorization = { deny, audit };
+  if (custom.length > 0) result.custom = custom;
   if (allow.length > 0) result.allow = allow;
   if (index.defaultDeny) result.defaultDeny = true;
   return result;
+}
+
+/** A MeshConfig extensionProvider as the snapshot carries it, or why it cannot be used. */
+function resolveProvider(name: string, input: AuthorizationInput): { provider?: SnapshotExtAuthz; problem?: string } {
+  const found = input.meshConfig?.spec?.extensionProviders?.find((p) => p.name === name);
+  if (!found) return { problem: `spec.provider.name: MeshConfig has no extensionProvider named "${name}"; the requests the policy matches are denied` };
+  const http = found.envoyExtAuthzHttp;
+  const [service, namespace] = http.service.split('.') as [string, string];
+  const provider: SnapshotExtAuthz = {
+    name,
+    backend: servicePortKey(namespace, service, http.port),
+    host: `${service}.${namespace}`,
+    timeoutMs: parseGatewayDuration(http.timeout) ?? 1000,
+    pathPrefix: http.pathPrefix ?? '',
+    includeRequestHeaders: http.includeRequestHeadersInCheck.map((h) => h.toLowerCase()),
+    headersToUpstreamOnAllow: http.headersToUpstreamOnAllow.map((h) => h.toLowerCase()),
+    headersToDownstreamOnDeny: http.headersToDownstreamOnDeny.map((h) => h.toLowerCase()),
+    failOpen: http.failOpen,
+    statusOnError: http.statusOnError,
+  };
+  const target = input.services.find((s) => serviceNamespace(s) === namespace && s.metadata.name === service);
+  if (!target) return { provider, problem: `extensionProvider "${name}": Service ${namespace}/${service} does not exist; checks fail (${http.failOpen ? 'allowed: failOpen' : `answered ${http.statusOnError}`})` };
+  if (!(target.spec.ports ?? []).some((p) => p.port === http.port)) return { provider, problem: `extensionProvider "${name}": Service ${namespace}/${service} has no port ${http.port}; checks fail (${http.failOpen ? 'allowed: failOpen' : `answered ${http.statusOnError}`})` };
+  return { provider };
 }
 
 function compileRule(rule: AuthorizationRule): SnapshotAuthzRule {

@@ -1,5 +1,5 @@
 // `weft explain`, authorization part: which RequestAuthentications read the request's token and which AuthorizationPolicies would allow or deny it, at the gateway it enters and at the workloads it reaches.
-import { compileAuthorization, type AuthzRequest } from '../api/authorization.ts';
+import { compileAuthorization, compileCustomAuthorization, type AuthzRequest } from '../api/authorization.ts';
 import { ErrorCodes } from '../api/errors.ts';
 import type { ExplainAuthentication, ExplainAuthorization, ExplainTrace, ExplainVerdict } from '../api/explain.ts';
 import { gatewayWorkloadName, type ProxySnapshot, type SnapshotApiKeyRule, type SnapshotAuthorization, type SnapshotJwtRule } from '../api/snapshot.ts';
@@ -72,8 +72,15 @@ export function explainAuthorization(trace: ExplainTrace, input: CompilerInput, 
       return;
     }
     if (sourceIp === undefined && usesAddresses(authorization)) addressUnknownAt.push(at);
-    const decision = compileAuthorization(authorization, !http)(request(principal, sourceIp, port, token));
+    const asked = request(principal, sourceIp, port, token);
+    const decision = compileAuthorization(authorization, !http)(asked);
     const result: ExplainAuthorization = { at, allowed: decision.allowed, why: decision.why, audited: decision.audited, ...unverified };
+    const external = compileCustomAuthorization(authorization, !http)?.(asked) ?? [];
+    if (external.length > 0) {
+      result.externalChecks = external.map((p) => ({ policy: p.name, ...(p.provider ? { provider: p.provider.name } : {}) }));
+      result.why = `${external.map((p) => (p.provider ? `extension provider ${p.provider.name} decides first (CUSTOM policy ${p.name}; explain cannot ask it)` : `CUSTOM policy ${p.name} denies: its provider is not defined`)).join('; ')}; then: ${result.why}`;
+      if (external.some((p) => !p.provider) || !http) result.allowed = false;
+    }
     if (principal) result.principal = principal;
     if (decision.policy !== undefined) result.policy = decision.policy;
     results.push(result);

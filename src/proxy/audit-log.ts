@@ -22,7 +22,7 @@ export interface AuditRecord {
   /** "ns/name" of the policy; absent when the request was denied because no ALLOW policy matched (or by the mesh default). */
   policy?: string;
   /** AUDIT: a matching AUDIT policy; DENY: a matching DENY policy; ALLOW: no ALLOW policy matched; DEFAULT: the mesh default denied. */
-  action: 'AUDIT' | 'DENY' | 'ALLOW' | 'DEFAULT';
+  action: 'AUDIT' | 'DENY' | 'ALLOW' | 'DEFAULT' | 'CUSTOM';
   decision: 'allow' | 'deny';
   why: string;
 }

@@ -26,6 +26,7 @@ const STATUS_BY_CODE: Partial<Record<ErrorCode, number>> = {
   [ErrorCodes.API_KEY_INVALID]: 401,
   [ErrorCodes.JWKS_UNAVAILABLE]: 401,
   [ErrorCodes.TRANSFORMATION]: 502,
+  [ErrorCodes.EXT_AUTHZ_DENIED]: 403,
 };
 
 export function proxyError(code: ErrorCode, message: string, status?: number, grpcStatus?: number): WeftError {

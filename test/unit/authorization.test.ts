@@ -60,7 +60,8 @@ function authzOf(i: CompilerInput, who: NodeInfo): SnapshotAuthorization | undef
 // ------------------------------------------------------------------ schema
 
 test('the schema names the field and why', () => {
-  assert.deepEqual(issues({ action: 'CUSTOM' }), ['spec.action: must be ALLOW, DENY or AUDIT (CUSTOM is not supported)']);
+  assert.deepEqual(issues({ action: 'PERMIT' }), ['spec.action: must be ALLOW, DENY, AUDIT or CUSTOM']);
+  assert.deepEqual(issues({ action: 'CUSTOM' }), ['spec.provider: a CUSTOM policy names its extensionProvider (provider.name)']);
   assert.match(issues({ rules: [{ from: [{ source: {} }] }] }).join(), /spec\.rules\[0\]\.from\[0\]\.source: a source needs at least one of principals/);
   assert.match(issues({ rules: [{ to: [{ operation: { paths: ['/a*b'] } }] }] }).join(), /spec\.rules\[0\]\.to\[0\]\.operation\.paths\[0\]: a "\*" may only start or end the value/);
   assert.match(issues({ rules: [{ to: [{ operation: { paths: ['admin'] } }] }] }).join(), /paths\[0\]: must start with "\/"/);

@@ -84,6 +84,27 @@ test('"denied by policy ns/name" for a DENY policy, on the normalised path', () 
   assert.equal(explain(input, 'shop/client', 'http://reviews:9080/public').verdict.outcome, 'forwarded');
 });
 
+test('a CUSTOM policy: the trace names the provider that decides first; an undefined provider denies', () => {
+  const opa = { name: 'opa', envoyExtAuthzHttp: { service: 'opa.shop', port: 8181 } };
+  const input = load(
+    [
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'opa', namespace: NS }, spec: { selector: { app: 'opa' }, ports: [{ port: 8181 }] } },
+      policy('checked', { selector: { matchLabels: { app: 'reviews' } }, action: 'CUSTOM', provider: { name: 'opa' }, rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }] }),
+      policy('lost', { selector: { matchLabels: { app: 'reviews' } }, action: 'CUSTOM', provider: { name: 'nobody' }, rules: [{ to: [{ operation: { paths: ['/lost/*'] } }] }] }),
+    ],
+    { extensionProviders: [opa] },
+  );
+  const checked = explain(input, 'shop/client', 'http://reviews:9080/admin/x');
+  assert.equal(checked.verdict.outcome, 'forwarded');
+  assert.deepEqual(checked.authorization?.[0]?.externalChecks, [{ policy: 'shop/checked', provider: 'opa' }]);
+  assert.match(checked.authorization?.[0]?.why ?? '', /^extension provider opa decides first \(CUSTOM policy shop\/checked; explain cannot ask it\); then: no policy applies/);
+  const lost = explain(input, 'shop/client', 'http://reviews:9080/lost/x');
+  assert.equal(lost.verdict.outcome, 'denied');
+  assert.match(lost.authorization?.[0]?.why ?? '', /CUSTOM policy shop\/lost denies: its provider is not defined/);
+  // Neither applies elsewhere.
+  assert.equal(explain(input, 'shop/client', 'http://reviews:9080/public').authorization?.[0]?.externalChecks, undefined);
+});
+
 test('a path the proxy cannot normalise is a 400 in the trace', () => {
   const trace = explain(load([]), 'shop/client', 'http://reviews:9080/a%zz');
   assert.equal(trace.verdict.outcome, 'bad-request');

@@ -132,9 +132,10 @@ export function compileConfig(snapshot: ProxySnapshot | undefined, source: Confi
     apiKeys: snapshot?.inbound.apiKeys,
   };
   const audit = context.audit ?? NO_AUDIT_LOG;
-  const inboundAuthz: AuthorizationContext = { audit, clock: context.outbound.clock, at: 'inbound', proxy: context.localName };
+  // CUSTOM policies' checks go out as this snapshot's other requests do: its backends, the proxy's balancers and pools.
+  const inboundAuthz: AuthorizationContext = { audit, clock: context.outbound.clock, at: 'inbound', proxy: context.localName, extAuthz: outbound };
   const gatewayAuthz: AuthorizationContext | undefined = snapshot?.gateway
-    ? { audit, clock: context.outbound.clock, at: 'gateway', proxy: `${snapshot.gateway.namespace}/${snapshot.gateway.name}` }
+    ? { audit, clock: context.outbound.clock, at: 'gateway', proxy: `${snapshot.gateway.namespace}/${snapshot.gateway.name}`, extAuthz: outbound }
     : undefined;
   const peers = new Set<string>();
   const backendKeys = new Set<string>();

@@ -99,7 +99,7 @@ export function compileGatewayConfig(snapshot: ProxySnapshot | undefined, contex
     throw new WeftError(ErrorCodes.SNAPSHOT_INVALID, `malformed snapshot: ${problems.join('; ')}`);
   }
   const problems: string[] = [];
-  const guard = gatewayAuthorization(gateway.authorization, authz ?? { audit: NO_AUDIT_LOG, clock: context.clock, at: 'gateway', proxy: `${gateway.namespace}/${gateway.name}` });
+  const guard = gatewayAuthorization(gateway.authorization, authz ?? { audit: NO_AUDIT_LOG, clock: context.clock, at: 'gateway', proxy: `${gateway.namespace}/${gateway.name}`, extAuthz: context });
   const authenticate = gatewayRequestAuthentication(gateway, { jwks: jwksCache(context), clock: context.clock });
   const ports = new Map<number, GatewayPortConfig>();
   for (const port of gateway.ports) {

@@ -5,7 +5,7 @@
 // validate (including one deeper than maxDepth, or an introspection when it
 // is off) is answered 400 before anything is called. Fields with a resolver
 // are REST calls to their Service port through the layers a routed request
-// to it takes (rest-call.ts: connect retries, balancer, circuit breaker,
+// to it takes (layers/side-call: connect retries, balancer, circuit breaker,
 // outlier detection, the forward layer's mTLS tunnel or straight connection,
 // HTTP/2 to an h2c or gRPC port); the same call asked twice in one request
 // is made once.
@@ -24,7 +24,7 @@ import type { BalancerRegistry } from '../balancer/balancers.ts';
 import { readWholeBody } from '../body-buffer/index.ts';
 import { filterOf } from '../filters.ts';
 import type { ForwardContext } from '../forward/index.ts';
-import { restCallStep, sendRestCall, type RestAnswer } from './rest-call.ts';
+import { sendSideCall, sideCallStep, type SideAnswer } from '../side-call/index.ts';
 
 type GraphQLModule = typeof import('graphql');
 
@@ -62,7 +62,7 @@ export function graphqlEndpoint(context: GraphQLContext): Layer<{ filters: reado
     const steps = new Map<string, Step<HttpExchange>>();
     for (const resolver of Object.values(filter.graphql.resolvers)) {
       const backend = context.backends[resolver.backend];
-      if (backend && !steps.has(backend.key)) steps.set(backend.key, restCallStep(backend, context));
+      if (backend && !steps.has(backend.key)) steps.set(backend.key, sideCallStep(backend, context));
     }
     const caller: Caller = { steps, clock: context.clock };
     return async (ex) => {
@@ -248,9 +248,9 @@ async function send(ex: HttpExchange, resolver: SnapshotGraphQLResolver, api: Sn
     headers['content-type'] = 'application/json';
     headers['content-length'] = String(body.length);
   }
-  let answered: RestAnswer;
+  let answered: SideAnswer;
   try {
-    answered = await sendRestCall(step, ex, { method: resolver.method, path, headers, body, timeoutMs: api.timeoutMs, limitBytes: MAX_REST_ANSWER_BYTES }, caller.clock);
+    answered = await sendSideCall(step, ex, { method: resolver.method, path, headers, body, timeoutMs: api.timeoutMs, limitBytes: MAX_REST_ANSWER_BYTES }, caller.clock);
   } catch (error) {
     throw new Error(`${what}: ${(error as Error).message}`);
   }

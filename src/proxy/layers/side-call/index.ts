@@ -1,9 +1,11 @@
-// A resolver's REST call, sent through the backend's own layers (connect retries, balancer, circuit breaker, outlier detection, forward) and read whole.
+// Side calls: HTTP requests a proxy makes itself to a Service port (a GraphQL resolver's REST call, an external authorization check), read whole.
 //
-// The call is an exchange of its own whose response is captured instead of
-// written to a client: so it gets what a routed request to that backend
-// gets (BackendTrafficPolicy's load balancing, limits and ejections, mTLS to
-// a sidecar's tunnel, HTTP/2 to an h2c or gRPC port) from the same code.
+// A side call is an exchange of its own, sent through the backend's own
+// layers (connect retries, balancer, circuit breaker, outlier detection,
+// forward) with its response captured instead of written to a client: so it
+// gets what a routed request to that backend gets (BackendTrafficPolicy's
+// load balancing, limits and ejections, mTLS to a sidecar's tunnel, HTTP/2 to
+// an h2c or gRPC port) from the same code.
 import type { SnapshotBackend } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { HttpExchange, type DownstreamRequest, type DownstreamResponse, type Headers, type OutgoingHeaders } from '../../exchange.ts';
@@ -18,14 +20,14 @@ import { retryConnectFailures } from '../retry/index.ts';
 /** Attempts per call when endpoints refuse connections, as for a routed request. */
 const CONNECT_ATTEMPTS = 2;
 
-export interface RestCallContext {
+export interface SideCallContext {
   balancers: BalancerRegistry;
   forward: ForwardContext;
   clock: Clock;
 }
 
 /** The steps a call to `backend` takes; built once per snapshot and backend. */
-export function restCallStep(backend: SnapshotBackend, context: RestCallContext): Step<HttpExchange> {
+export function sideCallStep(backend: SnapshotBackend, context: SideCallContext): Step<HttpExchange> {
   return stack({ backend }, [
     retryConnectFailures<HttpExchange>(CONNECT_ATTEMPTS),
     balance<HttpExchange>(context.balancers),
@@ -35,7 +37,7 @@ export function restCallStep(backend: SnapshotBackend, context: RestCallContext)
   ]);
 }
 
-export interface RestCall {
+export interface SideCall {
   method: string;
   /** Origin-form: path and query. */
   path: string;
@@ -46,13 +48,14 @@ export interface RestCall {
   limitBytes: number;
 }
 
-export interface RestAnswer {
+export interface SideAnswer {
   status: number;
+  headers: OutgoingHeaders;
   body: Buffer;
 }
 
-/** Sends `call` through `step` on behalf of `parent` (the GraphQL request); rejects with a message that says what failed. */
-export async function sendRestCall(step: Step<HttpExchange>, parent: HttpExchange, call: RestCall, clock: Clock): Promise<RestAnswer> {
+/** Sends `call` through `step` on behalf of `parent` (the request that needs it); rejects with a message that says what failed. */
+export async function sendSideCall(step: Step<HttpExchange>, parent: HttpExchange, call: SideCall, clock: Clock): Promise<SideAnswer> {
   const request: DownstreamRequest = { method: call.method, url: call.path, headers: call.headers, httpVersionMajor: 1, httpVersionMinor: 1, socket: parent.req.socket };
   const captured = new CapturedResponse(call.limitBytes);
   const exchange = new HttpExchange('outbound', request, captured, call.path, { ...call.headers }, clock.monotonic(), call.body ?? undefined);
@@ -66,7 +69,7 @@ export async function sendRestCall(step: Step<HttpExchange>, parent: HttpExchang
   }
   if (exchange.aborted) throw exchange.aborted;
   if (captured.destroyed || !captured.writableEnded) throw new Error('the answer was cut short');
-  return { status: captured.statusCode, body: captured.body() };
+  return { status: captured.statusCode, headers: captured.getHeaders(), body: captured.body() };
 }
 
 /** A response the proxy reads itself, held in memory up to a limit. */
@@ -94,7 +97,7 @@ class CapturedResponse implements DownstreamResponse {
   writeHead(statusCode: number, headers?: OutgoingHeaders): this {
     this.statusCode = statusCode;
     this.headersSent = true;
-    if (headers) Object.assign(this.headers, headers);
+    if (headers) for (const name in headers) this.headers[name.toLowerCase()] = headers[name];
     return this;
   }
 

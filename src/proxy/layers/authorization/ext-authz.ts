@@ -1,0 +1,73 @@
+// External authorization over HTTP (CUSTOM AuthorizationPolicies, Istio's envoyExtAuthzHttp): one side call per request a CUSTOM policy matches.
+//
+// The check is the request without its body: the same method, the path with
+// the provider's pathPrefix in front, its Host, its Authorization header and
+// the headers the provider lists (as Envoy's ext_authz sends). A 2xx answer
+// allows, and the headers the provider names are copied onto the request.
+// Any other answer is the caller's: its status, its body and the headers the
+// provider names (a 302 to a login page, a 401 with WWW-Authenticate). A
+// check that cannot be made (no endpoint, refused, over its timeout) allows
+// when the provider fails open, else answers statusOnError.
+import type { SnapshotBackend, SnapshotExtAuthz } from '../../../api/snapshot.ts';
+import type { Headers, HttpExchange } from '../../exchange.ts';
+import type { Step } from '../../stack.ts';
+import { sendSideCall, sideCallStep, type SideCallContext } from '../side-call/index.ts';
+
+/** The largest check answer read (a denial's body goes to the caller). */
+const MAX_CHECK_ANSWER_BYTES = 64 * 1024;
+
+/** Where checks are sent: the snapshot's backends and the proxy's balancers and pools. */
+export interface ExtAuthzContext extends SideCallContext {
+  backends: Readonly<Record<string, SnapshotBackend>>;
+}
+
+export type ExtAuthzVerdict =
+  | { allowed: true; why: string }
+  | { allowed: false; why: string; status: number; headers: Headers; body: Buffer };
+
+/** A checker for one snapshot: each provider's steps are built on first use and kept for the snapshot's life. */
+export function extAuthzChecker(context: ExtAuthzContext | undefined): (ex: HttpExchange, provider: SnapshotExtAuthz) => Promise<ExtAuthzVerdict> {
+  const steps = new Map<string, Step<HttpExchange> | undefined>();
+  const stepFor = (key: string): Step<HttpExchange> | undefined => {
+    if (!steps.has(key)) {
+      const backend = context?.backends[key];
+      steps.set(key, backend && context ? sideCallStep(backend, context) : undefined);
+    }
+    return steps.get(key);
+  };
+  return async (ex, provider) => {
+    const step = stepFor(provider.backend);
+    if (!step || !context) return failed(provider, `the provider's Service port ${provider.backend} is not known to this proxy`);
+    const headers: Headers = { host: provider.host, 'content-length': '0' };
+    for (const name of ['authorization', ...provider.includeRequestHeaders]) {
+      const value = ex.headers[name];
+      if (value !== undefined) headers[name] = value;
+    }
+    let answer;
+    try {
+      answer = await sendSideCall(step, ex, { method: ex.method, path: `${provider.pathPrefix}${ex.path}`, headers, body: null, timeoutMs: provider.timeoutMs, limitBytes: MAX_CHECK_ANSWER_BYTES }, context.clock);
+    } catch (error) {
+      return failed(provider, (error as Error).message);
+    }
+    if (answer.status >= 200 && answer.status <= 299) {
+      for (const name of provider.headersToUpstreamOnAllow) {
+        const value = answer.headers[name];
+        if (value !== undefined) ex.headers[name] = Array.isArray(value) ? value : String(value);
+      }
+      return { allowed: true, why: `allowed by extension provider ${provider.name} (${answer.status})` };
+    }
+    const passed: Headers = {};
+    for (const name of provider.headersToDownstreamOnDeny) {
+      const value = answer.headers[name];
+      if (value !== undefined) passed[name] = Array.isArray(value) ? value : String(value);
+    }
+    return { allowed: false, why: `denied by extension provider ${provider.name} (${answer.status})`, status: answer.status, headers: passed, body: answer.body };
+  };
+}
+
+/** A check that could not be made: failOpen allows; otherwise statusOnError with the reason. */
+function failed(provider: SnapshotExtAuthz, reason: string): ExtAuthzVerdict {
+  const why = `extension provider ${provider.name} could not be asked: ${reason}`;
+  if (provider.failOpen) return { allowed: true, why: `${why}; allowed (failOpen)` };
+  return { allowed: false, why, status: provider.statusOnError, headers: { 'content-type': 'text/plain; charset=utf-8' }, body: Buffer.from(`${why}\n`) };
+}
