@@ -2,7 +2,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createH2Server, type Http2Server } from 'node:http2';
+import { connect, createServer as createH2Server, type Http2Server } from 'node:http2';
 import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -165,6 +165,33 @@ for (const [name, prefix] of [['HTTP/1.1', '/v2/orders'], ['h2c', '/h2/orders']]
     assert.equal(Number(answer.headers['content-length']), Buffer.byteLength(answer.body));
   });
 }
+
+test('an HTTP/2 client gets the rewritten response too, with its new length and the removed header gone', async () => {
+  const session = connect(`http://127.0.0.1:${port}`);
+  try {
+    const answer = await new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/v2/orders?region=us', 'content-type': 'application/json', authorization: 'Bearer user-dee' });
+      stream.setTimeout(10_000, () => stream.close());
+      let headers: Record<string, unknown> = {};
+      let body = '';
+      stream.on('response', (h) => (headers = h));
+      stream.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      stream.on('end', () => resolve({ status: Number(headers[':status']), headers, body }));
+      stream.on('error', reject);
+      stream.end(JSON.stringify({ items: [{ sku: 'pot', qty: 1 }] }));
+    });
+    assert.equal(answer.status, 201, answer.body);
+    const body = JSON.parse(answer.body) as { id: string; for: string; sent: string };
+    assert.equal(body.id, 'o-17');
+    assert.equal(body.for, 'dee');
+    assert.deepEqual(JSON.parse(body.sent), { customer: 'dee', region: 'us', lines: [{ sku: 'pot', qty: 1 }], note: 'from POST /v2/orders' });
+    assert.equal(Number(answer.headers['content-length']), Buffer.byteLength(answer.body));
+    assert.equal(answer.headers['x-app-version'], undefined);
+    assert.equal(answer.headers['x-order-id'], 'o-17');
+  } finally {
+    session.close();
+  }
+});
 
 test("a value that cannot be extracted removes the header: a client's own x-user never reaches the app", async () => {
   seen.length = 0;

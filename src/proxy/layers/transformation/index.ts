@@ -47,7 +47,9 @@ interface CompiledTransformation {
   request: CompiledSide | undefined;
   response: CompiledSide | undefined;
   maxBodyBytes: number;
-  /** The request is read whole: a request template reads its body, or the body is replaced. */
+  /** A request template or an extractor reads the request body: it must be JSON. */
+  readsRequestBody: boolean;
+  /** The request is read whole: its body is read, or replaced. */
   holdsRequestBody: boolean;
   /** Response templates read request headers: they are kept as they arrived. */
   responseReadsRequestHeaders: boolean;
@@ -86,14 +88,15 @@ function compile(t: SnapshotTransformation): CompiledTransformation {
   });
   const request = t.request ? compileSide(t.request, 'request.body') : undefined;
   const response = t.response ? compileSide(t.response, 'response.body') : undefined;
-  const extractRefs = extract.flatMap((e) => templateRefs(e.value));
+  const readsRequestBody = extract.some((e) => templateRefs(e.value).some((r) => r.source === 'request.body')) || request?.readsBody === true;
   return {
     name: t.name,
     extract,
     request,
     response,
     maxBodyBytes: t.maxBodyBytes,
-    holdsRequestBody: extractRefs.some((r) => r.source === 'request.body') || request?.readsBody === true || request?.body !== undefined,
+    readsRequestBody,
+    holdsRequestBody: readsRequestBody || request?.body !== undefined,
     responseReadsRequestHeaders: response !== undefined && sideRefs(t.response!).some((r) => r.source === 'request.header'),
   };
 }
@@ -122,7 +125,7 @@ async function transformRequest(ex: HttpExchange, t: CompiledTransformation): Pr
       proxyError(ErrorCodes.TRANSFORMATION, `the request body is over the Transformation ${t.name}'s maxBodyBytes (${t.maxBodyBytes})`, 413),
     );
     ex.bufferedBody = raw;
-    if (raw.length > 0 && (t.request?.readsBody || t.extract.some((e) => e.value.some((p) => typeof p !== 'string' && p.source === 'request.body')))) {
+    if (raw.length > 0 && t.readsRequestBody) {
       values.requestBody = parseJson(raw, () => proxyError(ErrorCodes.TRANSFORMATION, `the request body is not JSON, and the Transformation ${t.name} reads it`, 400));
     }
   }
@@ -137,7 +140,7 @@ async function transformRequest(ex: HttpExchange, t: CompiledTransformation): Pr
     // Response templates read the request's headers as the client sent them, not as this transformation leaves them.
     if (t.responseReadsRequestHeaders) values.requestHeaders = { ...ex.headers };
     // A body the proxy reads must come uncompressed.
-    if (t.response.readsBody) ex.headers['accept-encoding'] = undefined;
+    if (t.response.readsBody) delete ex.headers['accept-encoding'];
     const rewrite = responseRewrite(ex, t, t.response, values);
     ex.responseRewrite = ex.responseRewrite ? chain(ex.responseRewrite, rewrite) : rewrite;
   }
@@ -149,7 +152,7 @@ async function transformRequest(ex: HttpExchange, t: CompiledTransformation): Pr
     const body = renderBody(side.body, read);
     ex.bufferedBody = body;
     ex.headers['content-length'] = String(body.length);
-    ex.headers['transfer-encoding'] = undefined;
+    delete ex.headers['transfer-encoding'];
     ex.headers['content-type'] = side.body.contentType;
   }
 }
@@ -162,13 +165,20 @@ function headerValue(parts: readonly TemplatePart[], read: (ref: TemplateRef) =>
   return renderText(parts, read).replace(CONTROL, '');
 }
 
-/** Remove, then set (a value that renders empty removes the header, so a client's own never outlives a failed extraction), then add. */
+/**
+ * Remove, then set (a value that renders empty removes the header, so a
+ * client's own never outlives a failed extraction), then add. Removed headers
+ * are deleted, not left undefined: response heads go to writeHead as they are.
+ */
 function editHeaders(headers: Headers, edits: CompiledHeaders, read: (ref: TemplateRef) => unknown): void {
   // Every value is rendered before any edit, so that templates read the headers as they came.
   const set = edits.set.map((h) => [h.name, headerValue(h.value, read)] as const);
   const add = edits.add.map((h) => [h.name, headerValue(h.value, read)] as const);
-  for (const name of edits.remove) headers[name] = undefined;
-  for (const [name, value] of set) headers[name] = value === '' ? undefined : value;
+  for (const name of edits.remove) delete headers[name];
+  for (const [name, value] of set) {
+    if (value === '') delete headers[name];
+    else headers[name] = value;
+  }
   for (const [name, value] of add) {
     if (value === '') continue;
     const previous = headers[name];
