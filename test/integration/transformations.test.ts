@@ -72,6 +72,13 @@ before(async () => {
     let body = '';
     req.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
     req.on('end', () => {
+      if (req.url?.endsWith('/cut')) {
+        // Half an answer, then the connection is gone.
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': 100 });
+        res.write('{"order":');
+        setImmediate(() => req.socket.destroy());
+        return;
+      }
       const out = handle(req.method ?? '', req.url ?? '', req.headers, body);
       res.writeHead(out.status, { ...out.headers, 'content-length': Buffer.byteLength(out.body) });
       res.end(out.body);
@@ -214,11 +221,15 @@ test('a request body the templates read must be JSON (400), and fit maxBodyBytes
   assert.equal(seen.length, 0);
 });
 
-test('a response that is not JSON passes as it came; one over maxBodyBytes is a 502', async () => {
+test('a response that is not JSON passes as it came; one cut short or over maxBodyBytes is a 502', async () => {
   const text = await ask('POST', '/v2/orders/text', '{}');
   assert.equal(text.status, 500);
   assert.equal(text.body, 'the app broke, in plain text');
   assert.equal(text.headers['content-type'], 'text/plain');
+  // An answer cut halfway was held, not sent: the client gets the proxy's 502, not a truncated body.
+  const cut = await ask('POST', '/v2/orders/cut', '{}');
+  assert.equal(cut.status, 502, cut.body);
+  assert.equal(cut.headers['weft-reason'], 'WEFT_ERR_UPSTREAM_RESET');
   const big = await ask('POST', '/v2/orders/big', '{}');
   assert.equal(big.status, 502, big.body);
   assert.equal(big.headers['weft-reason'], 'WEFT_ERR_TRANSFORMATION');

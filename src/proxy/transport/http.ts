@@ -98,7 +98,8 @@ export function sendHttp(ex: HttpExchange, pool: Http1Pool, headers: Headers, wh
         if (settled) return;
         settled = true;
         ex.onAbort = undefined;
-        if (started) {
+        // A held response (a Transformation's) has sent nothing yet: the failure can still be answered.
+        if (started && !held) {
           resetResponse(ex);
           resolve();
         } else {
