@@ -120,10 +120,24 @@ export const ExtAuthzHttpProvider = z.strictObject({
   timeout: gatewayDuration.default('1s'),
   /** Put in front of the request's path in the check. */
   pathPrefix: z.string().regex(/^\/[^?#\s]*$/, 'must be a path starting with /').optional(),
-  /** Request headers sent with the check (besides host, method and path, which always are). */
+  /** Request headers sent with the check (besides host, method, path and authorization, which always are). */
   includeRequestHeadersInCheck: headerNames.default([]),
+  /** Fixed headers added to every check (they replace a request header of the same name). */
+  includeAdditionalHeadersInCheck: z
+    .record(z.string().regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name'), z.string().max(4096))
+    .refine((headers) => Object.keys(headers).length <= 32, 'at most 32 headers')
+    .default({}),
+  /** The request body is sent with the check, up to maxRequestBytes; a longer one is refused (413). */
+  includeRequestBodyInCheck: z
+    .strictObject({
+      maxRequestBytes: z.number().int().min(1).max(16 * 1024 * 1024),
+      allowPartialMessage: z.literal(false, { error: 'only false: weft sends the whole body or refuses the request (413), it does not check part of one' }).optional(),
+    })
+    .optional(),
   /** Headers of an allowing answer set on the request before it goes on. */
   headersToUpstreamOnAllow: headerNames.default([]),
+  /** Headers of an allowing answer set on the response the caller gets. */
+  headersToDownstreamOnAllow: headerNames.default([]),
   /** Headers of a denying answer passed to the caller with it. */
   headersToDownstreamOnDeny: headerNames.default([]),
   /** When the service cannot be asked (down, slow, no endpoint): allow (true) or answer statusOnError (false, the default). */

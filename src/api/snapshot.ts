@@ -516,7 +516,12 @@ export interface SnapshotExtAuthz {
   pathPrefix: string;
   /** Lower-case. */
   includeRequestHeaders: string[];
+  /** Lower-case names. */
+  additionalHeaders: Record<string, string>;
+  /** Present: the request body goes with the check, up to this many bytes. */
+  maxRequestBytes?: number;
   headersToUpstreamOnAllow: string[];
+  headersToDownstreamOnAllow: string[];
   headersToDownstreamOnDeny: string[];
   failOpen: boolean;
   statusOnError: number;

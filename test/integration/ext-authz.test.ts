@@ -1,24 +1,37 @@
 // CUSTOM AuthorizationPolicies with real weft processes and a real external authorization service: checks at a gateway and at a sidecar's inbound side, what passes each way, a provider that cannot be asked (closed and open), one that is not defined, and the API's refusal.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, request, type IncomingHttpHeaders, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ErrorCodes } from '../../src/api/errors.ts';
 import { apiCall } from './gateway-helpers.ts';
 import { get, NS, startJwtMesh, type JwtMesh } from './jwt-helpers.ts';
 
-/** The checks the authorization service was asked: path and headers. */
-const checks: { path: string; headers: IncomingHttpHeaders }[] = [];
+/** The checks the authorization service was asked: path, headers and body. */
+const checks: { path: string; headers: IncomingHttpHeaders; body: string }[] = [];
 let authz: Server;
 let mesh: JwtMesh;
 
 /** alice may pass (and is named to the app); no user is sent to log in; anyone else is refused with a reason. */
 function startAuthz(): Promise<number> {
   authz = createServer((req, res) => {
-    checks.push({ path: req.url ?? '', headers: req.headers });
+    let body = '';
+    req.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+    req.on('end', () => answerCheck(req.url ?? '', req.headers, body, res));
+  });
+  return new Promise((resolve) => authz.listen(0, '127.0.0.1', () => resolve((authz.address() as AddressInfo).port)));
+}
+
+function answerCheck(path: string, headers: IncomingHttpHeaders, body: string, res: ServerResponse): void {
+  {
+    checks.push({ path, headers, body });
+    const req = { url: path, headers };
     const user = req.headers['x-user'];
-    if (user === 'alice') {
-      res.writeHead(200, { 'x-authz-user': 'alice', 'x-not-passed': 'allowed' });
+    if (body.includes('forbidden')) {
+      res.writeHead(403, { 'content-type': 'text/plain' });
+      res.end('the body asks for something forbidden');
+    } else if (user === 'alice' || path.startsWith('/orders/')) {
+      res.writeHead(200, { 'x-authz-user': 'alice', 'x-not-passed': 'allowed', 'x-authz-decision': 'ok' });
       res.end();
     } else if (user === undefined) {
       res.writeHead(302, { location: `/login?next=${encodeURIComponent(req.url ?? '')}`, 'x-not-passed': 'denied' });
@@ -27,8 +40,7 @@ function startAuthz(): Promise<number> {
       res.writeHead(403, { 'content-type': 'text/plain' });
       res.end(`no entry for ${String(user)}`);
     }
-  });
-  return new Promise((resolve) => authz.listen(0, '127.0.0.1', () => resolve((authz.address() as AddressInfo).port)));
+  }
 }
 
 const custom = (name: string, provider: string, paths: string[], target: { group?: string; kind: string; name: string }) => ({
@@ -50,7 +62,9 @@ before(async () => {
       pathPrefix: '/check',
       includeRequestHeadersInCheck: ['x-user'],
       headersToUpstreamOnAllow: ['x-authz-user'],
+      headersToDownstreamOnAllow: ['x-authz-decision'],
       headersToDownstreamOnDeny: ['location', 'content-type'],
+      includeAdditionalHeadersInCheck: { 'x-check-source': 'weft' },
       ...extra,
     },
   });
@@ -59,7 +73,14 @@ before(async () => {
       apiVersion: 'weft.dev/v1alpha1',
       kind: 'MeshConfig',
       metadata: { name: 'default' },
-      spec: { extensionProviders: [provider('checker', 'authz'), provider('gone', 'gone', { statusOnError: 503 }), provider('gone-open', 'gone', { failOpen: true })] },
+      spec: {
+        extensionProviders: [
+          provider('checker', 'authz'),
+          provider('body-checker', 'authz', { pathPrefix: undefined, includeRequestBodyInCheck: { maxRequestBytes: 64 } }),
+          provider('gone', 'gone', { statusOnError: 503 }),
+          provider('gone-open', 'gone', { failOpen: true }),
+        ],
+      },
     },
     // The service outside the mesh; "gone" is an address nothing listens on (127.0.0.2).
     { apiVersion: 'v1', kind: 'Service', metadata: { name: 'authz', namespace: NS }, spec: { selector: { app: 'authz' }, ports: [{ port: 9000, targetPort: port }] } },
@@ -68,6 +89,7 @@ before(async () => {
     { apiVersion: 'weft.dev/v1alpha1', kind: 'Workload', metadata: { name: 'gone-0', namespace: NS, labels: { app: 'gone' } }, spec: { address: '127.0.0.2', ports: [{ port }] } },
     custom('admin-check', 'checker', ['/admin/*'], GATEWAY),
     custom('beta-check', 'gone', ['/beta/*'], GATEWAY),
+    custom('orders-check', 'body-checker', ['/orders/*'], GATEWAY),
     custom('gamma-check', 'gone-open', ['/gamma/*'], GATEWAY),
     custom('lost-check', 'nobody', ['/lost/*'], GATEWAY),
     custom('secure-check', 'checker', ['/private/*'], { kind: 'Service', name: 'secure' }),
@@ -81,19 +103,56 @@ after(async () => {
 
 const edge = (path: string, headers: Record<string, string> = {}) => get(mesh.port, 'edge.example', path, headers);
 
+/** A POST with a JSON body to edge.example: the answer, and the content-length the echo app received. */
+function send(path: string, body: string): Promise<{ status: number; headers: IncomingHttpHeaders; body: string; appLength?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: mesh.port, path, method: 'POST', agent: false, timeout: 5000, headers: { host: 'edge.example', 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      res.on('end', () => {
+        const echo = String(res.headers['content-type']) === 'application/json' ? (JSON.parse(text) as { headers: Record<string, string[]> }) : undefined;
+        const length = echo && Object.entries(echo.headers).find(([name]) => name.toLowerCase() === 'content-length')?.[1][0];
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text, ...(length !== undefined ? { appLength: length } : {}) });
+      });
+    });
+    req.on('timeout', () => req.destroy(new Error('no answer within 5 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 test('gateway: an allowed request goes on with the headers the service added; the check carried the method, the prefixed path and the chosen headers', async () => {
   checks.length = 0;
   const answer = await edge('/admin/users?page=2', { 'x-user': 'alice', authorization: 'Bearer abc', 'x-other': 'kept-from-the-check' });
   assert.equal(answer.status, 200, answer.body);
   assert.equal(answer.seen!['x-authz-user'], 'alice');
   assert.equal(answer.seen!['x-not-passed'], undefined, 'only the headers the provider names reach the app');
+  assert.equal(answer.headers['x-authz-decision'], 'ok', 'and the caller gets the ones named for it');
+  assert.equal(answer.headers['x-not-passed'], undefined);
   assert.equal(checks.length, 1);
   const check = checks[0]!;
   assert.equal(check.path, '/check/admin/users?page=2');
   assert.equal(check.headers.host, `authz.${NS}`);
   assert.equal(check.headers.authorization, 'Bearer abc');
   assert.equal(check.headers['x-user'], 'alice');
+  assert.equal(check.headers['x-check-source'], 'weft');
   assert.equal(check.headers['x-other'], undefined);
+  assert.equal(check.body, '');
+});
+
+test('a provider that reads bodies gets the body with the check, and the app still gets it once allowed; a longer one is refused', async () => {
+  checks.length = 0;
+  const allowed = await send('/orders/new', '{"item":"tea"}');
+  assert.equal(allowed.status, 200, allowed.body);
+  assert.equal(checks[0]?.body, '{"item":"tea"}');
+  assert.equal(checks[0]?.headers['content-type'], 'application/json');
+  assert.equal(allowed.appLength, String('{"item":"tea"}'.length), 'the body went on to the app');
+  const refused = await send('/orders/new', '{"item":"forbidden"}');
+  assert.equal(refused.status, 403);
+  assert.equal(refused.body, 'the body asks for something forbidden');
+  const long = await send('/orders/new', JSON.stringify({ item: 'x'.repeat(100) }));
+  assert.equal(long.status, 413, long.body);
+  assert.equal(long.headers['weft-reason'], ErrorCodes.EXT_AUTHZ_DENIED);
 });
 
 test("gateway: a denial is the service's answer (status, body, the headers it may pass), and the app is not called", async () => {
