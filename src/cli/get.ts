@@ -2,7 +2,7 @@
 import { Command, Option } from 'commander';
 import { stringify } from 'yaml';
 import type { Resource } from '../api/meta.ts';
-import type { BackendTrafficPolicySpec, GatewaySpec, HTTPRouteSpec, MeshConfigSpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
+import type { AuthorizationPolicySpec, BackendTrafficPolicySpec, GatewaySpec, HTTPRouteSpec, MeshConfigSpec, ServiceSpec, WorkloadSpec } from '../api/resources.ts';
 import { WeftClient } from './client.ts';
 import { age, table } from './format.ts';
 import { resolveKind } from './kinds.ts';
@@ -48,6 +48,13 @@ function routeAccepted(r: Resource): string {
   });
   if (parents.length === 0) return '<pending>';
   return parents.every((p) => p === 'True') ? 'True' : parents.join(', ');
+}
+
+/** An object's own Accepted condition: "True", or its status with the reason. */
+function conditionAccepted(r: Resource): string {
+  const accepted = (r.status as { conditions?: { type: string; status: string; reason?: string }[] } | undefined)?.conditions?.find((c) => c.type === 'Accepted');
+  if (!accepted) return '<pending>';
+  return accepted.status === 'True' ? 'True' : `${accepted.status} (${accepted.reason ?? 'no reason'})`;
 }
 
 /** A policy's Accepted over its targets (Gateway API PolicyStatus ancestors), like routeAccepted. */
@@ -118,6 +125,19 @@ function columnsFor(kind: string, wide: boolean): Columns {
       return wide
         ? { header: ['TARGETS', 'ACCEPTED', 'LB'], cells: (r) => [targets(r), policyAccepted(r), spec(r).loadBalancer?.type ?? 'LeastRequest'] }
         : { header: ['TARGETS', 'ACCEPTED'], cells: (r) => [targets(r), policyAccepted(r)] };
+    }
+    case 'AuthorizationPolicy': {
+      const spec = (r: Resource) => r.spec as AuthorizationPolicySpec;
+      const action = (r: Resource) => (spec(r).action === 'CUSTOM' ? `CUSTOM (${spec(r).provider?.name ?? '?'})` : (spec(r).action ?? 'ALLOW'));
+      const appliesTo = (r: Resource) => {
+        const s = spec(r);
+        if (s.targetRefs) return s.targetRefs.map((t) => `${t.kind}/${t.name}`).join(',');
+        if (s.selector?.matchLabels) return Object.entries(s.selector.matchLabels).map(([k, v]) => `${k}=${v}`).join(',') || '<namespace>';
+        return '<namespace>';
+      };
+      return wide
+        ? { header: ['ACTION', 'APPLIES TO', 'ACCEPTED', 'RULES'], cells: (r) => [action(r), appliesTo(r), conditionAccepted(r), String(spec(r).rules?.length ?? 0)] }
+        : { header: ['ACTION', 'APPLIES TO', 'ACCEPTED'], cells: (r) => [action(r), appliesTo(r), conditionAccepted(r)] };
     }
     case 'MeshConfig':
       return { header: ['TRUST DOMAIN'], cells: (r) => [(r.spec as MeshConfigSpec).trustDomain ?? 'cluster.local'] };

@@ -350,3 +350,52 @@ test('IP parsing without node:net: v4, v6 with ::, embedded v4, and what is not 
   assert.equal(match('172.16.5.5'), true);
   assert.equal(match('::ffff:10.0.0.1'), true);
 });
+
+// ------------------------------------------------------------------ CUSTOM (external authorization)
+
+test('CUSTOM: the provider resolves to a backend with its settings, an unknown one keeps the policy closed, and weft get shows both', async () => {
+  const meshConfig = parsed<MeshConfig>({
+    apiVersion: 'weft.dev/v1alpha1',
+    kind: 'MeshConfig',
+    metadata: { name: 'default' },
+    spec: { extensionProviders: [{ name: 'opa', envoyExtAuthzHttp: { service: 'reviews.shop.svc.cluster.local', port: 80, includeRequestHeadersInCheck: ['X-User'], includeAdditionalHeadersInCheck: { 'X-From': 'weft' } } }] },
+  });
+  const checked = policy('checked', { selector: { matchLabels: { app: 'reviews' } }, action: 'CUSTOM', provider: { name: 'opa' }, rules: [{}] });
+  const lost = policy('lost', { selector: { matchLabels: { app: 'reviews' } }, action: 'CUSTOM', provider: { name: 'nobody' }, rules: [{}] });
+  const i = input([checked, lost], { meshConfig });
+  const authz = authzOf(i, sidecar('reviews'))!;
+  assert.deepEqual(authz.custom, [
+    {
+      name: 'shop/checked',
+      rules: [{}],
+      provider: {
+        name: 'opa',
+        backend: 'shop/reviews:80',
+        host: 'reviews.shop',
+        timeoutMs: 1000,
+        pathPrefix: '',
+        includeRequestHeaders: ['x-user'],
+        additionalHeaders: { 'x-from': 'weft' },
+        headersToUpstreamOnAllow: [],
+        headersToDownstreamOnAllow: [],
+        headersToDownstreamOnDeny: [],
+        failOpen: false,
+        statusOnError: 403,
+      },
+    },
+    { name: 'shop/lost', rules: [{}] },
+  ]);
+  // CUSTOM policies are not among the ALLOW policies: they do not make the workload deny what no ALLOW matches.
+  assert.equal(authz.allow, undefined);
+  const statuses = computeStatuses(i);
+  const status = (name: string) => (statuses.get(`weft.dev/AuthorizationPolicy/shop/${name}`) as { conditions: { status: string; reason: string; message: string }[] }).conditions[0]!;
+  assert.equal(status('checked').status, 'True');
+  assert.deepEqual([status('lost').status, status('lost').reason], ['False', 'InvalidProvider']);
+
+  const { formatTable } = await import('../../src/cli/get.ts');
+  const shown = [checked, lost].map((p) => ({ ...p, status: statuses.get(`weft.dev/AuthorizationPolicy/shop/${p.metadata.name}`) }));
+  const text = formatTable({ kind: 'AuthorizationPolicy', namespaced: true }, shown, false, Date.now());
+  assert.match(text, /^NAME\s+NAMESPACE\s+ACTION\s+APPLIES TO\s+ACCEPTED\s+AGE$/m);
+  assert.match(text, /^checked\s+shop\s+CUSTOM \(opa\)\s+app=reviews\s+True\s/m);
+  assert.match(text, /^lost\s+shop\s+CUSTOM \(nobody\)\s+app=reviews\s+False \(InvalidProvider\)\s/m);
+});
