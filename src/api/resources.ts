@@ -714,6 +714,7 @@ export const TransformationSpec = z
         if (side === 'request' && ref.source.startsWith('response.')) issue(path, `{{ ${refName(ref)} }}: the response is not known yet on the request side`);
         if (side === 'response' && ref.source === 'request.body') issue(path, `{{ ${refName(ref)} }}: the request body is gone by the time the response comes; extract what is needed from it`);
         if (ref.source === 'extract' && !extractors.has(ref.path[0]!)) issue(path, `{{ ${refName(ref)} }}: no extractor "${ref.path[0]}" is defined before this`);
+        if (ref.source === 'item') issue(path, `{{ ${refName(ref)} }}: is only known inside a JSON body's $each`);
       }
     };
     const text = (path: (string | number)[], value: string): TemplateRef[] => {

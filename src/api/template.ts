@@ -18,7 +18,9 @@ export type TemplateSource =
   | 'response.body'
   | 'extract'
   | 'principal'
-  | 'claims';
+  | 'claims'
+  /** The element a JSON template's `$each` is at (only inside its `$to`). */
+  | 'item';
 
 /** One placeholder: its source and, below it, a key (header, query parameter, extractor) or a dot path (bodies, claims). */
 export interface TemplateRef {
@@ -32,7 +34,7 @@ export type TemplatePart = string | TemplateRef;
 
 /** Sources taking one key (`request.header.<name>`), a dot path (`request.body.a.b`, the whole body without one), or nothing. */
 const KEYED: ReadonlySet<TemplateSource> = new Set(['request.query', 'request.header', 'response.header', 'extract']);
-const PATHED: ReadonlySet<TemplateSource> = new Set(['request.body', 'response.body', 'claims']);
+const PATHED: ReadonlySet<TemplateSource> = new Set(['request.body', 'response.body', 'claims', 'item']);
 const BARE: ReadonlySet<TemplateSource> = new Set(['request.method', 'request.path', 'response.status', 'principal']);
 
 const PLACEHOLDER = /\{\{\s*([^{}]*?)\s*\}\}/g;
@@ -85,30 +87,46 @@ export function templateRefs(parts: readonly TemplatePart[]): TemplateRef[] {
 /**
  * A JSON body template: any JSON value whose strings may hold placeholders.
  * A string that is exactly one placeholder takes the value itself (a number,
- * an object, null when missing); other strings are rendered as text.
+ * an object, null when missing); other strings are rendered as text. An
+ * object `{$each: "{{ <a list> }}", $to: <template>}` is the list with each
+ * element rendered by `$to`, where `{{ item[.path] }}` is that element (the
+ * innermost one, when they nest): a projection, not a loop, since it runs
+ * once per element of a list the body already holds.
  */
 export type JsonTemplate =
   | { kind: 'literal'; value: unknown }
   | { kind: 'value'; ref: TemplateRef }
   | { kind: 'text'; parts: TemplatePart[] }
   | { kind: 'array'; items: JsonTemplate[] }
-  | { kind: 'object'; entries: [string, JsonTemplate][] };
+  | { kind: 'object'; entries: [string, JsonTemplate][] }
+  | { kind: 'each'; list: TemplateRef; to: JsonTemplate };
 
-/** Parses a JSON body template; throws a TemplateError whose message starts with the JSON path of the bad string. */
-export function parseJsonTemplate(value: unknown, at = ''): JsonTemplate {
+/** Parses a JSON body template; throws a TemplateError whose message starts with the JSON path of the bad part. */
+export function parseJsonTemplate(value: unknown, at = '', inEach = false): JsonTemplate {
+  const where = at || '(the body)';
   if (typeof value === 'string') {
     let parts: TemplatePart[];
     try {
       parts = parseTemplate(value);
     } catch (error) {
-      throw new TemplateError(`${at || '(the body)'}: ${(error as Error).message}`);
+      throw new TemplateError(`${where}: ${(error as Error).message}`);
     }
+    const stray = inEach ? undefined : templateRefs(parts).find((r) => r.source === 'item');
+    if (stray) throw new TemplateError(`${where}: "{{ ${refName(stray)} }}" is only known inside a $each's $to`);
     if (parts.length === 1 && typeof parts[0] !== 'string') return { kind: 'value', ref: parts[0]! };
     return parts.some((p) => typeof p !== 'string') ? { kind: 'text', parts } : { kind: 'literal', value };
   }
-  if (Array.isArray(value)) return { kind: 'array', items: value.map((item, i) => parseJsonTemplate(item, `${at}[${i}]`)) };
+  if (Array.isArray(value)) return { kind: 'array', items: value.map((item, i) => parseJsonTemplate(item, `${at}[${i}]`, inEach)) };
   if (value !== null && typeof value === 'object') {
-    return { kind: 'object', entries: Object.entries(value).map(([key, item]) => [key, parseJsonTemplate(item, at ? `${at}.${key}` : key)]) };
+    const keys = Object.keys(value);
+    if (keys.includes('$each')) {
+      if (keys.length !== 2 || !keys.includes('$to')) throw new TemplateError(`${where}: a $each object has exactly two keys, $each and $to`);
+      const list = (value as { $each: unknown }).$each;
+      const parsed = typeof list === 'string' ? parseJsonTemplate(list, `${at ? `${at}.` : ''}$each`, inEach) : undefined;
+      if (parsed?.kind !== 'value') throw new TemplateError(`${where}.$each: must be one placeholder naming a list, such as "{{ response.body.items }}"`);
+      return { kind: 'each', list: parsed.ref, to: parseJsonTemplate((value as { $to: unknown }).$to, `${at ? `${at}.` : ''}$to`, true) };
+    }
+    return { kind: 'object', entries: Object.entries(value).map(([key, item]) => [key, parseJsonTemplate(item, at ? `${at}.${key}` : key, inEach)]) };
   }
   return { kind: 'literal', value };
 }
@@ -126,6 +144,9 @@ export function jsonTemplateRefs(template: JsonTemplate): TemplateRef[] {
       return template.items.flatMap(jsonTemplateRefs);
     case 'object':
       return template.entries.flatMap(([, item]) => jsonTemplateRefs(item));
+    case 'each':
+      // `item` inside $to is the element, not a value of the exchange.
+      return [template.list, ...jsonTemplateRefs(template.to).filter((r) => r.source !== 'item')];
   }
 }
 
@@ -181,6 +202,11 @@ export function renderJson(template: JsonTemplate, lookup: (ref: TemplateRef) =>
       // Defined, not assigned: a key named __proto__ must stay a key.
       for (const [key, item] of template.entries) Object.defineProperty(out, key, { value: renderJson(item, lookup), enumerable: true, writable: true, configurable: true });
       return out;
+    }
+    case 'each': {
+      const list = lookup(template.list);
+      if (!Array.isArray(list)) return null;
+      return list.map((element: unknown) => renderJson(template.to, (ref) => (ref.source === 'item' ? atPath(element, ref.path) : lookup(ref))));
     }
   }
 }

@@ -48,6 +48,8 @@ async function checkEdge(facts: UpFile): Promise<void> {
   const publicBody = (await products.json()) as { products: { id: string; price: number }[]; version: string };
   assert.deepEqual(Object.keys(publicBody), ['products', 'version'], 'only the public fields are left');
   assert.equal(publicBody.products.length, 4);
+  // Each product projected to the public fields ($each), whichever catalog version answered.
+  for (const product of publicBody.products) assert.deepEqual(Object.keys(product), ['id', 'name', 'price', 'currency']);
   assert.ok(publicBody.products.every((p) => typeof p.price === 'number'));
   assert.equal(products.headers.get('x-catalog-version'), publicBody.version);
   assert.equal(products.headers.get('x-served-by'), null);

@@ -55,7 +55,16 @@ const TRANSFORM = {
     },
     response: {
       headers: { set: [{ name: 'x-order-id', value: '{{ response.body.order.id }}' }, { name: 'x-upstream-status', value: '{{ response.status }}' }], remove: ['x-app-version'] },
-      body: { json: { id: '{{ response.body.order.id }}', total: '{{ response.body.order.total }}', version: '{{ response.header.x-app-version }}', for: '{{ extract.user }}', sent: '{{ response.body.got.body }}' } },
+      body: {
+        json: {
+          id: '{{ response.body.order.id }}',
+          total: '{{ response.body.order.total }}',
+          lines: { $each: '{{ response.body.order.lines }}', $to: '{{ item.qty }}x {{ item.sku }}' },
+          version: '{{ response.header.x-app-version }}',
+          for: '{{ extract.user }}',
+          sent: '{{ response.body.got.body }}',
+        },
+      },
     },
     maxBodyBytes: 2048,
   },
@@ -165,7 +174,7 @@ for (const [name, prefix] of [['HTTP/1.1', '/v2/orders'], ['h2c', '/h2/orders']]
     assert.equal(Number(got.headers['content-length']), Buffer.byteLength(got.body));
 
     // What the client got: the reshaped answer, the status kept, headers from the response body and status.
-    assert.deepEqual(JSON.parse(answer.body), { id: 'o-17', total: 42.5, version: '7', for: 'ann42', sent: got.body });
+    assert.deepEqual(JSON.parse(answer.body), { id: 'o-17', total: 42.5, lines: ['2x tea'], version: '7', for: 'ann42', sent: got.body });
     assert.equal(answer.headers['x-order-id'], 'o-17');
     assert.equal(answer.headers['x-upstream-status'], '201');
     assert.equal(answer.headers['x-app-version'], undefined);
@@ -241,7 +250,7 @@ test('a response that is not JSON passes as it came; one cut short or over maxBo
 test("a backendRef's Transformation rewrites the response before its rule's", async () => {
   const answer = await ask('POST', '/nested', '{"items": []}', { authorization: 'Bearer user-bo' });
   assert.equal(answer.status, 201, answer.body);
-  assert.deepEqual(JSON.parse(answer.body), { id: 'wrapped-o-17', total: 1, version: '7', for: 'bo', sent: 'inner' });
+  assert.deepEqual(JSON.parse(answer.body), { id: 'wrapped-o-17', total: 1, lines: null, version: '7', for: 'bo', sent: 'inner' });
   assert.equal(answer.headers['x-wrapped'], 'by the backendRef');
 });
 

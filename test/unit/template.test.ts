@@ -50,6 +50,27 @@ test('a JSON template keeps the type of a string that is one placeholder, render
   assert.equal(JSON.stringify(keyed), '{"__proto__":"POST"}');
 });
 
+test('$each projects a list element by element, nesting, with item the innermost element; a value that is not a list is null', () => {
+  const body = { products: [{ id: 'a', price: 1, tags: ['x', 'y'] }, { id: 'b', price: 2, tags: [] }], total: 2 };
+  const lookup = (ref: TemplateRef) => (ref.source === 'response.body' ? atPath(body, ref.path) : undefined);
+  const template = parseJsonTemplate({
+    items: { $each: '{{ response.body.products }}', $to: { sku: '{{ item.id }}', label: '{{ item.id }}: {{ item.price }} EUR', tags: { $each: '{{ item.tags }}', $to: 'tag {{ item }}' } } },
+    none: { $each: '{{ response.body.total }}', $to: '{{ item }}' },
+  });
+  assert.deepEqual(renderJson(template, lookup), {
+    items: [
+      { sku: 'a', label: 'a: 1 EUR', tags: ['tag x', 'tag y'] },
+      { sku: 'b', label: 'b: 2 EUR', tags: [] },
+    ],
+    none: null,
+  });
+  const refused = (value: unknown, message: RegExp) => assert.throws(() => parseJsonTemplate(value), (error: unknown) => error instanceof TemplateError && message.test(error.message));
+  refused({ a: '{{ item.id }}' }, /^a: "\{\{ item\.id \}\}" is only known inside a \$each's \$to/);
+  refused({ a: { $each: '{{ response.body.products }}' } }, /^a: a \$each object has exactly two keys, \$each and \$to/);
+  refused({ a: { $each: 'products', $to: 1 } }, /^a\.\$each: must be one placeholder naming a list/);
+  refused({ a: { $each: '{{ item.list }}', $to: 1 } }, /^a\.\$each: "\{\{ item\.list \}\}" is only known inside/);
+});
+
 test('a dot path follows object keys and array indexes, and nothing else', () => {
   const body = { a: [{ b: 1 }], s: 'text' };
   assert.equal(atPath(body, ['a', '0', 'b']), 1);
@@ -81,6 +102,8 @@ test('the Transformation schema checks every template by its side, extractors in
   assert.deepEqual(issues({}), [': a Transformation needs a request side, a response side or both']);
   assert.deepEqual(issues({ response: {} }), ['response: give headers, a body or both']);
   assert.deepEqual(issues({ extract: [{ name: 'a', value: 'x', group: 1 }], response: { headers: { remove: ['x-a'] } } }), ['extract.0.group: a group needs a regex']);
+  assert.deepEqual(issues({ response: { headers: { set: [{ name: 'x-a', value: '{{ item.id }}' }] } } }), ["response.headers.set.0.value: {{ item.id }}: is only known inside a JSON body's $each"]);
+  assert.deepEqual(issues({ response: { body: { json: { a: '{{ item }}' } } } }), ['response.body.json: a: "{{ item }}" is only known inside a $each\'s $to']);
   const fine = TransformationSpec.parse({ extract: [{ name: 'user', value: '{{ request.header.authorization }}', regex: '^Bearer (.+)$' }], response: { body: { json: { user: '{{ extract.user }}', data: '{{ response.body }}' } } } });
   assert.equal(fine.maxBodyBytes, 1024 * 1024);
 });

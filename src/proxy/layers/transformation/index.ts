@@ -271,6 +271,9 @@ function lookup(ref: TemplateRef, values: Values): unknown {
       return ex.requestPrincipal;
     case 'claims':
       return atPath(ex.jwtClaims, ref.path);
+    case 'item':
+      // renderJson answers it inside a $each; the control plane refuses it anywhere else.
+      return undefined;
   }
 }
 
