@@ -30,18 +30,15 @@ export type ExtAuthzVerdict =
   | { allowed: true; why: string }
   | { allowed: false; why: string; status: number; headers: Headers; body: Buffer };
 
-/** A checker for one snapshot: each provider's steps are built on first use and kept for the snapshot's life. */
-export function extAuthzChecker(context: ExtAuthzContext | undefined): (ex: HttpExchange, provider: SnapshotExtAuthz) => Promise<ExtAuthzVerdict> {
-  const steps = new Map<string, Step<HttpExchange> | undefined>();
-  const stepFor = (key: string): Step<HttpExchange> | undefined => {
-    if (!steps.has(key)) {
-      const backend = context?.backends[key];
-      steps.set(key, backend && context ? sideCallStep(backend, context) : undefined);
-    }
-    return steps.get(key);
-  };
+/** A checker for one snapshot: the steps to each of `providers` are built here, when the snapshot is applied. */
+export function extAuthzChecker(context: ExtAuthzContext | undefined, providers: readonly SnapshotExtAuthz[]): (ex: HttpExchange, provider: SnapshotExtAuthz) => Promise<ExtAuthzVerdict> {
+  const steps = new Map<string, Step<HttpExchange>>();
+  for (const { backend: key } of providers) {
+    const backend = context?.backends[key];
+    if (backend && context && !steps.has(key)) steps.set(key, sideCallStep(backend, context));
+  }
   return async (ex, provider) => {
-    const step = stepFor(provider.backend);
+    const step = steps.get(provider.backend);
     if (!step || !context) return failed(provider, `the provider's Service port ${provider.backend} is not known to this proxy`);
     const headers: Headers = { host: provider.host };
     for (const name of ['authorization', ...provider.includeRequestHeaders]) {

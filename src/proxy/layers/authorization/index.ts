@@ -33,7 +33,8 @@ interface CustomGuard {
 
 function customGuard(authorization: SnapshotAuthorization, context: AuthorizationContext): CustomGuard | undefined {
   const matching = compileCustomAuthorization(authorization);
-  return matching && { matching, check: extAuthzChecker(context.extAuthz) };
+  const providers = (authorization.custom ?? []).flatMap((policy) => (policy.provider ? [policy.provider] : []));
+  return matching && { matching, check: extAuthzChecker(context.extAuthz, providers) };
 }
 
 /** Inbound HTTP: the target carries the workload's policies. */
