@@ -1,8 +1,9 @@
-// ApiPortal objects → the snapshot's Portal filter: each API's base URLs and operations from its routes, its authentication from its Gateways' RequestAuthentications, its GraphQL schema and OpenAPI document.
+// ApiPortal objects → the snapshot's Portal filter: each API's base URLs and operations from its routes, its authentication from its Gateways' RequestAuthentications and CUSTOM AuthorizationPolicies, its GraphQL schema and OpenAPI document.
 import type { ApiPortal, Gateway, HTTPRoute } from '../api/resources.ts';
 import type { SnapshotPortal, SnapshotPortalApi } from '../api/snapshot.ts';
 import { parseYamlValue } from '../api/yaml.ts';
 import type { GraphQLIndex } from './graphql.ts';
+import { gatewayAuthorization, indexAuthorizationPolicies } from './authorization.ts';
 import { gatewayRequestAuthentication } from './request-authentication.ts';
 import { serviceNamespace } from './services.ts';
 import type { CompilerInput } from './types.ts';
@@ -110,6 +111,10 @@ function describeRoute(route: HTTPRoute, namespace: string, input: CompilerInput
     for (const jwt of rules.jwtRules) {
       const places = [...jwt.fromHeaders.map((h) => `header ${h.name}${h.prefix ? ` (prefix "${h.prefix.trim()}")` : ''}`), ...jwt.fromParams.map((p) => `query parameter ${p}`), ...jwt.fromCookies.map((c) => `cookie ${c}`)];
       api.authentication.push(`JWT from ${jwt.issuer} in ${places.join(' or ')}`);
+    }
+    // CUSTOM policies on the Gateway: a caller should know that an external service decides some requests (a login redirect, say).
+    for (const policy of gatewayAuthorization(indexAuthorizationPolicies(input), gwNamespace, gateway.metadata.name)?.custom ?? []) {
+      if (policy.provider) api.authentication.push(`requests matching ${policy.name} are checked by the external authorization service ${policy.provider.name}`);
     }
   }
 }

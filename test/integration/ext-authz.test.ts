@@ -93,6 +93,14 @@ before(async () => {
     custom('gamma-check', 'gone-open', ['/gamma/*'], GATEWAY),
     custom('lost-check', 'nobody', ['/lost/*'], GATEWAY),
     custom('secure-check', 'checker', ['/private/*'], { kind: 'Service', name: 'secure' }),
+    // A portal publishing the edge route: its callers should know that some requests are decided outside.
+    { apiVersion: 'weft.dev/v1alpha1', kind: 'ApiPortal', metadata: { name: 'developers', namespace: NS }, spec: { title: 'APIs', apis: [{ name: 'edge', routes: [{ name: 'edge' }] }] } },
+    {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name: 'portal', namespace: NS },
+      spec: { parentRefs: [{ name: 'gw' }], hostnames: ['portal.example'], rules: [{ filters: [{ type: 'ExtensionRef', extensionRef: { group: 'weft.dev', kind: 'ApiPortal', name: 'developers' } }] }] },
+    },
   ]);
 });
 
@@ -206,6 +214,13 @@ test("sidecar inbound: the workload's CUSTOM policy is checked by its own proxy,
   assert.equal(refused.status, 403);
   assert.equal(refused.body, 'no entry for mallory');
   assert.equal(refused.headers['weft-reason'], ErrorCodes.EXT_AUTHZ_DENIED);
+});
+
+test("the developer portal names the external authorization among an API's authentication", async () => {
+  const catalog = await get(mesh.port, 'portal.example', '/apis.json');
+  assert.equal(catalog.status, 200, catalog.body);
+  const api = (JSON.parse(catalog.body) as { apis: { name: string; authentication: string[] }[] }).apis.find((a) => a.name === 'edge')!;
+  assert.ok(api.authentication.includes(`requests matching ${NS}/admin-check are checked by the external authorization service checker`), api.authentication.join('; '));
 });
 
 test('the API refuses a CUSTOM policy without a provider, and a provider on another action, naming the field', async () => {
