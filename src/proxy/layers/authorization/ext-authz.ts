@@ -11,32 +11,24 @@
 // check that cannot be made (no endpoint, refused, over its timeout) allows
 // when the provider fails open, else answers statusOnError.
 import { ErrorCodes } from '../../../api/errors.ts';
-import type { SnapshotBackend, SnapshotExtAuthz } from '../../../api/snapshot.ts';
+import type { SnapshotExtAuthz } from '../../../api/snapshot.ts';
 import { proxyError } from '../../errors.ts';
 import type { Headers, HttpExchange, OutgoingHeaders } from '../../exchange.ts';
 import { readWholeBody } from '../body-buffer/index.ts';
 import type { Step } from '../../stack.ts';
-import { sendSideCall, sideCallStep, type SideCallContext } from '../side-call/index.ts';
+import { sendSideCall, sideCallSteps, type SideCallContext } from '../side-call/index.ts';
 
 /** The largest check answer read (a denial's body goes to the caller). */
 const MAX_CHECK_ANSWER_BYTES = 64 * 1024;
 
-/** Where checks are sent: the snapshot's backends and the proxy's balancers and pools. */
-export interface ExtAuthzContext extends SideCallContext {
-  backends: Readonly<Record<string, SnapshotBackend>>;
-}
 
 export type ExtAuthzVerdict =
   | { allowed: true; why: string }
   | { allowed: false; why: string; status: number; headers: Headers; body: Buffer };
 
 /** A checker for one snapshot: the steps to each of `providers` are built here, when the snapshot is applied. */
-export function extAuthzChecker(context: ExtAuthzContext | undefined, providers: readonly SnapshotExtAuthz[]): (ex: HttpExchange, provider: SnapshotExtAuthz) => Promise<ExtAuthzVerdict> {
-  const steps = new Map<string, Step<HttpExchange>>();
-  for (const { backend: key } of providers) {
-    const backend = context?.backends[key];
-    if (backend && context && !steps.has(key)) steps.set(key, sideCallStep(backend, context));
-  }
+export function extAuthzChecker(context: SideCallContext | undefined, providers: readonly SnapshotExtAuthz[]): (ex: HttpExchange, provider: SnapshotExtAuthz) => Promise<ExtAuthzVerdict> {
+  const steps = context ? sideCallSteps(providers.map((p) => p.backend), context) : new Map<string, Step<HttpExchange>>();
   return async (ex, provider) => {
     const step = steps.get(provider.backend);
     if (!step || !context) return failed(provider, `the provider's Service port ${provider.backend} is not known to this proxy`);

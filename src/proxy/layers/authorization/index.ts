@@ -7,7 +7,8 @@ import type { AuditRecord, AuditSink } from '../../audit-log.ts';
 import { proxyError } from '../../errors.ts';
 import type { Exchange, HttpExchange, TcpExchange } from '../../exchange.ts';
 import type { Layer, Step } from '../../stack.ts';
-import { extAuthzChecker, type ExtAuthzContext, type ExtAuthzVerdict } from './ext-authz.ts';
+import type { SideCallContext } from '../side-call/index.ts';
+import { extAuthzChecker, type ExtAuthzVerdict } from './ext-authz.ts';
 
 export interface AuthorizationTarget {
   /** The policies this proxy enforces; absent: nothing to enforce (the layer is left out). */
@@ -22,7 +23,7 @@ export interface AuthorizationContext {
   /** "ns/workload" or "ns/gateway", for the audit log. */
   proxy: string;
   /** Where CUSTOM policies' checks are sent; absent, every check fails (failOpen or statusOnError). */
-  extAuthz?: ExtAuthzContext | undefined;
+  extAuthz?: SideCallContext | undefined;
 }
 
 /** The CUSTOM half of a compiled authorization: the policies a request matches, and how their providers are asked. */

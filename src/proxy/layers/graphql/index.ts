@@ -15,25 +15,19 @@
 // a snapshot with such a route is applied: a proxy without one never loads it.
 import type { OutgoingHttpHeaders } from 'node:http';
 import { ErrorCodes } from '../../../api/errors.ts';
-import { GRAPHQL_PLACEHOLDER, type HttpFilter, type SnapshotBackend, type SnapshotGraphQLApi, type SnapshotGraphQLResolver } from '../../../api/snapshot.ts';
+import { GRAPHQL_PLACEHOLDER, type HttpFilter, type SnapshotGraphQLApi, type SnapshotGraphQLResolver } from '../../../api/snapshot.ts';
 import type { Clock } from '../../../telemetry/clock.ts';
 import { proxyError } from '../../errors.ts';
 import type { Headers, HttpExchange } from '../../exchange.ts';
 import type { Layer, Step } from '../../stack.ts';
-import type { BalancerRegistry } from '../balancer/balancers.ts';
 import { readWholeBody } from '../body-buffer/index.ts';
 import { filterOf } from '../filters.ts';
-import type { ForwardContext } from '../forward/index.ts';
-import { sendSideCall, sideCallStep, type SideAnswer } from '../side-call/index.ts';
+import { sendSideCall, sideCallSteps, type SideAnswer, type SideCallContext } from '../side-call/index.ts';
 
 type GraphQLModule = typeof import('graphql');
 
-export interface GraphQLContext {
-  backends: Readonly<Record<string, SnapshotBackend>>;
-  balancers: BalancerRegistry;
-  forward: ForwardContext;
-  clock: Clock;
-}
+/** The resolvers' calls are side calls: the snapshot's backends, the proxy's balancers and pools. */
+export type GraphQLContext = SideCallContext;
 
 /** The largest GraphQL request body read. */
 export const MAX_GRAPHQL_REQUEST_BYTES = 1024 * 1024;
@@ -59,11 +53,7 @@ export function graphqlEndpoint(context: GraphQLContext): Layer<{ filters: reado
     const compiled = compileApi(filter.graphql);
     compiled.catch(() => {});
     // Each resolver's Service port gets the steps a routed request to it takes, built once per snapshot.
-    const steps = new Map<string, Step<HttpExchange>>();
-    for (const resolver of Object.values(filter.graphql.resolvers)) {
-      const backend = context.backends[resolver.backend];
-      if (backend && !steps.has(backend.key)) steps.set(backend.key, sideCallStep(backend, context));
-    }
+    const steps = sideCallSteps(Object.values(filter.graphql.resolvers).map((r) => r.backend), context);
     const caller: Caller = { steps, clock: context.clock };
     return async (ex) => {
       await serve(ex, await compiled, caller);

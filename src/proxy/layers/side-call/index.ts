@@ -20,14 +20,26 @@ import { retryConnectFailures } from '../retry/index.ts';
 /** Attempts per call when endpoints refuse connections, as for a routed request. */
 const CONNECT_ATTEMPTS = 2;
 
+/** Where side calls go: the snapshot's backends, and the proxy's balancers and pools. */
 export interface SideCallContext {
+  backends: Readonly<Record<string, SnapshotBackend>>;
   balancers: BalancerRegistry;
   forward: ForwardContext;
   clock: Clock;
 }
 
-/** The steps a call to `backend` takes; built once per snapshot and backend. */
-export function sideCallStep(backend: SnapshotBackend, context: SideCallContext): Step<HttpExchange> {
+/** The steps to each of the backends `keys` name (those the snapshot has), built once when the snapshot is applied. */
+export function sideCallSteps(keys: Iterable<string>, context: SideCallContext): ReadonlyMap<string, Step<HttpExchange>> {
+  const steps = new Map<string, Step<HttpExchange>>();
+  for (const key of keys) {
+    const backend = context.backends[key];
+    if (backend && !steps.has(key)) steps.set(key, sideCallStep(backend, context));
+  }
+  return steps;
+}
+
+/** The steps a call to `backend` takes. */
+function sideCallStep(backend: SnapshotBackend, context: SideCallContext): Step<HttpExchange> {
   return stack({ backend }, [
     retryConnectFailures<HttpExchange>(CONNECT_ATTEMPTS),
     balance<HttpExchange>(context.balancers),
