@@ -103,8 +103,10 @@ export const MeshLimits = z.strictObject({
 });
 export type MeshLimits = z.infer<typeof MeshLimits>;
 
-/** HTTP headers by name, as ext authz lists them. */
-const headerNames = z.array(z.string().min(1).max(256).regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name')).max(64);
+/** An HTTP header name (a token, RFC 9110 §5.1). */
+const headerName = z.string().min(1).max(256).regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name');
+/** Header names, as ext authz lists them. */
+const headerNames = z.array(headerName).max(64);
 
 /**
  * An external authorization service over HTTP (Istio's envoyExtAuthzHttp):
@@ -124,7 +126,7 @@ export const ExtAuthzHttpProvider = z.strictObject({
   includeRequestHeadersInCheck: headerNames.default([]),
   /** Fixed headers added to every check (they replace a request header of the same name). */
   includeAdditionalHeadersInCheck: z
-    .record(z.string().regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name'), z.string().max(4096))
+    .record(headerName, z.string().max(4096))
     .refine((headers) => Object.keys(headers).length <= 32, 'at most 32 headers')
     .default({}),
   /** The request body is sent with the check, up to maxRequestBytes; a longer one is refused (413). */
@@ -226,7 +228,6 @@ export const HTTPPathMatch = z.strictObject({
   value: z.string().max(1024).default('/'),
 });
 
-const headerName = z.string().min(1).max(256).regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name');
 
 export const HTTPHeaderMatch = z.strictObject({
   type: z.enum(['Exact', 'RegularExpression']).default('Exact'),
