@@ -104,7 +104,7 @@ export const MeshLimits = z.strictObject({
 export type MeshLimits = z.infer<typeof MeshLimits>;
 
 /** An HTTP header name (a token, RFC 9110 §5.1). */
-const headerName = z.string().min(1).max(256).regex(/^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$/, 'must be a valid HTTP header name');
+const headerName = z.string().min(1).max(256).regex(HTTP_TOKEN, 'must be a valid HTTP header name');
 /** Header names, as ext authz lists them. */
 const headerNames = z.array(headerName).max(64);
 

@@ -7,6 +7,7 @@
 // which holds the upstream's body only when a template reads or replaces it.
 // Responses the proxy makes itself (errors, rate limits) are not rewritten.
 import { ErrorCodes } from '../../../api/errors.ts';
+import { INVALID_FIELD_VALUE_CHAR } from '../../../api/http-syntax.ts';
 import type { HttpFilter, SnapshotTransformSide, SnapshotTransformation } from '../../../api/snapshot.ts';
 import {
   atPath,
@@ -157,12 +158,12 @@ async function transformRequest(ex: HttpExchange, t: CompiledTransformation): Pr
   }
 }
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/g;
+/** What a field value may not hold (the shared HTTP grammar), everywhere in a value. */
+const NOT_IN_FIELD_VALUE = new RegExp(INVALID_FIELD_VALUE_CHAR.source, 'g');
 
-/** A rendered header value without control characters: a value taken from a body must not split a header. */
+/** A rendered header value without what the wire cannot carry: a value taken from a body must not split a header. */
 function headerValue(parts: readonly TemplatePart[], read: (ref: TemplateRef) => unknown): string {
-  return renderText(parts, read).replace(CONTROL, '');
+  return renderText(parts, read).replace(NOT_IN_FIELD_VALUE, '');
 }
 
 /**
